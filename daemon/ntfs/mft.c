@@ -1,0 +1,137 @@
+/*
+ * mft.c — reading and validating MFT records.
+ *
+ * Invariants: see mft.h.  Records are located through $MFT's own $DATA
+ * runlist (vol->mft_data), never by assuming the MFT is contiguous; the
+ * bootstrap read of record 0 before that runlist exists is done by volume.c.
+ */
+#include "mft.h"
+
+#include <errno.h>
+
+#include "attrib.h"
+#include "le.h"
+#include "error.h"
+#include "mst.h"
+#include "volume.h"
+
+static int attr_record_check(const uint8_t *rec, uint32_t off, uint32_t end,
+			     uint64_t mft_no)
+{
+	const struct ntfs_attr_record *a = (const void *)(rec + off);
+	uint32_t len, name_end;
+
+	if (end - off < 16)
+		goto bad;
+	len = le32(a->length);
+	if (len < NTFS_ATTR_RESIDENT_HEADER_SIZE || len % 8 || len > end - off)
+		goto bad;
+	name_end = le16(a->name_offset) + 2u * a->name_length;
+	if (a->name_length && name_end > len)
+		goto bad;
+	if (!a->non_resident) {
+		uint32_t vo = le16(a->u.r.value_offset), vl = le32(a->u.r.value_length);
+
+		if (vo > len || vl > len - vo)
+			goto bad;
+	} else {
+		uint16_t mpo = le16(a->u.nr.mapping_pairs_offset);
+
+		if (len < NTFS_ATTR_NONRESIDENT_HEADER_SIZE || mpo < NTFS_ATTR_NONRESIDENT_HEADER_SIZE ||
+		    mpo >= len)
+			goto bad;
+		if (sle64(a->u.nr.lowest_vcn) < 0 ||
+		    sle64(a->u.nr.highest_vcn) < sle64(a->u.nr.lowest_vcn) - 1)
+			goto bad;
+		if (sle64(a->u.nr.data_size) < 0 || sle64(a->u.nr.initialized_size) < 0 ||
+		    sle64(a->u.nr.allocated_size) < 0)
+			goto bad;
+	}
+	return 0;
+bad:
+	return ntfs_fail(EIO, "MFT record %llu: corrupted attribute record at offset %u",
+			 (unsigned long long)mft_no, off);
+}
+
+int ntfs_mft_record_check(uint8_t *buf, uint32_t size, uint64_t mft_no)
+{
+	struct ntfs_mft_record *m = (void *)buf;
+	uint32_t off, in_use;
+	int err;
+
+	if (le32(m->magic) == magic_BAAD)
+		return ntfs_fail(EIO, "MFT record %llu: marked BAAD (a multi-sector transfer "
+				 "failed when it was written)", (unsigned long long)mft_no);
+	if (le32(m->magic) != magic_FILE)
+		return ntfs_fail(EIO, "MFT record %llu: bad magic 0x%08x, expected FILE",
+				 (unsigned long long)mft_no, le32(m->magic));
+	err = ntfs_mst_post_read(buf, size, "MFT record", mft_no);
+	if (err)
+		return err;
+	in_use = le32(m->bytes_in_use);
+	off = le16(m->attrs_offset);
+	if (le32(m->bytes_allocated) != size || in_use > size || in_use < sizeof(*m) ||
+	    off % 8 || off < le16(m->usa_ofs) + 2u * le16(m->usa_count) || off + 4 > in_use)
+		return ntfs_fail(EIO, "MFT record %llu: inconsistent header (attrs_offset %u, "
+				 "bytes_in_use %u, bytes_allocated %u)",
+				 (unsigned long long)mft_no, off, in_use,
+				 le32(m->bytes_allocated));
+	if (le16(m->usa_ofs) >= sizeof(*m) && le32(m->mft_record_number) != (uint32_t)mft_no)
+		return ntfs_fail(EIO, "MFT record %llu: header says it is record %u",
+				 (unsigned long long)mft_no, le32(m->mft_record_number));
+	for (;;) {
+		if (in_use - off < 4)
+			return ntfs_fail(EIO, "MFT record %llu: attributes run past bytes in use "
+					 "without an end marker", (unsigned long long)mft_no);
+		if (get_le32(buf + off) == AT_END)
+			return 0;
+		err = attr_record_check(buf, off, in_use, mft_no);
+		if (err)
+			return err;
+		off += get_le32(buf + off + 4);
+	}
+}
+
+int ntfs_mft_record_read(struct ntfs_volume *vol, uint64_t mft_no, uint8_t *buf)
+{
+	uint32_t size = vol->geo.mft_record_size;
+	ssize_t n;
+
+	if (mft_no >= vol->nr_mft_records)
+		return ntfs_fail(ENOENT, "MFT record %llu: beyond the end of the MFT (%llu "
+				 "records)", (unsigned long long)mft_no,
+				 (unsigned long long)vol->nr_mft_records);
+	n = ntfs_attr_pread(vol->mft_data, mft_no << vol->geo.mft_record_size_bits, size, buf);
+	if (n < 0)
+		return (int)n;
+	if ((uint32_t)n != size)
+		return ntfs_fail(EIO, "MFT record %llu: short read", (unsigned long long)mft_no);
+	return ntfs_mft_record_check(buf, size, mft_no);
+}
+
+void ntfs_attr_iter_init(struct ntfs_attr_iter *it, const uint8_t *rec)
+{
+	const struct ntfs_mft_record *m = (const void *)rec;
+
+	it->rec = rec;
+	it->bytes_in_use = le32(m->bytes_in_use);
+	it->off = le16(m->attrs_offset);
+}
+
+int ntfs_attr_iter_next(struct ntfs_attr_iter *it, const struct ntfs_attr_record **a)
+{
+	const struct ntfs_attr_record *cur;
+
+	if (it->bytes_in_use - it->off < 16 || get_le32(it->rec + it->off) == AT_END)
+		return 0;
+	cur = (const void *)(it->rec + it->off);
+	it->off += le32(cur->length);
+	*a = cur;
+	return 1;
+}
+
+const uint8_t *ntfs_attr_value(const struct ntfs_attr_record *a, uint32_t *len)
+{
+	*len = le32(a->u.r.value_length);
+	return (const uint8_t *)a + le16(a->u.r.value_offset);
+}

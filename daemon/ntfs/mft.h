@@ -1,0 +1,48 @@
+/*
+ * mft.h — MFT records: reading by number, validating, iterating attributes.
+ *
+ * Invariants: a record buffer handed out by ntfs_mft_record_read() has had
+ * its fixups verified and removed, its header checked (magic, sizes, offsets,
+ * record number), and every attribute record in it checked to lie inside the
+ * bytes in use with consistent name, value and mapping-pairs offsets.  So
+ * code walking a record with ntfs_attr_iter never reads outside the record.
+ */
+#ifndef NTFS_MFT_H
+#define NTFS_MFT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "le.h"
+#include "layout.h"
+
+struct ntfs_volume;
+
+/* Read record mft_no into buf (vol->geo.mft_record_size bytes). */
+int ntfs_mft_record_read(struct ntfs_volume *vol, uint64_t mft_no, uint8_t *buf);
+
+/* Verify fixups and validate a raw record already in buf. */
+int ntfs_mft_record_check(uint8_t *buf, uint32_t size, uint64_t mft_no);
+
+/* Walk the attribute records of a validated MFT record. */
+struct ntfs_attr_iter {
+	const uint8_t *rec;
+	uint32_t bytes_in_use;
+	uint32_t off;
+};
+
+void ntfs_attr_iter_init(struct ntfs_attr_iter *it, const uint8_t *rec);
+/* Next attribute (stops before AT_END): 1 with *a set, 0 at the end. */
+int ntfs_attr_iter_next(struct ntfs_attr_iter *it, const struct ntfs_attr_record **a);
+
+/* The attribute's name, as stored (name_length ntfschars, may be unaligned
+ * so callers compare with memcmp). */
+static inline const void *ntfs_attr_name(const struct ntfs_attr_record *a)
+{
+	return (const uint8_t *)a + le16(a->name_offset);
+}
+
+/* Resident value of a (validated) resident attribute. */
+const uint8_t *ntfs_attr_value(const struct ntfs_attr_record *a, uint32_t *len);
+
+#endif

@@ -1,0 +1,54 @@
+/*
+ * volume.h — an open NTFS volume: geometry, $MFT, $UpCase and state.
+ *
+ * Invariants: an ntfs_volume returned by ntfs_volume_open() has a validated
+ * geometry, a complete $MFT runlist (every extent merged), a loaded $UpCase
+ * table, and its state (version, dirty flag, $LogFile and hibernation
+ * checks) read.  A read-write volume was clean and not hibernated when it was
+ * opened.  After open the volume is only read, so it may be shared by many
+ * threads for reading.
+ */
+#ifndef NTFS_VOLUME_H
+#define NTFS_VOLUME_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "boot.h"
+#include "device.h"
+#include "layout.h"
+
+struct ntfs_attr;
+struct ntfs_inode;
+
+#define NTFS_OPEN_READ_ONLY 0x1u
+
+struct ntfs_volume {
+	struct ntfs_device *dev;
+	struct ntfs_geometry geo;
+	unsigned flags;                 /* NTFS_OPEN_* */
+	struct ntfs_inode *mft_ni;      /* $MFT */
+	struct ntfs_attr *mft_data;     /* $MFT/$DATA: locates every record */
+	uint64_t nr_mft_records;
+	ntfschar *upcase;               /* $UpCase, upcase_len entries */
+	uint32_t upcase_len;
+	uint8_t major_ver, minor_ver;
+	uint16_t vol_flags;             /* $VOLUME_INFORMATION flags */
+	bool logfile_clean;             /* $LogFile shows a clean shutdown */
+	bool hibernated;                /* /hiberfil.sys says Windows is hibernated */
+	char *label;                    /* UTF-8, may be empty */
+};
+
+/* Open the volume at path.  A read-write open (flags without
+ * NTFS_OPEN_READ_ONLY) of a dirty, unclean or hibernated volume fails with
+ * -EPERM and a message that says why and how to open it read-only.  Errors
+ * are negative errno with ntfs_last_error() describing them. */
+int ntfs_volume_open(const char *path, unsigned flags, struct ntfs_volume **out);
+void ntfs_volume_close(struct ntfs_volume *vol);
+
+static inline bool ntfs_volume_is_dirty(const struct ntfs_volume *vol)
+{
+	return vol->vol_flags & VOLUME_IS_DIRTY;
+}
+
+#endif
