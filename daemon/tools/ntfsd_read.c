@@ -16,6 +16,8 @@
 #include "dir.h"
 #include "error.h"
 #include "inode.h"
+#include "le.h"
+#include "mft.h"
 #include "unistr.h"
 #include "volume.h"
 
@@ -135,10 +137,10 @@ static int print_stream(void *ctx, const struct ntfs_attr_record *a, uint64_t mf
 
 	(void)ctx;
 	(void)mft_no;
-	if (a->type != AT_DATA || !a->name_length ||
-	    (a->non_resident && a->u.nr.lowest_vcn != 0))
+	if (le32(a->type) != AT_DATA || !a->name_length ||
+	    (a->non_resident && le64(a->u.nr.lowest_vcn) != 0))
 		return 0;
-	if (ntfs_utf16_to_utf8((const uint8_t *)a + a->name_offset, a->name_length, &name))
+	if (ntfs_utf16_to_utf8(ntfs_attr_name(a), a->name_length, &name))
 		return ntfs_fail(EILSEQ, "a stream name is not valid UTF-16");
 	printf("%s\n", name);
 	free(name);
