@@ -8,6 +8,7 @@
 #include "dir.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,15 +50,20 @@ struct index_node {
 	uint64_t vcn;                   /* for messages; UINT64_MAX for the root */
 };
 
+/* An error in a whole node (off 0) or in the entry at byte off of it. */
 static int node_fail(struct index_ctx *ic, const struct index_node *n, const char *why,
 		     uint32_t off)
 {
+	char where[64] = "";
+
+	if (off)
+		snprintf(where, sizeof(where), " (entry at offset %u)", off);
 	if (n->vcn == UINT64_MAX)
-		return ntfs_fail(EIO, "directory MFT record %llu: index root: %s (entry at "
-				 "offset %u)", (unsigned long long)ic->dir->mft_no, why, off);
-	return ntfs_fail(EIO, "directory MFT record %llu: index block vcn %llu: %s (entry "
-			 "at offset %u)", (unsigned long long)ic->dir->mft_no,
-			 (unsigned long long)n->vcn, why, off);
+		return ntfs_fail(EIO, "directory MFT record %llu: index root: %s%s",
+				 (unsigned long long)ic->dir->mft_no, why, where);
+	return ntfs_fail(EIO, "directory MFT record %llu: index block vcn %llu: %s%s",
+			 (unsigned long long)ic->dir->mft_no, (unsigned long long)n->vcn, why,
+			 where);
 }
 
 /* Validate a node's header (hdr_room bytes available from base) and entries. */
@@ -194,7 +200,13 @@ static int index_block_read(struct index_ctx *ic, uint64_t vcn, uint8_t *buf,
 		return node_fail(ic, n, "short index block", 0);
 	if (le32(ib->magic) != magic_INDX)
 		return node_fail(ic, n, "bad magic, expected INDX", 0);
-	err = ntfs_mst_post_read(buf, ic->block_size, "index block at vcn", vcn);
+	{
+		char what[96];
+
+		snprintf(what, sizeof(what), "directory MFT record %llu: index block at vcn",
+			 (unsigned long long)ic->dir->mft_no);
+		err = ntfs_mst_post_read(buf, ic->block_size, what, vcn);
+	}
 	if (err)
 		return err;
 	if (le64(ib->index_block_vcn) != vcn)
