@@ -1986,6 +1986,123 @@ static void test_root_entry_length(void **state)
 			 DIR_FILES);
 }
 
+/* ------------------------------------------------------------------ */
+/* volume state: what guards a read-write open                          */
+/* ------------------------------------------------------------------ */
+
+/* A read-write open of the scratch image must fail -EPERM naming why, while
+ * a read-only open still works. */
+static void expect_rw_refused(const char *why)
+{
+	struct ntfs_volume *vol = NULL;
+
+	ntfs_clear_error();
+	EXPECT_ERR(ntfs_volume_open(fx.scratch, 0, &vol), EPERM, why, "read-only",
+		   fx.scratch);
+	assert_null(vol);
+	vol = open_scratch();
+	ntfs_volume_close(vol);
+}
+
+static void test_state_clean_opens_rw(void **state)
+{
+	struct ntfs_volume *vol = NULL;
+
+	(void)state;
+	EXPECT_OK(ntfs_volume_open(fx.scratch, 0, &vol));
+	assert_false(ntfs_volume_is_dirty(vol));
+	assert_true(vol->logfile_clean);
+	assert_false(vol->hibernated);
+	ntfs_volume_close(vol);
+}
+
+static void test_state_dirty_flag(void **state)
+{
+	struct ntfs_volume *vol = open_scratch();
+	struct range r;
+	uint8_t *rec;
+	uint32_t off, vo;
+	uint16_t flags;
+
+	(void)state;
+	assert_int_equal(mft_record_range(vol, FILE_Volume, &r), 0);
+	ntfs_volume_close(vol);
+	rec = load_unfixed(&r);
+	off = rec_find_attr(rec, r.size, AT_VOLUME_INFORMATION, NULL, 0);
+	vo = off + get_le16(rec + off + offsetof(struct ntfs_attr_record, u.r.value_offset));
+	flags = get_le16(rec + vo + offsetof(struct ntfs_volume_information, flags));
+	put_le16(rec + vo + offsetof(struct ntfs_volume_information, flags),
+		 flags | VOLUME_IS_DIRTY);
+	store_refixed(&r, rec);
+	expect_rw_refused("marked dirty");
+	vol = open_scratch();
+	assert_true(ntfs_volume_is_dirty(vol));
+	ntfs_volume_close(vol);
+}
+
+/* Write a restart page (RSTR) at the start of $LogFile whose restart area
+ * has a client in use and, unless clean, no "volume is clean" flag: the log
+ * of a volume that was not shut down. */
+static void write_restart_page(bool clean)
+{
+	struct ntfs_volume *vol = open_scratch();
+	struct ntfs_inode *ni;
+	struct ntfs_attr *na;
+	struct ntfs_restart_page *rp;
+	struct ntfs_restart_area *ra;
+	struct range r;
+	uint8_t *page = calloc(1, 4096);
+
+	assert_non_null(page);
+	EXPECT_OK(ntfs_inode_open(vol, FILE_LogFile, &ni));
+	EXPECT_OK(ntfs_attr_open(ni, AT_DATA, NULL, 0, &na));
+	assert_int_equal(map_range(&na->rl, vol->geo.cluster_size_bits, 0, 4096, &r), 0);
+	ntfs_attr_close(na);
+	ntfs_inode_close(ni);
+	ntfs_volume_close(vol);
+	rp = (void *)page;
+	rp->magic = cpu_to_le32(magic_RSTR);
+	rp->usa_ofs = cpu_to_le16(0x1e);
+	rp->usa_count = cpu_to_le16(4096 / 512 + 1);
+	rp->system_page_size = cpu_to_le32(4096);
+	rp->log_page_size = cpu_to_le32(4096);
+	rp->restart_area_offset = cpu_to_le16(0x30);
+	rp->minor_ver = cpu_to_le16(1);
+	rp->major_ver = cpu_to_le16(1);
+	ra = (void *)(page + 0x30);
+	ra->current_lsn = cpu_to_le64(0x1000);
+	ra->log_clients = cpu_to_le16(1);
+	ra->client_free_list = cpu_to_le16(LOGFILE_NO_CLIENT);
+	ra->client_in_use_list = cpu_to_le16(0);
+	ra->flags = cpu_to_le16(clean ? RESTART_VOLUME_IS_CLEAN : 0);
+	store_refixed(&r, page);
+}
+
+static void test_state_unclean_logfile(void **state)
+{
+	struct ntfs_volume *vol;
+
+	(void)state;
+	write_restart_page(false);
+	expect_rw_refused("not shut down cleanly");
+	vol = open_scratch();
+	assert_false(vol->logfile_clean);
+	ntfs_volume_close(vol);
+}
+
+/* The same restart page saying "clean" is a clean volume: the refusal above
+ * is for the right reason. */
+static void test_state_clean_logfile_with_restart_page(void **state)
+{
+	struct ntfs_volume *vol = NULL;
+
+	(void)state;
+	write_restart_page(true);
+	EXPECT_OK(ntfs_volume_open(fx.scratch, 0, &vol));
+	assert_true(vol->logfile_clean);
+	ntfs_volume_close(vol);
+}
+
 int main(void)
 {
 	const char *v = getenv("NTFSD_TEST_VERBOSE");
@@ -2053,6 +2170,10 @@ int main(void)
 		T(test_leaf_bad_magic),
 		T(test_index_cycle),
 		T(test_root_entry_length),
+		T(test_state_clean_opens_rw),
+		T(test_state_dirty_flag),
+		T(test_state_unclean_logfile),
+		T(test_state_clean_logfile_with_restart_page),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
