@@ -1,0 +1,311 @@
+/*
+ * cache.c — creating the cache, opening and closing cache inodes and their
+ * shared segments.
+ *
+ * Invariants: see cache.h.  Segments are memfds sealed against shrinking
+ * (F_SEAL_SHRINK) so a mapping can never lose its backing under a client;
+ * the daemon maps them read-write, clients get what their open mode allows.
+ */
+#include "cache.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "attrib.h"
+#include "dir.h"
+#include "error.h"
+#include "inode.h"
+#include "layout.h"
+#include "segment.h"
+#include "seqcount.h"
+#include "volume.h"
+
+static int memfd_sized(const char *name, uint64_t size)
+{
+	int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)size) < 0 || fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) < 0) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+int cache_create(struct ntfs_volume *vol, uint64_t limit_bytes, struct cache **out)
+{
+	struct cache *c = calloc(1, sizeof(*c));
+	struct shm_volume_header *h;
+	int fd;
+
+	if (!c)
+		return -ENOMEM;
+	fd = memfd_sized("ntfsd-volume", sizeof(*h));
+	if (fd < 0) {
+		free(c);
+		return ntfs_fail(-fd, "cannot create the volume header segment: %s",
+				 strerror(-fd));
+	}
+	h = mmap(NULL, sizeof(*h), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (h == MAP_FAILED) {
+		close(fd);
+		free(c);
+		return ntfs_fail(errno, "cannot map the volume header segment: %s",
+				 strerror(errno));
+	}
+	h->magic = NTFSD_SHM_VOLUME_MAGIC;
+	h->layout_version = NTFSD_SHM_LAYOUT_VERSION;
+	h->page_size = NTFSD_PAGE_SIZE;
+	h->buffer_size = vol->geo.sector_size;
+	h->cluster_size = vol->geo.cluster_size;
+	h->max_inodes = NTFSD_MAX_INODES;
+	c->limit_pages = limit_bytes >> NTFSD_PAGE_SHIFT;
+	if (c->limit_pages < 16)
+		c->limit_pages = 16;
+	atomic_store(&h->counters.cache_limit, c->limit_pages << NTFSD_PAGE_SHIFT);
+	c->vol = vol;
+	c->header = h;
+	c->header_fd = fd;
+	c->owner = (uint32_t)getpid();
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->reclaim_lock, NULL);
+	*out = c;
+	return 0;
+}
+
+static void cache_inode_free(struct cache_inode *ci)
+{
+	if (ci->data_map && ci->data_size)
+		munmap(ci->data_map, ci->data_size);
+	if (ci->state)
+		munmap(ci->state, ci->state->segment_size);
+	if (ci->data_fd >= 0)
+		close(ci->data_fd);
+	if (ci->state_fd >= 0)
+		close(ci->state_fd);
+	free((void *)ci->referenced);
+	ntfs_attr_close(ci->data);
+	ntfs_inode_close(ci->ni);
+	free(ci);
+}
+
+void cache_destroy(struct cache *c)
+{
+	struct cache_inode *ci, *next;
+
+	if (!c)
+		return;
+	for (ci = c->inodes; ci; ci = next) {
+		next = ci->next;
+		cache_inode_free(ci);
+	}
+	munmap(c->header, sizeof(*c->header));
+	close(c->header_fd);
+	pthread_mutex_destroy(&c->lock);
+	pthread_mutex_destroy(&c->reclaim_lock);
+	free(c);
+}
+
+/* Build the segments of a freshly loaded inode. */
+static int cache_inode_segments(struct cache_inode *ci)
+{
+	struct shm_file_header layout;
+	uint64_t alloc_pages = cache_pages_for(ci->data->allocated_size);
+
+	ci->nr_pages = cache_pages_for(ci->i_size);
+	if (alloc_pages > ci->nr_pages)
+		ci->nr_pages = alloc_pages;
+	ci->data_size = ci->nr_pages << NTFSD_PAGE_SHIFT;
+	ci->data_fd = memfd_sized("ntfsd-data", ci->data_size);
+	if (ci->data_fd < 0)
+		return ci->data_fd;
+	if (ci->data_size) {
+		ci->data_map = mmap(NULL, ci->data_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+				    ci->data_fd, 0);
+		if (ci->data_map == MAP_FAILED) {
+			ci->data_map = NULL;
+			return -errno;
+		}
+	}
+	shm_file_layout(&layout, ci->nr_pages, ci->cache->vol->geo.sector_size);
+	ci->state_fd = memfd_sized("ntfsd-pages", layout.segment_size);
+	if (ci->state_fd < 0)
+		return ci->state_fd;
+	ci->state = mmap(NULL, layout.segment_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+			 ci->state_fd, 0);
+	if (ci->state == MAP_FAILED) {
+		ci->state = NULL;
+		return -errno;
+	}
+	memcpy(ci->state, &layout, sizeof(layout));
+	ci->pages = shm_file_pages(ci->state);
+	dirty_bitmap_init(&ci->dirty, ci->state);
+	ci->referenced = calloc(ci->nr_pages ? ci->nr_pages : 1, 1);
+	return ci->referenced ? 0 : -ENOMEM;
+}
+
+static int cache_inode_load(struct cache *c, uint64_t mft_no, struct cache_inode **out)
+{
+	struct cache_inode *ci = calloc(1, sizeof(*ci));
+	int err;
+
+	if (!ci)
+		return -ENOMEM;
+	ci->cache = c;
+	ci->mft_no = mft_no;
+	ci->data_fd = ci->state_fd = -1;
+	err = ntfs_inode_open(c->vol, mft_no, &ci->ni);
+	if (!err && ntfs_inode_is_dir(ci->ni))
+		err = ntfs_fail(EISDIR, "MFT record %llu is a directory",
+				(unsigned long long)mft_no);
+	if (!err) {
+		err = ntfs_attr_open(ci->ni, AT_DATA, NULL, 0, &ci->data);
+		if (err == -ENOENT)
+			err = ntfs_fail(ENOENT, "MFT record %llu has no unnamed $DATA",
+					(unsigned long long)mft_no);
+	}
+	if (!err && (ci->data->flags & ATTR_IS_ENCRYPTED))
+		err = ntfs_fail(EACCES, "MFT record %llu is encrypted: ntfsd cannot read "
+				"encrypted files", (unsigned long long)mft_no);
+	if (!err) {
+		ci->i_size = ci->data->data_size;
+		err = cache_inode_segments(ci);
+		if (err && !strstr(ntfs_last_error(), "segment"))
+			ntfs_error("cannot create the shared segments of MFT record %llu: %s",
+				   (unsigned long long)mft_no, strerror(-err));
+	}
+	if (err) {
+		cache_inode_free(ci);
+		return err;
+	}
+	*out = ci;
+	return 0;
+}
+
+static int slot_alloc(struct cache *c)
+{
+	uint32_t i;
+
+	for (i = 0; i < NTFSD_MAX_INODES; i++)
+		if (!c->slot_used[i]) {
+			c->slot_used[i] = 1;
+			return (int)i;
+		}
+	return -1;
+}
+
+static void slot_publish(struct cache_inode *ci)
+{
+	struct shm_inode_slot *s = &ci->cache->header->inodes[ci->slot];
+	struct inode_sizes v = { .i_size = ci->i_size,
+				 .initialized_size = ci->data->initialized_size,
+				 .allocated_size = ci->data->allocated_size };
+
+	s->mft_no = ci->mft_no;
+	s->in_use = 1;
+	inode_slot_write(s, &v);
+}
+
+int cache_open(struct cache *c, const char *path, struct cache_inode **out)
+{
+	struct cache_inode *ci, *fresh = NULL;
+	uint64_t mref;
+	int err, slot;
+
+	err = ntfs_path_lookup(c->vol, path, 0, &mref);
+	if (err)
+		return err;
+	pthread_mutex_lock(&c->lock);
+	for (ci = c->inodes; ci && ci->mft_no != MREF(mref); ci = ci->next)
+		;
+	if (ci) {
+		ci->refs++;
+		ci->openers++;
+		pthread_mutex_unlock(&c->lock);
+		*out = ci;
+		return 0;
+	}
+	pthread_mutex_unlock(&c->lock);
+
+	err = cache_inode_load(c, MREF(mref), &fresh);
+	if (err)
+		return err;
+	pthread_mutex_lock(&c->lock);
+	for (ci = c->inodes; ci && ci->mft_no != fresh->mft_no; ci = ci->next)
+		;
+	if (ci) {               /* another opener won the race */
+		ci->refs++;
+		ci->openers++;
+		pthread_mutex_unlock(&c->lock);
+		cache_inode_free(fresh);
+		*out = ci;
+		return 0;
+	}
+	slot = slot_alloc(c);
+	if (slot < 0) {
+		pthread_mutex_unlock(&c->lock);
+		cache_inode_free(fresh);
+		return ntfs_fail(EMFILE, "%s: too many open files (at most %u)", path,
+				 NTFSD_MAX_INODES);
+	}
+	fresh->slot = (uint32_t)slot;
+	fresh->refs = fresh->openers = 1;
+	slot_publish(fresh);
+	fresh->next = c->inodes;
+	c->inodes = fresh;
+	atomic_fetch_add(&c->header->counters.open_files, 1);
+	pthread_mutex_unlock(&c->lock);
+	*out = fresh;
+	return 0;
+}
+
+void cache_inode_get(struct cache_inode *ci)
+{
+	pthread_mutex_lock(&ci->cache->lock);
+	ci->refs++;
+	pthread_mutex_unlock(&ci->cache->lock);
+}
+
+/* Called with c->lock held and refs == 0: unlink and free. */
+static void cache_inode_release(struct cache_inode *ci)
+{
+	struct cache *c = ci->cache;
+	struct cache_inode **pp;
+
+	for (pp = &c->inodes; *pp != ci; pp = &(*pp)->next)
+		;
+	*pp = ci->next;
+	c->header->inodes[ci->slot].in_use = 0;
+	c->slot_used[ci->slot] = 0;
+	atomic_fetch_sub(&c->header->counters.cached_pages, atomic_load(&ci->cached_pages));
+	atomic_fetch_sub(&c->header->counters.open_files, 1);
+	cache_inode_free(ci);
+}
+
+void cache_inode_put(struct cache_inode *ci)
+{
+	struct cache *c = ci->cache;
+
+	pthread_mutex_lock(&c->lock);
+	if (--ci->refs == 0)
+		cache_inode_release(ci);
+	pthread_mutex_unlock(&c->lock);
+}
+
+void cache_close(struct cache_inode *ci)
+{
+	struct cache *c = ci->cache;
+
+	pthread_mutex_lock(&c->lock);
+	ci->openers--;
+	if (--ci->refs == 0)
+		cache_inode_release(ci);
+	pthread_mutex_unlock(&c->lock);
+}

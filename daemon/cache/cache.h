@@ -1,0 +1,94 @@
+/*
+ * cache.h — the daemon's page cache: open inodes with their shared-memory
+ * segments, readpage, and reclaim.
+ *
+ * Invariants:
+ *  - One struct cache_inode per open MFT record, shared by every opener; it
+ *    lives while it has openers or in-flight work (refcount), and its inode
+ *    slot in the volume header is in use exactly that long.
+ *  - Everything that decides where bytes go on the disk (the ntfs_inode,
+ *    the attribute and its runlist, the sizes) is daemon-private; the
+ *    shared segments hold only page data, page state and published sizes.
+ *  - A page becomes uptodate only under its page lock, after every byte of
+ *    it holds the file's contents (zeroes past i_size).
+ *  - cache->lock protects the inode list and slot table; it is never held
+ *    across disk I/O.  Page state is protected by page locks.
+ */
+#ifndef NTFSD_CACHE_H
+#define NTFSD_CACHE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dirty_bitmap.h"
+#include "shm_layout.h"
+
+struct ntfs_volume;
+struct ntfs_inode;
+struct ntfs_attr;
+
+struct cache_inode {
+	struct cache *cache;
+	struct cache_inode *next;         /* in cache->inodes */
+	uint64_t mft_no;
+	uint32_t slot;                    /* in the volume header's inode table */
+	unsigned refs;                    /* openers + in-flight work; under cache->lock */
+	unsigned openers;
+	struct ntfs_inode *ni;
+	struct ntfs_attr *data;           /* unnamed $DATA */
+	uint64_t i_size;
+	int data_fd;                      /* memfd: the file's bytes */
+	int state_fd;                     /* memfd: struct shm_file_header + pages */
+	uint8_t *data_map;                /* daemon's read-write mapping */
+	uint64_t data_size;               /* bytes of the data segment */
+	struct shm_file_header *state;
+	struct shm_page *pages;
+	uint64_t nr_pages;
+	struct dirty_bitmap dirty;
+	_Atomic uint8_t *referenced;      /* clock bits for reclaim, one per page */
+	_Atomic uint64_t cached_pages;
+};
+
+struct cache {
+	struct ntfs_volume *vol;
+	pthread_mutex_t lock;
+	struct cache_inode *inodes;
+	int header_fd;                    /* memfd of the volume header */
+	struct shm_volume_header *header;
+	uint8_t slot_used[NTFSD_MAX_INODES];
+	uint64_t limit_pages;             /* reclaim keeps cached pages at or below this */
+	uint32_t owner;                   /* pid used for the daemon's page locks */
+	pthread_mutex_t reclaim_lock;
+	struct cache_inode *hand_inode;   /* clock hand: inode (by mft_no) and page */
+	uint64_t hand_mft, hand_page;
+};
+
+int cache_create(struct ntfs_volume *vol, uint64_t limit_bytes, struct cache **out);
+void cache_destroy(struct cache *c);
+
+/* Open (or find) the cache inode of path; takes an opener reference.
+ * Errors: -ENOENT, -EISDIR, -EACCES (encrypted), -EIO; message in
+ * ntfs_last_error(). */
+int cache_open(struct cache *c, const char *path, struct cache_inode **out);
+void cache_close(struct cache_inode *ci);
+/* Work references keep an inode alive across asynchronous work. */
+void cache_inode_get(struct cache_inode *ci);
+void cache_inode_put(struct cache_inode *ci);
+
+/* Bring pages [first, first + count) uptodate (count clamped to the file).
+ * Returns 0 or -errno. */
+int cache_fault_in(struct cache_inode *ci, uint64_t first, uint64_t count);
+/* Read one page if not uptodate (locks the page itself). */
+int readpage(struct cache_inode *ci, uint64_t index);
+
+/* Drop clean, unlocked, unpinned pages not under writeback until the cache
+ * holds at most its limit; least recently faulted pages go first. */
+void cache_reclaim(struct cache *c);
+
+static inline uint64_t cache_pages_for(uint64_t bytes)
+{
+	return (bytes + NTFSD_PAGE_SIZE - 1) >> NTFSD_PAGE_SHIFT;
+}
+
+#endif

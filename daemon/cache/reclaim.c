@@ -1,0 +1,101 @@
+/*
+ * reclaim.c — keeping the cache within its limit.
+ *
+ * Invariants: a page is dropped only when it is uptodate, clean, not under
+ * writeback, unpinned, and its lock could be taken; it is dropped under
+ * that lock by clearing PG_uptodate and the buffer bits, bumping its
+ * generation (so a client copying from it notices and faults it in again)
+ * and only then punching the hole.  The order is a clock: each fault sets a
+ * page's referenced bit, the hand clears it once before the page can go, so
+ * recently used pages stay.
+ */
+#include "cache.h"
+
+#include <fcntl.h>
+
+#include "log.h"
+#include "page.h"
+
+static bool over_limit(struct cache *c)
+{
+	return atomic_load(&c->header->counters.cached_pages) > c->limit_pages;
+}
+
+static bool try_drop_page(struct cache_inode *ci, uint64_t index)
+{
+	struct cache *c = ci->cache;
+	struct shm_page *p = &ci->pages[index];
+	const uint32_t busy = PG_locked | PG_dirty | PG_writeback;
+
+	if ((page_flags(p) & busy) || atomic_load(&p->pincount))
+		return false;
+	if (!trylock_page(p, c->owner))
+		return false;
+	if (!page_test(p, PG_uptodate) || (page_flags(p) & (PG_dirty | PG_writeback)) ||
+	    atomic_load(&p->pincount) || atomic_load(&p->buf_dirty)) {
+		unlock_page(p);
+		return false;
+	}
+	page_clear_bits(p, PG_uptodate);
+	atomic_store(&p->buf_uptodate, 0);
+	atomic_fetch_add_explicit(&p->generation, 1, memory_order_seq_cst);
+	atomic_thread_fence(memory_order_seq_cst);
+	if (fallocate(ci->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)(index << NTFSD_PAGE_SHIFT), NTFSD_PAGE_SIZE) < 0)
+		log_warning("reclaim: cannot punch page %llu of MFT record %llu: %m",
+			    (unsigned long long)index, (unsigned long long)ci->mft_no);
+	atomic_fetch_sub(&ci->cached_pages, 1);
+	atomic_fetch_sub(&c->header->counters.cached_pages, 1);
+	atomic_fetch_add(&c->header->counters.pages_reclaimed, 1);
+	unlock_page(p);
+	return true;
+}
+
+/* Sweep one inode from *page; returns true once the cache is within limit. */
+static bool sweep_inode(struct cache_inode *ci, uint64_t *page)
+{
+	for (; *page < ci->nr_pages; (*page)++) {
+		uint64_t i = *page;
+
+		if (!page_test(&ci->pages[i], PG_uptodate))
+			continue;
+		if (atomic_exchange_explicit(&ci->referenced[i], 0, memory_order_relaxed))
+			continue;
+		if (try_drop_page(ci, i) && !over_limit(ci->cache)) {
+			(*page)++;
+			return true;
+		}
+	}
+	return false;
+}
+
+void cache_reclaim(struct cache *c)
+{
+	struct cache_inode *ci;
+	unsigned sweeps = 0, n = 0;
+
+	if (!over_limit(c))
+		return;
+	pthread_mutex_lock(&c->reclaim_lock);
+	pthread_mutex_lock(&c->lock);
+	for (ci = c->inodes; ci; ci = ci->next)
+		n++;
+	/* start at the inode the hand was on, else at the head */
+	for (ci = c->inodes; ci && ci->mft_no != c->hand_mft; ci = ci->next)
+		;
+	if (!ci) {
+		ci = c->inodes;
+		c->hand_page = 0;
+	}
+	/* two full turns: the first may only clear referenced bits */
+	for (; ci && over_limit(c) && sweeps <= 2 * n; sweeps++) {
+		if (sweep_inode(ci, &c->hand_page))
+			break;
+		ci = ci->next ? ci->next : c->inodes;
+		c->hand_page = 0;
+	}
+	if (ci)
+		c->hand_mft = ci->mft_no;
+	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->reclaim_lock);
+}

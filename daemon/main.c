@@ -1,0 +1,300 @@
+/*
+ * main.c — ntfsd: options and configuration, opening the volume, serving.
+ *
+ * Invariants: every option has one key, usable both as --KEY on the command
+ * line and as "KEY = VALUE" in the --config file; the command line wins.
+ * Bad usage exits 2 with a message, a volume or socket that cannot be
+ * served exits 1 with the path and the reason, a clean shutdown exits 0.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache.h"
+#include "error.h"
+#include "frame.h"
+#include "log.h"
+#include "server.h"
+#include "volume.h"
+
+#define NTFSD_VERSION "0.1.0"
+#define DEFAULT_CACHE_SIZE (256ull << 20)
+
+struct options {
+	char *volume;
+	char *socket;
+	bool read_only;
+	bool read_only_set;
+	uint64_t cache_size;
+	char *config;
+	int log_level;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: ntfsd --volume PATH [OPTIONS]\n"
+		"Serve an NTFS volume (image file or block device) to ntfsd clients through a\n"
+		"shared-memory page cache.  Runs in the foreground and logs to stderr.\n\n"
+		"  -v, --volume PATH       the volume to serve (required)\n"
+		"  -s, --socket PATH       control socket (default %s)\n"
+		"  -r, --read-only         open the volume read-only; refuse write opens\n"
+		"  -c, --cache-size BYTES  keep at most this much file data cached\n"
+		"                          (suffixes K, M, G; default 256M)\n"
+		"  -f, --config FILE       read KEY = VALUE settings (keys: volume, socket,\n"
+		"                          read-only, cache-size, log-level); options given\n"
+		"                          on the command line win\n"
+		"  -l, --log-level LEVEL   error, warning, notice, info (default) or debug\n"
+		"  -h, --help              show this help and exit\n"
+		"  -V, --version           show the version and exit\n\n"
+		"Exit status: 0 after a clean shutdown (SIGTERM or SIGINT), 1 when the volume\n"
+		"or the socket cannot be served, 2 on a usage or configuration error.\n",
+		NTFSD_DEFAULT_SOCKET);
+}
+
+static int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+	unsigned shift = 0;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -1;
+	switch (*end) {
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	case 't': case 'T': shift = 40; end++; break;
+	}
+	if (*end == 'i' && shift)
+		end++;
+	if ((*end == 'B' || *end == 'b') && end[1] == '\0')
+		end++;
+	if (*end || (shift && v > (UINT64_MAX >> shift)))
+		return -1;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+static bool parse_bool(const char *s, bool *out)
+{
+	if (!strcmp(s, "1") || !strcmp(s, "yes") || !strcmp(s, "true") || !strcmp(s, "on"))
+		*out = true;
+	else if (!strcmp(s, "0") || !strcmp(s, "no") || !strcmp(s, "false") || !strcmp(s, "off"))
+		*out = false;
+	else
+		return false;
+	return true;
+}
+
+/* Apply one setting; from_file settings never override the command line. */
+static int apply_setting(struct options *o, const char *key, const char *val, bool from_file,
+			 const char *where)
+{
+	if (!strcmp(key, "volume")) {
+		if (!from_file || !o->volume) {
+			free(o->volume);
+			o->volume = strdup(val);
+		}
+	} else if (!strcmp(key, "socket")) {
+		if (!from_file || !o->socket) {
+			free(o->socket);
+			o->socket = strdup(val);
+		}
+	} else if (!strcmp(key, "read-only")) {
+		bool b;
+
+		if (!parse_bool(val, &b)) {
+			fprintf(stderr, "ntfsd: %s: read-only must be yes or no, not \"%s\"\n",
+				where, val);
+			return -1;
+		}
+		if (!from_file || !o->read_only_set) {
+			o->read_only = b;
+			o->read_only_set = true;
+		}
+	} else if (!strcmp(key, "cache-size")) {
+		uint64_t v;
+
+		if (parse_size(val, &v) || v == 0) {
+			fprintf(stderr, "ntfsd: %s: cache-size \"%s\" is not a size in bytes "
+				"(e.g. 512M)\n", where, val);
+			return -1;
+		}
+		if (!from_file || !o->cache_size)
+			o->cache_size = v;
+	} else if (!strcmp(key, "log-level")) {
+		int l = log_level_parse(val);
+
+		if (l < 0) {
+			fprintf(stderr, "ntfsd: %s: log-level \"%s\" is not one of error, warning, "
+				"notice, info, debug\n", where, val);
+			return -1;
+		}
+		if (!from_file || !o->log_level)
+			o->log_level = l;
+	} else {
+		fprintf(stderr, "ntfsd: %s: unknown setting \"%s\"\n", where, key);
+		return -1;
+	}
+	return 0;
+}
+
+static char *trim(char *s)
+{
+	char *e;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' || e[-1] == '\r'))
+		*--e = '\0';
+	return s;
+}
+
+static int read_config(struct options *o, const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char line[4096], where[4200];
+	unsigned lineno = 0;
+
+	if (!f) {
+		fprintf(stderr, "ntfsd: cannot read config %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		char *s = trim(line), *eq;
+
+		lineno++;
+		if (!*s || *s == '#' || *s == ';')
+			continue;
+		snprintf(where, sizeof(where), "%s:%u", path, lineno);
+		eq = strchr(s, '=');
+		if (!eq) {
+			fprintf(stderr, "ntfsd: %s: expected KEY = VALUE\n", where);
+			fclose(f);
+			return -1;
+		}
+		*eq = '\0';
+		if (apply_setting(o, trim(s), trim(eq + 1), true, where)) {
+			fclose(f);
+			return -1;
+		}
+	}
+	fclose(f);
+	return 0;
+}
+
+static int parse_args(int argc, char **argv, struct options *o)
+{
+	static const struct option longopts[] = {
+		{ "volume", required_argument, NULL, 'v' },
+		{ "socket", required_argument, NULL, 's' },
+		{ "read-only", no_argument, NULL, 'r' },
+		{ "cache-size", required_argument, NULL, 'c' },
+		{ "config", required_argument, NULL, 'f' },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int opt;
+
+	while ((opt = getopt_long(argc, argv, "v:s:rc:f:l:hV", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'v':
+			if (apply_setting(o, "volume", optarg, false, "--volume"))
+				return 2;
+			break;
+		case 's':
+			if (apply_setting(o, "socket", optarg, false, "--socket"))
+				return 2;
+			break;
+		case 'r':
+			apply_setting(o, "read-only", "yes", false, "--read-only");
+			break;
+		case 'c':
+			if (apply_setting(o, "cache-size", optarg, false, "--cache-size"))
+				return 2;
+			break;
+		case 'f':
+			free(o->config);
+			o->config = strdup(optarg);
+			break;
+		case 'l':
+			if (apply_setting(o, "log-level", optarg, false, "--log-level"))
+				return 2;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("ntfsd %s (protocol %u, shm layout %u)\n", NTFSD_VERSION,
+			       NTFSD_PROTOCOL_VERSION, NTFSD_SHM_LAYOUT_VERSION);
+			return 0;
+		default:
+			fprintf(stderr, "Try 'ntfsd --help' for more information.\n");
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "ntfsd: unexpected argument \"%s\"\n", argv[optind]);
+		return 2;
+	}
+	if (o->config && read_config(o, o->config))
+		return 2;
+	if (!o->volume) {
+		fprintf(stderr, "ntfsd: no volume given: use --volume PATH (see --help)\n");
+		return 2;
+	}
+	return -1;  /* go on */
+}
+
+int main(int argc, char **argv)
+{
+	struct options o = { 0 };
+	struct server_config sc = { .listen_fd = -1 };
+	struct ntfs_volume *vol = NULL;
+	struct cache *cache = NULL;
+	int rc, err;
+
+	rc = parse_args(argc, argv, &o);
+	if (rc >= 0)
+		goto out;
+	if (o.log_level)
+		log_max_level = o.log_level;
+	if (!o.socket)
+		o.socket = strdup(NTFSD_DEFAULT_SOCKET);
+	if (!o.cache_size)
+		o.cache_size = DEFAULT_CACHE_SIZE;
+
+	err = ntfs_volume_open(o.volume, o.read_only ? NTFS_OPEN_READ_ONLY : 0, &vol);
+	if (err) {
+		log_error("cannot open the volume: %s", ntfs_last_error());
+		rc = 1;
+		goto out;
+	}
+	err = cache_create(vol, o.cache_size, &cache);
+	if (err) {
+		log_error("cannot create the cache: %s", ntfs_last_error());
+		rc = 1;
+		goto out;
+	}
+	sc.volume_path = o.volume;
+	sc.socket_path = o.socket;
+	sc.read_only = o.read_only;
+	rc = server_run(&sc, vol, cache);
+out:
+	cache_destroy(cache);
+	ntfs_volume_close(vol);
+	free(o.volume);
+	free(o.socket);
+	free(o.config);
+	return rc;
+}

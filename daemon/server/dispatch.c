@@ -1,0 +1,763 @@
+/*
+ * dispatch.c — control requests to cache operations and replies.
+ *
+ * Invariants: see dispatch.h.  Every request gets exactly one reply with its
+ * id (or the connection is closed).  A request is decoded and checked on
+ * the loop thread; one that needs the disk (open, fault-in, stat by path,
+ * list) runs its body on the thread pool and builds its reply there, and
+ * the loop thread sends it.  Pins are taken before the pages are read, so a
+ * page handed to a mapping can never be reclaimed between fault and use.
+ */
+#include "dispatch.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "attrib.h"
+#include "cache.h"
+#include "dir.h"
+#include "error.h"
+#include "frame.h"
+#include "inode.h"
+#include "le.h"
+#include "log.h"
+#include "ntfsd.pb-c.h"
+#include "page.h"
+#include "unistr.h"
+#include "volume.h"
+
+#define RA_MIN_PAGES 8u
+#define RA_MAX_PAGES 64u
+#define MAX_FAULT_PAGES (1u << 18)   /* 1 GiB per request */
+
+struct work {
+	uv_work_t req;
+	struct conn *cn;
+	Ntfsd__Request *rq;
+	void (*run)(struct work *w);
+	void (*done)(struct work *w);
+	struct handle *h;
+	/* reply under construction */
+	int err;
+	char msg[512];
+	Ntfsd__Reply reply;
+	union {
+		Ntfsd__HelloReply hello;
+		Ntfsd__OpenReply open;
+		Ntfsd__FaultInReply fault_in;
+		Ntfsd__StatReply stat;
+		Ntfsd__ListDirReply list_dir;
+		Ntfsd__VolumeStatusReply status;
+	} body;
+	int fds[2];
+	int nfds;
+	struct cache_inode *ci;       /* open: the inode opened */
+	void *scratch;                /* freed after sending */
+	void (*free_scratch)(struct work *w);
+};
+
+/* ---- helpers ---- */
+
+__attribute__((format(printf, 3, 4))) static void work_fail(struct work *w, int err,
+							    const char *fmt, ...)
+{
+	va_list ap;
+
+	w->err = err;
+	va_start(ap, fmt);
+	vsnprintf(w->msg, sizeof(w->msg), fmt, ap);
+	va_end(ap);
+}
+
+/* An on-disk layer error: errno from it, message from ntfs_last_error(). */
+static void work_fail_ntfs(struct work *w, int neg, const char *what)
+{
+	work_fail(w, -neg, "%s: %s", what, ntfs_last_error());
+}
+
+static void send_reply(struct conn *cn, Ntfsd__Reply *r, const int *fds, int nfds)
+{
+	size_t len = ntfsd__reply__get_packed_size(r);
+	uint8_t *buf = malloc(len ? len : 1);
+	int i;
+
+	if (!buf) {
+		for (i = 0; i < nfds; i++)
+			close(fds[i]);
+		conn_shutdown(cn, "out of memory");
+		return;
+	}
+	ntfsd__reply__pack(r, buf);
+	if (conn_send(cn, buf, len ? len : 1, fds, nfds))
+		conn_shutdown(cn, "out of memory");
+	free(buf);
+}
+
+void dispatch_send_error(struct conn *cn, uint64_t id, int err, const char *msg)
+{
+	Ntfsd__Reply r = NTFSD__REPLY__INIT;
+
+	r.id = id;
+	r.error = err;
+	r.message = (char *)msg;
+	send_reply(cn, &r, NULL, 0);
+}
+
+/* A new fd for a memfd with only the access a client may have. */
+static int reopen_fd(int fd, bool writable)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	return open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+}
+
+static struct handle *handle_find(struct conn *cn, uint64_t id)
+{
+	struct handle *h;
+
+	for (h = cn->handles; h && h->id != id; h = h->next)
+		;
+	return h;
+}
+
+static void handle_release(struct conn *cn, struct handle *h)
+{
+	struct cache_inode *ci = h->ci;
+	uint64_t i;
+
+	for (i = 0; i < ci->nr_pages; i++) {
+		if (h->pins && h->pins[i]) {
+			atomic_fetch_sub(&ci->pages[i].pincount, h->pins[i]);
+			h->pins[i] = 0;
+		}
+		/* a lock the client still held when it went away */
+		if (cn->closing && cn->pid &&
+		    atomic_load(&ci->pages[i].lock_owner) == (uint32_t)cn->pid &&
+		    unlock_page_if_owner(&ci->pages[i], (uint32_t)cn->pid))
+			log_warning("client pid %d died holding the lock of page %llu of MFT "
+				    "record %llu: released", (int)cn->pid,
+				    (unsigned long long)i, (unsigned long long)ci->mft_no);
+	}
+	free(h->pins);
+	cache_close(ci);
+	free(h);
+}
+
+void dispatch_release_conn(struct conn *cn)
+{
+	struct handle *h;
+
+	while ((h = cn->handles)) {
+		cn->handles = h->next;
+		handle_release(cn, h);
+	}
+}
+
+/* ---- the thread-pool side ---- */
+
+static void work_run(uv_work_t *req)
+{
+	struct work *w = req->data;
+
+	w->run(w);
+}
+
+static void work_finish(struct work *w)
+{
+	struct conn *cn = w->cn;
+
+	if (w->done)
+		w->done(w);
+	if (!cn->closing) {
+		if (w->err) {
+			int i;
+
+			for (i = 0; i < w->nfds; i++)
+				close(w->fds[i]);
+			dispatch_send_error(cn, w->rq->id, w->err, w->msg);
+		} else {
+			w->reply.id = w->rq->id;
+			send_reply(cn, &w->reply, w->fds, w->nfds);
+		}
+	} else {
+		int i;
+
+		for (i = 0; i < w->nfds; i++)
+			close(w->fds[i]);
+		if (w->ci)
+			cache_close(w->ci);  /* opened for a client that is gone */
+	}
+	if (w->free_scratch)
+		w->free_scratch(w);
+	ntfsd__request__free_unpacked(w->rq, NULL);
+	free(w);
+	conn_request_done(cn);
+}
+
+static void work_after(uv_work_t *req, int status)
+{
+	struct work *w = req->data;
+
+	if (status == UV_ECANCELED)
+		work_fail(w, ECANCELED, "request cancelled: the daemon is shutting down");
+	work_finish(w);
+}
+
+static void work_queue(struct work *w)
+{
+	w->req.data = w;
+	w->cn->busy = true;
+	if (uv_queue_work(w->cn->srv->loop, &w->req, work_run, work_after)) {
+		work_fail(w, ENOMEM, "cannot queue the request");
+		work_finish(w);
+	}
+}
+
+/* ---- hello ---- */
+
+static void do_hello(struct work *w)
+{
+	struct server *srv = w->cn->srv;
+	Ntfsd__Hello *in = w->rq->hello;
+
+	if (in->protocol_version != NTFSD_PROTOCOL_VERSION) {
+		work_fail(w, EPROTONOSUPPORT, "protocol version %u is not supported (this ntfsd "
+			  "speaks %u)", in->protocol_version, NTFSD_PROTOCOL_VERSION);
+		return;
+	}
+	w->fds[0] = reopen_fd(srv->cache->header_fd, false);
+	if (w->fds[0] < 0) {
+		work_fail(w, errno, "cannot share the volume header: %s", strerror(errno));
+		return;
+	}
+	w->nfds = 1;
+	ntfsd__hello_reply__init(&w->body.hello);
+	w->body.hello.protocol_version = NTFSD_PROTOCOL_VERSION;
+	w->body.hello.layout_version = NTFSD_SHM_LAYOUT_VERSION;
+	w->body.hello.volume = (char *)srv->volume_path;
+	w->body.hello.read_only = srv->read_only;
+	w->reply.body_case = NTFSD__REPLY__BODY_HELLO;
+	w->reply.hello = &w->body.hello;
+	w->cn->hello_done = true;
+	log_debug("client pid %d: hello from \"%s\"", (int)w->cn->pid, in->client_name);
+}
+
+/* ---- open / close ---- */
+
+static void run_open(struct work *w)
+{
+	Ntfsd__OpenRequest *in = w->rq->open;
+	struct cache_inode *ci;
+	int err;
+
+	err = cache_open(w->cn->srv->cache, in->path, &ci);
+	if (err) {
+		work_fail_ntfs(w, err, in->path);
+		return;
+	}
+	w->ci = ci;
+	/* Write-back is not built yet: the data segment goes out read-only
+	 * even to writers, so no store can be accepted and then lost. */
+	w->fds[0] = reopen_fd(ci->data_fd, false);
+	w->fds[1] = w->fds[0] < 0 ? -1 : reopen_fd(ci->state_fd, in->write);
+	if (w->fds[0] < 0 || w->fds[1] < 0) {
+		work_fail(w, errno, "%s: cannot share its segments: %s", in->path, strerror(errno));
+		if (w->fds[0] >= 0)
+			close(w->fds[0]);
+		return;
+	}
+	w->nfds = 2;
+}
+
+static void done_open(struct work *w)
+{
+	struct conn *cn = w->cn;
+	struct handle *h;
+
+	if (w->err || cn->closing)
+		return;
+	h = calloc(1, sizeof(*h));
+	if (h)
+		h->pins = calloc(w->ci->nr_pages ? w->ci->nr_pages : 1, sizeof(*h->pins));
+	if (!h || !h->pins) {
+		if (h)
+			free(h);
+		cache_close(w->ci);
+		w->ci = NULL;
+		work_fail(w, ENOMEM, "%s: out of memory", w->rq->open->path);
+		return;
+	}
+	h->id = cn->srv->next_handle++;
+	h->ci = w->ci;
+	h->writable = w->rq->open->write;
+	h->next = cn->handles;
+	cn->handles = h;
+	cn->nr_handles++;
+	w->ci = NULL;
+	ntfsd__open_reply__init(&w->body.open);
+	w->body.open.handle = h->id;
+	w->body.open.inode_slot = h->ci->slot;
+	w->body.open.mft_no = h->ci->mft_no;
+	w->body.open.nr_pages = h->ci->nr_pages;
+	w->body.open.data_segment_size = h->ci->data_size;
+	w->body.open.writable = h->writable;
+	w->reply.body_case = NTFSD__REPLY__BODY_OPEN;
+	w->reply.open = &w->body.open;
+	log_debug("client pid %d: opened %s (MFT record %llu) %s as handle %llu", (int)cn->pid,
+		  w->rq->open->path, (unsigned long long)h->ci->mft_no,
+		  h->writable ? "read-write" : "read-only", (unsigned long long)h->id);
+}
+
+static void do_close(struct work *w)
+{
+	struct conn *cn = w->cn;
+	struct handle **pp, *h;
+
+	for (pp = &cn->handles; *pp && (*pp)->id != w->rq->close->handle; pp = &(*pp)->next)
+		;
+	if (!*pp) {
+		work_fail(w, EBADF, "close: no open handle %llu",
+			  (unsigned long long)w->rq->close->handle);
+		return;
+	}
+	h = *pp;
+	*pp = h->next;
+	cn->nr_handles--;
+	handle_release(cn, h);
+}
+
+/* ---- fault-in / unpin ---- */
+
+static void run_fault_in(struct work *w)
+{
+	Ntfsd__FaultInRequest *in = w->rq->fault_in;
+	struct handle *h = w->h;
+	struct cache_inode *ci = h->ci;
+	uint64_t end = cache_pages_for(ci->i_size), first = in->first_page, count = in->nr_pages;
+	uint64_t ra_end, i;
+	int err;
+
+	if (first >= end) {
+		count = 0;
+	} else if (count > end - first) {
+		count = end - first;
+	}
+	if (in->pin)
+		for (i = first; i < first + count; i++) {
+			h->pins[i]++;
+			page_pin(&ci->pages[i]);
+		}
+	err = count ? cache_fault_in(ci, first, count) : 0;
+	if (err) {
+		if (in->pin)
+			for (i = first; i < first + count; i++) {
+				h->pins[i]--;
+				page_unpin(&ci->pages[i]);
+			}
+		work_fail_ntfs(w, err, "fault-in");
+		return;
+	}
+	/* Readahead: a reader asking for the page after its last request is
+	 * sequential; read a growing window beyond what it asked for. */
+	if (count && first == h->ra_next) {
+		h->ra_window = h->ra_window ? h->ra_window * 2 : RA_MIN_PAGES;
+		if (h->ra_window > RA_MAX_PAGES)
+			h->ra_window = RA_MAX_PAGES;
+		ra_end = first + count + h->ra_window;
+		if (ra_end > end)
+			ra_end = end;
+		if (first + count < ra_end)
+			cache_fault_in(ci, first + count, ra_end - first - count);
+	} else if (count) {
+		h->ra_window = 0;
+	}
+	h->ra_next = first + count;
+	ntfsd__fault_in_reply__init(&w->body.fault_in);
+	w->body.fault_in.nr_pages = count;
+	w->reply.body_case = NTFSD__REPLY__BODY_FAULT_IN;
+	w->reply.fault_in = &w->body.fault_in;
+}
+
+static void do_unpin(struct work *w)
+{
+	Ntfsd__UnpinRequest *in = w->rq->unpin;
+	struct handle *h = w->h;
+	uint64_t i, end;
+
+	end = in->first_page + in->nr_pages;
+	if (end < in->first_page || end > h->ci->nr_pages)
+		end = h->ci->nr_pages;
+	for (i = in->first_page; i < end; i++)
+		if (h->pins[i]) {
+			h->pins[i]--;
+			page_unpin(&h->ci->pages[i]);
+		}
+}
+
+/* ---- stat ---- */
+
+static void fill_stat(Ntfsd__StatReply *s, struct ntfs_inode *ni, struct ntfs_attr *na)
+{
+	ntfsd__stat_reply__init(s);
+	s->mft_no = ni->mft_no;
+	s->attributes = ni->file_attributes;
+	s->directory = ntfs_inode_is_dir(ni);
+	s->link_count = ni->link_count;
+	if (na) {
+		s->size = na->data_size;
+		s->initialized_size = na->initialized_size;
+		s->allocated_size = na->allocated_size;
+		s->resident = na->resident;
+		s->compressed = na->flags & ATTR_IS_COMPRESSED;
+		s->sparse = na->flags & ATTR_IS_SPARSE;
+		s->encrypted = na->flags & ATTR_IS_ENCRYPTED;
+	}
+}
+
+static void run_stat_path(struct work *w)
+{
+	const char *path = w->rq->stat->path;
+	struct ntfs_volume *vol = w->cn->srv->vol;
+	struct ntfs_inode *ni;
+	struct ntfs_attr *na = NULL;
+	uint64_t mref;
+	int err;
+
+	err = ntfs_path_lookup(vol, path, 0, &mref);
+	if (!err)
+		err = ntfs_inode_open(vol, MREF(mref), &ni);
+	if (err) {
+		work_fail_ntfs(w, err, path);
+		return;
+	}
+	err = ntfs_attr_open(ni, AT_DATA, NULL, 0, &na);
+	if (err && err != -ENOENT) {
+		work_fail_ntfs(w, err, path);
+		ntfs_inode_close(ni);
+		return;
+	}
+	fill_stat(&w->body.stat, ni, err ? NULL : na);
+	ntfs_attr_close(na);
+	ntfs_inode_close(ni);
+	w->reply.body_case = NTFSD__REPLY__BODY_STAT;
+	w->reply.stat = &w->body.stat;
+}
+
+static void do_stat_handle(struct work *w)
+{
+	struct cache_inode *ci = w->h->ci;
+	uint64_t i, dirty = 0, wb = 0;
+
+	fill_stat(&w->body.stat, ci->ni, ci->data);
+	w->body.stat.size = ci->i_size;
+	w->body.stat.cached_pages = atomic_load(&ci->cached_pages);
+	for (i = 0; i < ci->nr_pages; i++) {
+		uint32_t f = page_flags(&ci->pages[i]);
+
+		dirty += !!(f & PG_dirty);
+		wb += !!(f & PG_writeback);
+	}
+	w->body.stat.dirty_pages = dirty;
+	w->body.stat.writeback_pages = wb;
+	w->reply.body_case = NTFSD__REPLY__BODY_STAT;
+	w->reply.stat = &w->body.stat;
+}
+
+/* ---- list ---- */
+
+struct list_scratch {
+	Ntfsd__DirEntry *entries;
+	Ntfsd__DirEntry **ptrs;
+	size_t count, cap;
+};
+
+static void free_list(struct work *w)
+{
+	struct list_scratch *ls = w->scratch;
+	size_t i;
+
+	if (!ls)
+		return;
+	for (i = 0; i < ls->count; i++)
+		free(ls->entries[i].name);
+	free(ls->entries);
+	free(ls->ptrs);
+	free(ls);
+}
+
+static int list_one(void *ctx, const struct ntfs_dirent *de)
+{
+	struct list_scratch *ls = ctx;
+	Ntfsd__DirEntry *e;
+	char *name;
+
+	if (de->name_type == FILE_NAME_DOS)
+		return 0;
+	if (de->name_len == 1 && get_le16(de->name) == '.')
+		return 0;
+	if (ntfs_utf16_to_utf8(de->name, de->name_len, &name))
+		return ntfs_fail(EILSEQ, "MFT record %llu has a name that is not valid UTF-16",
+				 (unsigned long long)MREF(de->mref));
+	if (ls->count == ls->cap) {
+		size_t cap = ls->cap ? ls->cap * 2 : 64;
+		Ntfsd__DirEntry *n = realloc(ls->entries, cap * sizeof(*n));
+
+		if (!n) {
+			free(name);
+			return -ENOMEM;
+		}
+		ls->entries = n;
+		ls->cap = cap;
+	}
+	e = &ls->entries[ls->count++];
+	ntfsd__dir_entry__init(e);
+	e->name = name;
+	e->mft_no = MREF(de->mref);
+	e->name_type = de->name_type;
+	e->directory = le32(de->fn->file_attributes) & FILE_ATTR_DUP_FILE_NAME_INDEX_PRESENT;
+	return 0;
+}
+
+static void run_list_dir(struct work *w)
+{
+	const char *path = w->rq->list_dir->path;
+	struct ntfs_volume *vol = w->cn->srv->vol;
+	struct list_scratch *ls = calloc(1, sizeof(*ls));
+	struct ntfs_inode *ni;
+	uint64_t mref;
+	size_t i;
+	int err;
+
+	if (!ls) {
+		work_fail(w, ENOMEM, "%s: out of memory", path);
+		return;
+	}
+	w->scratch = ls;
+	w->free_scratch = free_list;
+	err = ntfs_path_lookup(vol, path, 0, &mref);
+	if (!err)
+		err = ntfs_inode_open(vol, MREF(mref), &ni);
+	if (err) {
+		work_fail_ntfs(w, err, path);
+		return;
+	}
+	if (!ntfs_inode_is_dir(ni)) {
+		ntfs_inode_close(ni);
+		work_fail(w, ENOTDIR, "%s: not a directory", path);
+		return;
+	}
+	err = ntfs_dir_foreach(ni, list_one, ls);
+	ntfs_inode_close(ni);
+	if (err) {
+		work_fail_ntfs(w, err, path);
+		return;
+	}
+	ls->ptrs = malloc((ls->count ? ls->count : 1) * sizeof(*ls->ptrs));
+	if (!ls->ptrs) {
+		work_fail(w, ENOMEM, "%s: out of memory", path);
+		return;
+	}
+	for (i = 0; i < ls->count; i++)
+		ls->ptrs[i] = &ls->entries[i];
+	ntfsd__list_dir_reply__init(&w->body.list_dir);
+	w->body.list_dir.n_entries = ls->count;
+	w->body.list_dir.entries = ls->ptrs;
+	w->reply.body_case = NTFSD__REPLY__BODY_LIST_DIR;
+	w->reply.list_dir = &w->body.list_dir;
+}
+
+/* ---- volume status ---- */
+
+static void free_status(struct work *w)
+{
+	Ntfsd__ClientInfo **ptrs = w->scratch;
+
+	if (ptrs)
+		free(ptrs[0]);
+	free(ptrs);
+}
+
+static void do_volume_status(struct work *w)
+{
+	struct server *srv = w->cn->srv;
+	struct shm_counters *k = &srv->cache->header->counters;
+	Ntfsd__VolumeStatusReply *s = &w->body.status;
+	Ntfsd__ClientInfo *infos, **ptrs;
+	struct conn *cn;
+	size_t n = 0, i = 0;
+
+	for (cn = srv->conns; cn; cn = cn->next)
+		n++;
+	infos = calloc(n ? n : 1, sizeof(*infos));
+	ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+	if (!infos || !ptrs) {
+		free(infos);
+		free(ptrs);
+		work_fail(w, ENOMEM, "status: out of memory");
+		return;
+	}
+	ptrs[0] = infos;
+	w->scratch = ptrs;
+	w->free_scratch = free_status;
+	for (cn = srv->conns; cn; cn = cn->next, i++) {
+		ntfsd__client_info__init(&infos[i]);
+		infos[i].pid = (uint32_t)cn->pid;
+		infos[i].uid = cn->uid;
+		infos[i].gid = cn->gid;
+		infos[i].open_files = cn->nr_handles;
+		ptrs[i] = &infos[i];
+	}
+	ntfsd__volume_status_reply__init(s);
+	s->volume = (char *)srv->volume_path;
+	s->label = srv->vol->label;
+	s->ntfs_major = srv->vol->major_ver;
+	s->ntfs_minor = srv->vol->minor_ver;
+	s->read_only = srv->read_only;
+	s->cluster_size = srv->vol->geo.cluster_size;
+	s->volume_size = srv->vol->geo.nr_clusters << srv->vol->geo.cluster_size_bits;
+	s->cache_limit = atomic_load(&k->cache_limit);
+	s->cached_pages = atomic_load(&k->cached_pages);
+	s->cache_used = s->cached_pages << NTFSD_PAGE_SHIFT;
+	s->dirty_pages = atomic_load(&k->dirty_pages);
+	s->writeback_pages = atomic_load(&k->writeback_pages);
+	s->open_files = atomic_load(&k->open_files);
+	s->pages_read = atomic_load(&k->pages_read);
+	s->pages_reclaimed = atomic_load(&k->pages_reclaimed);
+	s->n_clients = n;
+	s->clients = n ? ptrs : NULL;
+	w->reply.body_case = NTFSD__REPLY__BODY_VOLUME_STATUS;
+	w->reply.volume_status = &w->body.status;
+}
+
+/* ---- decoding and routing ---- */
+
+static bool path_ok(struct work *w, const char *path)
+{
+	if (!path || path[0] != '/') {
+		work_fail(w, EINVAL, "path \"%s\" is not absolute", path ? path : "");
+		return false;
+	}
+	if (strlen(path) > 32767) {
+		work_fail(w, ENAMETOOLONG, "path is longer than 32767 bytes");
+		return false;
+	}
+	return true;
+}
+
+static bool need_handle(struct work *w, uint64_t id)
+{
+	w->h = handle_find(w->cn, id);
+	if (!w->h)
+		work_fail(w, EBADF, "no open handle %llu", (unsigned long long)id);
+	return w->h != NULL;
+}
+
+/* Route a decoded request; returns true when it went to the thread pool. */
+static bool route(struct work *w)
+{
+	Ntfsd__Request *rq = w->rq;
+	struct server *srv = w->cn->srv;
+
+	if (rq->body_case != NTFSD__REQUEST__BODY_HELLO && !w->cn->hello_done) {
+		work_fail(w, EPROTO, "the first request must be hello");
+		return false;
+	}
+	switch (rq->body_case) {
+	case NTFSD__REQUEST__BODY_HELLO:
+		do_hello(w);
+		return false;
+	case NTFSD__REQUEST__BODY_OPEN:
+		if (!path_ok(w, rq->open->path))
+			return false;
+		if (rq->open->write && srv->read_only) {
+			work_fail(w, EROFS, "%s: the volume is served read-only", rq->open->path);
+			return false;
+		}
+		w->run = run_open;
+		w->done = done_open;
+		return true;
+	case NTFSD__REQUEST__BODY_CLOSE:
+		do_close(w);
+		return false;
+	case NTFSD__REQUEST__BODY_FAULT_IN:
+		if (!need_handle(w, rq->fault_in->handle))
+			return false;
+		if (rq->fault_in->nr_pages > MAX_FAULT_PAGES) {
+			work_fail(w, EINVAL, "fault-in of %llu pages: at most %u per request",
+				  (unsigned long long)rq->fault_in->nr_pages, MAX_FAULT_PAGES);
+			return false;
+		}
+		w->run = run_fault_in;
+		return true;
+	case NTFSD__REQUEST__BODY_UNPIN:
+		if (need_handle(w, rq->unpin->handle))
+			do_unpin(w);
+		return false;
+	case NTFSD__REQUEST__BODY_STAT:
+		if (rq->stat->target_case == NTFSD__STAT_REQUEST__TARGET_HANDLE) {
+			if (need_handle(w, rq->stat->handle))
+				do_stat_handle(w);
+			return false;
+		}
+		if (rq->stat->target_case != NTFSD__STAT_REQUEST__TARGET_PATH) {
+			work_fail(w, EINVAL, "stat: neither a handle nor a path");
+			return false;
+		}
+		if (!path_ok(w, rq->stat->path))
+			return false;
+		w->run = run_stat_path;
+		return true;
+	case NTFSD__REQUEST__BODY_LIST_DIR:
+		if (!path_ok(w, rq->list_dir->path))
+			return false;
+		w->run = run_list_dir;
+		return true;
+	case NTFSD__REQUEST__BODY_VOLUME_STATUS:
+		do_volume_status(w);
+		return false;
+	default:
+		work_fail(w, EOPNOTSUPP, "unknown or empty request");
+		return false;
+	}
+}
+
+void dispatch_request(struct conn *cn, const uint8_t *frame, size_t len)
+{
+	Ntfsd__Request *rq = ntfsd__request__unpack(NULL, len, frame);
+	struct work *w;
+
+	if (!rq) {
+		dispatch_send_error(cn, 0, EBADMSG, "undecodable request frame");
+		return;
+	}
+	/* A string holding a NUL byte decodes to a shorter C string, and the
+	 * request would silently name something else: demand that the request
+	 * re-encodes to exactly the bytes received. */
+	if (ntfsd__request__get_packed_size(rq) != len) {
+		dispatch_send_error(cn, rq->id, EINVAL, "request is not canonically encoded "
+				    "(a string with a NUL byte, or duplicate fields)");
+		ntfsd__request__free_unpacked(rq, NULL);
+		return;
+	}
+	w = calloc(1, sizeof(*w));
+	if (!w) {
+		dispatch_send_error(cn, rq->id, ENOMEM, "out of memory");
+		ntfsd__request__free_unpacked(rq, NULL);
+		return;
+	}
+	w->cn = cn;
+	w->rq = rq;
+	ntfsd__reply__init(&w->reply);
+	if (route(w))
+		work_queue(w);
+	else {
+		cn->busy = true;  /* work_finish ends it */
+		work_finish(w);
+	}
+}

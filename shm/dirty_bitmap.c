@@ -1,0 +1,86 @@
+/*
+ * dirty_bitmap.c — two-level dirty bitmap operations.
+ *
+ * Invariants: see dirty_bitmap.h.  Setting orders level 2 before level 1;
+ * clearing drops level 1 only after seeing its level-2 word empty, then
+ * re-checks the word and sets level 1 again if a concurrent set raced in.
+ */
+#include "dirty_bitmap.h"
+
+#include <assert.h>
+
+void dirty_bitmap_init(struct dirty_bitmap *b, struct shm_file_header *h)
+{
+	uint8_t *base = (uint8_t *)h;
+
+	b->l1 = (_Atomic uint64_t *)(base + h->l1_offset);
+	b->l2 = (_Atomic uint64_t *)(base + h->l2_offset);
+	b->nr_pages = h->nr_pages;
+	b->l1_words = h->l1_words;
+	b->l2_words = h->l2_words;
+}
+
+bool dirty_bitmap_set(struct dirty_bitmap *b, uint64_t page)
+{
+	uint64_t w = page / 64, bit = 1ull << (page % 64), old;
+
+	assert(page < b->nr_pages);
+	old = atomic_fetch_or_explicit(&b->l2[w], bit, memory_order_acq_rel);
+	atomic_fetch_or_explicit(&b->l1[w / 64], 1ull << (w % 64), memory_order_acq_rel);
+	return !(old & bit);
+}
+
+bool dirty_bitmap_clear(struct dirty_bitmap *b, uint64_t page)
+{
+	uint64_t w = page / 64, bit = 1ull << (page % 64), old;
+
+	assert(page < b->nr_pages);
+	old = atomic_fetch_and_explicit(&b->l2[w], ~bit, memory_order_acq_rel);
+	if (old == bit) {
+		atomic_fetch_and_explicit(&b->l1[w / 64], ~(1ull << (w % 64)),
+					  memory_order_acq_rel);
+		if (atomic_load_explicit(&b->l2[w], memory_order_acquire))
+			atomic_fetch_or_explicit(&b->l1[w / 64], 1ull << (w % 64),
+						 memory_order_acq_rel);
+	}
+	return old & bit;
+}
+
+bool dirty_bitmap_test(const struct dirty_bitmap *b, uint64_t page)
+{
+	if (page >= b->nr_pages)
+		return false;
+	return atomic_load_explicit(&b->l2[page / 64], memory_order_acquire) &
+	       (1ull << (page % 64));
+}
+
+uint64_t dirty_bitmap_next(const struct dirty_bitmap *b, uint64_t from)
+{
+	uint64_t w = from / 64;
+
+	while (w < b->l2_words) {
+		uint64_t l1 = atomic_load_explicit(&b->l1[w / 64], memory_order_acquire);
+
+		l1 &= ~0ull << (w % 64);
+		if (!l1) {
+			w = (w / 64 + 1) * 64;
+			continue;
+		}
+		w = (w / 64) * 64 + (uint64_t)__builtin_ctzll(l1);
+		if (w >= b->l2_words)
+			break;
+		{
+			uint64_t bits = atomic_load_explicit(&b->l2[w], memory_order_acquire);
+
+			if (w == from / 64)
+				bits &= ~0ull << (from % 64);
+			if (bits) {
+				uint64_t page = w * 64 + (uint64_t)__builtin_ctzll(bits);
+
+				return page < b->nr_pages ? page : UINT64_MAX;
+			}
+		}
+		w++;
+	}
+	return UINT64_MAX;
+}

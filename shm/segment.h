@@ -1,0 +1,26 @@
+/*
+ * segment.h — computing the layout of a page-state segment.
+ *
+ * Invariant: shm_file_layout() is the single place that decides where the
+ * bitmaps and descriptors of a page-state segment lie; the daemon uses it to
+ * create segments and clients to check the header they map.
+ */
+#ifndef NTFSD_SHM_SEGMENT_H
+#define NTFSD_SHM_SEGMENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "shm_layout.h"
+
+/* Fill the geometry fields of h for nr_pages pages of buffer_size buffers. */
+void shm_file_layout(struct shm_file_header *h, uint64_t nr_pages, uint32_t buffer_size);
+/* Check a mapped header against the segment's real size. */
+bool shm_file_header_valid(const struct shm_file_header *h, uint64_t mapped_size);
+
+static inline struct shm_page *shm_file_pages(struct shm_file_header *h)
+{
+	return (struct shm_page *)((uint8_t *)h + h->pages_offset);
+}
+
+#endif
