@@ -133,7 +133,9 @@ static int attr_init_header(struct ntfs_attr *na, const struct ntfs_attr_record 
 	}
 	if (na->flags & ATTR_IS_COMPRESSED) {
 		na->compression_unit = a->u.nr.compression_unit;
-		if (na->compression_unit == 0 || na->compression_unit > 8)
+		/* A unit must hold whole 4096-byte LZNT1 chunks. */
+		if (na->compression_unit == 0 || na->compression_unit > 8 ||
+		    (g->cluster_size << na->compression_unit) % LZNT1_CHUNK_SIZE)
 			return ntfs_fail(EIO, "%s: compressed with an invalid compression unit "
 					 "of 2^%u clusters", what, na->compression_unit);
 		na->compression_block_size = g->cluster_size << na->compression_unit;
@@ -170,6 +172,9 @@ static int attr_build(struct ntfs_attr *na, struct collect *c)
 		if (err)
 			return err;
 	}
+	if ((uint64_t)ntfs_rl_end_vcn(&na->rl) > (UINT64_MAX >> g->cluster_size_bits))
+		return ntfs_fail(EIO, "%s: runlist of %llu clusters is larger than any volume",
+				 what, (unsigned long long)ntfs_rl_end_vcn(&na->rl));
 	if (!c->base_only &&
 	    (uint64_t)ntfs_rl_end_vcn(&na->rl) << g->cluster_size_bits != na->allocated_size)
 		return ntfs_fail(EIO, "%s: runlist covers %llu clusters but the allocated size "
@@ -302,7 +307,8 @@ static int read_mapped(struct ntfs_attr *na, uint64_t pos, size_t len, uint8_t *
 		if (lcn == LCN_ENOENT)
 			return ntfs_fail(EIO, "%s: vcn %lld is not mapped by the runlist",
 					 ntfs_attr_describe(na, what, sizeof(what)), (long long)vcn);
-		avail = ((uint64_t)run << bits) - ofs;
+		avail = (uint64_t)run > (UINT64_MAX >> bits) ? UINT64_MAX
+							      : ((uint64_t)run << bits) - ofs;
 		chunk = avail < len ? (size_t)avail : len;
 		if (lcn == LCN_HOLE) {
 			memset(buf, 0, chunk);

@@ -24,6 +24,7 @@
 
 #define NTFS_MAX_INDEX_DEPTH 32
 #define NTFS_MAX_NAME_LEN 255
+#define NTFS_MAX_INDEX_BLOCKS (1u << 24)  /* 64 GiB of 4 KiB blocks */
 
 /* "$I30" as stored on disk (UTF-16LE), whatever the host byte order. */
 static const union {
@@ -164,6 +165,10 @@ static int index_ctx_open(struct ntfs_inode *dir, struct index_ctx *ic, struct i
 	if (err)
 		return err;
 	ic->nr_blocks = ic->ia->data_size / ic->block_size;
+	if (ic->nr_blocks > NTFS_MAX_INDEX_BLOCKS || ic->ia->data_size > ic->ia->allocated_size)
+		return ntfs_fail(EIO, "directory MFT record %llu: $INDEX_ALLOCATION of %llu bytes is "
+				 "implausible", (unsigned long long)dir->mft_no,
+				 (unsigned long long)ic->ia->data_size);
 	ic->visited = calloc(ic->nr_blocks ? ic->nr_blocks : 1, 1);
 	return ic->visited ? 0 : -ENOMEM;
 }

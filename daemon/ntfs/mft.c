@@ -35,10 +35,12 @@ static int attr_record_check(const uint8_t *rec, uint32_t off, uint32_t end,
 		if (vo > len || vl > len - vo)
 			goto bad;
 	} else {
-		uint16_t mpo = le16(a->u.nr.mapping_pairs_offset);
+		uint16_t mpo;
 
-		if (len < NTFS_ATTR_NONRESIDENT_HEADER_SIZE || mpo < NTFS_ATTR_NONRESIDENT_HEADER_SIZE ||
-		    mpo >= len)
+		if (len < NTFS_ATTR_NONRESIDENT_HEADER_SIZE)
+			goto bad;
+		mpo = le16(a->u.nr.mapping_pairs_offset);
+		if (mpo < NTFS_ATTR_NONRESIDENT_HEADER_SIZE || mpo >= len)
 			goto bad;
 		if (sle64(a->u.nr.lowest_vcn) < 0 ||
 		    sle64(a->u.nr.highest_vcn) < sle64(a->u.nr.lowest_vcn) - 1)

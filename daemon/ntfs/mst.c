@@ -20,10 +20,11 @@ static int mst_check_header(const uint8_t *b, uint32_t size, uint16_t *usa_ofs,
 	const struct ntfs_record_header *h = (const void *)b;
 	uint32_t strides = size / NTFS_BLOCK_SIZE;
 
-	*usa_ofs = le16(h->usa_ofs);
-	*usa_count = le16(h->usa_count);
+	*usa_ofs = *usa_count = 0;
 	if (size < NTFS_BLOCK_SIZE || size % NTFS_BLOCK_SIZE)
 		return -1;
+	*usa_ofs = le16(h->usa_ofs);
+	*usa_count = le16(h->usa_count);
 	if ((*usa_ofs & 1) || *usa_ofs < sizeof(*h))
 		return -1;
 	if (*usa_count != strides + 1)
