@@ -85,6 +85,9 @@ int readpage(struct cache_inode *ci, uint64_t index);
 /* Drop clean, unlocked, unpinned pages not under writeback until the cache
  * holds at most its limit; least recently faulted pages go first. */
 void cache_reclaim(struct cache *c);
+/* Count one more cached page, first reclaiming so the count stays within
+ * the limit (it can pass it only when every cached page is pinned or busy). */
+void cache_reserve_page(struct cache *c);
 
 static inline uint64_t cache_pages_for(uint64_t bytes)
 {

@@ -3,7 +3,8 @@
  *
  * Invariants: a page is filled and marked uptodate only with its page lock
  * held; every byte of an uptodate page is the file's byte or, past i_size,
- * zero; the on-disk layer returns zeroes for holes and for the range past
+ * zero; a page is counted in the cache (and room made by reclaim) before
+ * it is filled; the on-disk layer returns zeroes for holes and for the range past
  * initialized_size without reading the disk, and decompresses compression
  * units.  A read error leaves the page not uptodate and is returned.
  */
@@ -35,9 +36,11 @@ int readpage(struct cache_inode *ci, uint64_t index)
 		unlock_page(p);
 		return 0;
 	}
+	cache_reserve_page(c);
 	buf = ci->data_map + (index << NTFSD_PAGE_SHIFT);
 	n = ntfs_attr_pread(ci->data, index << NTFSD_PAGE_SHIFT, NTFSD_PAGE_SIZE, buf);
 	if (n < 0) {
+		atomic_fetch_sub(&c->header->counters.cached_pages, 1);
 		unlock_page(p);
 		return (int)n;
 	}
@@ -46,7 +49,6 @@ int readpage(struct cache_inode *ci, uint64_t index)
 			      page_all_buffers(ci->state->buffers_per_page), memory_order_release);
 	page_set_bits(p, PG_buffers | PG_uptodate);
 	atomic_fetch_add(&ci->cached_pages, 1);
-	atomic_fetch_add(&c->header->counters.cached_pages, 1);
 	atomic_fetch_add(&c->header->counters.pages_read, 1);
 	unlock_page(p);
 	return 0;
@@ -67,6 +69,5 @@ int cache_fault_in(struct cache_inode *ci, uint64_t first, uint64_t count)
 		if (err)
 			return err;
 	}
-	cache_reclaim(ci->cache);
 	return 0;
 }

@@ -16,9 +16,9 @@
 #include "log.h"
 #include "page.h"
 
-static bool over_limit(struct cache *c)
+static bool over_target(struct cache *c, uint64_t target)
 {
-	return atomic_load(&c->header->counters.cached_pages) > c->limit_pages;
+	return atomic_load(&c->header->counters.cached_pages) > target;
 }
 
 static bool try_drop_page(struct cache_inode *ci, uint64_t index)
@@ -51,8 +51,8 @@ static bool try_drop_page(struct cache_inode *ci, uint64_t index)
 	return true;
 }
 
-/* Sweep one inode from *page; returns true once the cache is within limit. */
-static bool sweep_inode(struct cache_inode *ci, uint64_t *page)
+/* Sweep one inode from *page; returns true once the cache is within target. */
+static bool sweep_inode(struct cache_inode *ci, uint64_t *page, uint64_t target)
 {
 	for (; *page < ci->nr_pages; (*page)++) {
 		uint64_t i = *page;
@@ -61,7 +61,7 @@ static bool sweep_inode(struct cache_inode *ci, uint64_t *page)
 			continue;
 		if (atomic_exchange_explicit(&ci->referenced[i], 0, memory_order_relaxed))
 			continue;
-		if (try_drop_page(ci, i) && !over_limit(ci->cache)) {
+		if (try_drop_page(ci, i) && !over_target(ci->cache, target)) {
 			(*page)++;
 			return true;
 		}
@@ -69,12 +69,12 @@ static bool sweep_inode(struct cache_inode *ci, uint64_t *page)
 	return false;
 }
 
-void cache_reclaim(struct cache *c)
+static void reclaim_to(struct cache *c, uint64_t target)
 {
 	struct cache_inode *ci;
 	unsigned sweeps = 0, n = 0;
 
-	if (!over_limit(c))
+	if (!over_target(c, target))
 		return;
 	pthread_mutex_lock(&c->reclaim_lock);
 	pthread_mutex_lock(&c->lock);
@@ -88,8 +88,8 @@ void cache_reclaim(struct cache *c)
 		c->hand_page = 0;
 	}
 	/* two full turns: the first may only clear referenced bits */
-	for (; ci && over_limit(c) && sweeps <= 2 * n; sweeps++) {
-		if (sweep_inode(ci, &c->hand_page))
+	for (; ci && over_target(c, target) && sweeps <= 2 * n; sweeps++) {
+		if (sweep_inode(ci, &c->hand_page, target))
 			break;
 		ci = ci->next ? ci->next : c->inodes;
 		c->hand_page = 0;
@@ -98,4 +98,27 @@ void cache_reclaim(struct cache *c)
 		c->hand_mft = ci->mft_no;
 	pthread_mutex_unlock(&c->lock);
 	pthread_mutex_unlock(&c->reclaim_lock);
+}
+
+void cache_reclaim(struct cache *c)
+{
+	reclaim_to(c, c->limit_pages);
+}
+
+void cache_reserve_page(struct cache *c)
+{
+	_Atomic uint64_t *cached = &c->header->counters.cached_pages;
+	unsigned tries = 0;
+
+	for (;;) {
+		uint64_t cur = atomic_load(cached);
+
+		if (cur < c->limit_pages || tries > 2) {
+			if (atomic_compare_exchange_weak(cached, &cur, cur + 1))
+				return;
+			continue;
+		}
+		reclaim_to(c, c->limit_pages - 1);
+		tries++;
+	}
 }

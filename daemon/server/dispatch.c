@@ -77,7 +77,12 @@ __attribute__((format(printf, 3, 4))) static void work_fail(struct work *w, int 
 /* An on-disk layer error: errno from it, message from ntfs_last_error(). */
 static void work_fail_ntfs(struct work *w, int neg, const char *what)
 {
-	work_fail(w, -neg, "%s: %s", what, ntfs_last_error());
+	const char *msg = neg == -ENOMEM ? "out of memory" : ntfs_last_error();
+
+	if (!strncmp(msg, what, strlen(what)))
+		work_fail(w, -neg, "%s", msg);  /* it names the path already */
+	else
+		work_fail(w, -neg, "%s: %s", what, msg);
 }
 
 static void send_reply(struct conn *cn, Ntfsd__Reply *r, const int *fds, int nfds)

@@ -1,0 +1,1202 @@
+/*
+ * ntfsc.c — libntfsc: the control connection to ntfsd and reads through its
+ * shared-memory page cache.
+ *
+ * Invariants:
+ *  - A connection sends one Request and reads its Reply under c->lock, so
+ *    requests from several threads never interleave on the socket.  The
+ *    first transport or framing failure marks the connection dead (and
+ *    shuts the socket down): the stream can no longer be trusted, so every
+ *    later request fails with ECONNRESET at once.
+ *  - Every fd that arrives with a reply is either kept by the open file it
+ *    belongs to or closed before the call returns; every mapping is undone
+ *    on every error path.  A file the daemon opened for us but that we
+ *    could not set up is closed on the daemon's side again.
+ *  - Everything read from a shared segment that decides where we access
+ *    memory (page counts, sizes) is checked once against the segment's real
+ *    size and then kept privately; the shared copy is never trusted again.
+ *  - pread copies a page only when PG_uptodate was set before the copy and
+ *    the page's generation and PG_uptodate are unchanged after it; the
+ *    daemon clears PG_uptodate and bumps the generation before it punches a
+ *    page out, so a copy that raced with reclaim is always detected.  When
+ *    reclaim takes pages between their fault-in and our copy, pread pins
+ *    what it copies, so it makes progress however small the cache.
+ *  - A mapping made by ntfsc_mmap holds one pin (taken by the daemon for
+ *    this connection) on each of its pages that the daemon said it covered,
+ *    and exactly those are unpinned when it is unmapped.
+ *  - Errors set errno and the thread's error message together (error_set):
+ *    a stale message never goes with a new errno.
+ */
+/* Built with -fvisibility=hidden: only what ntfsc.h declares is exported. */
+#pragma GCC visibility push(default)
+#include "ntfsc.h"
+#pragma GCC visibility pop
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "ntfsd.pb-c.h"
+#include "page.h"
+#include "segment.h"
+#include "seqcount.h"
+#include "shm_layout.h"
+
+#define PAGE_SIZE_ NTFSD_PAGE_SIZE
+#define PAGE_SHIFT_ NTFSD_PAGE_SHIFT
+/* A path of 32767 UTF-16 units (NTFS's limit) is at most 3 bytes a unit. */
+#define MAX_PATH_BYTES (32767u * 3u)
+/* pread: fault-ins of one page that may leave it not uptodate. */
+#define MAX_FAULT_RETRIES 1000u
+/* Pages per FaultInRequest: ntfsd refuses more than 1 GiB in one
+ * (MAX_FAULT_PAGES in daemon/server/dispatch.c). */
+#define MAX_FAULT_PAGES (1u << 18)
+
+struct mapping {
+	struct mapping *next;
+	uint8_t *base;                  /* what mmap returned */
+	size_t len;                     /* bytes mapped, a multiple of the page size */
+	uint8_t *user;                  /* what ntfsc_mmap returned */
+	uint64_t first_page;
+	uint64_t pinned;                /* pages the daemon pinned from first_page */
+};
+
+struct ntfsc {
+	int sock;
+	pthread_mutex_t lock;           /* one request at a time; guards the fields below */
+	uint64_t next_id;
+	bool dead;
+
+	const struct shm_volume_header *hdr;
+	uint32_t max_inodes;
+
+	pthread_mutex_t files_lock;     /* guards files */
+	struct ntfsc_file *files;
+};
+
+struct ntfsc_file {
+	ntfsc *c;
+	struct ntfsc_file *prev, *next; /* in c->files */
+	uint64_t handle;
+	uint32_t slot;
+	uint64_t mft_no;
+	bool writable;                  /* opened O_RDWR */
+	bool data_writable;             /* the data fd may be mapped PROT_WRITE */
+	int data_fd;
+	const uint8_t *data;            /* whole data segment, read-only; NULL if empty */
+	uint64_t data_size;
+	struct shm_file_header *state;
+	size_t state_len;
+	struct shm_page *pages;
+	uint64_t nr_pages;              /* private copy, checked against the segment */
+	uint64_t readable;              /* bytes pread may copy: pages and data both cover */
+	pthread_mutex_t maps_lock;      /* guards maps */
+	struct mapping *maps;
+};
+
+/* ---- errors ---- */
+
+static _Thread_local char err_msg[1024];
+static _Thread_local bool err_has_msg;
+
+static int error_set(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Set errno to err and the thread's message to fmt (none if fmt is NULL). */
+static int error_set(int err, const char *fmt, ...)
+{
+	err_has_msg = false;
+	if (fmt) {
+		va_list ap;
+
+		va_start(ap, fmt);
+		vsnprintf(err_msg, sizeof(err_msg), fmt, ap);
+		va_end(ap);
+		err_has_msg = true;
+	}
+	errno = err;
+	return -1;
+}
+
+struct saved_error {
+	int err;
+	bool has_msg;
+	char msg[sizeof(err_msg)];
+};
+
+static void error_save(struct saved_error *s)
+{
+	s->err = errno;
+	s->has_msg = err_has_msg;
+	if (s->has_msg)
+		memcpy(s->msg, err_msg, sizeof(s->msg));
+}
+
+static void error_restore(const struct saved_error *s)
+{
+	err_has_msg = s->has_msg;
+	if (s->has_msg)
+		memcpy(err_msg, s->msg, sizeof(err_msg));
+	errno = s->err;
+}
+
+const char *ntfsc_last_error_message(ntfsc *c)
+{
+	(void)c;
+	return err_has_msg ? err_msg : NULL;
+}
+
+static int check_path(const char *path)
+{
+	if (!path)
+		return error_set(EINVAL, NULL);
+	if (strlen(path) > MAX_PATH_BYTES)
+		return error_set(ENAMETOOLONG, NULL);
+	return 0;
+}
+
+/* ---- requests ---- */
+
+static void close_fds(int *fds, int n)
+{
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+}
+
+/* Under c->lock: the stream is unusable from now on. */
+static void connection_lost(ntfsc *c)
+{
+	c->dead = true;
+	shutdown(c->sock, SHUT_RDWR);
+}
+
+static int transport_error(int err)
+{
+	if (err == ECONNRESET || err == EPIPE)
+		return error_set(err, "ntfsd closed the connection");
+	if (err == EPROTO)
+		return error_set(err, "ntfsd sent a malformed frame");
+	return error_set(err, "lost the connection to ntfsd: %s", strerror(err));
+}
+
+static int fd_count_error(int got, int want)
+{
+	return error_set(EPROTO, "ntfsd sent %d file descriptor%s with its reply, not %d", got,
+			 got == 1 ? "" : "s", want);
+}
+
+static void *reply_body(const Ntfsd__Reply *r)
+{
+	switch (r->body_case) {
+	case NTFSD__REPLY__BODY_HELLO: return r->hello;
+	case NTFSD__REPLY__BODY_OPEN: return r->open;
+	case NTFSD__REPLY__BODY_FAULT_IN: return r->fault_in;
+	case NTFSD__REPLY__BODY_STAT: return r->stat;
+	case NTFSD__REPLY__BODY_LIST_DIR: return r->list_dir;
+	case NTFSD__REPLY__BODY_VOLUME_STATUS: return r->volume_status;
+	default: return NULL;
+	}
+}
+
+/*
+ * Send req and wait for its reply.  want_body is the body the reply must
+ * carry on success (NTFSD__REPLY__BODY__NOT_SET: none is looked at);
+ * want_fds how many fds must come with it, stored in fds.  With want_fds < 0
+ * any number is accepted: fds must have room for NTFSD_MAX_FRAME_FDS and
+ * *nfds says how many came.  0 with *out set (free with
+ * ntfsd__reply__free_unpacked), or -1 with errno and message set and
+ * nothing to release.
+ */
+static int call_fds(ntfsc *c, Ntfsd__Request *req, Ntfsd__Reply__BodyCase want_body,
+		    int want_fds, int *fds, int *nfds, Ntfsd__Reply **out)
+{
+	int rfds[NTFSD_MAX_FRAME_FDS];
+	int nr = 0, err;
+	uint8_t *buf, *rbuf = NULL;
+	size_t len, rlen = 0;
+	Ntfsd__Reply *rep;
+
+	pthread_mutex_lock(&c->lock);
+	if (c->dead) {
+		pthread_mutex_unlock(&c->lock);
+		return error_set(ECONNRESET, "the connection to ntfsd was lost earlier");
+	}
+	req->id = ++c->next_id;
+	len = ntfsd__request__get_packed_size(req);
+	if (len > NTFSD_MAX_FRAME) {
+		pthread_mutex_unlock(&c->lock);
+		return error_set(E2BIG, NULL);
+	}
+	buf = malloc(len);
+	if (!buf) {
+		pthread_mutex_unlock(&c->lock);
+		return error_set(ENOMEM, NULL);
+	}
+	ntfsd__request__pack(req, buf);
+	err = frame_send(c->sock, buf, len, NULL, 0);
+	free(buf);
+	if (!err)
+		err = frame_recv(c->sock, &rbuf, &rlen, rfds, NTFSD_MAX_FRAME_FDS, &nr);
+	if (err) {
+		connection_lost(c);
+		pthread_mutex_unlock(&c->lock);
+		return transport_error(-err);
+	}
+	rep = ntfsd__reply__unpack(NULL, rlen, rbuf);
+	free(rbuf);
+	if (!rep || rep->id != req->id) {
+		uint64_t got = rep ? rep->id : 0;
+
+		connection_lost(c);
+		pthread_mutex_unlock(&c->lock);
+		close_fds(rfds, nr);
+		if (rep) {
+			ntfsd__reply__free_unpacked(rep, NULL);
+			return error_set(EPROTO, "ntfsd answered request %llu with the reply to %llu",
+					 (unsigned long long)req->id, (unsigned long long)got);
+		}
+		return error_set(EPROTO, "ntfsd sent a reply that cannot be decoded");
+	}
+	pthread_mutex_unlock(&c->lock);
+
+	if (rep->error) {
+		int e = rep->error > 0 ? rep->error : EPROTO;
+		const char *m = rep->message && *rep->message ? rep->message : NULL;
+
+		close_fds(rfds, nr);
+		if (m)
+			error_set(e, "%s", m);
+		else
+			error_set(e, NULL);
+		ntfsd__reply__free_unpacked(rep, NULL);
+		return -1;
+	}
+	if (want_body != NTFSD__REPLY__BODY__NOT_SET &&
+	    (rep->body_case != want_body || !reply_body(rep))) {
+		close_fds(rfds, nr);
+		ntfsd__reply__free_unpacked(rep, NULL);
+		return error_set(EPROTO, "ntfsd sent a reply of the wrong kind");
+	}
+	if (want_fds >= 0 && nr != want_fds) {
+		close_fds(rfds, nr);
+		ntfsd__reply__free_unpacked(rep, NULL);
+		return fd_count_error(nr, want_fds);
+	}
+	if (nr)
+		memcpy(fds, rfds, sizeof(int) * (size_t)nr);
+	if (nfds)
+		*nfds = nr;
+	*out = rep;
+	return 0;
+}
+
+static int call(ntfsc *c, Ntfsd__Request *req, Ntfsd__Reply__BodyCase want_body, int want_fds,
+		int *fds, Ntfsd__Reply **out)
+{
+	return call_fds(c, req, want_body, want_fds, fds, NULL, out);
+}
+
+/* A request whose reply has no body of interest. */
+static int call_simple(ntfsc *c, Ntfsd__Request *req)
+{
+	Ntfsd__Reply *rep;
+
+	if (call(c, req, NTFSD__REPLY__BODY__NOT_SET, 0, NULL, &rep))
+		return -1;
+	ntfsd__reply__free_unpacked(rep, NULL);
+	return 0;
+}
+
+static int send_close(ntfsc *c, uint64_t handle)
+{
+	Ntfsd__Request req = NTFSD__REQUEST__INIT;
+	Ntfsd__CloseRequest cr = NTFSD__CLOSE_REQUEST__INIT;
+
+	cr.handle = handle;
+	req.body_case = NTFSD__REQUEST__BODY_CLOSE;
+	req.close = &cr;
+	return call_simple(c, &req);
+}
+
+static int send_unpin(ntfsc *c, uint64_t handle, uint64_t first, uint64_t n)
+{
+	Ntfsd__Request req = NTFSD__REQUEST__INIT;
+	Ntfsd__UnpinRequest ur = NTFSD__UNPIN_REQUEST__INIT;
+
+	ur.handle = handle;
+	ur.first_page = first;
+	ur.nr_pages = n;
+	req.body_case = NTFSD__REQUEST__BODY_UNPIN;
+	req.unpin = &ur;
+	return call_simple(c, &req);
+}
+
+/* Fault pages in; *covered: pages the daemon says it covered. */
+static int send_fault_in(ntfsc *c, uint64_t handle, uint64_t first, uint64_t n, bool pin,
+			 uint64_t *covered)
+{
+	Ntfsd__Request req = NTFSD__REQUEST__INIT;
+	Ntfsd__FaultInRequest fr = NTFSD__FAULT_IN_REQUEST__INIT;
+	Ntfsd__Reply *rep;
+
+	fr.handle = handle;
+	fr.first_page = first;
+	fr.nr_pages = n;
+	fr.pin = pin;
+	req.body_case = NTFSD__REQUEST__BODY_FAULT_IN;
+	req.fault_in = &fr;
+	if (call(c, &req, NTFSD__REPLY__BODY_FAULT_IN, 0, NULL, &rep))
+		return -1;
+	*covered = rep->fault_in->nr_pages;
+	ntfsd__reply__free_unpacked(rep, NULL);
+	if (*covered > n)
+		return error_set(EPROTO, "ntfsd faulted in %llu pages when asked for %llu",
+				 (unsigned long long)*covered, (unsigned long long)n);
+	return 0;
+}
+
+/* ---- connecting ---- */
+
+static int connect_unix(int sock, const struct sockaddr_un *sa)
+{
+	struct pollfd pfd = { .fd = sock, .events = POLLOUT };
+	socklen_t sl = sizeof(int);
+	int err = 0;
+
+	if (connect(sock, (const struct sockaddr *)sa, sizeof(*sa)) == 0)
+		return 0;
+	if (errno != EINTR && errno != EINPROGRESS)
+		return -1;
+	/* Interrupted: the connection goes on; wait for its outcome. */
+	while (poll(&pfd, 1, -1) < 0)
+		if (errno != EINTR)
+			return -1;
+	if (getsockopt(sock, SOL_SOCKET, SO_ERROR, &err, &sl) < 0)
+		return -1;
+	if (err) {
+		errno = err;
+		return -1;
+	}
+	return 0;
+}
+
+static int map_header(ntfsc *c, int fd)
+{
+	const struct shm_volume_header *h;
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return error_set(errno, "cannot stat ntfsd's volume header segment: %s",
+				 strerror(errno));
+	if ((uint64_t)st.st_size < sizeof(*h))
+		return error_set(EPROTO, "ntfsd's volume header segment is too small (%lld bytes)",
+				 (long long)st.st_size);
+	h = mmap(NULL, sizeof(*h), PROT_READ, MAP_SHARED, fd, 0);
+	if (h == MAP_FAILED)
+		return error_set(errno, "cannot map ntfsd's volume header segment: %s",
+				 strerror(errno));
+	if (h->magic != NTFSD_SHM_VOLUME_MAGIC || h->layout_version != NTFSD_SHM_LAYOUT_VERSION ||
+	    h->page_size != NTFSD_PAGE_SIZE || h->max_inodes == 0 ||
+	    h->max_inodes > NTFSD_MAX_INODES) {
+		int e = h->magic != NTFSD_SHM_VOLUME_MAGIC ? EPROTO : EPROTONOSUPPORT;
+
+		error_set(e, "ntfsd's volume header is not one libntfsc understands (magic %#llx, "
+			  "layout %u, page size %u, %u inodes)", (unsigned long long)h->magic,
+			  h->layout_version, h->page_size, h->max_inodes);
+		munmap((void *)h, sizeof(*h));
+		return -1;
+	}
+	c->hdr = h;
+	c->max_inodes = h->max_inodes;
+	return 0;
+}
+
+static int hello(ntfsc *c)
+{
+	Ntfsd__Request req = NTFSD__REQUEST__INIT;
+	Ntfsd__Hello hr = NTFSD__HELLO__INIT;
+	Ntfsd__Reply *rep;
+	const Ntfsd__HelloReply *h;
+	int fd, err;
+
+	hr.protocol_version = NTFSD_PROTOCOL_VERSION;
+	hr.client_name = program_invocation_short_name && *program_invocation_short_name
+			 ? program_invocation_short_name : "libntfsc";
+	req.body_case = NTFSD__REQUEST__BODY_HELLO;
+	req.hello = &hr;
+	if (call(c, &req, NTFSD__REPLY__BODY_HELLO, 1, &fd, &rep))
+		return -1;
+	h = rep->hello;
+	if (h->protocol_version != NTFSD_PROTOCOL_VERSION)
+		err = error_set(EPROTONOSUPPORT, "ntfsd speaks protocol version %u, libntfsc %u",
+				h->protocol_version, NTFSD_PROTOCOL_VERSION);
+	else if (h->layout_version != NTFSD_SHM_LAYOUT_VERSION)
+		err = error_set(EPROTONOSUPPORT,
+				"ntfsd uses shared-memory layout %u, libntfsc %u",
+				h->layout_version, NTFSD_SHM_LAYOUT_VERSION);
+	else
+		err = map_header(c, fd);
+	ntfsd__reply__free_unpacked(rep, NULL);
+	close(fd);
+	return err;
+}
+
+ntfsc *ntfsc_connect(const char *socket_path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	ntfsc *c;
+
+	if (!socket_path) {
+		const char *env = getenv("NTFSD_SOCKET");
+
+		socket_path = env && *env ? env : NTFSD_DEFAULT_SOCKET;
+	}
+	if (!*socket_path) {
+		error_set(ENOENT, "the socket path is empty");
+		return NULL;
+	}
+	if (strlen(socket_path) >= sizeof(sa.sun_path)) {
+		error_set(ENAMETOOLONG, "socket path %s is too long for a unix socket",
+			  socket_path);
+		return NULL;
+	}
+	memcpy(sa.sun_path, socket_path, strlen(socket_path) + 1);
+
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		error_set(ENOMEM, NULL);
+		return NULL;
+	}
+	c->sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c->sock < 0) {
+		error_set(errno, "cannot create a unix socket: %s", strerror(errno));
+		free(c);
+		return NULL;
+	}
+	if (connect_unix(c->sock, &sa) < 0) {
+		error_set(errno, "cannot connect to %s: %s", socket_path, strerror(errno));
+		close(c->sock);
+		free(c);
+		return NULL;
+	}
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->files_lock, NULL);
+	if (hello(c) < 0) {
+		struct saved_error se;
+
+		error_save(&se);
+		close(c->sock);
+		pthread_mutex_destroy(&c->lock);
+		pthread_mutex_destroy(&c->files_lock);
+		free(c);
+		error_restore(&se);
+		return NULL;
+	}
+	return c;
+}
+
+/* ---- files ---- */
+
+static uint64_t file_size(const ntfsc_file *f)
+{
+	struct inode_sizes sz;
+
+	inode_slot_read(&f->c->hdr->inodes[f->slot], &sz);
+	return sz.i_size;
+}
+
+/* Take the segments of a fresh OpenReply into f; closes both fds. */
+static int file_setup(ntfsc_file *f, const Ntfsd__OpenReply *o, int data_fd, int state_fd)
+{
+	struct stat st;
+	void *p;
+	uint64_t pages_bytes;
+	int seals, fl;
+
+	f->data_fd = data_fd;
+	if (o->inode_slot >= f->c->max_inodes) {
+		error_set(EPROTO, "ntfsd gave inode slot %u of %u", o->inode_slot,
+			  f->c->max_inodes);
+		goto fail;
+	}
+	f->slot = o->inode_slot;
+
+	/* The page-state segment. */
+	if (fstat(state_fd, &st) < 0) {
+		error_set(errno, "cannot stat a page-state segment: %s", strerror(errno));
+		goto fail;
+	}
+	if ((uint64_t)st.st_size < sizeof(struct shm_file_header) || (uint64_t)st.st_size > SIZE_MAX) {
+		error_set(EPROTO, "ntfsd sent a page-state segment of %lld bytes",
+			  (long long)st.st_size);
+		goto fail;
+	}
+	p = mmap(NULL, (size_t)st.st_size, f->writable ? PROT_READ | PROT_WRITE : PROT_READ,
+		 MAP_SHARED, state_fd, 0);
+	if (p == MAP_FAILED) {
+		error_set(errno, "cannot map a page-state segment: %s", strerror(errno));
+		goto fail;
+	}
+	f->state = p;
+	f->state_len = (size_t)st.st_size;
+	if (!shm_file_header_valid(f->state, (uint64_t)st.st_size) ||
+	    f->state->page_size != NTFSD_PAGE_SIZE || f->state->nr_pages != o->nr_pages) {
+		error_set(EPROTO, "ntfsd sent a page-state segment with a bad header");
+		goto fail;
+	}
+	f->nr_pages = o->nr_pages;
+	f->pages = shm_file_pages(f->state);
+
+	/* The data segment: sealed against shrinking, so mapping it never faults. */
+	if (fstat(data_fd, &st) < 0) {
+		error_set(errno, "cannot stat a data segment: %s", strerror(errno));
+		goto fail;
+	}
+	if ((uint64_t)st.st_size < o->data_segment_size || o->data_segment_size > SIZE_MAX) {
+		error_set(EPROTO, "ntfsd announced a data segment of %llu bytes but sent one of %lld",
+			  (unsigned long long)o->data_segment_size, (long long)st.st_size);
+		goto fail;
+	}
+	seals = fcntl(data_fd, F_GET_SEALS);
+	if (o->data_segment_size && (seals < 0 || !(seals & F_SEAL_SHRINK))) {
+		error_set(EPROTO, "ntfsd sent a data segment that is not sealed against shrinking");
+		goto fail;
+	}
+	/* ntfsd shares data read-only until it has write-back, even with
+	 * OpenReply.writable: only the fd's mode says whether stores may go. */
+	fl = fcntl(data_fd, F_GETFL);
+	f->data_writable = fl >= 0 && (fl & O_ACCMODE) == O_RDWR;
+	f->data_size = o->data_segment_size;
+	if (f->data_size) {
+		p = mmap(NULL, (size_t)f->data_size, PROT_READ, MAP_SHARED, data_fd, 0);
+		if (p == MAP_FAILED) {
+			error_set(errno, "cannot map a data segment: %s", strerror(errno));
+			goto fail;
+		}
+		f->data = p;
+	}
+	pages_bytes = f->nr_pages << PAGE_SHIFT_;
+	f->readable = pages_bytes < f->data_size ? pages_bytes : f->data_size;
+	close(state_fd);
+	return 0;
+fail:
+	close(state_fd);
+	return -1;
+}
+
+/* Unmap and close what file_setup took (not the mappings of ntfsc_mmap). */
+static void file_free(ntfsc_file *f)
+{
+	if (f->data)
+		munmap((void *)f->data, (size_t)f->data_size);
+	if (f->state)
+		munmap(f->state, f->state_len);
+	if (f->data_fd >= 0)
+		close(f->data_fd);
+	pthread_mutex_destroy(&f->maps_lock);
+	free(f);
+}
+
+ntfsc_file *ntfsc_open(ntfsc *c, const char *path, int flags)
+{
+	Ntfsd__Request req = NTFSD__REQUEST__INIT;
+	Ntfsd__OpenRequest orq = NTFSD__OPEN_REQUEST__INIT;
+	Ntfsd__Reply *rep;
+	ntfsc_file *f;
+	int fds[NTFSD_MAX_FRAME_FDS], nfds;
+	int acc = flags & O_ACCMODE;
+
+	if (!c || (flags & ~(O_ACCMODE | O_CLOEXEC | O_LARGEFILE)) ||
+	    (acc != O_RDONLY && acc != O_RDWR)) {
+		error_set(EINVAL, NULL);
+		return NULL;
+	}
+	if (check_path(path))
+		return NULL;
+	f = calloc(1, sizeof(*f));
+	if (!f) {
+		error_set(ENOMEM, NULL);
+		return NULL;
+	}
+	f->c = c;
+	f->data_fd = -1;
+	pthread_mutex_init(&f->maps_lock, NULL);
+
+	orq.path = (char *)path;
+	orq.write = acc == O_RDWR;
+	req.body_case = NTFSD__REQUEST__BODY_OPEN;
+	req.open = &orq;
+	/* Any number of fds: the file is open on the daemon's side even when
+	 * the count is wrong, and must then be closed again. */
+	if (call_fds(c, &req, NTFSD__REPLY__BODY_OPEN, -1, fds, &nfds, &rep)) {
+		file_free(f);
+		return NULL;
+	}
+	f->handle = rep->open->handle;
+	f->mft_no = rep->open->mft_no;
+	f->writable = orq.write;
+	if (nfds != 2) {
+		close_fds(fds, nfds);
+		fd_count_error(nfds, 2);
+		goto undo;
+	}
+	if (orq.write && !rep->open->writable) {
+		close_fds(fds, 2);
+		error_set(EROFS, "ntfsd opened %s read-only", path);
+		goto undo;
+	}
+	if (file_setup(f, rep->open, fds[0], fds[1]))
+		goto undo;
+	ntfsd__reply__free_unpacked(rep, NULL);
+
+	pthread_mutex_lock(&c->files_lock);
+	f->next = c->files;
+	if (c->files)
+		c->files->prev = f;
+	c->files = f;
+	pthread_mutex_unlock(&c->files_lock);
+	return f;
+
+undo: {
+		struct saved_error se;
+
+		error_save(&se);
+		ntfsd__reply__free_unpacked(rep, NULL);
+		send_close(c, f->handle);
+		file_free(f);
+		error_restore(&se);
+		return NULL;
+	}
+}
+
+/* Unmap and unpin every mapping, close the handle, free f.  f is off the
+ * connection's list already. */
+static int file_release(ntfsc_file *f)
+{
+	struct saved_error se = { 0 };
+	struct mapping *m, *next;
+	bool failed = false;
+
+	pthread_mutex_lock(&f->maps_lock);
+	m = f->maps;
+	f->maps = NULL;
+	pthread_mutex_unlock(&f->maps_lock);
+	for (; m; m = next) {
+		next = m->next;
+		munmap(m->base, m->len);
+		if (m->pinned && !failed && send_unpin(f->c, f->handle, m->first_page, m->pinned)) {
+			failed = true;
+			error_save(&se);
+		}
+		free(m);
+	}
+	/* Unpin failing for a refused request still leaves Close to try; a
+	 * lost connection makes Close fail at once. */
+	if (send_close(f->c, f->handle) && !failed) {
+		failed = true;
+		error_save(&se);
+	}
+	file_free(f);
+	if (failed) {
+		error_restore(&se);
+		return -1;
+	}
+	return 0;
+}
+
+int ntfsc_close(ntfsc_file *f)
+{
+	ntfsc *c;
+
+	if (!f)
+		return error_set(EINVAL, NULL);
+	c = f->c;
+	pthread_mutex_lock(&c->files_lock);
+	if (f->prev)
+		f->prev->next = f->next;
+	else
+		c->files = f->next;
+	if (f->next)
+		f->next->prev = f->prev;
+	pthread_mutex_unlock(&c->files_lock);
+	return file_release(f);
+}
+
+void ntfsc_disconnect(ntfsc *c)
+{
+	struct saved_error se;
+	ntfsc_file *f;
+
+	if (!c)
+		return;
+	error_save(&se);
+	for (;;) {
+		pthread_mutex_lock(&c->files_lock);
+		f = c->files;
+		if (f) {
+			c->files = f->next;
+			if (c->files)
+				c->files->prev = NULL;
+		}
+		pthread_mutex_unlock(&c->files_lock);
+		if (!f)
+			break;
+		file_release(f);
+	}
+	close(c->sock);
+	munmap((void *)c->hdr, sizeof(*c->hdr));
+	pthread_mutex_destroy(&c->lock);
+	pthread_mutex_destroy(&c->files_lock);
+	free(c);
+	error_restore(&se);
+}
+
+/* ---- stat ---- */
+
+static void fill_stat(struct ntfsc_stat_ext *x, const Ntfsd__StatReply *s)
+{
+	memset(x, 0, sizeof(*x));
+	x->st.size = s->size;
+	x->st.initialized_size = s->initialized_size;
+	x->st.allocated_size = s->allocated_size;
+	x->st.attributes = s->attributes;
+	x->st.resident = s->resident;
+	x->st.cached_pages = s->cached_pages;
+	x->st.dirty_pages = s->dirty_pages;
+	x->st.writeback_pages = s->writeback_pages;
+	x->mft_no = s->mft_no;
+	x->link_count = s->link_count;
+	x->directory = s->directory;
+	x->compressed = s->compressed;
+	x->sparse = s->sparse;
+	x->encrypted = s->encrypted;
+}
+
+static int do_stat(ntfsc *c, Ntfsd__StatRequest *sr, struct ntfsc_stat_ext *x)
+{
+	Ntfsd__Request req = NTFSD__REQUEST__INIT;
+	Ntfsd__Reply *rep;
+
+	req.body_case = NTFSD__REQUEST__BODY_STAT;
+	req.stat = sr;
+	if (call(c, &req, NTFSD__REPLY__BODY_STAT, 0, NULL, &rep))
+		return -1;
+	fill_stat(x, rep->stat);
+	ntfsd__reply__free_unpacked(rep, NULL);
+	return 0;
+}
+
+int ntfsc_fstat_ext(ntfsc_file *f, struct ntfsc_stat_ext *st)
+{
+	Ntfsd__StatRequest sr = NTFSD__STAT_REQUEST__INIT;
+
+	if (!f || !st)
+		return error_set(EINVAL, NULL);
+	sr.target_case = NTFSD__STAT_REQUEST__TARGET_HANDLE;
+	sr.handle = f->handle;
+	return do_stat(f->c, &sr, st);
+}
+
+int ntfsc_fstat(ntfsc_file *f, struct ntfsc_stat *st)
+{
+	struct ntfsc_stat_ext x;
+
+	if (!st)
+		return error_set(EINVAL, NULL);
+	if (ntfsc_fstat_ext(f, &x))
+		return -1;
+	*st = x.st;
+	return 0;
+}
+
+int ntfsc_stat_ext(ntfsc *c, const char *path, struct ntfsc_stat_ext *st)
+{
+	Ntfsd__StatRequest sr = NTFSD__STAT_REQUEST__INIT;
+
+	if (!c || !st)
+		return error_set(EINVAL, NULL);
+	if (check_path(path))
+		return -1;
+	sr.target_case = NTFSD__STAT_REQUEST__TARGET_PATH;
+	sr.path = (char *)path;
+	return do_stat(c, &sr, st);
+}
+
+int ntfsc_stat(ntfsc *c, const char *path, struct ntfsc_stat *st)
+{
+	struct ntfsc_stat_ext x;
+
+	if (!st)
+		return error_set(EINVAL, NULL);
+	if (ntfsc_stat_ext(c, path, &x))
+		return -1;
+	*st = x.st;
+	return 0;
+}
+
+/* ---- reading ---- */
+
+/*
+ * Copy [pos, end) of page pos >> PAGE_SHIFT (end within that page) if the
+ * page is uptodate and stays so, with the same generation, across the copy.
+ */
+static bool copy_page(const ntfsc_file *f, uint8_t *dst, uint64_t pos, uint64_t end)
+{
+	struct shm_page *p = &f->pages[pos >> PAGE_SHIFT_];
+	uint32_t gen = atomic_load_explicit(&p->generation, memory_order_acquire);
+
+	if (!(page_flags(p) & PG_uptodate))
+		return false;
+	memcpy(dst, f->data + pos, (size_t)(end - pos));
+	atomic_thread_fence(memory_order_acquire);
+	return atomic_load_explicit(&p->generation, memory_order_relaxed) == gen &&
+	       (page_flags(p) & PG_uptodate);
+}
+
+/* The end of what pread may copy from pos on, or -1 (EIO) when the file
+ * extends beyond its segments; *eof when there is nothing left. */
+static int read_limit(const ntfsc_file *f, uint64_t pos, uint64_t want_end, uint64_t *end)
+{
+	uint64_t e = file_size(f);
+
+	if (e > want_end)
+		e = want_end;
+	if (pos < e && pos >= f->readable)
+		return error_set(EIO, "byte %llu of MFT record %llu lies beyond its cache segment",
+				 (unsigned long long)pos, (unsigned long long)f->mft_no);
+	if (e > f->readable)
+		e = f->readable;
+	*end = e;
+	return 0;
+}
+
+static int no_page_faulted(const ntfsc_file *f, uint64_t idx)
+{
+	return error_set(EIO, "ntfsd faulted in no page at page %llu of MFT record %llu, before "
+			 "the end of the file", (unsigned long long)idx,
+			 (unsigned long long)f->mft_no);
+}
+
+/*
+ * Reads normally fault in everything they still need, unpinned, and copy
+ * page by page.  A page that is gone again right after its fault-in means
+ * the cache is thrashing (reclaim takes pages before we get to them); from
+ * then on the read pins PIN_CHUNK pages at a time, copies them and unpins
+ * them, which always makes progress.
+ */
+#define PIN_CHUNK 32u
+
+ssize_t ntfsc_pread(ntfsc_file *f, void *buf, size_t len, off_t off)
+{
+	uint8_t *out = buf;
+	uint64_t start, want_end, pos, covered, want;
+	unsigned faults = 0;
+	bool thrash = false;
+
+	if (!f || off < 0 || (!buf && len))
+		return error_set(EINVAL, NULL);
+	if (len > SSIZE_MAX)
+		len = SSIZE_MAX;
+	start = pos = (uint64_t)off;
+	want_end = start + len;         /* both below 2^63: no overflow */
+
+	while (pos < want_end) {
+		uint64_t end = 0, idx, page_end, last;
+
+		if (read_limit(f, pos, want_end, &end))
+			goto fail;
+		if (pos >= end)
+			break;
+		idx = pos >> PAGE_SHIFT_;
+		page_end = (idx + 1) << PAGE_SHIFT_;
+		if (page_end > end)
+			page_end = end;
+		if (copy_page(f, out + (pos - start), pos, page_end)) {
+			pos = page_end;
+			faults = 0;
+			continue;
+		}
+		/* Not there, or reclaimed while we copied. */
+		if (faults++ == MAX_FAULT_RETRIES) {
+			error_set(EIO, "page %llu of MFT record %llu is still not uptodate after %u "
+				  "fault-ins", (unsigned long long)idx, (unsigned long long)f->mft_no,
+				  MAX_FAULT_RETRIES);
+			goto fail;
+		}
+		last = (end - 1) >> PAGE_SHIFT_;
+		want = last - idx + 1;
+		if (faults > 1)
+			thrash = true;
+		if (!thrash) {
+			if (want > MAX_FAULT_PAGES)
+				want = MAX_FAULT_PAGES;
+			if (send_fault_in(f->c, f->handle, idx, want, false, &covered))
+				goto fail;
+			if (covered == 0 && pos < file_size(f)) {
+				no_page_faulted(f, idx);
+				goto fail;
+			}
+			continue;
+		}
+
+		/* Thrashing: pin, copy, unpin. */
+		if (want > PIN_CHUNK)
+			want = PIN_CHUNK;
+		if (send_fault_in(f->c, f->handle, idx, want, true, &covered))
+			goto fail;
+		if (covered == 0) {
+			if (pos < file_size(f)) {
+				no_page_faulted(f, idx);
+				goto fail;
+			}
+			continue;
+		}
+		while (pos < end && (pos >> PAGE_SHIFT_) < idx + covered) {
+			page_end = ((pos >> PAGE_SHIFT_) + 1) << PAGE_SHIFT_;
+			if (page_end > end)
+				page_end = end;
+			if (!copy_page(f, out + (pos - start), pos, page_end))
+				break;
+			pos = page_end;
+			faults = 0;
+		}
+		if (send_unpin(f->c, f->handle, idx, covered))
+			goto fail;
+	}
+	return (ssize_t)(pos - start);
+fail:
+	return pos > start ? (ssize_t)(pos - start) : -1;
+}
+
+/* ---- mapping ---- */
+
+/*
+ * Pin and fault in [first, first + n) in requests ntfsd accepts; *pinned:
+ * pages pinned from first (the daemon stops at the end of the file).  On
+ * failure nothing stays pinned: a refused request pinned nothing, and what
+ * earlier requests pinned is unpinned again.
+ */
+static int pin_range(ntfsc_file *f, uint64_t first, uint64_t n, uint64_t *pinned)
+{
+	uint64_t done = 0, covered;
+
+	while (done < n) {
+		uint64_t chunk = n - done < MAX_FAULT_PAGES ? n - done : MAX_FAULT_PAGES;
+
+		if (send_fault_in(f->c, f->handle, first + done, chunk, true, &covered)) {
+			if (done) {
+				struct saved_error se;
+
+				error_save(&se);
+				send_unpin(f->c, f->handle, first, done);
+				error_restore(&se);
+			}
+			return -1;
+		}
+		done += covered;
+		if (covered < chunk)
+			break;
+	}
+	*pinned = done;
+	return 0;
+}
+
+void *ntfsc_mmap(ntfsc_file *f, off_t off, size_t len, int prot)
+{
+	struct mapping *m;
+	uint64_t base, lead, map_len, covered;
+	void *addr;
+
+	if (!f || off < 0 || len == 0 || (prot & ~(PROT_READ | PROT_WRITE))) {
+		error_set(EINVAL, NULL);
+		return MAP_FAILED;
+	}
+	if ((prot & PROT_WRITE) && !f->writable) {
+		error_set(EACCES, NULL);
+		return MAP_FAILED;
+	}
+	if ((prot & PROT_WRITE) && !f->data_writable) {
+		error_set(EACCES, "ntfsd shares the data of MFT record %llu read-only",
+			  (unsigned long long)f->mft_no);
+		return MAP_FAILED;
+	}
+	base = (uint64_t)off & ~(uint64_t)(PAGE_SIZE_ - 1);
+	lead = (uint64_t)off - base;
+	if (base >= f->data_size || len > f->data_size - base ||
+	    lead + len > f->data_size - base) {
+		error_set(ENXIO, NULL);
+		return MAP_FAILED;
+	}
+	map_len = (lead + len + PAGE_SIZE_ - 1) & ~(uint64_t)(PAGE_SIZE_ - 1);
+	if (map_len > f->data_size - base) {
+		error_set(ENXIO, NULL);
+		return MAP_FAILED;
+	}
+	m = calloc(1, sizeof(*m));
+	if (!m) {
+		error_set(ENOMEM, NULL);
+		return MAP_FAILED;
+	}
+	addr = mmap(NULL, (size_t)map_len, prot, MAP_SHARED, f->data_fd, (off_t)base);
+	if (addr == MAP_FAILED) {
+		error_set(errno, NULL);
+		free(m);
+		return MAP_FAILED;
+	}
+	if (pin_range(f, base >> PAGE_SHIFT_, map_len >> PAGE_SHIFT_, &covered)) {
+		struct saved_error se;
+
+		error_save(&se);
+		munmap(addr, (size_t)map_len);
+		free(m);
+		error_restore(&se);
+		return MAP_FAILED;
+	}
+	m->base = addr;
+	m->len = (size_t)map_len;
+	m->user = (uint8_t *)addr + lead;
+	m->first_page = base >> PAGE_SHIFT_;
+	m->pinned = covered;
+	pthread_mutex_lock(&f->maps_lock);
+	m->next = f->maps;
+	f->maps = m;
+	pthread_mutex_unlock(&f->maps_lock);
+	return m->user;
+}
+
+int ntfsc_munmap(ntfsc_file *f, void *addr, size_t len)
+{
+	struct mapping **pp, *m = NULL;
+	uint64_t first, pinned;
+	int err = 0;
+
+	if (!f || !addr || len == 0)
+		return error_set(EINVAL, NULL);
+	pthread_mutex_lock(&f->maps_lock);
+	for (pp = &f->maps; *pp; pp = &(*pp)->next) {
+		struct mapping *x = *pp;
+		size_t lead = (size_t)(x->user - x->base);
+
+		if (x->user == addr && len <= x->len - lead &&
+		    ((lead + len + PAGE_SIZE_ - 1) & ~(size_t)(PAGE_SIZE_ - 1)) == x->len) {
+			m = x;
+			*pp = x->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&f->maps_lock);
+	if (!m)
+		return error_set(EINVAL, NULL);
+	munmap(m->base, m->len);
+	first = m->first_page;
+	pinned = m->pinned;
+	free(m);
+	if (pinned)
+		err = send_unpin(f->c, f->handle, first, pinned);
+	return err;
+}
+
+/* ---- directories and the volume ---- */
+
+int ntfsc_listdir(ntfsc *c, const char *path,
+		      int (*cb)(void *ctx, const char *name, uint64_t mft_no, bool is_dir),
+		      void *ctx)
+{
+	Ntfsd__Request req = NTFSD__REQUEST__INIT;
+	Ntfsd__ListDirRequest lr = NTFSD__LIST_DIR_REQUEST__INIT;
+	Ntfsd__Reply *rep;
+	int ret = 0;
+
+	if (!c || !cb)
+		return error_set(EINVAL, NULL);
+	if (check_path(path))
+		return -1;
+	lr.path = (char *)path;
+	req.body_case = NTFSD__REQUEST__BODY_LIST_DIR;
+	req.list_dir = &lr;
+	if (call(c, &req, NTFSD__REPLY__BODY_LIST_DIR, 0, NULL, &rep))
+		return -1;
+	for (size_t i = 0; i < rep->list_dir->n_entries && !ret; i++) {
+		const Ntfsd__DirEntry *e = rep->list_dir->entries[i];
+
+		if (e)
+			ret = cb(ctx, e->name ? e->name : "", e->mft_no, e->directory);
+	}
+	ntfsd__reply__free_unpacked(rep, NULL);
+	return ret;
+}
+
+void ntfsc_volume_status_free(struct ntfsc_volume_status *st)
+{
+	if (!st)
+		return;
+	free(st->volume);
+	free(st->label);
+	free(st->clients);
+	memset(st, 0, sizeof(*st));
+}
+
+int ntfsc_volume_status(ntfsc *c, struct ntfsc_volume_status *st)
+{
+	Ntfsd__Request req = NTFSD__REQUEST__INIT;
+	Ntfsd__VolumeStatusRequest vr = NTFSD__VOLUME_STATUS_REQUEST__INIT;
+	Ntfsd__Reply *rep;
+	const Ntfsd__VolumeStatusReply *v;
+	struct ntfsc_volume_status s = { 0 };
+
+	if (!c || !st)
+		return error_set(EINVAL, NULL);
+	req.body_case = NTFSD__REQUEST__BODY_VOLUME_STATUS;
+	req.volume_status = &vr;
+	if (call(c, &req, NTFSD__REPLY__BODY_VOLUME_STATUS, 0, NULL, &rep))
+		return -1;
+	v = rep->volume_status;
+	s.volume = strdup(v->volume ? v->volume : "");
+	s.label = strdup(v->label ? v->label : "");
+	if (v->n_clients)
+		s.clients = calloc(v->n_clients, sizeof(*s.clients));
+	if (!s.volume || !s.label || (v->n_clients && !s.clients)) {
+		ntfsd__reply__free_unpacked(rep, NULL);
+		ntfsc_volume_status_free(&s);
+		return error_set(ENOMEM, NULL);
+	}
+	s.ntfs_major = v->ntfs_major;
+	s.ntfs_minor = v->ntfs_minor;
+	s.read_only = v->read_only;
+	s.cluster_size = v->cluster_size;
+	s.volume_size = v->volume_size;
+	s.cache_limit = v->cache_limit;
+	s.cache_used = v->cache_used;
+	s.cached_pages = v->cached_pages;
+	s.dirty_pages = v->dirty_pages;
+	s.writeback_pages = v->writeback_pages;
+	s.open_files = v->open_files;
+	s.pages_read = v->pages_read;
+	s.pages_reclaimed = v->pages_reclaimed;
+	for (size_t i = 0; i < v->n_clients; i++) {
+		const Ntfsd__ClientInfo *ci = v->clients[i];
+
+		if (!ci)
+			continue;
+		s.clients[s.nr_clients].pid = ci->pid;
+		s.clients[s.nr_clients].uid = ci->uid;
+		s.clients[s.nr_clients].gid = ci->gid;
+		s.clients[s.nr_clients].open_files = ci->open_files;
+		s.nr_clients++;
+	}
+	ntfsd__reply__free_unpacked(rep, NULL);
+	*st = s;
+	return 0;
+}

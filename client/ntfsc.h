@@ -1,0 +1,128 @@
+/*
+ * ntfsc.h — libntfsc, the client library of ntfsd.
+ *
+ * A process connects to the daemon that owns an NTFS volume, opens files
+ * through it and reads their bytes straight out of the daemon's page cache,
+ * which lives in shared memory: ntfsc_pread() copies from the cache and asks
+ * the daemon only for pages that are not there; ntfsc_mmap() maps the cache
+ * itself, with the pages pinned while mapped.
+ *
+ * Conventions:
+ *  - Failures return -1, NULL or MAP_FAILED and set errno.  When the daemon
+ *    refused a request, errno is the daemon's error and
+ *    ntfsc_last_error_message() its message; ECONNRESET or EPIPE mean the
+ *    daemon went away (the connection then stays unusable; disconnect).
+ *  - A connection and its files may be used from several threads: requests
+ *    are serialized per connection.  One ntfsc_file must not be closed while
+ *    another thread still uses it (as with close(2)).
+ *  - All file descriptors libntfsc holds are close-on-exec.  A connection
+ *    must not be used by both sides of a fork().
+ */
+#ifndef NTFSC_H
+#define NTFSC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ntfsc ntfsc;             /* a connection to ntfsd */
+typedef struct ntfsc_file ntfsc_file;   /* an open file */
+
+struct ntfsc_stat {
+	uint64_t size, initialized_size, allocated_size;
+	uint32_t attributes;                /* NTFS FILE_ATTRIBUTE_* bits */
+	bool     resident;
+	uint64_t cached_pages, dirty_pages, writeback_pages;
+};
+
+/* Everything the daemon says about a file or directory. */
+struct ntfsc_stat_ext {
+	struct ntfsc_stat st;
+	uint64_t mft_no;
+	uint32_t link_count;
+	bool     directory, compressed, sparse, encrypted;
+};
+
+struct ntfsc_client_info {
+	uint32_t pid, uid, gid;
+	uint32_t open_files;
+};
+
+struct ntfsc_volume_status {
+	char    *volume;                    /* path of the image or device */
+	char    *label;                     /* UTF-8 */
+	uint32_t ntfs_major, ntfs_minor;
+	bool     read_only;
+	uint32_t cluster_size;
+	uint64_t volume_size;               /* bytes */
+	uint64_t cache_limit, cache_used;   /* bytes */
+	uint64_t cached_pages, dirty_pages, writeback_pages;
+	uint64_t open_files;
+	uint64_t pages_read, pages_reclaimed;
+	size_t   nr_clients;
+	struct ntfsc_client_info *clients;  /* nr_clients entries */
+};
+
+/* Connect to the daemon at socket_path; NULL: $NTFSD_SOCKET if set and not
+ * empty, else /run/ntfsd/ntfsd.sock. */
+ntfsc      *ntfsc_connect(const char *socket_path);
+/* Close every file still open on c (see ntfsc_close), then the connection. */
+void        ntfsc_disconnect(ntfsc *c);
+
+/* flags: O_RDONLY or O_RDWR, optionally with O_CLOEXEC (always in effect). */
+ntfsc_file *ntfsc_open(ntfsc *c, const char *path, int flags);
+/* Unmaps every ntfsc_mmap() mapping of f, closes f and frees it, also when
+ * it returns -1 (the daemon could not be told). */
+int         ntfsc_close(ntfsc_file *f);
+int         ntfsc_fstat(ntfsc_file *f, struct ntfsc_stat *st);
+int         ntfsc_fstat_ext(ntfsc_file *f, struct ntfsc_stat_ext *st);
+/* Reads at most len bytes at off through the cache; 0 at or after the end
+ * of the file.  A short count means the end of the file or an error at the
+ * next byte (which the next call reports). */
+ssize_t     ntfsc_pread(ntfsc_file *f, void *buf, size_t len, off_t off);
+/* Maps [off, off + len) of the file's cache (prot: PROT_READ, PROT_WRITE on
+ * an O_RDWR open), pins the pages and faults them in.  MAP_FAILED on error:
+ * EINVAL (off < 0, len 0, bad prot), EACCES (PROT_WRITE on a read-only open,
+ * or while ntfsd shares file data read-only, as it does until it has
+ * write-back), ENXIO (beyond the file's cache segment). */
+void       *ntfsc_mmap(ntfsc_file *f, off_t off, size_t len, int prot);
+/* Unmaps a whole mapping made by ntfsc_mmap() (addr as returned, len as
+ * given) and unpins its pages.  EINVAL if there is no such mapping.  The
+ * mapping is gone even when -1 is returned because the daemon could not be
+ * told. */
+int         ntfsc_munmap(ntfsc_file *f, void *addr, size_t len);
+
+/* By path, without opening the file; directories too. */
+int         ntfsc_stat(ntfsc *c, const char *path, struct ntfsc_stat *st);
+int         ntfsc_stat_ext(ntfsc *c, const char *path, struct ntfsc_stat_ext *st);
+
+/* Calls cb for each entry of the directory, in the daemon's (index) order;
+ * DOS-only names are left out.  cb returns 0 to go on; a non-zero value
+ * stops the listing and is returned by ntfsc_listdir.  cb may use c. */
+int         ntfsc_listdir(ntfsc *c, const char *path,
+			  int (*cb)(void *ctx, const char *name, uint64_t mft_no, bool is_dir),
+			  void *ctx);
+
+/* Fills *st (free it with ntfsc_volume_status_free; on failure nothing is
+ * left to free). */
+int         ntfsc_volume_status(ntfsc *c, struct ntfsc_volume_status *st);
+void        ntfsc_volume_status_free(struct ntfsc_volume_status *st);
+
+/* The message that goes with the last failure of an ntfsc_* call in the
+ * calling thread: the daemon's message when the daemon refused a request,
+ * libntfsc's own when it could not connect or the daemon broke the
+ * protocol, NULL when errno says it all.  Per thread, like errno: c is not
+ * used and may be NULL (e.g. after ntfsc_connect failed).  Valid until the
+ * thread's next ntfsc_* call. */
+const char *ntfsc_last_error_message(ntfsc *c);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,597 @@
+/*
+ * ntfsctl — the operator's view of a running ntfsd: the volume and cache
+ * status, a file's sizes and cache state, directory listings, and file
+ * contents read through the daemon's cache.  Uses only libntfsc's public
+ * API.
+ *
+ * Invariants: the usage text lives in usage() alone and --help prints it;
+ * every failure prints "ntfsctl: COMMAND[ PATH]: reason" (the daemon's
+ * message when there is one, else strerror) and exits 1; usage errors exit
+ * 2; success exits 0 only once everything reached stdout.  JSON output is
+ * valid JSON whatever bytes a name holds (invalid UTF-8 becomes U+FFFD).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ntfsc.h"
+
+#ifndef NTFSD_VERSION
+#define NTFSD_VERSION "unknown"
+#endif
+
+#define CAT_CHUNK (1u << 20)
+
+static const char *prog = "ntfsctl";
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: %s [-s SOCKET] [--json] COMMAND [ARGS]\n"
+		"Inspect an NTFS volume served by ntfsd and read files through its cache.\n"
+		"\n"
+		"Options:\n"
+		"  -s, --socket=SOCKET  the daemon's control socket (default: $NTFSD_SOCKET,\n"
+		"                       else /run/ntfsd/ntfsd.sock)\n"
+		"      --json           print JSON (status, stat and ls)\n"
+		"  -h, --help           print this help and exit\n"
+		"  -V, --version        print the version and exit\n"
+		"\n"
+		"Commands:\n"
+		"  status               the volume, the cache and the connected clients\n"
+		"  stat PATH            sizes, attributes and cached pages of a file or directory\n"
+		"  ls [-l] PATH         the names in a directory, in index order, one a line\n"
+		"                       (-l, --long: also the type and MFT record number)\n"
+		"  cat PATH             write the file's bytes, read through the cache, to stdout\n"
+		"\n"
+		"PATH is an absolute path inside the volume, e.g. /Windows/win.ini.\n"
+		"Exit status: 0 success, 1 failure, 2 usage error.\n",
+		prog);
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A usage error: what is wrong, then the usage; exit status 2. */
+static int usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs("\n\n", stderr);
+	usage(stderr);
+	return 2;
+}
+
+/* Print the failure line for the errno and libntfsc message of now. */
+static int fail(const char *cmd, const char *path)
+{
+	int err = errno;
+	const char *msg = ntfsc_last_error_message(NULL);
+
+	fprintf(stderr, "%s: %s%s%s: %s\n", prog, cmd, path ? " " : "", path ? path : "",
+		msg ? msg : strerror(err));
+	return 1;
+}
+
+/* ---- output helpers ---- */
+
+/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+	uint32_t cp, min;
+	size_t len, i;
+
+	if (s[0] < 0x80)
+		return 1;
+	if ((s[0] & 0xe0) == 0xc0) {
+		len = 2, cp = s[0] & 0x1f, min = 0x80;
+	} else if ((s[0] & 0xf0) == 0xe0) {
+		len = 3, cp = s[0] & 0x0f, min = 0x800;
+	} else if ((s[0] & 0xf8) == 0xf0) {
+		len = 4, cp = s[0] & 0x07, min = 0x10000;
+	} else {
+		return 0;
+	}
+	if (len > n)
+		return 0;
+	for (i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+static void json_string(const char *str)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	size_t n = strlen(str);
+
+	putchar('"');
+	while (n) {
+		size_t l = utf8_len(s, n);
+
+		if (l == 0) {
+			fputs("\\ufffd", stdout);
+			l = 1;
+		} else if (*s == '"' || *s == '\\') {
+			putchar('\\');
+			putchar(*s);
+		} else if (*s == '\n') {
+			fputs("\\n", stdout);
+		} else if (*s == '\t') {
+			fputs("\\t", stdout);
+		} else if (*s == '\r') {
+			fputs("\\r", stdout);
+		} else if (*s < 0x20 || *s == 0x7f) {
+			printf("\\u%04x", *s);
+		} else {
+			fwrite(s, 1, l, stdout);
+		}
+		s += l;
+		n -= l;
+	}
+	putchar('"');
+}
+
+static const char *yes_no(bool b)
+{
+	return b ? "yes" : "no";
+}
+
+static const char *json_bool(bool b)
+{
+	return b ? "true" : "false";
+}
+
+static const char *human(uint64_t bytes, char *buf, size_t size)
+{
+	static const char *const unit[] = { "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+	double v = (double)bytes;
+	int u = -1;
+
+	if (bytes < 1024) {
+		snprintf(buf, size, "%" PRIu64 " B", bytes);
+		return buf;
+	}
+	while (v >= 1024 && u < 5) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, size, "%.1f %s", v, unit[u]);
+	return buf;
+}
+
+/* ---- status ---- */
+
+static int numlen(uint64_t v)
+{
+	char buf[24];
+
+	return snprintf(buf, sizeof(buf), "%" PRIu64, v);
+}
+
+static void status_text(const struct ntfsc_volume_status *s)
+{
+	char h1[32];
+
+#define ROW(label, fmt, ...) printf("%-18s" fmt "\n", label ":", __VA_ARGS__)
+	ROW("volume", "%s", s->volume);
+	ROW("label", "%s", s->label);
+	ROW("ntfs version", "%u.%u", s->ntfs_major, s->ntfs_minor);
+	ROW("read-only", "%s", yes_no(s->read_only));
+	ROW("cluster size", "%u", s->cluster_size);
+	ROW("volume size", "%" PRIu64 " (%s)", s->volume_size,
+	    human(s->volume_size, h1, sizeof(h1)));
+	ROW("cache used", "%" PRIu64 " (%s)", s->cache_used,
+	    human(s->cache_used, h1, sizeof(h1)));
+	ROW("cache limit", "%" PRIu64 " (%s)", s->cache_limit,
+	    human(s->cache_limit, h1, sizeof(h1)));
+	ROW("pages cached", "%" PRIu64, s->cached_pages);
+	ROW("pages dirty", "%" PRIu64, s->dirty_pages);
+	ROW("pages writeback", "%" PRIu64, s->writeback_pages);
+	ROW("pages read", "%" PRIu64, s->pages_read);
+	ROW("pages reclaimed", "%" PRIu64, s->pages_reclaimed);
+	ROW("open files", "%" PRIu64, s->open_files);
+	ROW("clients", "%zu", s->nr_clients);
+#undef ROW
+	if (s->nr_clients) {
+		int w[4] = { 3, 3, 3, 10 };   /* PID UID GID OPEN FILES */
+
+		for (size_t i = 0; i < s->nr_clients; i++) {
+			const struct ntfsc_client_info *ci = &s->clients[i];
+			int l[4] = { numlen(ci->pid), numlen(ci->uid), numlen(ci->gid),
+				     numlen(ci->open_files) };
+
+			for (int k = 0; k < 4; k++)
+				if (l[k] > w[k])
+					w[k] = l[k];
+		}
+		printf("\n%*s  %*s  %*s  %*s\n", w[0], "PID", w[1], "UID", w[2], "GID", w[3],
+		       "OPEN FILES");
+		for (size_t i = 0; i < s->nr_clients; i++) {
+			const struct ntfsc_client_info *ci = &s->clients[i];
+
+			printf("%*u  %*u  %*u  %*u\n", w[0], ci->pid, w[1], ci->uid, w[2], ci->gid,
+			       w[3], ci->open_files);
+		}
+	}
+}
+
+static void status_json(const struct ntfsc_volume_status *s)
+{
+	fputs("{\"volume\": ", stdout);
+	json_string(s->volume);
+	fputs(", \"label\": ", stdout);
+	json_string(s->label);
+	printf(", \"ntfs_version\": \"%u.%u\", \"ntfs_major\": %u, \"ntfs_minor\": %u",
+	       s->ntfs_major, s->ntfs_minor, s->ntfs_major, s->ntfs_minor);
+	printf(", \"read_only\": %s, \"cluster_size\": %u, \"volume_size\": %" PRIu64,
+	       json_bool(s->read_only), s->cluster_size, s->volume_size);
+	printf(", \"cache_used\": %" PRIu64 ", \"cache_limit\": %" PRIu64, s->cache_used,
+	       s->cache_limit);
+	printf(", \"cached_pages\": %" PRIu64 ", \"dirty_pages\": %" PRIu64
+	       ", \"writeback_pages\": %" PRIu64, s->cached_pages, s->dirty_pages,
+	       s->writeback_pages);
+	printf(", \"pages_read\": %" PRIu64 ", \"pages_reclaimed\": %" PRIu64
+	       ", \"open_files\": %" PRIu64 ", \"clients\": [", s->pages_read,
+	       s->pages_reclaimed, s->open_files);
+	for (size_t i = 0; i < s->nr_clients; i++) {
+		const struct ntfsc_client_info *ci = &s->clients[i];
+
+		printf("%s{\"pid\": %u, \"uid\": %u, \"gid\": %u, \"open_files\": %u}",
+		       i ? ", " : "", ci->pid, ci->uid, ci->gid, ci->open_files);
+	}
+	fputs("]}\n", stdout);
+}
+
+struct opts {
+	bool json, long_list;
+};
+
+static int cmd_status(ntfsc *c, const char *path, const struct opts *o)
+{
+	struct ntfsc_volume_status s;
+
+	(void)path;
+	if (ntfsc_volume_status(c, &s))
+		return fail("status", NULL);
+	if (o->json)
+		status_json(&s);
+	else
+		status_text(&s);
+	ntfsc_volume_status_free(&s);
+	return 0;
+}
+
+/* ---- stat ---- */
+
+static const struct {
+	uint32_t bit;
+	const char *name;
+} attr_names[] = {
+	{ 0x00000001, "READONLY" },
+	{ 0x00000002, "HIDDEN" },
+	{ 0x00000004, "SYSTEM" },
+	{ 0x00000010, "DIRECTORY" },
+	{ 0x00000020, "ARCHIVE" },
+	{ 0x00000040, "DEVICE" },
+	{ 0x00000080, "NORMAL" },
+	{ 0x00000100, "TEMPORARY" },
+	{ 0x00000200, "SPARSE_FILE" },
+	{ 0x00000400, "REPARSE_POINT" },
+	{ 0x00000800, "COMPRESSED" },
+	{ 0x00001000, "OFFLINE" },
+	{ 0x00002000, "NOT_CONTENT_INDEXED" },
+	{ 0x00004000, "ENCRYPTED" },
+	{ 0x00008000, "INTEGRITY_STREAM" },
+	{ 0x00010000, "VIRTUAL" },
+	{ 0x00020000, "NO_SCRUB_DATA" },
+	{ 0x00040000, "RECALL_ON_OPEN" },
+	{ 0x00080000, "PINNED" },
+	{ 0x00100000, "UNPINNED" },
+	{ 0x00400000, "RECALL_ON_DATA_ACCESS" },
+	{ 0x10000000, "DUP_FILE_NAME_INDEX_PRESENT" },
+	{ 0x20000000, "DUP_VIEW_INDEX_PRESENT" },
+};
+
+#define NR_ATTR_NAMES (sizeof(attr_names) / sizeof(attr_names[0]))
+
+static uint32_t known_attrs(void)
+{
+	uint32_t m = 0;
+
+	for (size_t i = 0; i < NR_ATTR_NAMES; i++)
+		m |= attr_names[i].bit;
+	return m;
+}
+
+static void attrs_text(uint32_t a)
+{
+	const char *sep = "";
+
+	printf("0x%08" PRIx32 " (", a);
+	for (size_t i = 0; i < NR_ATTR_NAMES; i++)
+		if (a & attr_names[i].bit) {
+			printf("%s%s", sep, attr_names[i].name);
+			sep = ", ";
+		}
+	if (a & ~known_attrs())
+		printf("%s0x%" PRIx32, sep, a & ~known_attrs());
+	else if (!*sep)
+		fputs("none", stdout);
+	puts(")");
+}
+
+static void stat_text(const char *path, const struct ntfsc_stat_ext *x)
+{
+	const struct ntfsc_stat *s = &x->st;
+
+#define ROW(label, fmt, ...) printf("%-18s" fmt "\n", label ":", __VA_ARGS__)
+	ROW("path", "%s", path);
+	ROW("type", "%s", x->directory ? "directory" : "file");
+	ROW("mft record", "%" PRIu64, x->mft_no);
+	ROW("links", "%" PRIu32, x->link_count);
+	ROW("size", "%" PRIu64, s->size);
+	ROW("initialized size", "%" PRIu64, s->initialized_size);
+	ROW("allocated size", "%" PRIu64, s->allocated_size);
+	printf("%-18s", "attributes:");
+	attrs_text(s->attributes);
+	ROW("resident", "%s", yes_no(s->resident));
+	ROW("compressed", "%s", yes_no(x->compressed));
+	ROW("sparse", "%s", yes_no(x->sparse));
+	ROW("encrypted", "%s", yes_no(x->encrypted));
+	ROW("cached pages", "%" PRIu64, s->cached_pages);
+	ROW("dirty pages", "%" PRIu64, s->dirty_pages);
+	ROW("writeback pages", "%" PRIu64, s->writeback_pages);
+#undef ROW
+}
+
+static void stat_json(const char *path, const struct ntfsc_stat_ext *x)
+{
+	const struct ntfsc_stat *s = &x->st;
+	const char *sep = "";
+
+	fputs("{\"path\": ", stdout);
+	json_string(path);
+	printf(", \"directory\": %s, \"mft_no\": %" PRIu64 ", \"link_count\": %" PRIu32,
+	       json_bool(x->directory), x->mft_no, x->link_count);
+	printf(", \"size\": %" PRIu64 ", \"initialized_size\": %" PRIu64
+	       ", \"allocated_size\": %" PRIu64, s->size, s->initialized_size,
+	       s->allocated_size);
+	printf(", \"attributes\": %" PRIu32 ", \"attributes_hex\": \"0x%08" PRIx32
+	       "\", \"attribute_names\": [", s->attributes, s->attributes);
+	for (size_t i = 0; i < NR_ATTR_NAMES; i++)
+		if (s->attributes & attr_names[i].bit) {
+			printf("%s\"%s\"", sep, attr_names[i].name);
+			sep = ", ";
+		}
+	printf("], \"resident\": %s, \"compressed\": %s, \"sparse\": %s, \"encrypted\": %s",
+	       json_bool(s->resident), json_bool(x->compressed), json_bool(x->sparse),
+	       json_bool(x->encrypted));
+	printf(", \"cached_pages\": %" PRIu64 ", \"dirty_pages\": %" PRIu64
+	       ", \"writeback_pages\": %" PRIu64 "}\n", s->cached_pages, s->dirty_pages,
+	       s->writeback_pages);
+}
+
+static int cmd_stat(ntfsc *c, const char *path, const struct opts *o)
+{
+	struct ntfsc_stat_ext x;
+
+	if (ntfsc_stat_ext(c, path, &x))
+		return fail("stat", path);
+	if (o->json)
+		stat_json(path, &x);
+	else
+		stat_text(path, &x);
+	return 0;
+}
+
+/* ---- ls ---- */
+
+struct ls_ctx {
+	const struct opts *o;
+	size_t n;
+};
+
+static int ls_entry(void *ctx, const char *name, uint64_t mft_no, bool is_dir)
+{
+	struct ls_ctx *l = ctx;
+
+	if (l->o->json) {
+		fputs(l->n ? ",\n " : "[", stdout);
+		fputs("{\"name\": ", stdout);
+		json_string(name);
+		printf(", \"mft_no\": %" PRIu64 ", \"directory\": %s}", mft_no, json_bool(is_dir));
+	} else if (l->o->long_list) {
+		printf("%c %12" PRIu64 "  %s\n", is_dir ? 'd' : '-', mft_no, name);
+	} else {
+		puts(name);
+	}
+	l->n++;
+	return ferror(stdout) ? 1 : 0;  /* stop early: the error is reported at exit */
+}
+
+static int cmd_ls(ntfsc *c, const char *path, const struct opts *o)
+{
+	struct ls_ctx l = { .o = o };
+
+	if (ntfsc_listdir(c, path, ls_entry, &l) < 0)
+		return fail("ls", path);
+	if (o->json)
+		puts(l.n ? "]" : "[]");
+	return 0;
+}
+
+/* ---- cat ---- */
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int cmd_cat(ntfsc *c, const char *path, const struct opts *o)
+{
+	ntfsc_file *f;
+	char *buf;
+	off_t off = 0;
+	int ret = 0;
+
+	(void)o;
+	buf = malloc(CAT_CHUNK);
+	if (!buf) {
+		errno = ENOMEM;
+		fprintf(stderr, "%s: cat %s: %s\n", prog, path, strerror(errno));
+		return 1;
+	}
+	f = ntfsc_open(c, path, O_RDONLY);
+	if (!f) {
+		free(buf);
+		return fail("cat", path);
+	}
+	for (;;) {
+		ssize_t n = ntfsc_pread(f, buf, CAT_CHUNK, off);
+
+		if (n < 0) {
+			ret = fail("cat", path);
+			break;
+		}
+		if (n == 0)
+			break;
+		if (write_all(STDOUT_FILENO, buf, (size_t)n)) {
+			/* With SIGPIPE ignored a closed pipe ends up here: EPIPE. */
+			fprintf(stderr, "%s: cat %s: cannot write to standard output: %s\n", prog,
+				path, strerror(errno));
+			ret = 1;
+			break;
+		}
+		off += n;
+	}
+	ntfsc_close(f);  /* everything read is out; a failing close changes nothing */
+	free(buf);
+	return ret;
+}
+
+/* ---- main ---- */
+
+static const struct command {
+	const char *name;
+	bool takes_path, json, long_list;
+	int (*run)(ntfsc *c, const char *path, const struct opts *o);
+} commands[] = {
+	{ "status", false, true, false, cmd_status },
+	{ "stat", true, true, false, cmd_stat },
+	{ "ls", true, true, true, cmd_ls },
+	{ "cat", true, false, false, cmd_cat },
+};
+
+/* Everything printed must really be out for a zero exit. */
+static int finish_stdout(const char *cmd, const char *path, int ret)
+{
+	if (fflush(stdout) == EOF || ferror(stdout)) {
+		int err = errno;
+
+		if (ret == 0)
+			fprintf(stderr, "%s: %s%s%s: cannot write to standard output: %s\n", prog,
+				cmd, path ? " " : "", path ? path : "", strerror(err));
+		return 1;
+	}
+	return ret;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "long", no_argument, NULL, 'l' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const struct command *cmd = NULL;
+	const char *sock = NULL, *path = NULL;
+	struct opts o = { 0 };
+	bool help = false, version = false;
+	ntfsc *c;
+	int opt, ret;
+
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ":s:lhV", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 's': sock = optarg; break;
+		case 'j': o.json = true; break;
+		case 'l': o.long_list = true; break;
+		case 'h': help = true; break;
+		case 'V': version = true; break;
+		case ':': return usage_error("option %s needs an argument", argv[optind - 1]);
+		default:
+			if (optopt) {
+				char s[3] = { '-', (char)optopt, 0 };
+
+				return usage_error("unknown option %s", s);
+			}
+			return usage_error("unknown option %s", argv[optind - 1]);
+		}
+	}
+	if (help) {
+		usage(stdout);
+		return finish_stdout("--help", NULL, 0);
+	}
+	if (version) {
+		printf("ntfsctl (ntfsd) %s\n", NTFSD_VERSION);
+		return finish_stdout("--version", NULL, 0);
+	}
+	if (optind >= argc)
+		return usage_error("no command given");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(argv[optind], commands[i].name))
+			cmd = &commands[i];
+	if (!cmd)
+		return usage_error("unknown command '%s'", argv[optind]);
+	optind++;
+	if (cmd->takes_path) {
+		if (optind >= argc)
+			return usage_error("%s needs a PATH", cmd->name);
+		path = argv[optind++];
+	}
+	if (optind < argc)
+		return usage_error("too many arguments for %s", cmd->name);
+	if (o.json && !cmd->json)
+		return usage_error("%s has no JSON output", cmd->name);
+	if (o.long_list && !cmd->long_list)
+		return usage_error("-l is an option of ls, not of %s", cmd->name);
+	if (sock && !*sock)
+		return usage_error("the socket path is empty");
+
+	c = ntfsc_connect(sock);
+	if (!c)
+		return fail(cmd->name, path);
+	ret = cmd->run(c, path, &o);
+	ntfsc_disconnect(c);
+	return finish_stdout(cmd->name, path, ret);
+}

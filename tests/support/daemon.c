@@ -1,0 +1,134 @@
+/*
+ * daemon.c — see daemon.h.
+ */
+#include "daemon.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 };
+
+	nanosleep(&ts, NULL);
+}
+
+static bool socket_ready(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool ok;
+
+	if (fd < 0)
+		return false;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	close(fd);
+	return ok;
+}
+
+int daemon_start(struct test_daemon *d, const char *ntfsd, const char *volume,
+		 const char *const *extra_args)
+{
+	const char *argv[32];
+	int n = 0, i, logfd;
+
+	memset(d, 0, sizeof(*d));
+	snprintf(d->dir, sizeof(d->dir), "/tmp/ntfsd-test.XXXXXX");
+	if (!mkdtemp(d->dir))
+		return -errno;
+	snprintf(d->socket, sizeof(d->socket), "%s/ntfsd.sock", d->dir);
+	snprintf(d->log, sizeof(d->log), "%s/ntfsd.log", d->dir);
+	argv[n++] = ntfsd;
+	argv[n++] = "--volume";
+	argv[n++] = volume;
+	argv[n++] = "--socket";
+	argv[n++] = d->socket;
+	for (i = 0; extra_args && extra_args[i] && n < 30; i++)
+		argv[n++] = extra_args[i];
+	argv[n] = NULL;
+	logfd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (logfd < 0)
+		return -errno;
+	d->pid = fork();
+	if (d->pid < 0) {
+		close(logfd);
+		return -errno;
+	}
+	if (d->pid == 0) {
+		dup2(logfd, STDERR_FILENO);
+		execv(ntfsd, (char *const *)argv);
+		_exit(127);
+	}
+	close(logfd);
+	for (i = 0; i < 200; i++) {
+		int st;
+
+		if (socket_ready(d->socket))
+			return 0;
+		if (waitpid(d->pid, &st, WNOHANG) == d->pid) {
+			d->pid = 0;
+			d->exit_status = st;
+			daemon_dump_log(d);
+			return -ECHILD;
+		}
+		sleep_ms(50);
+	}
+	daemon_dump_log(d);
+	daemon_stop(d);
+	return -ETIMEDOUT;
+}
+
+bool daemon_stop(struct test_daemon *d)
+{
+	int st = 0, i;
+	bool ok = true;
+
+	if (d->pid > 0) {
+		kill(d->pid, SIGTERM);
+		for (i = 0; i < 100; i++) {
+			if (waitpid(d->pid, &st, WNOHANG) == d->pid)
+				break;
+			sleep_ms(50);
+		}
+		if (i == 100) {
+			kill(d->pid, SIGKILL);
+			waitpid(d->pid, &st, 0);
+			ok = false;
+		}
+		d->exit_status = st;
+		ok = ok && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+		d->pid = 0;
+	}
+	if (d->dir[0]) {
+		unlink(d->socket);
+		unlink(d->log);
+		rmdir(d->dir);
+		d->dir[0] = '\0';
+	}
+	return ok;
+}
+
+void daemon_dump_log(const struct test_daemon *d)
+{
+	char buf[4096];
+	FILE *f = fopen(d->log, "r");
+	size_t n;
+
+	if (!f)
+		return;
+	fprintf(stderr, "---- ntfsd log (%s) ----\n", d->log);
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+		fwrite(buf, 1, n, stderr);
+	fprintf(stderr, "---- end of log ----\n");
+	fclose(f);
+}

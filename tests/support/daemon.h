@@ -1,0 +1,31 @@
+/*
+ * daemon.h — starting and stopping a real ntfsd for the tests.
+ *
+ * Invariants: a started daemon is always stopped by daemon_stop() (SIGTERM,
+ * then SIGKILL after 5 s) and its socket directory removed; the tests call
+ * it from their teardown so a failing test leaves no daemon behind.
+ */
+#ifndef NTFSD_TESTS_DAEMON_H
+#define NTFSD_TESTS_DAEMON_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+struct test_daemon {
+	pid_t pid;
+	char dir[48];          /* private temp dir holding the socket and log */
+	char socket[100];
+	char log[100];
+	int exit_status;       /* after daemon_stop: wait status */
+};
+
+/* Start NTFSD (path to the binary) on volume with extra args (NULL-ended,
+ * may be NULL); waits until the socket accepts connections (10 s). */
+int daemon_start(struct test_daemon *d, const char *ntfsd, const char *volume,
+		 const char *const *extra_args);
+/* SIGTERM and wait; returns true if it exited 0. */
+bool daemon_stop(struct test_daemon *d);
+/* Print the daemon's log (for failures). */
+void daemon_dump_log(const struct test_daemon *d);
+
+#endif
