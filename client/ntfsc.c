@@ -87,6 +87,12 @@ struct ntfsc {
 	struct ntfsc_file *files;
 };
 
+#ifdef MADV_POPULATE_READ
+#define NTFSC_MADV_POPULATE_READ MADV_POPULATE_READ
+#else
+#define NTFSC_MADV_POPULATE_READ 22  /* Linux 5.14 */
+#endif
+
 struct ntfsc_file {
 	ntfsc *c;
 	struct ntfsc_file *prev, *next; /* in c->files */
@@ -865,6 +871,52 @@ static bool copy_page(const ntfsc_file *f, uint8_t *dst, uint64_t pos, uint64_t 
 	       (page_flags(p) & PG_uptodate);
 }
 
+#define COPY_RUN_PAGES 256u
+
+/*
+ * Copy as much of [pos, end) as lies in consecutive uptodate pages with one
+ * pread(2) of the data segment: the kernel copies straight from the
+ * segment's pages, with none of the page faults a first touch of our
+ * mapping costs.  Each page's generation is taken before and checked after,
+ * so a page reclaimed meanwhile ends the run there.  Returns the bytes
+ * copied (0: the first page is not uptodate).
+ */
+static uint64_t copy_run(const ntfsc_file *f, uint8_t *dst, uint64_t pos, uint64_t end)
+{
+	uint32_t gen[COPY_RUN_PAGES];
+	uint64_t first = pos >> PAGE_SHIFT_, n = 0, run_end, i, good;
+	ssize_t got;
+
+	while (n < COPY_RUN_PAGES && ((first + n) << PAGE_SHIFT_) < end) {
+		struct shm_page *p = &f->pages[first + n];
+
+		gen[n] = atomic_load_explicit(&p->generation, memory_order_acquire);
+		if (!(page_flags(p) & PG_uptodate))
+			break;
+		n++;
+	}
+	if (!n)
+		return 0;
+	run_end = (first + n) << PAGE_SHIFT_;
+	if (run_end > end)
+		run_end = end;
+	got = pread(f->data_fd, dst, (size_t)(run_end - pos), (off_t)pos);
+	if (got <= 0)
+		return 0;  /* treated like a page that is not there: fault in, retry */
+	atomic_thread_fence(memory_order_acquire);
+	good = pos + (uint64_t)got;
+	for (i = 0; i < n && (first + i) << PAGE_SHIFT_ < good; i++) {
+		struct shm_page *p = &f->pages[first + i];
+
+		if (atomic_load_explicit(&p->generation, memory_order_relaxed) != gen[i] ||
+		    !(page_flags(p) & PG_uptodate)) {
+			good = (first + i) << PAGE_SHIFT_;
+			break;
+		}
+	}
+	return good > pos ? good - pos : 0;
+}
+
 /* The end of what pread may copy from pos on, or -1 (EIO) when the file
  * extends beyond its segments; *eof when there is nothing left. */
 static int read_limit(const ntfsc_file *f, uint64_t pos, uint64_t want_end, uint64_t *end)
@@ -920,13 +972,14 @@ ssize_t ntfsc_pread(ntfsc_file *f, void *buf, size_t len, off_t off)
 		if (pos >= end)
 			break;
 		idx = pos >> PAGE_SHIFT_;
-		page_end = (idx + 1) << PAGE_SHIFT_;
-		if (page_end > end)
-			page_end = end;
-		if (copy_page(f, out + (pos - start), pos, page_end)) {
-			pos = page_end;
-			faults = 0;
-			continue;
+		{
+			uint64_t copied = copy_run(f, out + (pos - start), pos, end);
+
+			if (copied) {
+				pos += copied;
+				faults = 0;
+				continue;
+			}
 		}
 		/* Not there, or reclaimed while we copied. */
 		if (faults++ == MAX_FAULT_RETRIES) {
@@ -1064,6 +1117,12 @@ void *ntfsc_mmap(ntfsc_file *f, off_t off, size_t len, int prot)
 		error_restore(&se);
 		return MAP_FAILED;
 	}
+	/* The pinned pages are uptodate: map them all now rather than take a
+	 * page fault at each first touch (only a hint; errors are harmless). */
+	if (covered)
+		madvise(addr, (size_t)(covered << PAGE_SHIFT_) < (size_t)map_len
+				       ? (size_t)(covered << PAGE_SHIFT_) : (size_t)map_len,
+			NTFSC_MADV_POPULATE_READ);
 	m->base = addr;
 	m->len = (size_t)map_len;
 	m->user = (uint8_t *)addr + lead;

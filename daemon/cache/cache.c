@@ -20,6 +20,7 @@
 #include "error.h"
 #include "inode.h"
 #include "layout.h"
+#include "page.h"
 #include "segment.h"
 #include "seqcount.h"
 #include "volume.h"
@@ -228,6 +229,7 @@ int cache_open(struct cache *c, const char *path, struct cache_inode **out)
 	if (ci) {
 		ci->refs++;
 		ci->openers++;
+		atomic_fetch_add(&c->header->counters.open_files, 1);
 		pthread_mutex_unlock(&c->lock);
 		*out = ci;
 		return 0;
@@ -243,12 +245,15 @@ int cache_open(struct cache *c, const char *path, struct cache_inode **out)
 	if (ci) {               /* another opener won the race */
 		ci->refs++;
 		ci->openers++;
+		atomic_fetch_add(&c->header->counters.open_files, 1);
 		pthread_mutex_unlock(&c->lock);
 		cache_inode_free(fresh);
 		*out = ci;
 		return 0;
 	}
 	slot = slot_alloc(c);
+	if (slot < 0 && cache_evict_unused(c))
+		slot = slot_alloc(c);
 	if (slot < 0) {
 		pthread_mutex_unlock(&c->lock);
 		cache_inode_free(fresh);
@@ -274,7 +279,7 @@ void cache_inode_get(struct cache_inode *ci)
 }
 
 /* Called with c->lock held and refs == 0: unlink and free. */
-static void cache_inode_release(struct cache_inode *ci)
+void cache_inode_release(struct cache_inode *ci)
 {
 	struct cache *c = ci->cache;
 	struct cache_inode **pp;
@@ -285,8 +290,27 @@ static void cache_inode_release(struct cache_inode *ci)
 	c->header->inodes[ci->slot].in_use = 0;
 	c->slot_used[ci->slot] = 0;
 	atomic_fetch_sub(&c->header->counters.cached_pages, atomic_load(&ci->cached_pages));
-	atomic_fetch_sub(&c->header->counters.open_files, 1);
 	cache_inode_free(ci);
+}
+
+/* An inode nobody uses any more stays cached while it has cached pages, so
+ * reopening it finds them; reclaim frees it once its last page goes. */
+static void cache_inode_unused(struct cache_inode *ci)
+{
+	if (atomic_load(&ci->cached_pages) == 0)
+		cache_inode_release(ci);
+}
+
+bool cache_evict_unused(struct cache *c)
+{
+	struct cache_inode *ci;
+
+	for (ci = c->inodes; ci && ci->refs; ci = ci->next)
+		;
+	if (!ci)
+		return false;
+	cache_inode_release(ci);  /* no opener: no pins, no client locks */
+	return true;
 }
 
 void cache_inode_put(struct cache_inode *ci)
@@ -295,7 +319,7 @@ void cache_inode_put(struct cache_inode *ci)
 
 	pthread_mutex_lock(&c->lock);
 	if (--ci->refs == 0)
-		cache_inode_release(ci);
+		cache_inode_unused(ci);
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -305,7 +329,30 @@ void cache_close(struct cache_inode *ci)
 
 	pthread_mutex_lock(&c->lock);
 	ci->openers--;
+	atomic_fetch_sub(&c->header->counters.open_files, 1);
 	if (--ci->refs == 0)
-		cache_inode_release(ci);
+		cache_inode_unused(ci);
+	pthread_mutex_unlock(&c->lock);
+}
+
+void cache_count_pages(struct cache *c, uint64_t mft_no, uint64_t *cached, uint64_t *dirty,
+		       uint64_t *writeback)
+{
+	struct cache_inode *ci;
+	uint64_t i;
+
+	*cached = *dirty = *writeback = 0;
+	pthread_mutex_lock(&c->lock);
+	for (ci = c->inodes; ci && ci->mft_no != mft_no; ci = ci->next)
+		;
+	if (ci) {
+		*cached = atomic_load(&ci->cached_pages);
+		for (i = 0; i < ci->nr_pages; i++) {
+			uint32_t f = page_flags(&ci->pages[i]);
+
+			*dirty += !!(f & PG_dirty);
+			*writeback += !!(f & PG_writeback);
+		}
+	}
 	pthread_mutex_unlock(&c->lock);
 }

@@ -3,9 +3,10 @@
  * segments, readpage, and reclaim.
  *
  * Invariants:
- *  - One struct cache_inode per open MFT record, shared by every opener; it
- *    lives while it has openers or in-flight work (refcount), and its inode
- *    slot in the volume header is in use exactly that long.
+ *  - One struct cache_inode per cached MFT record, shared by every opener;
+ *    it lives while it has openers or in-flight work (refs) and, after
+ *    that, while it still has cached pages, so a reopen finds them; its
+ *    inode slot in the volume header is in use exactly that long.
  *  - Everything that decides where bytes go on the disk (the ntfs_inode,
  *    the attribute and its runlist, the sizes) is daemon-private; the
  *    shared segments hold only page data, page state and published sizes.
@@ -75,6 +76,10 @@ void cache_close(struct cache_inode *ci);
 /* Work references keep an inode alive across asynchronous work. */
 void cache_inode_get(struct cache_inode *ci);
 void cache_inode_put(struct cache_inode *ci);
+/* With c->lock held: free an inode with refs == 0. */
+void cache_inode_release(struct cache_inode *ci);
+/* With c->lock held: free one inode nobody uses; false if there is none. */
+bool cache_evict_unused(struct cache *c);
 
 /* Bring pages [first, first + count) uptodate (count clamped to the file).
  * Returns 0 or -errno. */
@@ -88,6 +93,10 @@ void cache_reclaim(struct cache *c);
 /* Count one more cached page, first reclaiming so the count stays within
  * the limit (it can pass it only when every cached page is pinned or busy). */
 void cache_reserve_page(struct cache *c);
+
+/* Pages of MFT record mft_no in the cache (all zero if it is not cached). */
+void cache_count_pages(struct cache *c, uint64_t mft_no, uint64_t *cached, uint64_t *dirty,
+		       uint64_t *writeback);
 
 static inline uint64_t cache_pages_for(uint64_t bytes)
 {

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "attrib.h"
 #include "error.h"
@@ -54,20 +55,89 @@ int readpage(struct cache_inode *ci, uint64_t index)
 	return 0;
 }
 
+#define READ_BATCH_PAGES 256u   /* 1 MiB per disk read */
+#ifdef MADV_POPULATE_WRITE
+#define CACHE_MADV_POPULATE_WRITE MADV_POPULATE_WRITE
+#else
+#define CACHE_MADV_POPULATE_WRITE 23  /* Linux 5.14 */
+#endif
+
+/* Fill pages [first, first + n), all locked by us and not uptodate, with
+ * one read of the attribute; unlock them. */
+static int readpages_locked(struct cache_inode *ci, uint64_t first, uint64_t n)
+{
+	struct cache *c = ci->cache;
+	uint64_t pos = first << NTFSD_PAGE_SHIFT, len = n << NTFSD_PAGE_SHIFT, i;
+	uint8_t *buf = ci->data_map + pos;
+	ssize_t got;
+
+	for (i = 0; i < n; i++)
+		cache_reserve_page(c);
+	/* Allocate the segment's pages in one call instead of one write fault
+	 * per page during the read (a hint: on failure the faults do it). */
+	madvise(buf, len, CACHE_MADV_POPULATE_WRITE);
+	got = ntfs_attr_pread(ci->data, pos, len, buf);
+	if (got >= 0)
+		memset(buf + got, 0, len - (uint64_t)got);
+	for (i = first; i < first + n; i++) {
+		struct shm_page *p = &ci->pages[i];
+
+		if (got >= 0) {
+			atomic_store_explicit(&p->buf_uptodate,
+					      page_all_buffers(ci->state->buffers_per_page),
+					      memory_order_release);
+			page_set_bits(p, PG_buffers | PG_uptodate);
+			atomic_fetch_add(&ci->cached_pages, 1);
+			atomic_fetch_add(&c->header->counters.pages_read, 1);
+		} else {
+			atomic_fetch_sub(&c->header->counters.cached_pages, 1);
+		}
+		atomic_store_explicit(&ci->referenced[i], 1, memory_order_relaxed);
+		unlock_page(p);
+	}
+	return got < 0 ? (int)got : 0;
+}
+
 int cache_fault_in(struct cache_inode *ci, uint64_t first, uint64_t count)
 {
-	uint64_t end, i;
+	uint64_t end = cache_pages_for(ci->i_size), i, n;
 	int err;
 
-	end = cache_pages_for(ci->i_size);
 	if (first >= end)
 		return 0;
 	if (count > end - first)
 		count = end - first;
-	for (i = first; i < first + count; i++) {
-		err = readpage(ci, i);
+	for (i = first; i < first + count;) {
+		struct shm_page *p = &ci->pages[i];
+
+		if (page_test(p, PG_uptodate)) {
+			atomic_store_explicit(&ci->referenced[i], 1, memory_order_relaxed);
+			i++;
+			continue;
+		}
+		/* Lock a run of pages that need reading; a page someone else
+		 * holds ends the run (and is read on its own, waiting for it). */
+		for (n = 0; i + n < first + count && n < READ_BATCH_PAGES; n++) {
+			struct shm_page *q = &ci->pages[i + n];
+
+			if (page_test(q, PG_uptodate) || !trylock_page(q, ci->cache->owner))
+				break;
+			if (page_test(q, PG_uptodate)) {
+				unlock_page(q);
+				break;
+			}
+		}
+		if (n == 0) {
+			err = readpage(ci, i);
+			if (err)
+				return err;
+			i++;
+			continue;
+		}
+		err = readpages_locked(ci, i, n);
 		if (err)
 			return err;
+		i += n;
 	}
 	return 0;
 }

@@ -89,9 +89,24 @@ static void reclaim_to(struct cache *c, uint64_t target)
 	}
 	/* two full turns: the first may only clear referenced bits */
 	for (; ci && over_target(c, target) && sweeps <= 2 * n; sweeps++) {
-		if (sweep_inode(ci, &c->hand_page, target))
+		struct cache_inode *next;
+		bool done = sweep_inode(ci, &c->hand_page, target);
+
+		next = ci->next ? ci->next : c->inodes;
+		if (!ci->refs && !atomic_load(&ci->cached_pages)) {
+			/* an unused inode whose last page went: forget it */
+			if (next == ci)
+				next = NULL;
+			cache_inode_release(ci);
+			if (done) {
+				ci = next;
+				c->hand_page = 0;
+				break;
+			}
+		} else if (done) {
 			break;
-		ci = ci->next ? ci->next : c->inodes;
+		}
+		ci = next;
 		c->hand_page = 0;
 	}
 	if (ci)

@@ -31,8 +31,8 @@
 #include "unistr.h"
 #include "volume.h"
 
-#define RA_MIN_PAGES 8u
-#define RA_MAX_PAGES 64u
+#define RA_MIN_PAGES 32u    /* 128 KiB */
+#define RA_MAX_PAGES 512u   /* 2 MiB */
 #define MAX_FAULT_PAGES (1u << 18)   /* 1 GiB per request */
 
 struct work {
@@ -57,6 +57,7 @@ struct work {
 	int fds[2];
 	int nfds;
 	struct cache_inode *ci;       /* open: the inode opened */
+	uint64_t ra_first, ra_count;  /* fault-in: readahead to start after the reply */
 	void *scratch;                /* freed after sending */
 	void (*free_scratch)(struct work *w);
 };
@@ -173,9 +174,57 @@ static void work_run(uv_work_t *req)
 	w->run(w);
 }
 
+/* Background readahead: holds a reference on the inode, answers nobody. */
+struct readahead {
+	uv_work_t req;
+	struct cache_inode *ci;
+	uint64_t first, count;
+};
+
+static void readahead_run(uv_work_t *req)
+{
+	struct readahead *ra = req->data;
+	int err = cache_fault_in(ra->ci, ra->first, ra->count);
+
+	if (err)
+		log_debug("readahead of pages %llu+%llu of MFT record %llu: %s",
+			  (unsigned long long)ra->first, (unsigned long long)ra->count,
+			  (unsigned long long)ra->ci->mft_no, ntfs_last_error());
+}
+
+static void readahead_done(uv_work_t *req, int status)
+{
+	struct readahead *ra = req->data;
+
+	(void)status;
+	cache_inode_put(ra->ci);
+	free(ra);
+}
+
+static void readahead_start(struct server *srv, struct cache_inode *ci, uint64_t first,
+			    uint64_t count)
+{
+	struct readahead *ra = calloc(1, sizeof(*ra));
+
+	if (!ra)
+		return;  /* readahead is only a hint */
+	cache_inode_get(ci);
+	ra->ci = ci;
+	ra->first = first;
+	ra->count = count;
+	ra->req.data = ra;
+	if (uv_queue_work(srv->loop, &ra->req, readahead_run, readahead_done)) {
+		cache_inode_put(ci);
+		free(ra);
+	}
+}
+
 static void work_finish(struct work *w)
 {
 	struct conn *cn = w->cn;
+
+	if (w->ra_count && !w->err && !cn->closing && !cn->srv->stopping)
+		readahead_start(cn->srv, w->h->ci, w->ra_first, w->ra_count);
 
 	if (w->done)
 		w->done(w);
@@ -368,19 +417,25 @@ static void run_fault_in(struct work *w)
 		work_fail_ntfs(w, err, "fault-in");
 		return;
 	}
-	/* Readahead: a reader asking for the page after its last request is
-	 * sequential; read a growing window beyond what it asked for. */
-	if (count && first == h->ra_next) {
+	/* Readahead: a reader asking for a page between the end of its last
+	 * request and the end of the readahead that followed it is sequential;
+	 * after the reply goes out, read a growing window beyond what it asked
+	 * for in the background, so the disk works while the client copies. */
+	if (count && first >= h->ra_next && first <= h->ra_end) {
 		h->ra_window = h->ra_window ? h->ra_window * 2 : RA_MIN_PAGES;
 		if (h->ra_window > RA_MAX_PAGES)
 			h->ra_window = RA_MAX_PAGES;
 		ra_end = first + count + h->ra_window;
 		if (ra_end > end)
 			ra_end = end;
-		if (first + count < ra_end)
-			cache_fault_in(ci, first + count, ra_end - first - count);
+		if (first + count < ra_end) {
+			w->ra_first = first + count;
+			w->ra_count = ra_end - w->ra_first;
+		}
+		h->ra_end = ra_end;
 	} else if (count) {
 		h->ra_window = 0;
+		h->ra_end = first + count;
 	}
 	h->ra_next = first + count;
 	ntfsd__fault_in_reply__init(&w->body.fault_in);
@@ -450,6 +505,8 @@ static void run_stat_path(struct work *w)
 	fill_stat(&w->body.stat, ni, err ? NULL : na);
 	ntfs_attr_close(na);
 	ntfs_inode_close(ni);
+	cache_count_pages(w->cn->srv->cache, MREF(mref), &w->body.stat.cached_pages,
+			  &w->body.stat.dirty_pages, &w->body.stat.writeback_pages);
 	w->reply.body_case = NTFSD__REPLY__BODY_STAT;
 	w->reply.stat = &w->body.stat;
 }
@@ -457,19 +514,11 @@ static void run_stat_path(struct work *w)
 static void do_stat_handle(struct work *w)
 {
 	struct cache_inode *ci = w->h->ci;
-	uint64_t i, dirty = 0, wb = 0;
 
 	fill_stat(&w->body.stat, ci->ni, ci->data);
 	w->body.stat.size = ci->i_size;
-	w->body.stat.cached_pages = atomic_load(&ci->cached_pages);
-	for (i = 0; i < ci->nr_pages; i++) {
-		uint32_t f = page_flags(&ci->pages[i]);
-
-		dirty += !!(f & PG_dirty);
-		wb += !!(f & PG_writeback);
-	}
-	w->body.stat.dirty_pages = dirty;
-	w->body.stat.writeback_pages = wb;
+	cache_count_pages(ci->cache, ci->mft_no, &w->body.stat.cached_pages,
+			  &w->body.stat.dirty_pages, &w->body.stat.writeback_pages);
 	w->reply.body_case = NTFSD__REPLY__BODY_STAT;
 	w->reply.stat = &w->body.stat;
 }

@@ -44,6 +44,7 @@ struct handle {
 	uint32_t *pins;                 /* per page, pins held by this handle */
 	uint64_t ra_next;               /* page a sequential reader asks for next */
 	uint64_t ra_window;             /* readahead pages */
+	uint64_t ra_end;                /* end of the last readahead started */
 };
 
 struct conn {
