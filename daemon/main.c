@@ -16,15 +16,22 @@
 
 #include "cache.h"
 #include "error.h"
+#include "flusher.h"
+#include "io.h"
 #include "frame.h"
 #include "log.h"
 #include "server.h"
 #include "volume.h"
+#include "writeback.h"
+#include <unistd.h>
 
 #define NTFSD_VERSION "0.1.0"
 #define DEFAULT_CACHE_SIZE (256ull << 20)
 
 struct options {
+	uint64_t dirty_background, dirty_limit, dirty_expire_ms;
+	unsigned flushers;
+	char *io;
 	char *volume;
 	char *socket;
 	bool read_only;
@@ -49,6 +56,14 @@ static void usage(FILE *f)
 		"                          read-only, cache-size, log-level); options given\n"
 		"                          on the command line win\n"
 		"  -l, --log-level LEVEL   error, warning, notice, info (default) or debug\n"
+		"      --flushers N        writeback threads (default: the CPU count)\n"
+		"      --dirty-background BYTES  start background writeback past this much\n"
+		"                          dirty data (default: a quarter of the cache)\n"
+		"      --dirty-limit BYTES writers wait while dirty data is past this\n"
+		"                          (default: half of the cache)\n"
+		"      --dirty-expire-ms MS  write back data dirty for longer (default 5000)\n"
+		"      --io ENGINE         uring (default; falls back to threads when\n"
+		"                          io_uring is unavailable) or threads\n"
 		"  -h, --help              show this help and exit\n"
 		"  -V, --version           show the version and exit\n\n"
 		"Exit status: 0 after a clean shutdown (SIGTERM or SIGINT), 1 when the volume\n"
@@ -139,6 +154,39 @@ static int apply_setting(struct options *o, const char *key, const char *val, bo
 		}
 		if (!from_file || !o->log_level)
 			o->log_level = l;
+	} else if (!strcmp(key, "flushers")) {
+		char *end;
+		unsigned long v = strtoul(val, &end, 10);
+
+		if (*end || !v || v > 64) {
+			fprintf(stderr, "ntfsd: %s: flushers must be 1..64, not \"%s\"\n", where, val);
+			return -1;
+		}
+		if (!from_file || !o->flushers)
+			o->flushers = (unsigned)v;
+	} else if (!strcmp(key, "dirty-background") || !strcmp(key, "dirty-limit") ||
+		   !strcmp(key, "dirty-expire-ms")) {
+		uint64_t v, *dst = !strcmp(key, "dirty-background") ? &o->dirty_background
+				  : !strcmp(key, "dirty-limit")      ? &o->dirty_limit
+								     : &o->dirty_expire_ms;
+
+		if (parse_size(val, &v) || v == 0) {
+			fprintf(stderr, "ntfsd: %s: %s \"%s\" is not a positive number\n", where,
+				key, val);
+			return -1;
+		}
+		if (!from_file || !*dst)
+			*dst = v;
+	} else if (!strcmp(key, "io")) {
+		if (strcmp(val, "uring") && strcmp(val, "threads")) {
+			fprintf(stderr, "ntfsd: %s: io must be uring or threads, not \"%s\"\n", where,
+				val);
+			return -1;
+		}
+		if (!from_file || !o->io) {
+			free(o->io);
+			o->io = strdup(val);
+		}
 	} else {
 		fprintf(stderr, "ntfsd: %s: unknown setting \"%s\"\n", where, key);
 		return -1;
@@ -200,6 +248,11 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "cache-size", required_argument, NULL, 'c' },
 		{ "config", required_argument, NULL, 'f' },
 		{ "log-level", required_argument, NULL, 'l' },
+		{ "flushers", required_argument, NULL, 1 },
+		{ "dirty-background", required_argument, NULL, 2 },
+		{ "dirty-limit", required_argument, NULL, 3 },
+		{ "dirty-expire-ms", required_argument, NULL, 4 },
+		{ "io", required_argument, NULL, 5 },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -231,6 +284,14 @@ static int parse_args(int argc, char **argv, struct options *o)
 			if (apply_setting(o, "log-level", optarg, false, "--log-level"))
 				return 2;
 			break;
+		case 1: case 2: case 3: case 4: case 5: {
+			static const char *const keys[] = { NULL, "flushers", "dirty-background",
+							    "dirty-limit", "dirty-expire-ms", "io" };
+
+			if (apply_setting(o, keys[opt], optarg, false, keys[opt]))
+				return 2;
+			break;
+		}
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -262,6 +323,7 @@ int main(int argc, char **argv)
 	struct server_config sc = { .listen_fd = -1 };
 	struct ntfs_volume *vol = NULL;
 	struct cache *cache = NULL;
+	struct flusher_pool *flushers = NULL;
 	int rc, err;
 
 	rc = parse_args(argc, argv, &o);
@@ -286,15 +348,51 @@ int main(int argc, char **argv)
 		rc = 1;
 		goto out;
 	}
+	cache->read_only = o.read_only;
+	if (!o.read_only) {
+		struct flusher_config fc = {
+			.threads = o.flushers ? o.flushers : (unsigned)sysconf(_SC_NPROCESSORS_ONLN),
+			.dirty_background = o.dirty_background ? o.dirty_background : o.cache_size / 4,
+			.dirty_limit = o.dirty_limit ? o.dirty_limit : o.cache_size / 2,
+			.expire_ms = o.dirty_expire_ms ? o.dirty_expire_ms : 5000,
+		};
+
+		if (fc.dirty_limit > o.cache_size) {
+			log_warning("dirty-limit %llu is larger than the cache: using %llu",
+				    (unsigned long long)fc.dirty_limit,
+				    (unsigned long long)o.cache_size);
+			fc.dirty_limit = o.cache_size;
+		}
+		if (fc.dirty_background > fc.dirty_limit)
+			fc.dirty_background = fc.dirty_limit;
+		writeback_init_faults();
+		io_create(vol, o.io && !strcmp(o.io, "threads") ? IO_ENGINE_THREADS : IO_ENGINE_URING,
+			  &cache->io);
+		if (flusher_start(cache, &fc, &flushers)) {
+			log_error("cannot start the flusher threads");
+			rc = 1;
+			goto out;
+		}
+		sc.flushers = flushers;
+		sc.nr_flushers = fc.threads;
+		log_info("writeback: %u flushers, io %s, dirty background %llu, limit %llu, "
+			 "expire %llu ms", fc.threads, io_engine_name(cache->io),
+			 (unsigned long long)fc.dirty_background,
+			 (unsigned long long)fc.dirty_limit, (unsigned long long)fc.expire_ms);
+	}
 	sc.volume_path = o.volume;
 	sc.socket_path = o.socket;
 	sc.read_only = o.read_only;
 	rc = server_run(&sc, vol, cache);
+	flusher_stop(flushers);
 out:
+	if (cache)
+		io_destroy(cache->io);
 	cache_destroy(cache);
 	ntfs_volume_close(vol);
 	free(o.volume);
 	free(o.socket);
 	free(o.config);
+	free(o.io);
 	return rc;
 }

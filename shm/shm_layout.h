@@ -28,7 +28,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#define NTFSD_SHM_LAYOUT_VERSION 1u
+#define NTFSD_SHM_LAYOUT_VERSION 2u
 #define NTFSD_SHM_VOLUME_MAGIC 0x31564453464e544eULL /* "NTNFSDV1" */
 #define NTFSD_SHM_FILE_MAGIC 0x31464453464e544eULL   /* "NTNFSDF1" */
 
@@ -118,7 +118,9 @@ struct shm_volume_header {
 	uint32_t cluster_size;
 	uint32_t max_inodes;
 	uint32_t reserved0;
-	uint8_t reserved[32];
+	_Atomic uint64_t dirty_limit;     /* bytes: writers past it must balance_dirty */
+	_Atomic uint64_t dirty_background;/* bytes: background writeback starts */
+	uint8_t reserved[16];
 	struct shm_counters counters;
 	struct shm_inode_slot inodes[NTFSD_MAX_INODES];
 };

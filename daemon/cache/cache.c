@@ -94,6 +94,9 @@ static void cache_inode_free(struct cache_inode *ci)
 	free((void *)ci->referenced);
 	ntfs_attr_close(ci->data);
 	ntfs_inode_close(ci->ni);
+	pthread_mutex_destroy(&ci->size_lock);
+	pthread_mutex_destroy(&ci->wb_lock);
+	pthread_mutex_destroy(&ci->init_lock);
 	free(ci);
 }
 
@@ -162,6 +165,9 @@ static int cache_inode_load(struct cache *c, uint64_t mft_no, struct cache_inode
 	ci->cache = c;
 	ci->mft_no = mft_no;
 	ci->data_fd = ci->state_fd = -1;
+	pthread_mutex_init(&ci->size_lock, NULL);
+	pthread_mutex_init(&ci->wb_lock, NULL);
+	pthread_mutex_init(&ci->init_lock, NULL);
 	err = ntfs_inode_open(c->vol, mft_no, &ci->ni);
 	if (!err && ntfs_inode_is_dir(ci->ni))
 		err = ntfs_fail(EISDIR, "MFT record %llu is a directory",
@@ -297,7 +303,8 @@ void cache_inode_release(struct cache_inode *ci)
  * reopening it finds them; reclaim frees it once its last page goes. */
 static void cache_inode_unused(struct cache_inode *ci)
 {
-	if (atomic_load(&ci->cached_pages) == 0)
+	if (atomic_load(&ci->cached_pages) == 0 && !atomic_load(&ci->state->nr_dirty) &&
+	    !ci->sizes_dirty)
 		cache_inode_release(ci);
 }
 
@@ -305,7 +312,8 @@ bool cache_evict_unused(struct cache *c)
 {
 	struct cache_inode *ci;
 
-	for (ci = c->inodes; ci && ci->refs; ci = ci->next)
+	for (ci = c->inodes; ci && (ci->refs || atomic_load(&ci->state->nr_dirty) ||
+				    ci->sizes_dirty); ci = ci->next)
 		;
 	if (!ci)
 		return false;

@@ -28,6 +28,7 @@
 struct ntfs_volume;
 struct ntfs_inode;
 struct ntfs_attr;
+struct io;
 
 struct cache_inode {
 	struct cache *cache;
@@ -49,6 +50,13 @@ struct cache_inode {
 	struct dirty_bitmap dirty;
 	_Atomic uint8_t *referenced;      /* clock bits for reclaim, one per page */
 	_Atomic uint64_t cached_pages;
+	/* write side */
+	pthread_mutex_t size_lock;        /* i_size changes (prepare-write) */
+	pthread_mutex_t wb_lock;          /* one writeback pass of this inode at a time */
+	pthread_mutex_t init_lock;        /* writes crossing initialized_size, in order */
+	bool sizes_dirty;                 /* MFT record sizes lag the in-memory ones */
+	_Atomic uint32_t wb_err;          /* errseq: counter << 1 | seen */
+	_Atomic int wb_errno;             /* the last writeback error */
 };
 
 struct cache {
@@ -63,6 +71,10 @@ struct cache {
 	pthread_mutex_t reclaim_lock;
 	struct cache_inode *hand_inode;   /* clock hand: inode (by mft_no) and page */
 	uint64_t hand_mft, hand_page;
+	bool read_only;
+	struct io *io;                    /* the block I/O engine */
+	_Atomic uint64_t pages_written;
+	_Atomic uint64_t wb_errors;
 };
 
 int cache_create(struct ntfs_volume *vol, uint64_t limit_bytes, struct cache **out);
@@ -93,6 +105,12 @@ void cache_reclaim(struct cache *c);
 /* Count one more cached page, first reclaiming so the count stays within
  * the limit (it can pass it only when every cached page is pinned or busy). */
 void cache_reserve_page(struct cache *c);
+
+/* Make pages [first, first + count) write-ready, raising i_size to new_size
+ * first when it is larger; refusals are -EPERM, -EOPNOTSUPP, -EACCES,
+ * -EROFS with a message in ntfs_last_error(). */
+int cache_prepare_write(struct cache_inode *ci, uint64_t first, uint64_t count,
+			uint64_t new_size);
 
 /* Pages of MFT record mft_no in the cache (all zero if it is not cached). */
 void cache_count_pages(struct cache *c, uint64_t mft_no, uint64_t *cached, uint64_t *dirty,

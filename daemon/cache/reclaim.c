@@ -36,7 +36,7 @@ static bool try_drop_page(struct cache_inode *ci, uint64_t index)
 		unlock_page(p);
 		return false;
 	}
-	page_clear_bits(p, PG_uptodate);
+	page_clear_bits(p, PG_uptodate | PG_write_ready);
 	atomic_store(&p->buf_uptodate, 0);
 	atomic_fetch_add_explicit(&p->generation, 1, memory_order_seq_cst);
 	atomic_thread_fence(memory_order_seq_cst);
@@ -93,7 +93,8 @@ static void reclaim_to(struct cache *c, uint64_t target)
 		bool done = sweep_inode(ci, &c->hand_page, target);
 
 		next = ci->next ? ci->next : c->inodes;
-		if (!ci->refs && !atomic_load(&ci->cached_pages)) {
+		if (!ci->refs && !atomic_load(&ci->cached_pages) &&
+		    !atomic_load(&ci->state->nr_dirty) && !ci->sizes_dirty) {
 			/* an unused inode whose last page went: forget it */
 			if (next == ci)
 				next = NULL;

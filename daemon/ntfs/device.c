@@ -100,3 +100,40 @@ int ntfs_device_pread(struct ntfs_device *dev, void *buf, size_t len, uint64_t o
 	}
 	return 0;
 }
+
+int ntfs_device_pwrite(struct ntfs_device *dev, const void *buf, size_t len, uint64_t off)
+{
+	const uint8_t *p = buf;
+
+	if (dev->read_only)
+		return ntfs_fail(EROFS, "%s: opened read-only", dev->path);
+	if (off > dev->size || len > dev->size - off)
+		return ntfs_fail(EIO, "%s: write of %zu bytes at offset %llu runs past the end of "
+				 "the device", dev->path, len, (unsigned long long)off);
+	while (len) {
+		ssize_t n = pwrite(dev->fd, p, len, (off_t)off);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return ntfs_fail(errno, "%s: write at offset %llu: %s", dev->path,
+					 (unsigned long long)off, strerror(errno));
+		}
+		if (n == 0)
+			return ntfs_fail(EIO, "%s: write at offset %llu made no progress", dev->path,
+					 (unsigned long long)off);
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int ntfs_device_flush(struct ntfs_device *dev)
+{
+	if (dev->read_only)
+		return 0;
+	if (fdatasync(dev->fd) < 0)
+		return ntfs_fail(errno, "%s: flush: %s", dev->path, strerror(errno));
+	return 0;
+}

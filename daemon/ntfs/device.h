@@ -1,9 +1,11 @@
 /*
  * device.h — the volume's backing store: an image file or a block device.
  *
- * Invariants: reads are positional (pread), so one device may be read from
- * many threads at once; a read either returns every byte asked for or fails
- * with a message naming the device, the offset and the reason.  A read that
+ * Invariants: I/O is positional (pread/pwrite), so one device may be used
+ * from many threads at once; a read or write either moves every byte asked
+ * for or fails with a message naming the device, the offset and the reason;
+ * nothing is ever written past the end of the device or to a device opened
+ * read-only.  A read that
  * would run past the end of the device fails with EIO ("truncated").
  */
 #ifndef NTFS_DEVICE_H
@@ -23,5 +25,9 @@ struct ntfs_device {
 int ntfs_device_open(const char *path, bool read_only, struct ntfs_device **out);
 void ntfs_device_close(struct ntfs_device *dev);
 int ntfs_device_pread(struct ntfs_device *dev, void *buf, size_t len, uint64_t off);
+/* Write every byte or fail (-EROFS on a read-only device, -errno). */
+int ntfs_device_pwrite(struct ntfs_device *dev, const void *buf, size_t len, uint64_t off);
+/* Make completed writes durable (fdatasync). */
+int ntfs_device_flush(struct ntfs_device *dev);
 
 #endif

@@ -305,6 +305,21 @@ static int volume_check_writable(struct ntfs_volume *vol)
 	return 0;
 }
 
+/* $MFTMirr: the first records of $MFT, kept identical by every record write. */
+static int volume_load_mirror(struct ntfs_volume *vol)
+{
+	int err = ntfs_inode_open(vol, FILE_MFTMirr, &vol->mirr_ni);
+
+	if (!err)
+		err = ntfs_attr_open(vol->mirr_ni, AT_DATA, NULL, 0, &vol->mirr_data);
+	if (err)
+		return err == -ENOENT ? ntfs_fail(EIO, "$MFTMirr has no $DATA") : err;
+	if (vol->mirr_data->resident)
+		return ntfs_fail(EIO, "$MFTMirr/$DATA is resident");
+	vol->mirr_records = (uint32_t)(vol->mirr_data->data_size >> vol->geo.mft_record_size_bits);
+	return 0;
+}
+
 int ntfs_volume_open(const char *path, unsigned flags, struct ntfs_volume **out)
 {
 	struct ntfs_volume *vol = calloc(1, sizeof(*vol));
@@ -313,6 +328,7 @@ int ntfs_volume_open(const char *path, unsigned flags, struct ntfs_volume **out)
 
 	if (!vol)
 		return -ENOMEM;
+	pthread_mutex_init(&vol->mft_lock, NULL);
 	vol->flags = flags;
 	err = ntfs_device_open(path, flags & NTFS_OPEN_READ_ONLY, &vol->dev);
 	if (!err)
@@ -338,6 +354,8 @@ int ntfs_volume_open(const char *path, unsigned flags, struct ntfs_volume **out)
 		err = volume_check_hiberfile(vol);
 	if (!err && !(flags & NTFS_OPEN_READ_ONLY))
 		err = volume_check_writable(vol);
+	if (!err && !(flags & NTFS_OPEN_READ_ONLY))
+		err = volume_load_mirror(vol);
 	if (err) {
 		ntfs_volume_close(vol);
 		return err;
@@ -350,8 +368,11 @@ void ntfs_volume_close(struct ntfs_volume *vol)
 {
 	if (!vol)
 		return;
+	ntfs_attr_close(vol->mirr_data);
+	ntfs_inode_close(vol->mirr_ni);
 	ntfs_attr_close(vol->mft_data);
 	ntfs_inode_close(vol->mft_ni);
+	pthread_mutex_destroy(&vol->mft_lock);
 	free(vol->upcase);
 	free(vol->label);
 	ntfs_device_close(vol->dev);

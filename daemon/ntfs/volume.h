@@ -11,6 +11,7 @@
 #ifndef NTFS_VOLUME_H
 #define NTFS_VOLUME_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -37,6 +38,11 @@ struct ntfs_volume {
 	bool logfile_clean;             /* $LogFile shows a clean shutdown */
 	bool hibernated;                /* /hiberfil.sys says Windows is hibernated */
 	char *label;                    /* UTF-8, may be empty */
+	/* write side */
+	pthread_mutex_t mft_lock;       /* serializes read-modify-write of MFT records */
+	struct ntfs_inode *mirr_ni;     /* $MFTMirr, NULL when read-only */
+	struct ntfs_attr *mirr_data;
+	uint32_t mirr_records;          /* records $MFTMirr mirrors */
 };
 
 /* Open the volume at path.  A read-write open (flags without

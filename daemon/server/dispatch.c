@@ -21,6 +21,8 @@
 #include "attrib.h"
 #include "cache.h"
 #include "dir.h"
+#include "flusher.h"
+#include "io.h"
 #include "error.h"
 #include "frame.h"
 #include "inode.h"
@@ -30,6 +32,7 @@
 #include "page.h"
 #include "unistr.h"
 #include "volume.h"
+#include "writeback.h"
 
 #define RA_MIN_PAGES 32u    /* 128 KiB */
 #define RA_MAX_PAGES 512u   /* 2 MiB */
@@ -53,6 +56,7 @@ struct work {
 		Ntfsd__StatReply stat;
 		Ntfsd__ListDirReply list_dir;
 		Ntfsd__VolumeStatusReply status;
+		Ntfsd__PrepareWriteReply prepare_write;
 	} body;
 	int fds[2];
 	int nfds;
@@ -316,9 +320,8 @@ static void run_open(struct work *w)
 		return;
 	}
 	w->ci = ci;
-	/* Write-back is not built yet: the data segment goes out read-only
-	 * even to writers, so no store can be accepted and then lost. */
-	w->fds[0] = reopen_fd(ci->data_fd, false);
+	/* Writers store into the data segment directly; readers cannot. */
+	w->fds[0] = reopen_fd(ci->data_fd, in->write);
 	w->fds[1] = w->fds[0] < 0 ? -1 : reopen_fd(ci->state_fd, in->write);
 	if (w->fds[0] < 0 || w->fds[1] < 0) {
 		work_fail(w, errno, "%s: cannot share its segments: %s", in->path, strerror(errno));
@@ -349,6 +352,7 @@ static void done_open(struct work *w)
 	}
 	h->id = cn->srv->next_handle++;
 	h->ci = w->ci;
+	h->errseq = errseq_sample(w->ci);
 	h->writable = w->rq->open->write;
 	h->next = cn->handles;
 	cn->handles = h;
@@ -678,15 +682,93 @@ static void do_volume_status(struct work *w)
 	s->cache_limit = atomic_load(&k->cache_limit);
 	s->cached_pages = atomic_load(&k->cached_pages);
 	s->cache_used = s->cached_pages << NTFSD_PAGE_SHIFT;
-	s->dirty_pages = atomic_load(&k->dirty_pages);
+	s->dirty_pages = flusher_count_dirty(srv->cache);
 	s->writeback_pages = atomic_load(&k->writeback_pages);
 	s->open_files = atomic_load(&k->open_files);
 	s->pages_read = atomic_load(&k->pages_read);
 	s->pages_reclaimed = atomic_load(&k->pages_reclaimed);
+	s->dirty_limit = atomic_load(&srv->cache->header->dirty_limit);
+	s->dirty_background = atomic_load(&srv->cache->header->dirty_background);
+	s->pages_written = atomic_load(&srv->cache->pages_written);
+	s->write_errors = atomic_load(&srv->cache->wb_errors);
+	s->io_engine = (char *)(srv->cache->io ? io_engine_name(srv->cache->io) : "none");
+	s->flushers = srv->nr_flushers;
 	s->n_clients = n;
 	s->clients = n ? ptrs : NULL;
 	w->reply.body_case = NTFSD__REPLY__BODY_VOLUME_STATUS;
 	w->reply.volume_status = &w->body.status;
+}
+
+/* ---- writing ---- */
+
+static void run_prepare_write(struct work *w)
+{
+	Ntfsd__PrepareWriteRequest *in = w->rq->prepare_write;
+	struct cache_inode *ci = w->h->ci;
+	int err = cache_prepare_write(ci, in->first_page, in->nr_pages, in->new_size);
+
+	if (err) {
+		work_fail(w, -err, "%s", ntfs_last_error());
+		return;
+	}
+	ntfsd__prepare_write_reply__init(&w->body.prepare_write);
+	w->body.prepare_write.i_size = ci->i_size;
+	w->reply.body_case = NTFSD__REPLY__BODY_PREPARE_WRITE;
+	w->reply.prepare_write = &w->body.prepare_write;
+}
+
+/* Unseen errors of every cached inode (for a volume-wide sync). */
+static int check_all_errors(struct conn *cn)
+{
+	struct cache *c = cn->srv->cache;
+	struct cache_inode *ci;
+	struct handle *h;
+	int err = 0, e;
+
+	for (h = cn->handles; h; h = h->next) {
+		e = errseq_check_and_advance(h->ci, &h->errseq);
+		if (e && !err)
+			err = e;
+	}
+	pthread_mutex_lock(&c->lock);
+	for (ci = c->inodes; ci; ci = ci->next) {
+		uint32_t since = atomic_load(&ci->wb_err) | 1u;
+
+		if (atomic_load(&ci->wb_err) && !(atomic_load(&ci->wb_err) & 1u)) {
+			since = 0;
+			e = errseq_check_and_advance(ci, &since);
+			if (e && !err)
+				err = e;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	return err;
+}
+
+static void run_sync(struct work *w)
+{
+	struct server *srv = w->cn->srv;
+	int err;
+
+	if (w->h) {
+		writeback_inode(w->h->ci, true);
+		err = errseq_check_and_advance(w->h->ci, &w->h->errseq);
+		if (err)
+			work_fail(w, -err, "MFT record %llu: a write-back failed: %s",
+				  (unsigned long long)w->h->ci->mft_no, strerror(-err));
+		return;
+	}
+	flusher_sync_all(srv->cache);
+	err = ntfs_device_flush(srv->vol->dev);
+	if (!err)
+		err = check_all_errors(w->cn);
+	if (err)
+		work_fail(w, -err, "a write-back failed: %s", strerror(-err));
+}
+
+static void run_balance_dirty(struct work *w)
+{
+	flusher_balance_dirty(w->cn->srv->flushers);
 }
 
 /* ---- decoding and routing ---- */
@@ -775,6 +857,29 @@ static bool route(struct work *w)
 	case NTFSD__REQUEST__BODY_VOLUME_STATUS:
 		do_volume_status(w);
 		return false;
+	case NTFSD__REQUEST__BODY_PREPARE_WRITE:
+		if (!need_handle(w, rq->prepare_write->handle))
+			return false;
+		if (!w->h->writable) {
+			work_fail(w, EBADF, "handle %llu was opened read-only",
+				  (unsigned long long)w->h->id);
+			return false;
+		}
+		if (rq->prepare_write->nr_pages > MAX_FAULT_PAGES) {
+			work_fail(w, EINVAL, "prepare-write of %llu pages: at most %u per request",
+				  (unsigned long long)rq->prepare_write->nr_pages, MAX_FAULT_PAGES);
+			return false;
+		}
+		w->run = run_prepare_write;
+		return true;
+	case NTFSD__REQUEST__BODY_SYNC:
+		if (rq->sync->handle && !need_handle(w, rq->sync->handle))
+			return false;
+		w->run = run_sync;
+		return true;
+	case NTFSD__REQUEST__BODY_BALANCE_DIRTY:
+		w->run = run_balance_dirty;
+		return true;
 	default:
 		work_fail(w, EOPNOTSUPP, "unknown or empty request");
 		return false;

@@ -34,6 +34,9 @@ struct server {
 	uv_poll_t listen_poll;
 	struct conn *conns;
 	uint64_t next_handle;
+	struct flusher_pool *flushers;
+	unsigned nr_flushers;
+	uv_timer_t stats_timer;
 };
 
 struct handle {
@@ -45,6 +48,7 @@ struct handle {
 	uint64_t ra_next;               /* page a sequential reader asks for next */
 	uint64_t ra_window;             /* readahead pages */
 	uint64_t ra_end;                /* end of the last readahead started */
+	uint32_t errseq;                /* the inode's write errors this handle saw */
 };
 
 struct conn {

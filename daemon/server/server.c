@@ -24,6 +24,8 @@
 
 #include "cache.h"
 #include "dispatch.h"
+#include "error.h"
+#include "flusher.h"
 #include "frame.h"
 #include "log.h"
 #include "shm_layout.h"
@@ -449,12 +451,13 @@ int server_run(const struct server_config *cfg, struct ntfs_volume *vol, struct 
 {
 	struct server srv = { .vol = vol, .cache = cache, .volume_path = cfg->volume_path,
 			      .socket_path = cfg->socket_path, .read_only = cfg->read_only,
-			      .next_handle = 1 };
+			      .next_handle = 1, .flushers = cfg->flushers,
+			      .nr_flushers = cfg->nr_flushers };
 	uv_loop_t loop;
 	uv_signal_t sig[3];
 	const int signums[3] = { SIGTERM, SIGINT, SIGHUP };
 	struct conn *cn;
-	int i;
+	int i, rc;
 
 	signal(SIGPIPE, SIG_IGN);
 	srv.listen_fd = cfg->listen_fd >= 0 ? cfg->listen_fd : server_listen(cfg->socket_path);
@@ -475,7 +478,8 @@ int server_run(const struct server_config *cfg, struct ntfs_volume *vol, struct 
 		   (unsigned long long)(cache->limit_pages >> (20 - NTFSD_PAGE_SHIFT)));
 	uv_run(&loop, UV_RUN_DEFAULT);
 
-	/* Shutdown: stop accepting, drop clients, let running requests finish. */
+	/* Shutdown: stop accepting, drop clients, let running requests finish,
+	 * then write back everything: nothing dirty is dropped. */
 	uv_poll_stop(&srv.listen_poll);
 	while ((cn = srv.conns))
 		conn_shutdown(cn, "daemon shutting down");
@@ -485,6 +489,22 @@ int server_run(const struct server_config *cfg, struct ntfs_volume *vol, struct 
 	close(srv.listen_fd);
 	if (cfg->listen_fd < 0)
 		unlink(cfg->socket_path);
+	rc = 0;
+	if (!srv.read_only) {
+		uint64_t dirty = flusher_count_dirty(cache);
+
+		log_notice("writing back %llu dirty pages", (unsigned long long)dirty);
+		if (flusher_sync_all(cache) || ntfs_device_flush(vol->dev)) {
+			log_error("write-back at shutdown failed: %s", ntfs_last_error());
+			rc = 1;
+		}
+		dirty = flusher_count_dirty(cache);
+		if (dirty) {
+			log_error("%llu pages are still dirty after the final write-back",
+				  (unsigned long long)dirty);
+			rc = 1;
+		}
+	}
 	log_notice("stopped");
-	return 0;
+	return rc;
 }

@@ -21,12 +21,15 @@
 
 struct cache;
 struct ntfs_volume;
+struct flusher_pool;
 
 struct server_config {
 	const char *volume_path;
 	const char *socket_path;
 	bool read_only;
 	int listen_fd;                  /* >= 0: already listening (socket activation) */
+	struct flusher_pool *flushers;
+	unsigned nr_flushers;
 };
 
 /* Serve until SIGTERM or SIGINT; returns the process exit status. */

@@ -8,7 +8,7 @@ NTFSD_BUILD_PACKAGES=(
   gcc meson ninja-build pkg-config
   libcmocka-dev
   libprotobuf-c-dev protobuf-c-compiler
-  libuv1-dev libjemalloc-dev
+  libuv1-dev libjemalloc-dev liburing-dev
 )
 NTFSD_TEST_PACKAGES=(
   ntfs-3g attr fuse3 nbdkit libnbd-bin

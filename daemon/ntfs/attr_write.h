@@ -1,0 +1,31 @@
+/*
+ * attr_write.h — the write side of the on-disk layer: attribute data
+ * through existing runlists, MFT records with fixups and $MFTMirr, and the
+ * size fields and resident values of attributes.
+ *
+ * Invariants: nothing here allocates clusters or changes a runlist; a write
+ * that would land in a hole or outside the runlist is refused.  Every MFT
+ * record write applies fixups to a private copy, writes it where $MFT's
+ * runlist says, and, for the records $MFTMirr mirrors, writes the identical
+ * bytes there too.  Read-modify-write of a record happens under
+ * vol->mft_lock, starting from the record as it is on disk.
+ */
+#ifndef NTFS_ATTR_WRITE_H
+#define NTFS_ATTR_WRITE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct ntfs_attr;
+struct ntfs_volume;
+
+int ntfs_attr_pwrite_mapped(struct ntfs_attr *na, uint64_t pos, size_t len, const void *buf);
+/* rec: a record as read (fixups removed). */
+int ntfs_mft_record_write(struct ntfs_volume *vol, uint64_t mft_no, const uint8_t *rec);
+/* Store data_size and initialized_size in the attribute's first extent. */
+int ntfs_attr_set_sizes(struct ntfs_attr *na, uint64_t data_size, uint64_t initialized_size);
+/* Replace bytes [pos, pos + len) of a resident attribute's value on disk
+ * (the value's length does not change). */
+int ntfs_attr_write_resident(struct ntfs_attr *na, uint64_t pos, const void *buf, size_t len);
+
+#endif

@@ -1,0 +1,231 @@
+/*
+ * flusher.c — see flusher.h.
+ */
+#include "flusher.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "cache.h"
+#include "log.h"
+#include "page.h"
+#include "writeback.h"
+
+#define TICK_MS 100
+
+struct flusher_pool {
+	struct cache *cache;
+	pthread_t *threads;
+	unsigned nthreads;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop;
+	unsigned kicks;
+	struct flusher_config cfg;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t flusher_count_dirty(struct cache *c)
+{
+	struct cache_inode *ci;
+	uint64_t n = 0;
+
+	pthread_mutex_lock(&c->lock);
+	for (ci = c->inodes; ci; ci = ci->next)
+		n += atomic_load(&ci->state->nr_dirty);
+	pthread_mutex_unlock(&c->lock);
+	atomic_store(&c->header->counters.dirty_pages, n);
+	return n;
+}
+
+static bool inode_expired(struct cache_inode *ci, uint64_t expire_ns)
+{
+	uint64_t i = 0, now = now_ns();
+
+	while ((i = dirty_bitmap_next(&ci->dirty, i)) != UINT64_MAX) {
+		uint64_t t = atomic_load(&ci->pages[i].first_dirtied_ns);
+
+		if (t && now - t >= expire_ns)
+			return true;
+		i++;
+	}
+	return false;
+}
+
+/* Take a reference on the next inode after `after` (by position) that has
+ * dirty pages, or NULL. */
+static struct cache_inode *next_dirty_inode(struct cache *c, uint64_t *cursor)
+{
+	struct cache_inode *ci, *pick = NULL;
+	uint64_t k = 0;
+
+	pthread_mutex_lock(&c->lock);
+	for (ci = c->inodes; ci; ci = ci->next, k++) {
+		if (k < *cursor)
+			continue;
+		if (atomic_load(&ci->state->nr_dirty) || ci->sizes_dirty) {
+			pick = ci;
+			ci->refs++;
+			*cursor = k + 1;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	return pick;
+}
+
+/* One background pass: write back inodes that need it. */
+static void flusher_pass(struct flusher_pool *fp, bool all)
+{
+	struct cache *c = fp->cache;
+	uint64_t dirty = flusher_count_dirty(c), cursor = 0;
+	bool over = dirty * NTFSD_PAGE_SIZE > fp->cfg.dirty_background;
+	struct cache_inode *ci;
+
+	while ((ci = next_dirty_inode(c, &cursor))) {
+		if ((all || over || inode_expired(ci, fp->cfg.expire_ms * 1000000ull)) &&
+		    !pthread_mutex_trylock(&ci->wb_lock)) {
+			writeback_inode_locked(ci, false);
+			pthread_mutex_unlock(&ci->wb_lock);
+		}
+		cache_inode_put(ci);
+	}
+	flusher_count_dirty(c);
+}
+
+static void *flusher_main(void *arg)
+{
+	struct flusher_pool *fp = arg;
+	unsigned seen = 0;
+
+	pthread_mutex_lock(&fp->lock);
+	while (!fp->stop) {
+		struct timespec ts;
+		bool kicked;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += TICK_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		if (fp->kicks == seen)
+			pthread_cond_timedwait(&fp->cond, &fp->lock, &ts);
+		if (fp->stop)
+			break;
+		kicked = fp->kicks != seen;
+		seen = fp->kicks;
+		pthread_mutex_unlock(&fp->lock);
+		flusher_pass(fp, kicked);
+		pthread_mutex_lock(&fp->lock);
+	}
+	pthread_mutex_unlock(&fp->lock);
+	return NULL;
+}
+
+int flusher_start(struct cache *c, const struct flusher_config *cfg, struct flusher_pool **out)
+{
+	struct flusher_pool *fp = calloc(1, sizeof(*fp));
+	unsigned i;
+
+	if (!fp)
+		return -ENOMEM;
+	fp->cache = c;
+	fp->cfg = *cfg;
+	fp->nthreads = cfg->threads ? cfg->threads : 1;
+	fp->threads = calloc(fp->nthreads, sizeof(*fp->threads));
+	if (!fp->threads) {
+		free(fp);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&fp->lock, NULL);
+	pthread_cond_init(&fp->cond, NULL);
+	atomic_store(&c->header->dirty_limit, cfg->dirty_limit);
+	atomic_store(&c->header->dirty_background, cfg->dirty_background);
+	for (i = 0; i < fp->nthreads; i++)
+		if (pthread_create(&fp->threads[i], NULL, flusher_main, fp)) {
+			fp->nthreads = i;
+			break;
+		}
+	*out = fp;
+	return 0;
+}
+
+void flusher_stop(struct flusher_pool *fp)
+{
+	unsigned i;
+
+	if (!fp)
+		return;
+	pthread_mutex_lock(&fp->lock);
+	fp->stop = true;
+	pthread_cond_broadcast(&fp->cond);
+	pthread_mutex_unlock(&fp->lock);
+	for (i = 0; i < fp->nthreads; i++)
+		pthread_join(fp->threads[i], NULL);
+	pthread_cond_destroy(&fp->cond);
+	pthread_mutex_destroy(&fp->lock);
+	free(fp->threads);
+	free(fp);
+}
+
+void flusher_kick(struct flusher_pool *fp)
+{
+	pthread_mutex_lock(&fp->lock);
+	fp->kicks++;
+	pthread_cond_broadcast(&fp->cond);
+	pthread_mutex_unlock(&fp->lock);
+}
+
+void flusher_set_config(struct flusher_pool *fp, const struct flusher_config *cfg)
+{
+	pthread_mutex_lock(&fp->lock);
+	fp->cfg.dirty_background = cfg->dirty_background;
+	fp->cfg.dirty_limit = cfg->dirty_limit;
+	fp->cfg.expire_ms = cfg->expire_ms;
+	atomic_store(&fp->cache->header->dirty_limit, cfg->dirty_limit);
+	atomic_store(&fp->cache->header->dirty_background, cfg->dirty_background);
+	pthread_mutex_unlock(&fp->lock);
+}
+
+void flusher_balance_dirty(struct flusher_pool *fp)
+{
+	struct cache *c = fp->cache;
+
+	while (fp->cfg.dirty_limit &&
+	       flusher_count_dirty(c) * NTFSD_PAGE_SIZE > fp->cfg.dirty_limit) {
+		struct cache_inode *ci;
+		uint64_t cursor = 0;
+
+		flusher_kick(fp);
+		/* write back ourselves too: the writer waits for real progress */
+		while ((ci = next_dirty_inode(c, &cursor))) {
+			writeback_inode(ci, false);
+			cache_inode_put(ci);
+		}
+	}
+}
+
+int flusher_sync_all(struct cache *c)
+{
+	struct cache_inode *ci;
+	uint64_t cursor = 0;
+	int err, first = 0;
+
+	while ((ci = next_dirty_inode(c, &cursor))) {
+		err = writeback_inode(ci, true);
+		if (err && !first)
+			first = err;
+		cache_inode_put(ci);
+	}
+	flusher_count_dirty(c);
+	return first;
+}

@@ -1,0 +1,39 @@
+/*
+ * io.h — the block I/O engine: writes of file extents through a runlist.
+ *
+ * Invariants: io_write_extents() returns only when every byte it was given
+ * is on the device (written, not necessarily flushed) or an error is known;
+ * an extent is only ever written to the clusters the runlist maps it to,
+ * and a hole or unmapped cluster under it is an error, never a write
+ * elsewhere.  The io_uring engine (liburing, a ring per writing thread)
+ * and the thread engine (pwrite from the writing thread) share this
+ * contract, so writepage's completion handling is the same for both.
+ */
+#ifndef NTFSD_IO_H
+#define NTFSD_IO_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct ntfs_attr;
+struct ntfs_volume;
+
+struct io_extent {
+	uint64_t file_pos;
+	uint64_t len;
+	const uint8_t *buf;
+};
+
+enum io_engine { IO_ENGINE_URING, IO_ENGINE_THREADS };
+
+struct io;
+
+/* want: the engine asked for; io_uring that cannot be set up falls back to
+ * threads with a logged reason.  Never fails for lack of io_uring. */
+int io_create(struct ntfs_volume *vol, enum io_engine want, struct io **out);
+void io_destroy(struct io *io);
+const char *io_engine_name(const struct io *io);
+int io_write_extents(struct io *io, struct ntfs_attr *na, const struct io_extent *ext,
+		     unsigned n);
+
+#endif

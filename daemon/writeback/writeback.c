@@ -1,0 +1,367 @@
+/*
+ * writeback.c — writepage, writing back an inode, sizes and errseq.
+ *
+ * Invariants (the rules of the Linux NTFS driver's ntfs_writepage() and
+ * ntfs_write_block(), in user space):
+ *  - writepage is entered with the page locked.  A page wholly past i_size
+ *    is discarded unwritten (not an error); a page straddling i_size is
+ *    zeroed past it first; nothing past i_size reaches the disk.
+ *  - Buffer bits are definitive: only dirty buffers are written, buffers
+ *    wholly past i_size are cleaned without I/O.  The dirty bits are taken
+ *    (and the page made clean) under the page lock, so a store after that
+ *    re-dirties the page and is written by a later pass.
+ *  - Resident data is copied into the MFT record (fixups, $MFTMirr) and
+ *    never goes through buffers.
+ *  - PG_writeback is set before any I/O is submitted, then the page is
+ *    unlocked; the end of the last buffer's I/O ends writeback and wakes
+ *    the waiters; a page that needed no I/O has writeback ended at once.
+ *  - A write reaching past initialized_size first puts zeroes on the disk
+ *    from the old initialized_size up to it, and writes every buffer of the
+ *    page from there on (the cache holds zeroes or data for them); the
+ *    in-memory initialized_size rises after the data is written, the MFT
+ *    record's only after the data is flushed (writeback_sizes).
+ *  - Out of memory re-dirties the page and is not an error; any other
+ *    failure sets PG_error, leaves the buffers clean and is recorded in the
+ *    inode's errseq, which every handle sees once.
+ */
+#include "writeback.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attr_write.h"
+#include "attrib.h"
+#include "dirty.h"
+#include "error.h"
+#include "io.h"
+#include "log.h"
+#include "page.h"
+#include "volume.h"
+
+#define ERRSEQ_SEEN 1u
+
+/* ---- errseq ---- */
+
+void errseq_set(struct cache_inode *ci, int err)
+{
+	uint32_t old = atomic_load(&ci->wb_err), next;
+
+	atomic_store(&ci->wb_errno, err);
+	do {
+		next = ((old >> 1) + 1) << 1;   /* a new error nobody has seen */
+		if (!next)
+			next = 2;
+	} while (!atomic_compare_exchange_weak(&ci->wb_err, &old, next));
+}
+
+uint32_t errseq_sample(struct cache_inode *ci)
+{
+	uint32_t cur = atomic_load(&ci->wb_err);
+
+	/* an error no handle has seen yet is reported to this one too */
+	return (cur & ERRSEQ_SEEN) ? cur : 0;
+}
+
+int errseq_check_and_advance(struct cache_inode *ci, uint32_t *since)
+{
+	uint32_t cur = atomic_load(&ci->wb_err);
+
+	if (cur == *since || !cur)
+		return 0;
+	while (!(cur & ERRSEQ_SEEN) &&
+	       !atomic_compare_exchange_weak(&ci->wb_err, &cur, cur | ERRSEQ_SEEN))
+		;
+	*since = cur | ERRSEQ_SEEN;
+	return -atomic_load(&ci->wb_errno);
+}
+
+/* ---- fault injection (tests): NTFSD_FAULT_WRITEPAGE_ENOMEM=N fails the
+ * N-th, 2N-th, ... writepage allocation ---- */
+
+static _Atomic unsigned long alloc_calls;
+static unsigned long alloc_fail_every = (unsigned long)-1;
+
+void writeback_init_faults(void)
+{
+	const char *v = getenv("NTFSD_FAULT_WRITEPAGE_ENOMEM");
+
+	if (v && atol(v) > 0) {
+		alloc_fail_every = (unsigned long)atol(v);
+		log_warning("fault injection: every %lu-th writepage allocation fails",
+			    alloc_fail_every);
+	}
+}
+
+static void *wb_alloc(size_t n)
+{
+	if ((atomic_fetch_add(&alloc_calls, 1) + 1) % alloc_fail_every == 0)
+		return NULL;
+	return malloc(n);
+}
+
+/* ---- writepage ---- */
+
+/* Put zeroes on the disk for [from, to) of a non-resident attribute,
+ * skipping holes (they read as zeroes anyway). */
+static int write_zeroes(struct cache_inode *ci, uint64_t from, uint64_t to)
+{
+	static const uint8_t zero[65536];
+	struct ntfs_attr *na = ci->data;
+	uint32_t bits = ci->cache->vol->geo.cluster_size_bits;
+
+	while (from < to) {
+		int64_t run, lcn = ntfs_rl_vcn_to_lcn(&na->rl, (int64_t)(from >> bits), &run);
+		uint64_t run_end = ((from >> bits) + (uint64_t)run) << bits;
+		uint64_t end = to < run_end ? to : run_end;
+		int err;
+
+		if (lcn == LCN_ENOENT)
+			return ntfs_fail(EIO, "MFT record %llu: zeroing beyond the runlist",
+					 (unsigned long long)ci->mft_no);
+		if (end - from > sizeof(zero))
+			end = from + sizeof(zero);
+		if (lcn >= 0) {
+			err = ntfs_attr_pwrite_mapped(na, from, (size_t)(end - from), zero);
+			if (err)
+				return err;
+		}
+		from = end;
+	}
+	return 0;
+}
+
+static void page_failed(struct cache_inode *ci, uint64_t index, int err)
+{
+	struct shm_page *p = &ci->pages[index];
+
+	page_set_bits(p, PG_error);
+	errseq_set(ci, -err);
+	atomic_fetch_add(&ci->cache->wb_errors, 1);
+	log_error("writeback of page %llu of MFT record %llu failed: %s",
+		  (unsigned long long)index, (unsigned long long)ci->mft_no, ntfs_last_error());
+}
+
+/* Resident: copy into the MFT record.  Page locked; unlocks. */
+static int writepage_resident(struct cache_inode *ci, uint64_t index, uint32_t bufs)
+{
+	struct shm_page *p = &ci->pages[index];
+	uint64_t pos = index << NTFSD_PAGE_SHIFT, len;
+	int err = 0;
+
+	(void)bufs;
+	len = ci->data->data_size > pos ? ci->data->data_size - pos : 0;
+	if (len > NTFSD_PAGE_SIZE)
+		len = NTFSD_PAGE_SIZE;
+	if (len)
+		err = ntfs_attr_write_resident(ci->data, pos, ci->data_map + pos, (size_t)len);
+	if (err)
+		page_failed(ci, index, err);
+	else
+		atomic_fetch_add(&ci->cache->pages_written, 1);
+	unlock_page(p);
+	return err;
+}
+
+/* Write the extents of the page chosen by `bufs` (non-resident). */
+static int write_buffers(struct cache_inode *ci, uint64_t index, uint32_t bufs,
+			 uint64_t limit)
+{
+	struct cache *c = ci->cache;
+	uint32_t bsize = ci->state->buffer_size, nbuf = ci->state->buffers_per_page, b = 0;
+	uint64_t base = index << NTFSD_PAGE_SHIFT;
+	struct io_extent *ext;
+	unsigned n = 0;
+	int err;
+
+	ext = wb_alloc(sizeof(*ext) * nbuf);
+	if (!ext)
+		return -ENOMEM;
+	while (b < nbuf) {
+		uint64_t start, end;
+
+		if (!(bufs & (1u << b))) {
+			b++;
+			continue;
+		}
+		start = base + (uint64_t)b * bsize;
+		while (b < nbuf && (bufs & (1u << b)))
+			b++;
+		end = base + (uint64_t)b * bsize;
+		if (start >= limit)
+			break;
+		ext[n].file_pos = start;
+		ext[n].len = end - start;
+		ext[n].buf = ci->data_map + start;
+		n++;
+	}
+	err = n ? io_write_extents(c->io, ci->data, ext, n) : 0;
+	free(ext);
+	return err;
+}
+
+int writepage(struct cache_inode *ci, uint64_t index)
+{
+	struct cache *c = ci->cache;
+	struct shm_page *p = &ci->pages[index];
+	uint32_t nbuf = ci->state->buffers_per_page, bufs, bsize = ci->state->buffer_size;
+	uint64_t pos = index << NTFSD_PAGE_SHIFT, i_size = ci->i_size, page_end, limit;
+	bool crosses_init = false;
+	uint32_t b;
+	int err = 0;
+
+	if (pos >= i_size) {
+		/* Wholly past i_size (truncate raced us): discard, not an error. */
+		clear_page_dirty_for_io(ci->state, &ci->dirty, index);
+		unlock_page(p);
+		return 0;
+	}
+	page_end = pos + NTFSD_PAGE_SIZE;
+	if (page_end > i_size)
+		memset(ci->data_map + i_size, 0, (size_t)(page_end - i_size));
+	bufs = clear_page_dirty_for_io(ci->state, &ci->dirty, index);
+	if (ci->data->resident) {
+		if (!bufs) {
+			unlock_page(p);
+			return 0;
+		}
+		return writepage_resident(ci, index, bufs);
+	}
+	/* Buffers wholly past i_size are clean and uptodate without I/O. */
+	limit = page_end < i_size ? page_end : i_size;
+	for (b = 0; b < nbuf; b++)
+		if (pos + (uint64_t)b * bsize >= limit)
+			bufs &= ~(1u << b);
+	if (limit > ci->data->initialized_size && bufs) {
+		crosses_init = true;
+		for (b = 0; b < nbuf; b++) {
+			uint64_t bstart = pos + (uint64_t)b * bsize;
+
+			if (bstart + bsize > ci->data->initialized_size && bstart < limit)
+				bufs |= 1u << b;
+		}
+	}
+	if (!bufs) {
+		unlock_page(p);
+		return 0;
+	}
+	page_set_bits(p, PG_writeback);
+	atomic_fetch_add(&c->header->counters.writeback_pages, 1);
+	unlock_page(p);
+
+	if (crosses_init) {
+		pthread_mutex_lock(&ci->init_lock);
+		if (pos > ci->data->initialized_size)
+			err = write_zeroes(ci, ci->data->initialized_size, pos);
+	}
+	if (!err)
+		err = write_buffers(ci, index, bufs, limit);
+	if (crosses_init) {
+		if (!err && limit > ci->data->initialized_size) {
+			ci->data->initialized_size = limit;
+			ci->sizes_dirty = true;
+		}
+		pthread_mutex_unlock(&ci->init_lock);
+	}
+	if (err == -ENOMEM) {
+		/* Not an error: give the buffers back and try again later. */
+		lock_page(p, c->owner);
+		set_page_dirty(ci->state, &ci->dirty, index, bufs);
+		unlock_page(p);
+		log_debug("writepage %llu of MFT record %llu: out of memory, re-dirtied",
+			  (unsigned long long)index, (unsigned long long)ci->mft_no);
+	} else if (err) {
+		page_failed(ci, index, err);
+	} else {
+		page_clear_bits(p, PG_error);
+		atomic_fetch_add(&c->pages_written, 1);
+	}
+	atomic_fetch_sub(&c->header->counters.writeback_pages, 1);
+	end_page_writeback(p);
+	return err;
+}
+
+/* ---- a whole inode ---- */
+
+int writeback_sizes(struct cache_inode *ci)
+{
+	struct ntfs_attr *na = ci->data;
+	int err;
+
+	if (!ci->sizes_dirty || na->resident) {
+		ci->sizes_dirty = false;
+		return 0;
+	}
+	/* The data the new sizes cover must be durable before they are. */
+	err = ntfs_device_flush(ci->cache->vol->dev);
+	if (!err) {
+		pthread_mutex_lock(&ci->init_lock);
+		ci->sizes_dirty = false;
+		err = ntfs_attr_set_sizes(na, ci->i_size, na->initialized_size);
+		if (err)
+			ci->sizes_dirty = true;
+		pthread_mutex_unlock(&ci->init_lock);
+	}
+	if (err) {
+		errseq_set(ci, -err);
+		atomic_fetch_add(&ci->cache->wb_errors, 1);
+		log_error("MFT record %llu: cannot write its sizes: %s",
+			  (unsigned long long)ci->mft_no, ntfs_last_error());
+	}
+	return err;
+}
+
+int writeback_inode(struct cache_inode *ci, bool sync)
+{
+	int err;
+
+	pthread_mutex_lock(&ci->wb_lock);
+	err = writeback_inode_locked(ci, sync);
+	pthread_mutex_unlock(&ci->wb_lock);
+	return err;
+}
+
+int writeback_inode_locked(struct cache_inode *ci, bool sync)
+{
+	uint64_t i = 0;
+	int err = 0, first_err = 0;
+
+	while ((i = dirty_bitmap_next(&ci->dirty, i)) != UINT64_MAX) {
+		struct shm_page *p = &ci->pages[i];
+
+		lock_page(p, ci->cache->owner);
+		if (!page_test(p, PG_dirty) && !atomic_load(&p->buf_dirty)) {
+			/* a stale bitmap bit: clear it */
+			clear_page_dirty_for_io(ci->state, &ci->dirty, i);
+			unlock_page(p);
+			i++;
+			continue;
+		}
+		if (page_test(p, PG_writeback)) {
+			unlock_page(p);
+			wait_on_page_writeback(p);
+			continue;
+		}
+		err = writepage(ci, i);
+		if (err == -ENOMEM) {
+			i++;            /* re-dirtied: a later pass takes it */
+			continue;
+		}
+		if (err && !first_err)
+			first_err = err;
+		i++;
+	}
+	if (sync) {
+		for (i = 0; i < ci->nr_pages; i++)
+			wait_on_page_writeback(&ci->pages[i]);
+		err = writeback_sizes(ci);
+		if (!first_err)
+			first_err = err;
+		err = ntfs_device_flush(ci->cache->vol->dev);
+		if (err && !first_err) {
+			errseq_set(ci, -err);
+			first_err = err;
+		}
+	}
+	return first_err;
+}
