@@ -1,9 +1,11 @@
 /*
  * dirty_bitmap.c — two-level dirty bitmap operations.
  *
- * Invariants: see dirty_bitmap.h.  Setting orders level 2 before level 1;
- * clearing drops level 1 only after seeing its level-2 word empty, then
- * re-checks the word and sets level 1 again if a concurrent set raced in.
+ * Invariants: see dirty_bitmap.h.  Setting orders level 2 before level 1.
+ * Clearing touches level 2 only: dropping a level-1 bit while another
+ * process scans could hide a page set meanwhile, so stale level-1 bits are
+ * dropped only by dirty_bitmap_trim(), called by the one scanner that must
+ * not miss pages (the daemon's writeback of the inode), between scans.
  */
 #include "dirty_bitmap.h"
 
@@ -36,14 +38,25 @@ bool dirty_bitmap_clear(struct dirty_bitmap *b, uint64_t page)
 
 	assert(page < b->nr_pages);
 	old = atomic_fetch_and_explicit(&b->l2[w], ~bit, memory_order_acq_rel);
-	if (old == bit) {
-		atomic_fetch_and_explicit(&b->l1[w / 64], ~(1ull << (w % 64)),
-					  memory_order_acq_rel);
-		if (atomic_load_explicit(&b->l2[w], memory_order_acquire))
-			atomic_fetch_or_explicit(&b->l1[w / 64], 1ull << (w % 64),
-						 memory_order_acq_rel);
-	}
 	return old & bit;
+}
+
+void dirty_bitmap_trim(struct dirty_bitmap *b)
+{
+	uint64_t w;
+
+	for (w = 0; w < b->l2_words; w++) {
+		_Atomic uint64_t *l1 = &b->l1[w / 64];
+		uint64_t bit = 1ull << (w % 64);
+
+		if (!(atomic_load_explicit(l1, memory_order_acquire) & bit) ||
+		    atomic_load_explicit(&b->l2[w], memory_order_acquire))
+			continue;
+		atomic_fetch_and_explicit(l1, ~bit, memory_order_acq_rel);
+		/* a set that raced in has set level 2 first: put level 1 back */
+		if (atomic_load_explicit(&b->l2[w], memory_order_seq_cst))
+			atomic_fetch_or_explicit(l1, bit, memory_order_acq_rel);
+	}
 }
 
 bool dirty_bitmap_test(const struct dirty_bitmap *b, uint64_t page)

@@ -27,10 +27,14 @@ static void futex_wake_all(_Atomic uint32_t *addr)
 
 bool trylock_page(struct shm_page *p, uint32_t owner)
 {
-	uint32_t old = atomic_fetch_or_explicit(&p->flags, PG_locked, memory_order_acquire);
+	uint32_t f = atomic_load_explicit(&p->flags, memory_order_relaxed);
 
-	if (old & PG_locked)
-		return false;
+	do {
+		if (f & PG_locked)
+			return false;
+	} while (!atomic_compare_exchange_weak_explicit(
+		&p->flags, &f, (f & ~PG_OWNER_MASK) | PG_locked | (owner << PG_OWNER_SHIFT),
+		memory_order_acquire, memory_order_relaxed));
 	atomic_store_explicit(&p->lock_owner, owner, memory_order_relaxed);
 	return true;
 }
@@ -100,18 +104,24 @@ void clear_page_bits_wake(struct shm_page *p, uint32_t bits)
 void unlock_page(struct shm_page *p)
 {
 	atomic_store_explicit(&p->lock_owner, 0, memory_order_relaxed);
-	clear_page_bits_wake(p, PG_locked);
+	clear_page_bits_wake(p, PG_locked | PG_OWNER_MASK);
 }
 
 bool unlock_page_if_owner(struct shm_page *p, uint32_t owner)
 {
-	uint32_t cur = owner;
+	uint32_t f = atomic_load_explicit(&p->flags, memory_order_acquire);
 
-	if (!(page_flags(p) & PG_locked))
+	if (!owner)
 		return false;
-	if (!atomic_compare_exchange_strong(&p->lock_owner, &cur, 0))
-		return false;
-	clear_page_bits_wake(p, PG_locked);
+	do {
+		if (!(f & PG_locked) || page_lock_owner_of(f) != owner)
+			return false;
+	} while (!atomic_compare_exchange_weak_explicit(
+		&p->flags, &f, f & ~(PG_locked | PG_waiters | PG_OWNER_MASK),
+		memory_order_acq_rel, memory_order_acquire));
+	atomic_store_explicit(&p->lock_owner, 0, memory_order_relaxed);
+	if (f & PG_waiters)
+		futex_wake_all(&p->flags);
 	return true;
 }
 

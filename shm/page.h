@@ -4,7 +4,9 @@
  *
  * Invariants:
  *  - PG_locked is taken only by lock_page()/trylock_page() and released
- *    only by unlock_page(); lock_owner holds the holder's pid while locked.
+ *    only by unlock_page() (or broken by unlock_page_if_owner() for a dead
+ *    holder); the holder's pid lives in the same word (PG_OWNER_MASK), set
+ *    and cleared by the same atomic operation as PG_locked.
  *  - Sleepers set PG_waiters before sleeping on the flags word (a
  *    non-private futex); whoever clears PG_locked or PG_writeback and sees
  *    PG_waiters clears it and wakes every sleeper, who re-arm it if they
@@ -24,6 +26,17 @@
 static inline uint32_t page_flags(const struct shm_page *p)
 {
 	return atomic_load_explicit(&((struct shm_page *)p)->flags, memory_order_acquire);
+}
+
+/* pid holding the page lock (0: unlocked) */
+static inline uint32_t page_lock_owner_of(uint32_t flags)
+{
+	return (flags & PG_locked) ? flags >> PG_OWNER_SHIFT : 0;
+}
+
+static inline uint32_t page_lock_owner(const struct shm_page *p)
+{
+	return page_lock_owner_of(page_flags(p));
 }
 
 static inline bool page_test(const struct shm_page *p, uint32_t bit)

@@ -41,7 +41,9 @@ bool shm_file_header_valid(const struct shm_file_header *h, uint64_t mapped_size
 	    h->nr_pages > (1ull << 40))
 		return false;
 	shm_file_layout(&want, h->nr_pages, h->buffer_size);
-	return want.l1_offset == h->l1_offset && want.l2_offset == h->l2_offset &&
+	return want.page_size == h->page_size && want.buffers_per_page == h->buffers_per_page &&
+	       want.l1_words == h->l1_words && want.l2_words == h->l2_words &&
+	       want.l1_offset == h->l1_offset && want.l2_offset == h->l2_offset &&
 	       want.pages_offset == h->pages_offset && want.segment_size == h->segment_size &&
 	       h->segment_size <= mapped_size;
 }

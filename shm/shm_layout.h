@@ -28,7 +28,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#define NTFSD_SHM_LAYOUT_VERSION 2u
+#define NTFSD_SHM_LAYOUT_VERSION 3u
 #define NTFSD_SHM_VOLUME_MAGIC 0x31564453464e544eULL /* "NTNFSDV1" */
 #define NTFSD_SHM_FILE_MAGIC 0x31464453464e544eULL   /* "NTNFSDF1" */
 
@@ -49,12 +49,17 @@ _Static_assert(sizeof(_Atomic uint64_t) == 8, "atomic u64 size");
 #define PG_error       (1u << 5)  /* the last writeback of the page failed */
 #define PG_write_ready (1u << 6)  /* prepare-write done: may be dirtied */
 #define PG_buffers     (1u << 7)  /* buffer bitmaps are valid (page has buffers) */
+/* Bits 10..31 hold the pid of the lock holder while PG_locked is set, so
+ * taking, dropping and breaking a lock are each one atomic operation and a
+ * holder killed at any instruction leaves a lock that names it. */
+#define PG_OWNER_SHIFT 10u
+#define PG_OWNER_MASK  (~0u << PG_OWNER_SHIFT)
 
 /* One per page of a file: 64 bytes, a cache line. */
 struct shm_page {
 	_Atomic uint32_t flags;
 	_Atomic uint32_t pincount;        /* written by the daemon only */
-	_Atomic uint32_t lock_owner;      /* pid holding PG_locked, 0 if none */
+	_Atomic uint32_t lock_owner;      /* mirror of the owner bits, for display */
 	_Atomic uint32_t generation;      /* bumped whenever the page's data is dropped */
 	_Atomic uint32_t buf_dirty;       /* bit b: buffer b of the page is dirty */
 	_Atomic uint32_t buf_uptodate;    /* bit b: buffer b holds the file's bytes */

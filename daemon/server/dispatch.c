@@ -148,7 +148,7 @@ static void handle_release(struct conn *cn, struct handle *h)
 		}
 		/* a lock the client still held when it went away */
 		if (cn->closing && cn->pid &&
-		    atomic_load(&ci->pages[i].lock_owner) == (uint32_t)cn->pid &&
+		    page_lock_owner(&ci->pages[i]) == (uint32_t)cn->pid &&
 		    unlock_page_if_owner(&ci->pages[i], (uint32_t)cn->pid))
 			log_warning("client pid %d died holding the lock of page %llu of MFT "
 				    "record %llu: released", (int)cn->pid,

@@ -326,6 +326,7 @@ int writeback_inode_locked(struct cache_inode *ci, bool sync)
 	uint64_t i = 0;
 	int err = 0, first_err = 0;
 
+	dirty_bitmap_trim(&ci->dirty);
 	while ((i = dirty_bitmap_next(&ci->dirty, i)) != UINT64_MAX) {
 		struct shm_page *p = &ci->pages[i];
 
