@@ -93,11 +93,14 @@ void writeback_init_faults(void)
 	}
 }
 
+static bool wb_inject_enomem(void)
+{
+	return (atomic_fetch_add(&alloc_calls, 1) + 1) % alloc_fail_every == 0;
+}
+
 static void *wb_alloc(size_t n)
 {
-	if ((atomic_fetch_add(&alloc_calls, 1) + 1) % alloc_fail_every == 0)
-		return NULL;
-	return malloc(n);
+	return wb_inject_enomem() ? NULL : malloc(n);
 }
 
 /* ---- writepage ---- */
@@ -163,20 +166,26 @@ static int writepage_resident(struct cache_inode *ci, uint64_t index, uint32_t b
 	return err;
 }
 
-/* Write the extents of the page chosen by `bufs` (non-resident). */
-static int write_buffers(struct cache_inode *ci, uint64_t index, uint32_t bufs,
-			 uint64_t limit)
+/* Pages under writeback whose buffers go to the device together, so
+ * neighbouring pages become one large write. */
+#define WB_BATCH_PAGES 256u
+
+struct wb_batch {
+	struct cache_inode *ci;
+	unsigned n;
+	uint64_t index[WB_BATCH_PAGES];
+	uint32_t bufs[WB_BATCH_PAGES];
+	uint64_t limit[WB_BATCH_PAGES];
+};
+
+/* Extents of the buffers `bufs` of page index, below limit. */
+static unsigned page_extents(struct cache_inode *ci, uint64_t index, uint32_t bufs,
+			     uint64_t limit, struct io_extent *ext)
 {
-	struct cache *c = ci->cache;
 	uint32_t bsize = ci->state->buffer_size, nbuf = ci->state->buffers_per_page, b = 0;
 	uint64_t base = index << NTFSD_PAGE_SHIFT;
-	struct io_extent *ext;
 	unsigned n = 0;
-	int err;
 
-	ext = wb_alloc(sizeof(*ext) * nbuf);
-	if (!ext)
-		return -ENOMEM;
 	while (b < nbuf) {
 		uint64_t start, end;
 
@@ -195,12 +204,64 @@ static int write_buffers(struct cache_inode *ci, uint64_t index, uint32_t bufs,
 		ext[n].buf = ci->data_map + start;
 		n++;
 	}
-	err = n ? io_write_extents(c->io, ci->data, ext, n) : 0;
-	free(ext);
-	return err;
+	return n;
 }
 
-int writepage(struct cache_inode *ci, uint64_t index)
+/* Complete one page of a batch: the last step of its writeback. */
+static void wb_end_page(struct cache_inode *ci, uint64_t index, uint32_t bufs, int err)
+{
+	struct cache *c = ci->cache;
+	struct shm_page *p = &ci->pages[index];
+
+	if (err == -ENOMEM) {
+		/* Not an error: give the buffers back and try again later. */
+		lock_page(p, c->owner);
+		set_page_dirty(ci->state, &ci->dirty, index, bufs);
+		unlock_page(p);
+	} else if (err) {
+		page_failed(ci, index, err);
+	} else {
+		page_clear_bits(p, PG_error);
+		atomic_fetch_add(&c->pages_written, 1);
+	}
+	atomic_fetch_sub(&c->header->counters.writeback_pages, 1);
+	end_page_writeback(p);
+}
+
+/* Submit the batch and end writeback of its pages. */
+static int wb_submit(struct wb_batch *bt)
+{
+	struct cache_inode *ci = bt->ci;
+	struct io_extent *ext;
+	unsigned i, n = 0;
+	int err = 0;
+
+	if (!bt->n)
+		return 0;
+	ext = wb_alloc(sizeof(*ext) * bt->n * ci->state->buffers_per_page);
+	if (!ext) {
+		err = -ENOMEM;
+		log_debug("writeback of MFT record %llu: out of memory, %u pages re-dirtied",
+			  (unsigned long long)ci->mft_no, bt->n);
+	} else {
+		for (i = 0; i < bt->n; i++)
+			n += page_extents(ci, bt->index[i], bt->bufs[i], bt->limit[i], ext + n);
+		err = n ? io_write_extents(ci->cache->io, ci->data, ext, n) : 0;
+		free(ext);
+	}
+	for (i = 0; i < bt->n; i++)
+		wb_end_page(ci, bt->index[i], bt->bufs[i], err);
+	bt->n = 0;
+	return err == -ENOMEM ? 0 : err;
+}
+
+/*
+ * Page locked; returns with it unlocked.  Pages that need plain buffer
+ * I/O join the batch (submitted when full or by the caller); pages that
+ * need none, resident pages and pages crossing initialized_size are done
+ * here, the last after submitting what the batch holds, in order.
+ */
+static int writepage_batch(struct cache_inode *ci, uint64_t index, struct wb_batch *bt)
 {
 	struct cache *c = ci->cache;
 	struct shm_page *p = &ci->pages[index];
@@ -208,7 +269,7 @@ int writepage(struct cache_inode *ci, uint64_t index)
 	uint64_t pos = index << NTFSD_PAGE_SHIFT, i_size = ci->i_size, page_end, limit;
 	bool crosses_init = false;
 	uint32_t b;
-	int err = 0;
+	int err = 0, berr;
 
 	if (pos >= i_size) {
 		/* Wholly past i_size (truncate raced us): discard, not an error. */
@@ -249,36 +310,54 @@ int writepage(struct cache_inode *ci, uint64_t index)
 	atomic_fetch_add(&c->header->counters.writeback_pages, 1);
 	unlock_page(p);
 
-	if (crosses_init) {
-		pthread_mutex_lock(&ci->init_lock);
-		if (pos > ci->data->initialized_size)
-			err = write_zeroes(ci, ci->data->initialized_size, pos);
+	if (!crosses_init) {
+		bt->index[bt->n] = index;
+		bt->bufs[bt->n] = bufs;
+		bt->limit[bt->n] = limit;
+		if (++bt->n == WB_BATCH_PAGES)
+			return wb_submit(bt);
+		return 0;
 	}
-	if (!err)
-		err = write_buffers(ci, index, bufs, limit);
-	if (crosses_init) {
-		if (!err && limit > ci->data->initialized_size) {
-			ci->data->initialized_size = limit;
-			ci->sizes_dirty = true;
-		}
-		pthread_mutex_unlock(&ci->init_lock);
+	/* Past initialized_size: everything before it goes out first. */
+	berr = wb_submit(bt);
+	pthread_mutex_lock(&ci->init_lock);
+	if (pos > ci->data->initialized_size)
+		err = write_zeroes(ci, ci->data->initialized_size, pos);
+	if (!err) {
+		struct io_extent ext[NTFSD_MAX_BUFFERS_PER_PAGE];
+		unsigned n;
+
+		if (wb_inject_enomem())
+			err = -ENOMEM;  /* stands for this write's allocations */
+		n = err ? 0 : page_extents(ci, index, bufs, limit, ext);
+		if (n)
+			err = io_write_extents(c->io, ci->data, ext, n);
 	}
-	if (err == -ENOMEM) {
-		/* Not an error: give the buffers back and try again later. */
-		lock_page(p, c->owner);
-		set_page_dirty(ci->state, &ci->dirty, index, bufs);
-		unlock_page(p);
-		log_debug("writepage %llu of MFT record %llu: out of memory, re-dirtied",
-			  (unsigned long long)index, (unsigned long long)ci->mft_no);
-	} else if (err) {
-		page_failed(ci, index, err);
-	} else {
-		page_clear_bits(p, PG_error);
-		atomic_fetch_add(&c->pages_written, 1);
+	if (!err && limit > ci->data->initialized_size) {
+		ci->data->initialized_size = limit;
+		ci->sizes_dirty = true;
 	}
-	atomic_fetch_sub(&c->header->counters.writeback_pages, 1);
-	end_page_writeback(p);
-	return err;
+	pthread_mutex_unlock(&ci->init_lock);
+	wb_end_page(ci, index, bufs, err);
+	if (err == -ENOMEM)
+		err = 0;
+	return err ? err : berr;
+}
+
+int writepage(struct cache_inode *ci, uint64_t index)
+{
+	struct wb_batch *bt = calloc(1, sizeof(*bt));
+	int err, err2;
+
+	if (!bt) {
+		unlock_page(&ci->pages[index]);
+		return -ENOMEM;  /* still dirty: nothing was taken */
+	}
+	bt->ci = ci;
+	err = writepage_batch(ci, index, bt);
+	err2 = wb_submit(bt);
+	free(bt);
+	return err ? err : err2;
 }
 
 /* ---- a whole inode ---- */
@@ -323,14 +402,24 @@ int writeback_inode(struct cache_inode *ci, bool sync)
 
 int writeback_inode_locked(struct cache_inode *ci, bool sync)
 {
+	struct wb_batch *bt = calloc(1, sizeof(*bt));
 	uint64_t i = 0;
 	int err = 0, first_err = 0;
 
+	if (!bt)
+		return 0;  /* out of memory: the pages stay dirty for a later pass */
+	bt->ci = ci;
 	dirty_bitmap_trim(&ci->dirty);
 	while ((i = dirty_bitmap_next(&ci->dirty, i)) != UINT64_MAX) {
 		struct shm_page *p = &ci->pages[i];
 
-		lock_page(p, ci->cache->owner);
+		if (!trylock_page(p, ci->cache->owner)) {
+			/* its holder may wait for a page of our batch: send it first */
+			err = wb_submit(bt);
+			if (err && !first_err)
+				first_err = err;
+			lock_page(p, ci->cache->owner);
+		}
 		if (!page_test(p, PG_dirty) && !atomic_load(&p->buf_dirty)) {
 			/* a stale bitmap bit: clear it */
 			clear_page_dirty_for_io(ci->state, &ci->dirty, i);
@@ -340,18 +429,21 @@ int writeback_inode_locked(struct cache_inode *ci, bool sync)
 		}
 		if (page_test(p, PG_writeback)) {
 			unlock_page(p);
+			err = wb_submit(bt);
+			if (err && !first_err)
+				first_err = err;
 			wait_on_page_writeback(p);
 			continue;
 		}
-		err = writepage(ci, i);
-		if (err == -ENOMEM) {
-			i++;            /* re-dirtied: a later pass takes it */
-			continue;
-		}
+		err = writepage_batch(ci, i, bt);
 		if (err && !first_err)
 			first_err = err;
 		i++;
 	}
+	err = wb_submit(bt);
+	if (err && !first_err)
+		first_err = err;
+	free(bt);
 	if (sync) {
 		for (i = 0; i < ci->nr_pages; i++)
 			wait_on_page_writeback(&ci->pages[i]);
