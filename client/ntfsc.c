@@ -1,6 +1,6 @@
 /*
- * ntfsc.c — libntfsc: the control connection to ntfsd and reads through its
- * shared-memory page cache.
+ * ntfsc.c — libntfsc: the control connection to ntfsd, and reads and writes
+ * through its shared-memory page cache.
  *
  * Invariants:
  *  - A connection sends one Request and reads its Reply under c->lock, so
@@ -26,6 +26,15 @@
  *    and exactly those are unpinned when it is unmapped.
  *  - Errors set errno and the thread's error message together (error_set):
  *    a stale message never goes with a new errno.
+ *  - A byte is stored into the cache only under the lock of its page, with
+ *    PG_uptodate and PG_write_ready seen set under that lock (so reclaim,
+ *    which never takes a locked or dirty page, cannot drop it meanwhile),
+ *    and the page is dirtied with set_page_dirty() before it is unlocked.
+ *    Page locks are taken in ascending page order, and none is held while
+ *    a request waits for the daemon (which may need those locks).
+ *  - Stores go through pwrite(2) on the data fd only within the file's
+ *    cache segment (which is not sealed against growing): never past
+ *    f->readable.
  */
 /* Built with -fvisibility=hidden: only what ntfsc.h declares is exported. */
 #pragma GCC visibility push(default)
@@ -48,6 +57,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "dirty.h"
+#include "dirty_bitmap.h"
 #include "frame.h"
 #include "ntfsd.pb-c.h"
 #include "page.h"
@@ -70,6 +81,8 @@ struct mapping {
 	uint8_t *base;                  /* what mmap returned */
 	size_t len;                     /* bytes mapped, a multiple of the page size */
 	uint8_t *user;                  /* what ntfsc_mmap returned */
+	size_t ulen;                    /* the len given to ntfsc_mmap */
+	int prot;
 	uint64_t first_page;
 	uint64_t pinned;                /* pages the daemon pinned from first_page */
 };
@@ -85,12 +98,18 @@ struct ntfsc {
 
 	pthread_mutex_t files_lock;     /* guards files */
 	struct ntfsc_file *files;
+	_Atomic uint64_t dirtied_since_balance; /* pages, see balance_dirty() */
 };
 
 #ifdef MADV_POPULATE_READ
 #define NTFSC_MADV_POPULATE_READ MADV_POPULATE_READ
 #else
 #define NTFSC_MADV_POPULATE_READ 22  /* Linux 5.14 */
+#endif
+#ifdef MADV_POPULATE_WRITE
+#define NTFSC_MADV_POPULATE_WRITE MADV_POPULATE_WRITE
+#else
+#define NTFSC_MADV_POPULATE_WRITE 23 /* Linux 5.14 */
 #endif
 
 struct ntfsc_file {
@@ -109,6 +128,9 @@ struct ntfsc_file {
 	struct shm_page *pages;
 	uint64_t nr_pages;              /* private copy, checked against the segment */
 	uint64_t readable;              /* bytes pread may copy: pages and data both cover */
+	uint32_t buffer_size;           /* private copies from the page-state header */
+	uint32_t buffers_per_page;
+	struct dirty_bitmap dirty;      /* pointers into state, fixed at setup */
 	pthread_mutex_t maps_lock;      /* guards maps */
 	struct mapping *maps;
 };
@@ -212,6 +234,7 @@ static void *reply_body(const Ntfsd__Reply *r)
 	case NTFSD__REPLY__BODY_STAT: return r->stat;
 	case NTFSD__REPLY__BODY_LIST_DIR: return r->list_dir;
 	case NTFSD__REPLY__BODY_VOLUME_STATUS: return r->volume_status;
+	case NTFSD__REPLY__BODY_PREPARE_WRITE: return r->prepare_write;
 	default: return NULL;
 	}
 }
@@ -371,6 +394,49 @@ static int send_fault_in(ntfsc *c, uint64_t handle, uint64_t first, uint64_t n, 
 		return error_set(EPROTO, "ntfsd faulted in %llu pages when asked for %llu",
 				 (unsigned long long)*covered, (unsigned long long)n);
 	return 0;
+}
+
+/* Make [first, first + n) write-ready (n <= MAX_FAULT_PAGES), raising the
+ * size to new_size first when it is larger; *i_size: the size after. */
+static int send_prepare_write(ntfsc *c, uint64_t handle, uint64_t first, uint64_t n,
+			      uint64_t new_size, uint64_t *i_size)
+{
+	Ntfsd__Request req = NTFSD__REQUEST__INIT;
+	Ntfsd__PrepareWriteRequest pr = NTFSD__PREPARE_WRITE_REQUEST__INIT;
+	Ntfsd__Reply *rep;
+
+	pr.handle = handle;
+	pr.first_page = first;
+	pr.nr_pages = n;
+	pr.new_size = new_size;
+	req.body_case = NTFSD__REQUEST__BODY_PREPARE_WRITE;
+	req.prepare_write = &pr;
+	if (call(c, &req, NTFSD__REPLY__BODY_PREPARE_WRITE, 0, NULL, &rep))
+		return -1;
+	*i_size = rep->prepare_write->i_size;
+	ntfsd__reply__free_unpacked(rep, NULL);
+	return 0;
+}
+
+static int send_sync(ntfsc *c, uint64_t handle)
+{
+	Ntfsd__Request req = NTFSD__REQUEST__INIT;
+	Ntfsd__SyncRequest sr = NTFSD__SYNC_REQUEST__INIT;
+
+	sr.handle = handle;
+	req.body_case = NTFSD__REQUEST__BODY_SYNC;
+	req.sync = &sr;
+	return call_simple(c, &req);
+}
+
+static int send_balance_dirty(ntfsc *c)
+{
+	Ntfsd__Request req = NTFSD__REQUEST__INIT;
+	Ntfsd__BalanceDirtyRequest br = NTFSD__BALANCE_DIRTY_REQUEST__INIT;
+
+	req.body_case = NTFSD__REQUEST__BODY_BALANCE_DIRTY;
+	req.balance_dirty = &br;
+	return call_simple(c, &req);
 }
 
 /* ---- connecting ---- */
@@ -564,6 +630,9 @@ static int file_setup(ntfsc_file *f, const Ntfsd__OpenReply *o, int data_fd, int
 	}
 	f->nr_pages = o->nr_pages;
 	f->pages = shm_file_pages(f->state);
+	f->buffer_size = f->state->buffer_size;  /* checked: a power of 2, 512..4096 */
+	f->buffers_per_page = NTFSD_PAGE_SIZE / f->buffer_size;
+	dirty_bitmap_init(&f->dirty, f->state);
 
 	/* The data segment: sealed against shrinking, so mapping it never faults. */
 	if (fstat(data_fd, &st) < 0) {
@@ -580,7 +649,7 @@ static int file_setup(ntfsc_file *f, const Ntfsd__OpenReply *o, int data_fd, int
 		error_set(EPROTO, "ntfsd sent a data segment that is not sealed against shrinking");
 		goto fail;
 	}
-	/* ntfsd shares data read-only until it has write-back, even with
+	/* An ntfsd without write-back shares data read-only even with
 	 * OpenReply.writable: only the fd's mode says whether stores may go. */
 	fl = fcntl(data_fd, F_GETFL);
 	f->data_writable = fl >= 0 && (fl & O_ACCMODE) == O_RDWR;
@@ -1033,6 +1102,279 @@ fail:
 	return pos > start ? (ssize_t)(pos - start) : -1;
 }
 
+/* ---- writing ---- */
+
+#define WRITE_READY (PG_uptodate | PG_write_ready)
+
+static bool page_write_ready(const struct shm_page *p)
+{
+	return (page_flags(p) & WRITE_READY) == WRITE_READY;
+}
+
+/* The buffers of a page that bytes [s, e) of it touch (s < e <= page size). */
+static uint32_t buffer_mask(const ntfsc_file *f, uint32_t s, uint32_t e)
+{
+	uint32_t b0 = s / f->buffer_size, b1 = (e - 1) / f->buffer_size;
+
+	return page_all_buffers(b1 + 1) & ~page_all_buffers(b0);
+}
+
+/* Are pages first..last all there and write-ready (a hint: unlocked)? */
+static bool range_write_ready(const ntfsc_file *f, uint64_t first, uint64_t last)
+{
+	if (last >= f->nr_pages)
+		return false;
+	for (uint64_t i = first; i <= last; i++)
+		if (!page_write_ready(&f->pages[i]))
+			return false;
+	return true;
+}
+
+/*
+ * Make [first, first + n) write-ready in requests ntfsd accepts.  new_size
+ * (0: none) goes with the last request only, so a range refused part way
+ * leaves the file's size alone (pages made write-ready before the refusal
+ * stay so, which changes nothing on the volume).
+ */
+static int prepare_range(ntfsc_file *f, uint64_t first, uint64_t n, uint64_t new_size)
+{
+	uint64_t done = 0, i_size;
+
+	while (done < n) {
+		uint64_t chunk = n - done < MAX_FAULT_PAGES ? n - done : MAX_FAULT_PAGES;
+		bool last = done + chunk == n;
+
+		if (send_prepare_write(f->c, f->handle, first + done, chunk, last ? new_size : 0,
+				       &i_size))
+			return -1;
+		if (last && new_size && i_size < new_size)
+			return error_set(EPROTO, "ntfsd left MFT record %llu at %llu bytes when asked "
+					 "to extend it to %llu", (unsigned long long)f->mft_no,
+					 (unsigned long long)i_size, (unsigned long long)new_size);
+		done += chunk;
+	}
+	return 0;
+}
+
+/*
+ * Lock pages idx, idx + 1, ... up to last (at most COPY_RUN_PAGES), in
+ * ascending order, as long as each is uptodate and write-ready under its
+ * lock.  Returns how many are locked: 0 when page idx is not write-ready.
+ */
+static uint64_t lock_run(ntfsc_file *f, uint64_t idx, uint64_t last, uint32_t owner)
+{
+	uint64_t n = 0;
+
+	while (idx + n <= last && n < COPY_RUN_PAGES) {
+		struct shm_page *p = &f->pages[idx + n];
+
+		lock_page(p, owner);
+		if (!page_write_ready(p)) {
+			unlock_page(p);
+			break;
+		}
+		n++;
+	}
+	return n;
+}
+
+/* Copy src to bytes [pos, end) of the cache through the data fd (the kernel
+ * copies, so no page of ours faults); *done: bytes stored, also on error. */
+static int store(const ntfsc_file *f, const uint8_t *src, uint64_t pos, uint64_t end,
+		 uint64_t *done)
+{
+	*done = 0;
+	while (pos + *done < end) {
+		ssize_t n = pwrite(f->data_fd, src + *done, (size_t)(end - pos - *done),
+				   (off_t)(pos + *done));
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return error_set(errno, "cannot store into the cache of MFT record %llu: %s",
+					 (unsigned long long)f->mft_no, strerror(errno));
+		}
+		if (n == 0)
+			return error_set(EIO, "storing into the cache of MFT record %llu made no "
+					 "progress", (unsigned long long)f->mft_no);
+		*done += (uint64_t)n;
+	}
+	return 0;
+}
+
+/* Dirty the buffers that bytes [pos, stored_end) touch in the n locked
+ * pages from idx, then unlock all n. */
+static void dirty_unlock_run(ntfsc_file *f, uint64_t idx, uint64_t n, uint64_t pos,
+			     uint64_t stored_end)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t ps = (idx + i) << PAGE_SHIFT_, pe = ps + PAGE_SIZE_;
+		uint64_t s = pos > ps ? pos : ps, e = stored_end < pe ? stored_end : pe;
+
+		if (s < e)
+			set_page_dirty(f->state, &f->dirty, idx + i,
+				       buffer_mask(f, (uint32_t)(s - ps), (uint32_t)(e - ps)));
+		unlock_page(&f->pages[idx + i]);
+	}
+}
+
+/*
+ * Past the daemon's dirty limit: wait until write-back brings the dirty
+ * data under it.  The header's count is refreshed by the daemon only now
+ * and then and this file's own count says nothing of other files, so on
+ * top of those two lower bounds every connection also checks in with the
+ * daemon (which counts exactly) after dirtying its share of the limit:
+ * limit / (2 x open files).  So writers on many files together overshoot
+ * the limit by at most about half of it.  What was written stays written
+ * whatever happens here (a lost connection is reported by the next
+ * request), so errors are kept from the caller.
+ */
+static void balance_dirty(ntfsc_file *f, uint64_t pages)
+{
+	struct shm_volume_header *h = (struct shm_volume_header *)f->c->hdr;
+	uint64_t limit = atomic_load_explicit(&h->dirty_limit, memory_order_relaxed);
+	uint64_t dirty = atomic_load_explicit(&h->counters.dirty_pages, memory_order_relaxed);
+	uint64_t mine = atomic_load_explicit(&f->state->nr_dirty, memory_order_relaxed);
+	uint64_t files = atomic_load_explicit(&h->counters.open_files, memory_order_relaxed);
+	uint64_t share, since;
+	struct saved_error se;
+
+	if (!limit)
+		return;
+	share = limit / PAGE_SIZE_ / (2 * (files ? files : 1));
+	since = atomic_fetch_add(&f->c->dirtied_since_balance, pages) + pages;
+	if (mine > dirty)
+		dirty = mine;
+	if (dirty <= limit / PAGE_SIZE_ && since < (share ? share : 1))
+		return;
+	atomic_store(&f->c->dirtied_since_balance, 0);
+	error_save(&se);
+	send_balance_dirty(f->c);
+	error_restore(&se);
+}
+
+/*
+ * One PrepareWrite for the whole range when some page is not write-ready
+ * or the file must grow; then runs of locked, write-ready pages are stored
+ * with one pwrite(2) each, dirtied and unlocked.  A page reclaimed between
+ * its PrepareWrite and its lock is made write-ready again; when that keeps
+ * happening (the cache is thrashing) the write pins PIN_CHUNK pages at a
+ * time before making them write-ready, which always makes progress.
+ */
+ssize_t ntfsc_pwrite(ntfsc_file *f, const void *buf, size_t len, off_t off)
+{
+	const uint8_t *in = buf;
+	uint64_t start, end, pos, last, size;
+	uint32_t owner;
+	unsigned retries = 0;
+	bool thrash = false;
+
+	if (!f || off < 0 || (!buf && len))
+		return error_set(EINVAL, NULL);
+	if (!f->writable)
+		return error_set(EBADF, "MFT record %llu is open read-only",
+				 (unsigned long long)f->mft_no);
+	if (len == 0)
+		return 0;
+	if (!f->data_writable)
+		return error_set(EACCES, "ntfsd shares the data of MFT record %llu read-only",
+				 (unsigned long long)f->mft_no);
+	if (len > SSIZE_MAX)
+		len = SSIZE_MAX;
+	start = pos = (uint64_t)off;
+	end = start + len;              /* both below 2^63: no overflow */
+	last = (end - 1) >> PAGE_SHIFT_;
+
+	size = file_size(f);
+	if ((end > size || !range_write_ready(f, start >> PAGE_SHIFT_, last)) &&
+	    prepare_range(f, start >> PAGE_SHIFT_, last - (start >> PAGE_SHIFT_) + 1,
+			  end > size ? end : 0))
+		return -1;
+	if (end > f->readable)
+		return error_set(EPROTO, "ntfsd made bytes up to %llu of MFT record %llu "
+				 "writable, beyond its cache segment (%llu bytes)",
+				 (unsigned long long)end, (unsigned long long)f->mft_no,
+				 (unsigned long long)f->readable);
+
+	owner = (uint32_t)getpid();
+	while (pos < end) {
+		uint64_t idx = pos >> PAGE_SHIFT_, lim = last, pinned = 0, n, done = 0;
+		int err = 0;
+
+		if (thrash) {
+			uint64_t want = last - idx + 1 < PIN_CHUNK ? last - idx + 1 : PIN_CHUNK;
+
+			if (send_fault_in(f->c, f->handle, idx, want, true, &pinned))
+				break;
+			if (pinned) {
+				lim = idx + pinned - 1;
+				err = prepare_range(f, idx, pinned, 0);
+			}
+		}
+		n = err ? 0 : lock_run(f, idx, lim, owner);
+		if (n) {
+			uint64_t run_end = (idx + n) << PAGE_SHIFT_;
+
+			if (run_end > end)
+				run_end = end;
+			err = store(f, in + (pos - start), pos, run_end, &done);
+			dirty_unlock_run(f, idx, n, pos, pos + done);
+			pos += done;
+			retries = 0;
+		}
+		if (pinned) {
+			if (err) {
+				struct saved_error se;
+
+				error_save(&se);
+				send_unpin(f->c, f->handle, idx, pinned);
+				error_restore(&se);
+			} else {
+				err = send_unpin(f->c, f->handle, idx, pinned);
+			}
+		}
+		if (err)
+			break;
+		if (n) {
+			balance_dirty(f, n);
+			continue;
+		}
+		/* Page idx was reclaimed after it was made write-ready. */
+		if (retries++ == MAX_FAULT_RETRIES) {
+			error_set(EIO, "page %llu of MFT record %llu is still not write-ready after "
+				  "%u attempts", (unsigned long long)idx,
+				  (unsigned long long)f->mft_no, MAX_FAULT_RETRIES);
+			break;
+		}
+		if (retries > 1) {
+			thrash = true;  /* the next round pins before it prepares */
+		} else {
+			uint64_t upto = last - idx < COPY_RUN_PAGES ? last : idx + COPY_RUN_PAGES - 1;
+
+			size = file_size(f);
+			if (prepare_range(f, idx, upto - idx + 1, end > size ? end : 0))
+				break;
+		}
+	}
+	if (pos == end)
+		return (ssize_t)len;
+	return pos > start ? (ssize_t)(pos - start) : -1;
+}
+
+int ntfsc_fsync(ntfsc_file *f)
+{
+	if (!f)
+		return error_set(EINVAL, NULL);
+	return send_sync(f->c, f->handle);
+}
+
+int ntfsc_sync(ntfsc *c)
+{
+	if (!c)
+		return error_set(EINVAL, NULL);
+	return send_sync(c, 0);
+}
+
 /* ---- mapping ---- */
 
 /*
@@ -1102,30 +1444,33 @@ void *ntfsc_mmap(ntfsc_file *f, off_t off, size_t len, int prot)
 		error_set(ENOMEM, NULL);
 		return MAP_FAILED;
 	}
-	addr = mmap(NULL, (size_t)map_len, prot, MAP_SHARED, f->data_fd, (off_t)base);
-	if (addr == MAP_FAILED) {
-		error_set(errno, NULL);
+	if (pin_range(f, base >> PAGE_SHIFT_, map_len >> PAGE_SHIFT_, &covered)) {
 		free(m);
 		return MAP_FAILED;
 	}
-	if (pin_range(f, base >> PAGE_SHIFT_, map_len >> PAGE_SHIFT_, &covered)) {
-		struct saved_error se;
-
-		error_save(&se);
-		munmap(addr, (size_t)map_len);
-		free(m);
-		error_restore(&se);
-		return MAP_FAILED;
+	/* Pinned pages are never reclaimed, so once write-ready they stay so
+	 * for as long as the mapping lives.  Pages past the end of the file
+	 * (not pinned) are not made write-ready: nothing stored there can
+	 * reach the volume. */
+	if ((prot & PROT_WRITE) && covered &&
+	    prepare_range(f, base >> PAGE_SHIFT_, covered, 0))
+		goto unpin;
+	addr = mmap(NULL, (size_t)map_len, prot, MAP_SHARED, f->data_fd, (off_t)base);
+	if (addr == MAP_FAILED) {
+		error_set(errno, NULL);
+		goto unpin;
 	}
 	/* The pinned pages are uptodate: map them all now rather than take a
 	 * page fault at each first touch (only a hint; errors are harmless). */
 	if (covered)
 		madvise(addr, (size_t)(covered << PAGE_SHIFT_) < (size_t)map_len
 				       ? (size_t)(covered << PAGE_SHIFT_) : (size_t)map_len,
-			NTFSC_MADV_POPULATE_READ);
+			(prot & PROT_WRITE) ? NTFSC_MADV_POPULATE_WRITE : NTFSC_MADV_POPULATE_READ);
 	m->base = addr;
 	m->len = (size_t)map_len;
 	m->user = (uint8_t *)addr + lead;
+	m->ulen = len;
+	m->prot = prot;
 	m->first_page = base >> PAGE_SHIFT_;
 	m->pinned = covered;
 	pthread_mutex_lock(&f->maps_lock);
@@ -1133,6 +1478,17 @@ void *ntfsc_mmap(ntfsc_file *f, off_t off, size_t len, int prot)
 	f->maps = m;
 	pthread_mutex_unlock(&f->maps_lock);
 	return m->user;
+
+unpin: {
+		struct saved_error se;
+
+		error_save(&se);
+		if (covered)
+			send_unpin(f->c, f->handle, base >> PAGE_SHIFT_, covered);
+		free(m);
+		error_restore(&se);
+		return MAP_FAILED;
+	}
 }
 
 int ntfsc_munmap(ntfsc_file *f, void *addr, size_t len)
@@ -1164,6 +1520,63 @@ int ntfsc_munmap(ntfsc_file *f, void *addr, size_t len)
 	free(m);
 	if (pinned)
 		err = send_unpin(f->c, f->handle, first, pinned);
+	return err;
+}
+
+int ntfsc_set_dirty(ntfsc_file *f, void *addr, size_t len)
+{
+	uintptr_t a = (uintptr_t)addr, u;
+	struct mapping *m;
+	uint64_t first, last;
+	uint32_t owner, all;
+	int err = 0;
+
+	if (!f || !addr)
+		return error_set(EINVAL, NULL);
+	/* maps_lock is held throughout: the mapping, and so its pins, stay. */
+	pthread_mutex_lock(&f->maps_lock);
+	for (m = f->maps; m; m = m->next) {
+		u = (uintptr_t)m->user;
+		if ((m->prot & PROT_WRITE) && a >= u && a - u <= m->ulen && len <= m->ulen - (a - u))
+			break;
+	}
+	if (!m) {
+		pthread_mutex_unlock(&f->maps_lock);
+		return error_set(EINVAL, "no writable mapping of MFT record %llu holds that range",
+				 (unsigned long long)f->mft_no);
+	}
+	if (len == 0) {
+		pthread_mutex_unlock(&f->maps_lock);
+		return 0;
+	}
+	a -= (uintptr_t)m->base;        /* now the offset into the mapping */
+	first = m->first_page + (a >> PAGE_SHIFT_);
+	last = m->first_page + (a + len - 1) / PAGE_SIZE_;
+	owner = (uint32_t)getpid();
+	all = page_all_buffers(f->buffers_per_page);
+	for (uint64_t i = first; i <= last; i++) {
+		struct shm_page *p;
+
+		if (i >= f->nr_pages) {
+			err = error_set(EIO, "page %llu of MFT record %llu lies beyond its cache "
+					"segment", (unsigned long long)i, (unsigned long long)f->mft_no);
+			break;
+		}
+		p = &f->pages[i];
+		lock_page(p, owner);
+		if (!page_write_ready(p)) {
+			unlock_page(p);
+			err = error_set(EIO, "page %llu of MFT record %llu is not writable (past the "
+					"end of the file, or lost)", (unsigned long long)i,
+					(unsigned long long)f->mft_no);
+			break;
+		}
+		set_page_dirty(f->state, &f->dirty, i, all);
+		unlock_page(p);
+	}
+	pthread_mutex_unlock(&f->maps_lock);
+	if (!err)
+		balance_dirty(f, (len + PAGE_SIZE_ - 1) / PAGE_SIZE_ + 1);
 	return err;
 }
 
@@ -1204,6 +1617,7 @@ void ntfsc_volume_status_free(struct ntfsc_volume_status *st)
 	free(st->volume);
 	free(st->label);
 	free(st->clients);
+	free(st->io_engine);
 	memset(st, 0, sizeof(*st));
 }
 
@@ -1224,9 +1638,10 @@ int ntfsc_volume_status(ntfsc *c, struct ntfsc_volume_status *st)
 	v = rep->volume_status;
 	s.volume = strdup(v->volume ? v->volume : "");
 	s.label = strdup(v->label ? v->label : "");
+	s.io_engine = strdup(v->io_engine ? v->io_engine : "");
 	if (v->n_clients)
 		s.clients = calloc(v->n_clients, sizeof(*s.clients));
-	if (!s.volume || !s.label || (v->n_clients && !s.clients)) {
+	if (!s.volume || !s.label || !s.io_engine || (v->n_clients && !s.clients)) {
 		ntfsd__reply__free_unpacked(rep, NULL);
 		ntfsc_volume_status_free(&s);
 		return error_set(ENOMEM, NULL);
@@ -1244,6 +1659,11 @@ int ntfsc_volume_status(ntfsc *c, struct ntfsc_volume_status *st)
 	s.open_files = v->open_files;
 	s.pages_read = v->pages_read;
 	s.pages_reclaimed = v->pages_reclaimed;
+	s.dirty_limit = v->dirty_limit;
+	s.dirty_background = v->dirty_background;
+	s.pages_written = v->pages_written;
+	s.write_errors = v->write_errors;
+	s.flushers = v->flushers;
 	for (size_t i = 0; i < v->n_clients; i++) {
 		const Ntfsd__ClientInfo *ci = v->clients[i];
 

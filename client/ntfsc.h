@@ -7,6 +7,14 @@
  * the daemon only for pages that are not there; ntfsc_mmap() maps the cache
  * itself, with the pages pinned while mapped.
  *
+ * Writes go into the same cache: ntfsc_pwrite() stores into the cached
+ * pages and marks them dirty; the daemon writes dirty pages back to the
+ * volume later (or at ntfsc_fsync()/ntfsc_sync(), which wait for it and
+ * report write errors).  A store through a PROT_WRITE mapping reaches the
+ * volume only once ntfsc_set_dirty() has been called for it.  Writes never
+ * allocate clusters: they may fill in and extend a file only within what is
+ * already allocated to it.
+ *
  * Conventions:
  *  - Failures return -1, NULL or MAP_FAILED and set errno.  When the daemon
  *    refused a request, errno is the daemon's error and
@@ -17,6 +25,9 @@
  *    another thread still uses it (as with close(2)).
  *  - All file descriptors libntfsc holds are close-on-exec.  A connection
  *    must not be used by both sides of a fork().
+ *  - Calls that wait for the daemon (ntfsc_fsync, ntfsc_sync, and writes
+ *    that wait for dirty data to drain) hold the connection meanwhile:
+ *    other threads' requests on the same connection wait too.
  */
 #ifndef NTFSC_H
 #define NTFSC_H
@@ -66,6 +77,12 @@ struct ntfsc_volume_status {
 	uint64_t pages_read, pages_reclaimed;
 	size_t   nr_clients;
 	struct ntfsc_client_info *clients;  /* nr_clients entries */
+	/* Since write-back (new members go at the end). */
+	uint64_t dirty_limit;               /* bytes: writers past it wait; 0: no limit */
+	uint64_t dirty_background;          /* bytes: background write-back starts */
+	uint64_t pages_written, write_errors;
+	char    *io_engine;                 /* "uring" or "threads" ("" if not said) */
+	uint32_t flushers;                  /* write-back threads */
 };
 
 /* Connect to the daemon at socket_path; NULL: $NTFSD_SOCKET if set and not
@@ -77,7 +94,9 @@ void        ntfsc_disconnect(ntfsc *c);
 /* flags: O_RDONLY or O_RDWR, optionally with O_CLOEXEC (always in effect). */
 ntfsc_file *ntfsc_open(ntfsc *c, const char *path, int flags);
 /* Unmaps every ntfsc_mmap() mapping of f, closes f and frees it, also when
- * it returns -1 (the daemon could not be told). */
+ * it returns -1 (the daemon could not be told).  Dirty data stays in the
+ * daemon's cache and is written back later; like close(2), ntfsc_close
+ * reports no write-back errors: call ntfsc_fsync() first for that. */
 int         ntfsc_close(ntfsc_file *f);
 int         ntfsc_fstat(ntfsc_file *f, struct ntfsc_stat *st);
 int         ntfsc_fstat_ext(ntfsc_file *f, struct ntfsc_stat_ext *st);
@@ -85,17 +104,47 @@ int         ntfsc_fstat_ext(ntfsc_file *f, struct ntfsc_stat_ext *st);
  * of the file.  A short count means the end of the file or an error at the
  * next byte (which the next call reports). */
 ssize_t     ntfsc_pread(ntfsc_file *f, void *buf, size_t len, off_t off);
+/*
+ * Writes len bytes at off into the cache and marks them dirty; returns len.
+ * The file grows when off + len is past its end, but only up to its
+ * allocated size: a write is refused (before any byte is stored) with the
+ * daemon's errno: EOPNOTSUPP when it needs new clusters (past the allocated
+ * size, into a hole of a sparse file, a resident file growing, compressed
+ * data), EPERM (system files), EACCES (encrypted), EROFS (read-only volume).
+ * EBADF on a file opened O_RDONLY, EINVAL for off < 0.  A count below len
+ * means an error after that many bytes were stored (the next call reports
+ * it).  When the daemon's dirty data is over its limit the call waits for
+ * write-back to bring it down.  Nothing is on the volume before
+ * ntfsc_fsync() (or the daemon's own write-back) has written it.
+ */
+ssize_t     ntfsc_pwrite(ntfsc_file *f, const void *buf, size_t len, off_t off);
 /* Maps [off, off + len) of the file's cache (prot: PROT_READ, PROT_WRITE on
- * an O_RDWR open), pins the pages and faults them in.  MAP_FAILED on error:
- * EINVAL (off < 0, len 0, bad prot), EACCES (PROT_WRITE on a read-only open,
- * or while ntfsd shares file data read-only, as it does until it has
- * write-back), ENXIO (beyond the file's cache segment). */
+ * an O_RDWR open), pins the pages and faults them in.  With PROT_WRITE the
+ * pages of the file in the range are made writable first, with the errors
+ * of ntfsc_pwrite (the mapping never grows the file: stores past its end
+ * never reach the volume).  Stores through the mapping reach the volume
+ * only after ntfsc_set_dirty().  MAP_FAILED on error: EINVAL (off < 0,
+ * len 0, bad prot), EACCES (PROT_WRITE on a read-only open, or from an
+ * ntfsd that shares file data read-only), ENXIO (beyond the file's cache
+ * segment). */
 void       *ntfsc_mmap(ntfsc_file *f, off_t off, size_t len, int prot);
+/* Marks the pages holding [addr, addr + len) dirty after stores through a
+ * PROT_WRITE mapping of f (the whole range inside one such mapping, else
+ * EINVAL).  EIO for a page that is not writable (one past the end of the
+ * file).  Waits like ntfsc_pwrite when dirty data is over the limit. */
+int         ntfsc_set_dirty(ntfsc_file *f, void *addr, size_t len);
 /* Unmaps a whole mapping made by ntfsc_mmap() (addr as returned, len as
  * given) and unpins its pages.  EINVAL if there is no such mapping.  The
  * mapping is gone even when -1 is returned because the daemon could not be
  * told. */
 int         ntfsc_munmap(ntfsc_file *f, void *addr, size_t len);
+
+/* Write back f's dirty data and wait for it (like fsync(2)); -1 with the
+ * errno of a write-back error of the file this handle has not been told
+ * about yet (each error is reported once per handle), e.g. EIO. */
+int         ntfsc_fsync(ntfsc_file *f);
+/* The same for every file of the volume. */
+int         ntfsc_sync(ntfsc *c);
 
 /* By path, without opening the file; directories too. */
 int         ntfsc_stat(ntfsc *c, const char *path, struct ntfsc_stat *st);

@@ -1,23 +1,27 @@
 /*
  * ntfsctl — the operator's view of a running ntfsd: the volume and cache
- * status, a file's sizes and cache state, directory listings, and file
- * contents read through the daemon's cache.  Uses only libntfsc's public
- * API.
+ * status, a file's sizes and cache state, directory listings, file
+ * contents read through the daemon's cache, writes into it and syncs.
+ * Uses only libntfsc's public API.
  *
  * Invariants: the usage text lives in usage() alone and --help prints it;
  * every failure prints "ntfsctl: COMMAND[ PATH]: reason" (the daemon's
- * message when there is one, else strerror) and exits 1; usage errors exit
- * 2; success exits 0 only once everything reached stdout.  JSON output is
- * valid JSON whatever bytes a name holds (invalid UTF-8 becomes U+FFFD).
+ * message when there is one, else strerror; sync always gives strerror, so
+ * scripts can match it) and exits 1; usage errors exit 2; success exits 0
+ * only once everything reached stdout, and for sync only once everything
+ * reached the disk.  JSON output is valid JSON whatever bytes a name holds
+ * (invalid UTF-8 becomes U+FFFD).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "ntfsc.h"
@@ -27,6 +31,10 @@
 #endif
 
 #define CAT_CHUNK (1u << 20)
+#define WRITE_CHUNK (1u << 20)
+/* write --mmap maps (and so pins) at most this much at a time: a small cache
+ * must not be filled with pins */
+#define MMAP_WINDOW (1u << 20)
 
 static const char *prog = "ntfsctl";
 
@@ -34,7 +42,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: %s [-s SOCKET] [--json] COMMAND [ARGS]\n"
-		"Inspect an NTFS volume served by ntfsd and read files through its cache.\n"
+		"Inspect an NTFS volume served by ntfsd; read and write files through its cache.\n"
 		"\n"
 		"Options:\n"
 		"  -s, --socket=SOCKET  the daemon's control socket (default: $NTFSD_SOCKET,\n"
@@ -44,11 +52,19 @@ static void usage(FILE *f)
 		"  -V, --version        print the version and exit\n"
 		"\n"
 		"Commands:\n"
-		"  status               the volume, the cache and the connected clients\n"
+		"  status               the volume, the cache and write-back, and the clients\n"
 		"  stat PATH            sizes, attributes and cached pages of a file or directory\n"
 		"  ls [-l] PATH         the names in a directory, in index order, one a line\n"
 		"                       (-l, --long: also the type and MFT record number)\n"
 		"  cat PATH             write the file's bytes, read through the cache, to stdout\n"
+		"  write PATH [--offset N] [--mmap]\n"
+		"                       copy stdin into the file from byte N (default 0) through\n"
+		"                       the cache; the file grows only within its allocated size.\n"
+		"                       --mmap stores through a shared mapping instead (the file\n"
+		"                       must already reach N + the length of stdin).  The data\n"
+		"                       reaches the disk with the daemon's write-back or sync\n"
+		"  sync [PATH]          write the file's (without PATH: every file's) dirty data\n"
+		"                       back and wait; fails if any of it could not be written\n"
 		"\n"
 		"PATH is an absolute path inside the volume, e.g. /Windows/win.ini.\n"
 		"Exit status: 0 success, 1 failure, 2 usage error.\n",
@@ -203,6 +219,17 @@ static void status_text(const struct ntfsc_volume_status *s)
 	ROW("pages writeback", "%" PRIu64, s->writeback_pages);
 	ROW("pages read", "%" PRIu64, s->pages_read);
 	ROW("pages reclaimed", "%" PRIu64, s->pages_reclaimed);
+	ROW("pages written", "%" PRIu64, s->pages_written);
+	ROW("write errors", "%" PRIu64, s->write_errors);
+	if (s->dirty_limit)
+		ROW("dirty limit", "%" PRIu64 " (%s)", s->dirty_limit,
+		    human(s->dirty_limit, h1, sizeof(h1)));
+	else
+		ROW("dirty limit", "%s", "none");
+	ROW("dirty background", "%" PRIu64 " (%s)", s->dirty_background,
+	    human(s->dirty_background, h1, sizeof(h1)));
+	ROW("io engine", "%s", *s->io_engine ? s->io_engine : "-");
+	ROW("flushers", "%" PRIu32, s->flushers);
 	ROW("open files", "%" PRIu64, s->open_files);
 	ROW("clients", "%zu", s->nr_clients);
 #undef ROW
@@ -245,8 +272,13 @@ static void status_json(const struct ntfsc_volume_status *s)
 	       ", \"writeback_pages\": %" PRIu64, s->cached_pages, s->dirty_pages,
 	       s->writeback_pages);
 	printf(", \"pages_read\": %" PRIu64 ", \"pages_reclaimed\": %" PRIu64
-	       ", \"open_files\": %" PRIu64 ", \"clients\": [", s->pages_read,
-	       s->pages_reclaimed, s->open_files);
+	       ", \"pages_written\": %" PRIu64 ", \"write_errors\": %" PRIu64, s->pages_read,
+	       s->pages_reclaimed, s->pages_written, s->write_errors);
+	printf(", \"dirty_limit\": %" PRIu64 ", \"dirty_background\": %" PRIu64
+	       ", \"io_engine\": ", s->dirty_limit, s->dirty_background);
+	json_string(s->io_engine);
+	printf(", \"flushers\": %" PRIu32 ", \"open_files\": %" PRIu64 ", \"clients\": [",
+	       s->flushers, s->open_files);
 	for (size_t i = 0; i < s->nr_clients; i++) {
 		const struct ntfsc_client_info *ci = &s->clients[i];
 
@@ -258,6 +290,8 @@ static void status_json(const struct ntfsc_volume_status *s)
 
 struct opts {
 	bool json, long_list;
+	bool mmap, has_offset;          /* write */
+	off_t offset;
 };
 
 static int cmd_status(ntfsc *c, const char *path, const struct opts *o)
@@ -496,18 +530,262 @@ static int cmd_cat(ntfsc *c, const char *path, const struct opts *o)
 	return ret;
 }
 
+/* ---- write ---- */
+
+static int read_fail(const char *path)
+{
+	fprintf(stderr, "%s: write %s: cannot read standard input: %s\n", prog, path,
+		strerror(errno));
+	return 1;
+}
+
+/* Read up to len bytes of stdin (less only at its end); -1 on error. */
+static ssize_t read_full(void *buf, size_t len)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = read(STDIN_FILENO, (char *)buf + got, len - got);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	return (ssize_t)got;
+}
+
+static int offset_too_big(const char *path)
+{
+	fprintf(stderr, "%s: write %s: %s\n", prog, path, strerror(EFBIG));
+	return 1;
+}
+
+/* stdin -> ntfsc_pwrite, a chunk at a time. */
+static int write_stream(ntfsc_file *f, const char *path, off_t off)
+{
+	char *buf = malloc(WRITE_CHUNK);
+	int ret = 0;
+
+	if (!buf) {
+		fprintf(stderr, "%s: write %s: %s\n", prog, path, strerror(ENOMEM));
+		return 1;
+	}
+	for (;;) {
+		ssize_t n = read_full(buf, WRITE_CHUNK), done = 0;
+
+		if (n < 0) {
+			ret = read_fail(path);
+			break;
+		}
+		if (n == 0)
+			break;
+		if (n > INT64_MAX - off) {
+			ret = offset_too_big(path);
+			break;
+		}
+		while (done < n) {
+			/* a short count means an error at the next byte: ask again */
+			ssize_t w = ntfsc_pwrite(f, buf + done, (size_t)(n - done), off + done);
+
+			if (w < 0)
+				break;
+			done += w;
+		}
+		if (done < n) {
+			ret = fail("write", path);
+			break;
+		}
+		off += n;
+	}
+	free(buf);
+	return ret;
+}
+
+/* All of stdin into memory (*len bytes; *data NULL when empty). */
+static int slurp_stdin(const char *path, char **data, size_t *len)
+{
+	size_t cap = 0, n = 0;
+	char *buf = NULL;
+
+	for (;;) {
+		ssize_t got;
+
+		if (n == cap) {
+			char *nb;
+
+			if (cap > SIZE_MAX / 2 - WRITE_CHUNK) {
+				errno = ENOMEM;
+				free(buf);
+				return read_fail(path);
+			}
+			cap = cap ? cap * 2 : WRITE_CHUNK;
+			nb = realloc(buf, cap);
+			if (!nb) {
+				free(buf);
+				return read_fail(path);
+			}
+			buf = nb;
+		}
+		got = read(STDIN_FILENO, buf + n, cap - n);
+		if (got < 0) {
+			if (errno == EINTR)
+				continue;
+			free(buf);
+			return read_fail(path);
+		}
+		if (got == 0)
+			break;
+		n += (size_t)got;
+	}
+	if (!n) {
+		free(buf);
+		buf = NULL;
+	}
+	*data = buf;
+	*len = n;
+	return 0;
+}
+
+/* stdin -> shared mappings of at most MMAP_WINDOW bytes: store, then
+ * ntfsc_set_dirty.  The file is not grown: all of stdin is read first and
+ * nothing is stored unless it fits. */
+static int write_mmap(ntfsc_file *f, const char *path, off_t off)
+{
+	struct ntfsc_stat st;
+	char *data;
+	size_t len, done = 0;
+	int ret = 0;
+
+	if (slurp_stdin(path, &data, &len))
+		return 1;
+	if (!len)
+		return 0;
+	if ((uint64_t)len > (uint64_t)(INT64_MAX - off)) {
+		free(data);
+		return offset_too_big(path);
+	}
+	if (ntfsc_fstat(f, &st)) {
+		free(data);
+		return fail("write", path);
+	}
+	if ((uint64_t)off + len > st.size) {
+		fprintf(stderr, "%s: write %s: --mmap cannot make a file longer: it has %" PRIu64
+			" bytes, the data would end at byte %" PRIu64 " (write without --mmap "
+			"to extend it)\n", prog, path, st.size, (uint64_t)off + len);
+		free(data);
+		return 1;
+	}
+	while (done < len) {
+		size_t n = len - done < MMAP_WINDOW ? len - done : MMAP_WINDOW;
+		char *m = ntfsc_mmap(f, off + (off_t)done, n, PROT_READ | PROT_WRITE);
+
+		if (m == MAP_FAILED) {
+			ret = fail("write", path);
+			break;
+		}
+		memcpy(m, data + done, n);
+		if (ntfsc_set_dirty(f, m, n)) {
+			ret = fail("write", path);
+			ntfsc_munmap(f, m, n);
+			break;
+		}
+		if (ntfsc_munmap(f, m, n)) {
+			ret = fail("write", path);
+			break;
+		}
+		done += n;
+	}
+	free(data);
+	return ret;
+}
+
+static int cmd_write(ntfsc *c, const char *path, const struct opts *o)
+{
+	ntfsc_file *f = ntfsc_open(c, path, O_RDWR);
+	int ret;
+
+	if (!f)
+		return fail("write", path);
+	ret = o->mmap ? write_mmap(f, path, o->offset) : write_stream(f, path, o->offset);
+	/* The data is in the daemon's cache once the daemon heard of it all:
+	 * a close that could not be told is a failure. */
+	if (ntfsc_close(f) && !ret)
+		ret = fail("write", path);
+	return ret;
+}
+
+/* ---- sync ---- */
+
+/* Always strerror, never the daemon's message: "ntfsctl: sync PATH: Input/output error". */
+static int sync_fail(const char *path)
+{
+	int err = errno;
+
+	fprintf(stderr, "%s: sync%s%s: %s\n", prog, path ? " " : "", path ? path : "",
+		strerror(err));
+	return 1;
+}
+
+static int cmd_sync(ntfsc *c, const char *path, const struct opts *o)
+{
+	ntfsc_file *f;
+
+	(void)o;
+	if (!path)
+		return ntfsc_sync(c) ? sync_fail(NULL) : 0;
+	/* Read-only is enough to sync, as with fsync(2), and works on a
+	 * read-only volume too. */
+	f = ntfsc_open(c, path, O_RDONLY);
+	if (!f)
+		return sync_fail(path);
+	if (ntfsc_fsync(f)) {
+		int err = errno;
+
+		ntfsc_close(f);
+		errno = err;
+		return sync_fail(path);
+	}
+	ntfsc_close(f);  /* everything reached the disk; a failing close changes nothing */
+	return 0;
+}
+
 /* ---- main ---- */
+
+enum { OPT_OFFSET = 0x100, OPT_MMAP };
 
 static const struct command {
 	const char *name;
-	bool takes_path, json, long_list;
+	bool takes_path, optional_path, json, long_list, write_opts;
 	int (*run)(ntfsc *c, const char *path, const struct opts *o);
 } commands[] = {
-	{ "status", false, true, false, cmd_status },
-	{ "stat", true, true, false, cmd_stat },
-	{ "ls", true, true, true, cmd_ls },
-	{ "cat", true, false, false, cmd_cat },
+	{ "status", false, false, true, false, false, cmd_status },
+	{ "stat", true, false, true, false, false, cmd_stat },
+	{ "ls", true, false, true, true, false, cmd_ls },
+	{ "cat", true, false, false, false, false, cmd_cat },
+	{ "write", true, false, false, false, true, cmd_write },
+	{ "sync", false, true, false, false, false, cmd_sync },
 };
+
+/* A byte offset: decimal digits only, at most INT64_MAX. */
+static bool parse_offset(const char *s, off_t *out)
+{
+	unsigned long long v;
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return false;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end || v > INT64_MAX)
+		return false;
+	*out = (off_t)v;
+	return true;
+}
 
 /* Everything printed must really be out for a zero exit. */
 static int finish_stdout(const char *cmd, const char *path, int ret)
@@ -529,6 +807,8 @@ int main(int argc, char **argv)
 		{ "socket", required_argument, NULL, 's' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "long", no_argument, NULL, 'l' },
+		{ "offset", required_argument, NULL, OPT_OFFSET },
+		{ "mmap", no_argument, NULL, OPT_MMAP },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -546,6 +826,13 @@ int main(int argc, char **argv)
 		case 's': sock = optarg; break;
 		case 'j': o.json = true; break;
 		case 'l': o.long_list = true; break;
+		case OPT_OFFSET:
+			if (!parse_offset(optarg, &o.offset))
+				return usage_error("--offset needs a byte offset (0 to %lld), not '%s'",
+						   (long long)INT64_MAX, optarg);
+			o.has_offset = true;
+			break;
+		case OPT_MMAP: o.mmap = true; break;
 		case 'h': help = true; break;
 		case 'V': version = true; break;
 		case ':': return usage_error("option %s needs an argument", argv[optind - 1]);
@@ -578,6 +865,8 @@ int main(int argc, char **argv)
 		if (optind >= argc)
 			return usage_error("%s needs a PATH", cmd->name);
 		path = argv[optind++];
+	} else if (cmd->optional_path && optind < argc) {
+		path = argv[optind++];
 	}
 	if (optind < argc)
 		return usage_error("too many arguments for %s", cmd->name);
@@ -585,6 +874,9 @@ int main(int argc, char **argv)
 		return usage_error("%s has no JSON output", cmd->name);
 	if (o.long_list && !cmd->long_list)
 		return usage_error("-l is an option of ls, not of %s", cmd->name);
+	if ((o.has_offset || o.mmap) && !cmd->write_opts)
+		return usage_error("--%s is an option of write, not of %s",
+				   o.has_offset ? "offset" : "mmap", cmd->name);
 	if (sock && !*sock)
 		return usage_error("the socket path is empty");
 

@@ -494,9 +494,16 @@ int server_run(const struct server_config *cfg, struct ntfs_volume *vol, struct 
 		uint64_t dirty = flusher_count_dirty(cache);
 
 		log_notice("writing back %llu dirty pages", (unsigned long long)dirty);
-		if (flusher_sync_all(cache) || ntfs_device_flush(vol->dev)) {
-			log_error("write-back at shutdown failed: %s", ntfs_last_error());
-			rc = 1;
+		/* Out of memory re-dirties pages rather than failing: go round
+		 * again while that is all that happened. */
+		for (i = 0; i < 100; i++) {
+			if (flusher_sync_all(cache) || ntfs_device_flush(vol->dev)) {
+				log_error("write-back at shutdown failed: %s", ntfs_last_error());
+				rc = 1;
+				break;
+			}
+			if (!flusher_count_dirty(cache))
+				break;
 		}
 		dirty = flusher_count_dirty(cache);
 		if (dirty) {

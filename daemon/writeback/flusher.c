@@ -60,23 +60,21 @@ static bool inode_expired(struct cache_inode *ci, uint64_t expire_ns)
 	return false;
 }
 
-/* Take a reference on the next inode after `after` (by position) that has
- * dirty pages, or NULL. */
+/* Take a reference on the dirty inode with the lowest MFT number at or
+ * after *cursor and move the cursor past it, or NULL.  Keyed by MFT number,
+ * not list position, so inodes freed meanwhile cannot make it skip one. */
 static struct cache_inode *next_dirty_inode(struct cache *c, uint64_t *cursor)
 {
 	struct cache_inode *ci, *pick = NULL;
-	uint64_t k = 0;
 
 	pthread_mutex_lock(&c->lock);
-	for (ci = c->inodes; ci; ci = ci->next, k++) {
-		if (k < *cursor)
-			continue;
-		if (atomic_load(&ci->state->nr_dirty) || ci->sizes_dirty) {
+	for (ci = c->inodes; ci; ci = ci->next)
+		if (ci->mft_no >= *cursor && (!pick || ci->mft_no < pick->mft_no) &&
+		    (atomic_load(&ci->state->nr_dirty) || ci->sizes_dirty))
 			pick = ci;
-			ci->refs++;
-			*cursor = k + 1;
-			break;
-		}
+	if (pick) {
+		pick->refs++;
+		*cursor = pick->mft_no + 1;
 	}
 	pthread_mutex_unlock(&c->lock);
 	return pick;
