@@ -768,7 +768,8 @@ static void run_sync(struct work *w)
 
 static void run_balance_dirty(struct work *w)
 {
-	flusher_balance_dirty(w->cn->srv->flushers);
+	if (w->cn->srv->flushers)  /* none on a read-only volume: nothing is dirty */
+		flusher_balance_dirty(w->cn->srv->flushers);
 }
 
 /* ---- decoding and routing ---- */
