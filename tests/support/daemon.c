@@ -39,7 +39,8 @@ static bool socket_ready(const char *path)
 int daemon_start(struct test_daemon *d, const char *ntfsd, const char *volume,
 		 const char *const *extra_args)
 {
-	const char *argv[32];
+	const char *argv[32], *env_args;
+	char *env_copy = NULL;
 	int n = 0, i, logfd;
 
 	memset(d, 0, sizeof(*d));
@@ -53,15 +54,28 @@ int daemon_start(struct test_daemon *d, const char *ntfsd, const char *volume,
 	argv[n++] = volume;
 	argv[n++] = "--socket";
 	argv[n++] = d->socket;
-	for (i = 0; extra_args && extra_args[i] && n < 30; i++)
+	for (i = 0; extra_args && extra_args[i] && n < 24; i++)
 		argv[n++] = extra_args[i];
+	/* NTFSD_TEST_DAEMON_ARGS: more options for every daemon a test starts
+	 * (meson runs the write tests once per I/O engine this way). */
+	env_args = getenv("NTFSD_TEST_DAEMON_ARGS");
+	if (env_args && (env_copy = strdup(env_args))) {
+		char *save = NULL, *tok;
+
+		for (tok = strtok_r(env_copy, " ", &save); tok && n < 30;
+		     tok = strtok_r(NULL, " ", &save))
+			argv[n++] = tok;
+	}
 	argv[n] = NULL;
 	logfd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (logfd < 0)
+	if (logfd < 0) {
+		free(env_copy);
 		return -errno;
+	}
 	d->pid = fork();
 	if (d->pid < 0) {
 		close(logfd);
+		free(env_copy);
 		return -errno;
 	}
 	if (d->pid == 0) {
@@ -70,6 +84,7 @@ int daemon_start(struct test_daemon *d, const char *ntfsd, const char *volume,
 		_exit(127);
 	}
 	close(logfd);
+	free(env_copy);
 	for (i = 0; i < 200; i++) {
 		int st;
 
