@@ -8,11 +8,12 @@ NTFSD_BUILD_PACKAGES=(
   gcc meson ninja-build pkg-config
   libcmocka-dev
   libprotobuf-c-dev protobuf-c-compiler
-  libuv1-dev libjemalloc-dev liburing-dev
+  libuv1-dev libjemalloc-dev liburing-dev libsystemd-dev
 )
 NTFSD_TEST_PACKAGES=(
   ntfs-3g attr fuse3 nbdkit libnbd-bin
   clang libclang-rt-14-dev
+  systemd
 )
 
 ntfsd_missing_packages() {
