@@ -20,9 +20,11 @@
 #include "io.h"
 #include "frame.h"
 #include "log.h"
+#include "notify.h"
 #include "server.h"
 #include "volume.h"
 #include "writeback.h"
+#include <sys/un.h>
 #include <unistd.h>
 
 #define NTFSD_VERSION "0.1.0"
@@ -317,6 +319,139 @@ static int parse_args(int argc, char **argv, struct options *o)
 	return -1;  /* go on */
 }
 
+static void free_options(struct options *o)
+{
+	free(o->volume);
+	free(o->socket);
+	free(o->config);
+	free(o->io);
+}
+
+/* The flusher settings o asks for, with their defaults, on a cache of
+ * cache_size bytes. */
+static void effective_flusher_config(const struct options *o, uint64_t cache_size,
+				     struct flusher_config *fc)
+{
+	fc->threads = o->flushers ? o->flushers : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+	fc->dirty_background = o->dirty_background ? o->dirty_background : cache_size / 4;
+	fc->dirty_limit = o->dirty_limit ? o->dirty_limit : cache_size / 2;
+	fc->expire_ms = o->dirty_expire_ms ? o->dirty_expire_ms : 5000;
+	if (fc->dirty_limit > cache_size) {
+		log_warning("dirty-limit %llu is larger than the cache: using %llu",
+			    (unsigned long long)fc->dirty_limit, (unsigned long long)cache_size);
+		fc->dirty_limit = cache_size;
+	}
+	if (fc->dirty_background > fc->dirty_limit)
+		fc->dirty_background = fc->dirty_limit;
+}
+
+/* What SIGHUP needs: the command line to parse again, and what is running. */
+struct reload_ctx {
+	int argc;
+	char **argv;
+	const struct options *cur;      /* as started (socket and cache-size defaulted) */
+	struct flusher_pool *flushers;  /* NULL on a read-only volume */
+	struct flusher_config fc;       /* in force */
+	int default_log_level;
+};
+
+static bool str_differs(const char *a, const char *b, const char *dflt)
+{
+	return strcmp(a ? a : dflt, b ? b : dflt) != 0;
+}
+
+/*
+ * SIGHUP: read the command line and the config file again and apply what
+ * can change live; the command line still wins over the file.  A bad file
+ * changes nothing.
+ */
+static void reload_config(void *arg)
+{
+	struct reload_ctx *r = arg;
+	const struct options *cur = r->cur;
+	struct options n = { 0 };
+	struct flusher_config fc;
+	int level, old_level = log_max_level, rc;
+	unsigned changes = 0;
+
+	if (!cur->config) {
+		log_notice("SIGHUP: no --config file: nothing to reload");
+		return;
+	}
+	optind = 0;  /* re-initialize getopt */
+	rc = parse_args(r->argc, r->argv, &n);
+	if (rc != -1) {
+		log_error("SIGHUP: %s is not valid (see above): nothing changed", cur->config);
+		free_options(&n);
+		return;
+	}
+
+	level = n.log_level ? n.log_level : r->default_log_level;
+	if (level != old_level) {
+		/* log at whichever of the two levels is more verbose */
+		if (level > old_level)
+			log_max_level = level;
+		log_notice("SIGHUP: log-level %s -> %s", log_level_name(old_level),
+			   log_level_name(level));
+		log_max_level = level;
+		changes++;
+	}
+
+	effective_flusher_config(&n, cur->cache_size, &fc);
+	fc.threads = r->fc.threads;
+	if (fc.dirty_background != r->fc.dirty_background || fc.dirty_limit != r->fc.dirty_limit ||
+	    fc.expire_ms != r->fc.expire_ms) {
+		static const char *const names[] = { "dirty-background", "dirty-limit",
+						     "dirty-expire-ms" };
+		const uint64_t olds[] = { r->fc.dirty_background, r->fc.dirty_limit,
+					  r->fc.expire_ms };
+		const uint64_t news[] = { fc.dirty_background, fc.dirty_limit, fc.expire_ms };
+		int i;
+
+		for (i = 0; i < 3; i++) {
+			if (olds[i] == news[i])
+				continue;
+			if (r->flushers)
+				log_notice("SIGHUP: %s %llu -> %llu", names[i],
+					   (unsigned long long)olds[i], (unsigned long long)news[i]);
+			else
+				log_notice("SIGHUP: %s %llu -> %llu has no effect: the volume is "
+					   "read-only", names[i], (unsigned long long)olds[i],
+					   (unsigned long long)news[i]);
+			changes++;
+		}
+		if (r->flushers)
+			flusher_set_config(r->flushers, &fc);
+		r->fc = fc;
+	}
+
+	/* the rest is fixed while the daemon runs */
+	{
+		const char *restart[6];
+		int nr = 0, i;
+
+		if (str_differs(n.volume, cur->volume, ""))
+			restart[nr++] = "volume";
+		if (str_differs(n.socket, cur->socket, NTFSD_DEFAULT_SOCKET))
+			restart[nr++] = "socket";
+		if (n.read_only != cur->read_only)
+			restart[nr++] = "read-only";
+		if ((n.cache_size ? n.cache_size : DEFAULT_CACHE_SIZE) != cur->cache_size)
+			restart[nr++] = "cache-size";
+		if (n.flushers != cur->flushers)
+			restart[nr++] = "flushers";
+		if (str_differs(n.io, cur->io, "uring"))
+			restart[nr++] = "io";
+		for (i = 0; i < nr; i++)
+			log_warning("SIGHUP: %s changed in %s: it takes effect only after a "
+				    "restart", restart[i], cur->config);
+		changes += (unsigned)nr;
+	}
+	if (!changes)
+		log_notice("SIGHUP: %s re-read: nothing changed", cur->config);
+	free_options(&n);
+}
+
 int main(int argc, char **argv)
 {
 	struct options o = { 0 };
@@ -324,11 +459,14 @@ int main(int argc, char **argv)
 	struct ntfs_volume *vol = NULL;
 	struct cache *cache = NULL;
 	struct flusher_pool *flushers = NULL;
+	struct reload_ctx reload = { .argc = argc, .argv = argv, .cur = &o };
+	char activated_path[sizeof(((struct sockaddr_un *)0)->sun_path) + 1];
 	int rc, err;
 
 	rc = parse_args(argc, argv, &o);
 	if (rc >= 0)
 		goto out;
+	reload.default_log_level = log_max_level;
 	if (o.log_level)
 		log_max_level = o.log_level;
 	if (!o.socket)
@@ -336,6 +474,12 @@ int main(int argc, char **argv)
 	if (!o.cache_size)
 		o.cache_size = DEFAULT_CACHE_SIZE;
 
+	/* socket activation: systemd (or systemd-socket-activate) listens for us */
+	sc.listen_fd = notify_listen_fd(activated_path, sizeof(activated_path));
+	if (sc.listen_fd == -2) {
+		rc = 1;
+		goto out;
+	}
 	err = ntfs_volume_open(o.volume, o.read_only ? NTFS_OPEN_READ_ONLY : 0, &vol);
 	if (err) {
 		log_error("cannot open the volume: %s", ntfs_last_error());
@@ -350,21 +494,9 @@ int main(int argc, char **argv)
 	}
 	cache->read_only = o.read_only;
 	if (!o.read_only) {
-		struct flusher_config fc = {
-			.threads = o.flushers ? o.flushers : (unsigned)sysconf(_SC_NPROCESSORS_ONLN),
-			.dirty_background = o.dirty_background ? o.dirty_background : o.cache_size / 4,
-			.dirty_limit = o.dirty_limit ? o.dirty_limit : o.cache_size / 2,
-			.expire_ms = o.dirty_expire_ms ? o.dirty_expire_ms : 5000,
-		};
+		struct flusher_config fc;
 
-		if (fc.dirty_limit > o.cache_size) {
-			log_warning("dirty-limit %llu is larger than the cache: using %llu",
-				    (unsigned long long)fc.dirty_limit,
-				    (unsigned long long)o.cache_size);
-			fc.dirty_limit = o.cache_size;
-		}
-		if (fc.dirty_background > fc.dirty_limit)
-			fc.dirty_background = fc.dirty_limit;
+		effective_flusher_config(&o, o.cache_size, &fc);
 		writeback_init_faults();
 		io_create(vol, o.io && !strcmp(o.io, "threads") ? IO_ENGINE_THREADS : IO_ENGINE_URING,
 			  &cache->io);
@@ -375,14 +507,20 @@ int main(int argc, char **argv)
 		}
 		sc.flushers = flushers;
 		sc.nr_flushers = fc.threads;
+		reload.flushers = flushers;
+		reload.fc = fc;
 		log_info("writeback: %u flushers, io %s, dirty background %llu, limit %llu, "
 			 "expire %llu ms", fc.threads, io_engine_name(cache->io),
 			 (unsigned long long)fc.dirty_background,
 			 (unsigned long long)fc.dirty_limit, (unsigned long long)fc.expire_ms);
+	} else {
+		effective_flusher_config(&o, o.cache_size, &reload.fc);
 	}
 	sc.volume_path = o.volume;
-	sc.socket_path = o.socket;
+	sc.socket_path = sc.listen_fd >= 0 && activated_path[0] ? activated_path : o.socket;
 	sc.read_only = o.read_only;
+	sc.reload = reload_config;
+	sc.reload_arg = &reload;
 	rc = server_run(&sc, vol, cache);
 	flusher_stop(flushers);
 out:
@@ -390,9 +528,6 @@ out:
 		io_destroy(cache->io);
 	cache_destroy(cache);
 	ntfs_volume_close(vol);
-	free(o.volume);
-	free(o.socket);
-	free(o.config);
-	free(o.io);
+	free_options(&o);
 	return rc;
 }

@@ -28,6 +28,7 @@
 #include "flusher.h"
 #include "frame.h"
 #include "log.h"
+#include "notify.h"
 #include "shm_layout.h"
 #include "volume.h"
 
@@ -427,15 +428,29 @@ static int server_listen(const char *path)
 	return fd;
 }
 
+struct signal_ctx {
+	struct server *srv;
+	const struct server_config *cfg;
+};
+
 static void server_on_signal(uv_signal_t *h, int signum)
 {
-	struct server *srv = h->data;
+	struct signal_ctx *ctx = h->data;
+	struct server *srv = ctx->srv;
+	const char *name = signum == SIGTERM ? "SIGTERM" : "SIGINT";
 
 	if (signum == SIGHUP) {
-		log_notice("SIGHUP: nothing to reload yet");
+		if (!ctx->cfg->reload) {
+			log_notice("SIGHUP: nothing to reload");
+			return;
+		}
+		notify_reloading();
+		ctx->cfg->reload(ctx->cfg->reload_arg);
+		notify_reloaded();
 		return;
 	}
-	log_notice("%s: shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+	log_notice("%s: shutting down", name);
+	notify_stopping(name);
 	srv->stopping = true;
 	uv_stop(srv->loop);
 }
@@ -456,6 +471,8 @@ int server_run(const struct server_config *cfg, struct ntfs_volume *vol, struct 
 	uv_loop_t loop;
 	uv_signal_t sig[3];
 	const int signums[3] = { SIGTERM, SIGINT, SIGHUP };
+	struct signal_ctx sigctx = { .srv = &srv, .cfg = cfg };
+	struct notify notify;
 	struct conn *cn;
 	int i, rc;
 
@@ -470,12 +487,13 @@ int server_run(const struct server_config *cfg, struct ntfs_volume *vol, struct 
 	uv_poll_start(&srv.listen_poll, UV_READABLE, server_on_accept);
 	for (i = 0; i < 3; i++) {
 		uv_signal_init(&loop, &sig[i]);
-		sig[i].data = &srv;
+		sig[i].data = &sigctx;
 		uv_signal_start(&sig[i], server_on_signal, signums[i]);
 	}
 	log_notice("serving %s (%s) on %s, cache limit %llu MiB", cfg->volume_path,
 		   cfg->read_only ? "read-only" : "read-write", cfg->socket_path,
 		   (unsigned long long)(cache->limit_pages >> (20 - NTFSD_PAGE_SHIFT)));
+	notify_ready(&notify, &loop, cache, cfg->volume_path);
 	uv_run(&loop, UV_RUN_DEFAULT);
 
 	/* Shutdown: stop accepting, drop clients, let running requests finish,
@@ -494,6 +512,7 @@ int server_run(const struct server_config *cfg, struct ntfs_volume *vol, struct 
 		uint64_t dirty = flusher_count_dirty(cache);
 
 		log_notice("writing back %llu dirty pages", (unsigned long long)dirty);
+		notify_status("stopping: writing back %llu dirty pages", (unsigned long long)dirty);
 		/* Out of memory re-dirties pages rather than failing: go round
 		 * again while that is all that happened. */
 		for (i = 0; i < 100; i++) {

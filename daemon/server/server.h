@@ -30,9 +30,13 @@ struct server_config {
 	int listen_fd;                  /* >= 0: already listening (socket activation) */
 	struct flusher_pool *flushers;
 	unsigned nr_flushers;
+	/* SIGHUP: re-read the configuration (on the loop thread); may be NULL */
+	void (*reload)(void *arg);
+	void *reload_arg;
 };
 
-/* Serve until SIGTERM or SIGINT; returns the process exit status. */
+/* Serve until SIGTERM or SIGINT; returns the process exit status.  Under
+ * systemd, reports readiness, status and watchdog pings (see notify.h). */
 int server_run(const struct server_config *cfg, struct ntfs_volume *vol, struct cache *cache);
 
 #endif

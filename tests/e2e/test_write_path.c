@@ -914,6 +914,19 @@ static void compare_models(const char *when)
 			fail_msg("%s: ntfsinfo says %s has %" PRIu64 " bytes (%" PRIu64 " allocated), "
 				 "the model %zu (%" PRIu64 ")", when, own_path[k], a.data_size,
 				 a.allocated_size, len, initial.alloc[k]);
+		/* initialized_size: never past the data, and covering every
+		 * non-zero byte of the model (the rest reads as zeroes) */
+		{
+			size_t last = len;
+
+			while (last && !model[last - 1])
+				last--;
+			if (a.initialized_size > a.data_size || a.initialized_size < last)
+				fail_msg("%s: ntfsinfo says %s has initialized_size %" PRIu64
+					 " (data %" PRIu64 "), but the model has data up to "
+					 "byte %zu", when, own_path[k], a.initialized_size,
+					 a.data_size, last);
+		}
 		free(model);
 
 		snprintf(name, sizeof(name), "small-%d", k);
