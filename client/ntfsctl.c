@@ -16,6 +16,9 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -289,6 +292,7 @@ static void status_json(const struct ntfsc_volume_status *s)
 }
 
 struct opts {
+	const char *socket;             /* for a second connection (sync progress) */
 	bool json, long_list;
 	bool mmap, has_offset;          /* write */
 	off_t offset;
@@ -731,26 +735,96 @@ static int sync_fail(const char *path)
 	return 1;
 }
 
-static int cmd_sync(ntfsc *c, const char *path, const struct opts *o)
+/*
+ * The sync itself runs on its own thread; on a terminal, the main thread
+ * shows the dirty and writeback bytes still to go once the sync has taken
+ * longer than a moment, polling the daemon over a second connection (a
+ * connection serves one request at a time).  On a pipe nothing is drawn.
+ */
+struct sync_job {
+	ntfsc *c;
+	const char *path;
+	int rc, err;
+	_Atomic bool done;
+};
+
+static void *sync_thread(void *arg)
 {
+	struct sync_job *j = arg;
 	ntfsc_file *f;
 
-	(void)o;
-	if (!path)
-		return ntfsc_sync(c) ? sync_fail(NULL) : 0;
-	/* Read-only is enough to sync, as with fsync(2), and works on a
-	 * read-only volume too. */
-	f = ntfsc_open(c, path, O_RDONLY);
-	if (!f)
-		return sync_fail(path);
-	if (ntfsc_fsync(f)) {
-		int err = errno;
+	j->rc = 0;
+	if (!j->path) {
+		j->rc = ntfsc_sync(j->c);
+	} else if (!(f = ntfsc_open(j->c, j->path, O_RDONLY))) {
+		/* Read-only is enough to sync, as with fsync(2), and works on
+		 * a read-only volume too. */
+		j->rc = -1;
+	} else {
+		j->rc = ntfsc_fsync(f);
+		j->err = errno;
+		ntfsc_close(f);  /* a failing close changes nothing that reached the disk */
+		errno = j->err;
+	}
+	j->err = errno;
+	atomic_store(&j->done, true);
+	return NULL;
+}
 
-		ntfsc_close(f);
-		errno = err;
+static void draw_progress(ntfsc *poll, uint64_t *total)
+{
+	struct ntfsc_volume_status st;
+	uint64_t left;
+	unsigned filled, i;
+	char bar[41];
+
+	if (ntfsc_volume_status(poll, &st))
+		return;
+	left = (st.dirty_pages + st.writeback_pages) * 4096;
+	ntfsc_volume_status_free(&st);
+	if (left > *total)
+		*total = left;
+	filled = *total ? (unsigned)((*total - left) * 40 / *total) : 40;
+	for (i = 0; i < 40; i++)
+		bar[i] = i < filled ? '#' : '.';
+	bar[40] = '\0';
+	fprintf(stderr, "\rsync: [%s] %8.1f MiB left ", bar, (double)left / (1 << 20));
+}
+
+static int cmd_sync(ntfsc *c, const char *path, const struct opts *o)
+{
+	struct sync_job j = { .c = c, .path = path };
+	bool tty = isatty(STDERR_FILENO), drew = false;
+	ntfsc *poll = NULL;
+	uint64_t total = 0;
+	pthread_t t;
+	const char *after = getenv("NTFSCTL_PROGRESS_AFTER_MS");
+	int waited = 0, delay = after ? atoi(after) / 50 : 10;  /* 10 x 50 ms */
+
+	if (pthread_create(&t, NULL, sync_thread, &j)) {
+		sync_thread(&j);
+	} else {
+		while (!atomic_load(&j.done)) {
+			usleep(50000);
+			if (!tty || ++waited < delay)  /* nothing drawn at first */
+				continue;
+			if (!poll && !(poll = ntfsc_connect(o->socket)))
+				tty = false;
+			if (poll) {
+				draw_progress(poll, &total);
+				drew = true;
+			}
+		}
+		pthread_join(t, NULL);
+	}
+	if (drew)
+		fprintf(stderr, "\r%*s\r", 70, "");
+	if (poll)
+		ntfsc_disconnect(poll);
+	if (j.rc) {
+		errno = j.err;
 		return sync_fail(path);
 	}
-	ntfsc_close(f);  /* everything reached the disk; a failing close changes nothing */
 	return 0;
 }
 
@@ -880,6 +954,7 @@ int main(int argc, char **argv)
 	if (sock && !*sock)
 		return usage_error("the socket path is empty");
 
+	o.socket = sock;
 	c = ntfsc_connect(sock);
 	if (!c)
 		return fail(cmd->name, path);
