@@ -399,7 +399,7 @@ static int send_fault_in(ntfsc *c, uint64_t handle, uint64_t first, uint64_t n, 
 /* Make [first, first + n) write-ready (n <= MAX_FAULT_PAGES), raising the
  * size to new_size first when it is larger; *i_size: the size after. */
 static int send_prepare_write(ntfsc *c, uint64_t handle, uint64_t first, uint64_t n,
-			      uint64_t new_size, uint64_t *i_size)
+			      uint64_t new_size, uint64_t ws, uint64_t we, uint64_t *i_size)
 {
 	Ntfsd__Request req = NTFSD__REQUEST__INIT;
 	Ntfsd__PrepareWriteRequest pr = NTFSD__PREPARE_WRITE_REQUEST__INIT;
@@ -409,6 +409,8 @@ static int send_prepare_write(ntfsc *c, uint64_t handle, uint64_t first, uint64_
 	pr.first_page = first;
 	pr.nr_pages = n;
 	pr.new_size = new_size;
+	pr.write_start = ws;
+	pr.write_end = we;
 	req.body_case = NTFSD__REQUEST__BODY_PREPARE_WRITE;
 	req.prepare_write = &pr;
 	if (call(c, &req, NTFSD__REPLY__BODY_PREPARE_WRITE, 0, NULL, &rep))
@@ -1119,13 +1121,31 @@ static uint32_t buffer_mask(const ntfsc_file *f, uint32_t s, uint32_t e)
 	return page_all_buffers(b1 + 1) & ~page_all_buffers(b0);
 }
 
-/* Are pages first..last all there and write-ready (a hint: unlocked)? */
-static bool range_write_ready(const ntfsc_file *f, uint64_t first, uint64_t last)
+/* Is page i wholly inside the bytes [ws, we) being written? */
+static bool page_covered(uint64_t i, uint64_t ws, uint64_t we)
+{
+	return (i << PAGE_SHIFT_) >= ws && ((i + 1) << PAGE_SHIFT_) <= we;
+}
+
+/* May page i take the write [ws, we)?  Write-ready and uptodate, or
+ * write-ready and about to be overwritten wholly (ntfsd need not have read
+ * it; the writer makes it uptodate). */
+static bool page_writable_for(const ntfsc_file *f, uint64_t i, uint64_t ws, uint64_t we)
+{
+	const struct shm_page *p = &f->pages[i];
+
+	return page_write_ready(p) ||
+	       ((page_flags(p) & PG_write_ready) && page_covered(i, ws, we));
+}
+
+/* Are pages first..last all there and writable (a hint: unlocked)? */
+static bool range_write_ready(const ntfsc_file *f, uint64_t first, uint64_t last, uint64_t ws,
+			      uint64_t we)
 {
 	if (last >= f->nr_pages)
 		return false;
 	for (uint64_t i = first; i <= last; i++)
-		if (!page_write_ready(&f->pages[i]))
+		if (!page_writable_for(f, i, ws, we))
 			return false;
 	return true;
 }
@@ -1136,7 +1156,8 @@ static bool range_write_ready(const ntfsc_file *f, uint64_t first, uint64_t last
  * leaves the file's size alone (pages made write-ready before the refusal
  * stay so, which changes nothing on the volume).
  */
-static int prepare_range(ntfsc_file *f, uint64_t first, uint64_t n, uint64_t new_size)
+static int prepare_range(ntfsc_file *f, uint64_t first, uint64_t n, uint64_t new_size,
+			 uint64_t ws, uint64_t we)
 {
 	uint64_t done = 0, i_size;
 
@@ -1145,7 +1166,7 @@ static int prepare_range(ntfsc_file *f, uint64_t first, uint64_t n, uint64_t new
 		bool last = done + chunk == n;
 
 		if (send_prepare_write(f->c, f->handle, first + done, chunk, last ? new_size : 0,
-				       &i_size))
+				       ws, we, &i_size))
 			return -1;
 		if (last && new_size && i_size < new_size)
 			return error_set(EPROTO, "ntfsd left MFT record %llu at %llu bytes when asked "
@@ -1161,7 +1182,8 @@ static int prepare_range(ntfsc_file *f, uint64_t first, uint64_t n, uint64_t new
  * ascending order, as long as each is uptodate and write-ready under its
  * lock.  Returns how many are locked: 0 when page idx is not write-ready.
  */
-static uint64_t lock_run(ntfsc_file *f, uint64_t idx, uint64_t last, uint32_t owner)
+static uint64_t lock_run(ntfsc_file *f, uint64_t idx, uint64_t last, uint32_t owner,
+			 uint64_t ws, uint64_t we)
 {
 	uint64_t n = 0;
 
@@ -1169,7 +1191,7 @@ static uint64_t lock_run(ntfsc_file *f, uint64_t idx, uint64_t last, uint32_t ow
 		struct shm_page *p = &f->pages[idx + n];
 
 		lock_page(p, owner);
-		if (!page_write_ready(p)) {
+		if (!page_writable_for(f, idx + n, ws, we)) {
 			unlock_page(p);
 			break;
 		}
@@ -1204,18 +1226,35 @@ static int store(const ntfsc_file *f, const uint8_t *src, uint64_t pos, uint64_t
 
 /* Dirty the buffers that bytes [pos, stored_end) touch in the n locked
  * pages from idx, then unlock all n. */
-static void dirty_unlock_run(ntfsc_file *f, uint64_t idx, uint64_t n, uint64_t pos,
-			     uint64_t stored_end)
+static uint64_t dirty_unlock_run(ntfsc_file *f, uint64_t idx, uint64_t n, uint64_t pos,
+				 uint64_t stored_end)
 {
-	for (uint64_t i = 0; i < n; i++) {
-		uint64_t ps = (idx + i) << PAGE_SHIFT_, pe = ps + PAGE_SIZE_;
-		uint64_t s = pos > ps ? pos : ps, e = stored_end < pe ? stored_end : pe;
+	uint64_t kept = stored_end;
 
+	for (uint64_t i = 0; i < n; i++) {
+		struct shm_page *p = &f->pages[idx + i];
+		uint64_t ps = (idx + i) << PAGE_SHIFT_, pe = ps + PAGE_SIZE_;
+		uint64_t s = pos > ps ? pos : ps, e = kept < pe ? kept : pe;
+
+		if (s < e && !(page_flags(p) & PG_uptodate)) {
+			/* ntfsd did not read it: only a page we stored wholly
+			 * may become uptodate; a partial store is not kept */
+			if (s == ps && e == pe) {
+				atomic_store_explicit(&p->buf_uptodate,
+						      page_all_buffers(PAGE_SIZE_ / f->buffer_size),
+						      memory_order_release);
+				page_set_bits(p, PG_buffers | PG_uptodate);
+			} else {
+				kept = s;
+				e = s;
+			}
+		}
 		if (s < e)
 			set_page_dirty(f->state, &f->dirty, idx + i,
 				       buffer_mask(f, (uint32_t)(s - ps), (uint32_t)(e - ps)));
-		unlock_page(&f->pages[idx + i]);
+		unlock_page(p);
 	}
+	return kept;
 }
 
 /*
@@ -1286,9 +1325,9 @@ ssize_t ntfsc_pwrite(ntfsc_file *f, const void *buf, size_t len, off_t off)
 	last = (end - 1) >> PAGE_SHIFT_;
 
 	size = file_size(f);
-	if ((end > size || !range_write_ready(f, start >> PAGE_SHIFT_, last)) &&
+	if ((end > size || !range_write_ready(f, start >> PAGE_SHIFT_, last, start, end)) &&
 	    prepare_range(f, start >> PAGE_SHIFT_, last - (start >> PAGE_SHIFT_) + 1,
-			  end > size ? end : 0))
+			  end > size ? end : 0, start, end))
 		return -1;
 	if (end > f->readable)
 		return error_set(EPROTO, "ntfsd made bytes up to %llu of MFT record %llu "
@@ -1308,18 +1347,17 @@ ssize_t ntfsc_pwrite(ntfsc_file *f, const void *buf, size_t len, off_t off)
 				break;
 			if (pinned) {
 				lim = idx + pinned - 1;
-				err = prepare_range(f, idx, pinned, 0);
+				err = prepare_range(f, idx, pinned, 0, start, end);
 			}
 		}
-		n = err ? 0 : lock_run(f, idx, lim, owner);
+		n = err ? 0 : lock_run(f, idx, lim, owner, start, end);
 		if (n) {
 			uint64_t run_end = (idx + n) << PAGE_SHIFT_;
 
 			if (run_end > end)
 				run_end = end;
 			err = store(f, in + (pos - start), pos, run_end, &done);
-			dirty_unlock_run(f, idx, n, pos, pos + done);
-			pos += done;
+			pos = dirty_unlock_run(f, idx, n, pos, pos + done);
 			retries = 0;
 		}
 		if (pinned) {
@@ -1352,7 +1390,7 @@ ssize_t ntfsc_pwrite(ntfsc_file *f, const void *buf, size_t len, off_t off)
 			uint64_t upto = last - idx < COPY_RUN_PAGES ? last : idx + COPY_RUN_PAGES - 1;
 
 			size = file_size(f);
-			if (prepare_range(f, idx, upto - idx + 1, end > size ? end : 0))
+			if (prepare_range(f, idx, upto - idx + 1, end > size ? end : 0, start, end))
 				break;
 		}
 	}
@@ -1453,7 +1491,7 @@ void *ntfsc_mmap(ntfsc_file *f, off_t off, size_t len, int prot)
 	 * (not pinned) are not made write-ready: nothing stored there can
 	 * reach the volume. */
 	if ((prot & PROT_WRITE) && covered &&
-	    prepare_range(f, base >> PAGE_SHIFT_, covered, 0))
+	    prepare_range(f, base >> PAGE_SHIFT_, covered, 0, 0, 0))
 		goto unpin;
 	addr = mmap(NULL, (size_t)map_len, prot, MAP_SHARED, f->data_fd, (off_t)base);
 	if (addr == MAP_FAILED) {

@@ -92,6 +92,7 @@ static void cache_inode_free(struct cache_inode *ci)
 	if (ci->state_fd >= 0)
 		close(ci->state_fd);
 	free((void *)ci->referenced);
+	free((void *)ci->counted);
 	ntfs_attr_close(ci->data);
 	ntfs_inode_close(ci->ni);
 	pthread_mutex_destroy(&ci->size_lock);
@@ -152,7 +153,8 @@ static int cache_inode_segments(struct cache_inode *ci)
 	ci->pages = shm_file_pages(ci->state);
 	dirty_bitmap_init(&ci->dirty, ci->state);
 	ci->referenced = calloc(ci->nr_pages ? ci->nr_pages : 1, 1);
-	return ci->referenced ? 0 : -ENOMEM;
+	ci->counted = calloc(ci->nr_pages ? ci->nr_pages : 1, 1);
+	return ci->referenced && ci->counted ? 0 : -ENOMEM;
 }
 
 static int cache_inode_load(struct cache *c, uint64_t mft_no, struct cache_inode **out)
@@ -363,4 +365,25 @@ void cache_count_pages(struct cache *c, uint64_t mft_no, uint64_t *cached, uint6
 		}
 	}
 	pthread_mutex_unlock(&c->lock);
+}
+
+bool cache_account_page(struct cache_inode *ci, uint64_t index)
+{
+	if (atomic_load(&ci->counted[index]))
+		return false;
+	cache_reserve_page(ci->cache);
+	if (atomic_exchange(&ci->counted[index], 1)) {
+		atomic_fetch_sub(&ci->cache->header->counters.cached_pages, 1);
+		return false;
+	}
+	atomic_fetch_add(&ci->cached_pages, 1);
+	return true;
+}
+
+void cache_unaccount_page(struct cache_inode *ci, uint64_t index)
+{
+	if (atomic_exchange(&ci->counted[index], 0)) {
+		atomic_fetch_sub(&ci->cached_pages, 1);
+		atomic_fetch_sub(&ci->cache->header->counters.cached_pages, 1);
+	}
 }

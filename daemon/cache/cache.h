@@ -49,6 +49,7 @@ struct cache_inode {
 	uint64_t nr_pages;
 	struct dirty_bitmap dirty;
 	_Atomic uint8_t *referenced;      /* clock bits for reclaim, one per page */
+	_Atomic uint8_t *counted;         /* page counted in cached_pages (memory held) */
 	_Atomic uint64_t cached_pages;
 	/* write side */
 	pthread_mutex_t size_lock;        /* i_size changes (prepare-write) */
@@ -110,7 +111,11 @@ void cache_reserve_page(struct cache *c);
  * first when it is larger; refusals are -EPERM, -EOPNOTSUPP, -EACCES,
  * -EROFS with a message in ntfs_last_error(). */
 int cache_prepare_write(struct cache_inode *ci, uint64_t first, uint64_t count,
-			uint64_t new_size);
+			uint64_t new_size, uint64_t write_start, uint64_t write_end);
+/* Count page index in the cache (once: reserving room first); returns
+ * false if it already was. */
+bool cache_account_page(struct cache_inode *ci, uint64_t index);
+void cache_unaccount_page(struct cache_inode *ci, uint64_t index);
 
 /* Pages of MFT record mft_no in the cache (all zero if it is not cached). */
 void cache_count_pages(struct cache *c, uint64_t mft_no, uint64_t *cached, uint64_t *dirty,

@@ -8,7 +8,9 @@
  * (EOPNOTSUPP, until allocation exists).  i_size only grows here, under
  * size_lock, and when it does the bytes between the old and new i_size are
  * zero in the cache whatever a client left in the old last page's tail.  A
- * page leaves here uptodate and PG_write_ready.
+ * page leaves here PG_write_ready and uptodate, unless the caller said it
+ * will overwrite the page wholly: then it is not read, and the writer marks
+ * it uptodate after storing all of it.
  */
 #include "cache.h"
 
@@ -113,7 +115,7 @@ static void extend_i_size(struct cache_inode *ci, uint64_t new_size)
 }
 
 int cache_prepare_write(struct cache_inode *ci, uint64_t first, uint64_t count,
-			uint64_t new_size)
+			uint64_t new_size, uint64_t write_start, uint64_t write_end)
 {
 	uint64_t pos = first << NTFSD_PAGE_SHIFT, end, i, limit;
 	int err;
@@ -139,11 +141,21 @@ int cache_prepare_write(struct cache_inode *ci, uint64_t first, uint64_t count,
 	pthread_mutex_unlock(&ci->size_lock);
 	if (err)
 		return err;
-	/* Pages the write will only partly cover must hold the file's bytes. */
+	/* Pages the write will only partly cover must hold the file's bytes;
+	 * a page it overwrites wholly need not be read: it is counted in the
+	 * cache and made write-ready, and the writer makes it uptodate. */
 	for (i = first; i < first + count; i++) {
-		err = readpage(ci, i);
-		if (err)
-			return err;
+		uint64_t ps = i << NTFSD_PAGE_SHIFT;
+
+		if (ps >= write_start && ps + NTFSD_PAGE_SIZE <= write_end &&
+		    !page_test(&ci->pages[i], PG_uptodate)) {
+			cache_account_page(ci, i);
+			atomic_store_explicit(&ci->referenced[i], 1, memory_order_relaxed);
+		} else {
+			err = readpage(ci, i);
+			if (err)
+				return err;
+		}
 		page_set_bits(&ci->pages[i], PG_write_ready);
 	}
 	return 0;

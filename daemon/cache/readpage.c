@@ -25,6 +25,7 @@ int readpage(struct cache_inode *ci, uint64_t index)
 	struct shm_page *p;
 	uint8_t *buf;
 	ssize_t n;
+	bool fresh;
 
 	if (index >= ci->nr_pages)
 		return -EINVAL;
@@ -37,11 +38,12 @@ int readpage(struct cache_inode *ci, uint64_t index)
 		unlock_page(p);
 		return 0;
 	}
-	cache_reserve_page(c);
+	fresh = cache_account_page(ci, index);
 	buf = ci->data_map + (index << NTFSD_PAGE_SHIFT);
 	n = ntfs_attr_pread(ci->data, index << NTFSD_PAGE_SHIFT, NTFSD_PAGE_SIZE, buf);
 	if (n < 0) {
-		atomic_fetch_sub(&c->header->counters.cached_pages, 1);
+		if (fresh)
+			cache_unaccount_page(ci, index);
 		unlock_page(p);
 		return (int)n;
 	}
@@ -49,7 +51,6 @@ int readpage(struct cache_inode *ci, uint64_t index)
 	atomic_store_explicit(&p->buf_uptodate,
 			      page_all_buffers(ci->state->buffers_per_page), memory_order_release);
 	page_set_bits(p, PG_buffers | PG_uptodate);
-	atomic_fetch_add(&ci->cached_pages, 1);
 	atomic_fetch_add(&c->header->counters.pages_read, 1);
 	unlock_page(p);
 	return 0;
@@ -71,8 +72,10 @@ static int readpages_locked(struct cache_inode *ci, uint64_t first, uint64_t n)
 	uint8_t *buf = ci->data_map + pos;
 	ssize_t got;
 
+	bool fresh[READ_BATCH_PAGES];
+
 	for (i = 0; i < n; i++)
-		cache_reserve_page(c);
+		fresh[i] = cache_account_page(ci, first + i);
 	/* Allocate the segment's pages in one call instead of one write fault
 	 * per page during the read (a hint: on failure the faults do it). */
 	madvise(buf, len, CACHE_MADV_POPULATE_WRITE);
@@ -87,10 +90,9 @@ static int readpages_locked(struct cache_inode *ci, uint64_t first, uint64_t n)
 					      page_all_buffers(ci->state->buffers_per_page),
 					      memory_order_release);
 			page_set_bits(p, PG_buffers | PG_uptodate);
-			atomic_fetch_add(&ci->cached_pages, 1);
 			atomic_fetch_add(&c->header->counters.pages_read, 1);
-		} else {
-			atomic_fetch_sub(&c->header->counters.cached_pages, 1);
+		} else if (fresh[i - first]) {
+			cache_unaccount_page(ci, i);
 		}
 		atomic_store_explicit(&ci->referenced[i], 1, memory_order_relaxed);
 		unlock_page(p);

@@ -44,8 +44,7 @@ static bool try_drop_page(struct cache_inode *ci, uint64_t index)
 		      (off_t)(index << NTFSD_PAGE_SHIFT), NTFSD_PAGE_SIZE) < 0)
 		log_warning("reclaim: cannot punch page %llu of MFT record %llu: %m",
 			    (unsigned long long)index, (unsigned long long)ci->mft_no);
-	atomic_fetch_sub(&ci->cached_pages, 1);
-	atomic_fetch_sub(&c->header->counters.cached_pages, 1);
+	cache_unaccount_page(ci, index);
 	atomic_fetch_add(&c->header->counters.pages_reclaimed, 1);
 	unlock_page(p);
 	return true;

@@ -705,7 +705,8 @@ static void run_prepare_write(struct work *w)
 {
 	Ntfsd__PrepareWriteRequest *in = w->rq->prepare_write;
 	struct cache_inode *ci = w->h->ci;
-	int err = cache_prepare_write(ci, in->first_page, in->nr_pages, in->new_size);
+	int err = cache_prepare_write(ci, in->first_page, in->nr_pages, in->new_size,
+				      in->write_start, in->write_end);
 
 	if (err) {
 		work_fail(w, -err, "%s", ntfs_last_error());

@@ -1215,6 +1215,66 @@ static char *data_file(const char *name, uint64_t seed, size_t len, uint8_t **by
 	return p;
 }
 
+/*
+ * Whole pages written into a file nobody has read are not read from the
+ * disk first (prepare-write skips them and the writer makes them
+ * uptodate), partly written pages are; either way the cache and then the
+ * disk hold exactly the written bytes around the file's old ones.
+ */
+static void whole_page_writes_skip_reads(void **state)
+{
+	struct ntfsc_volume_status vs;
+	char *big;
+	size_t big_len;
+	uint8_t buf[65536 + 100];
+	uint64_t read_before, read_after;
+	ntfsc *c;
+	ntfsc_file *f;
+	uint8_t *back;
+
+	(void)state;
+	cat_image("/big.bin", &big, &big_len);
+	start_daemon(NULL);
+	c = ntfsc_connect(dmn.socket);
+	assert_non_null(c);
+	f = ntfsc_open(c, "/big.bin", O_RDWR);
+	assert_non_null(f);
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (uint8_t)(i * 13 + 5);
+	assert_int_equal(ntfsc_volume_status(c, &vs), 0);
+	read_before = vs.pages_read;
+	ntfsc_volume_status_free(&vs);
+	/* 16 whole pages at 1 MiB: nothing to read */
+	assert_int_equal(ntfsc_pwrite(f, buf, 65536, 1 << 20), 65536);
+	assert_int_equal(ntfsc_volume_status(c, &vs), 0);
+	read_after = vs.pages_read;
+	ntfsc_volume_status_free(&vs);
+	if (read_after != read_before)
+		fail_msg("a write of 16 whole pages read %llu pages first",
+			 (unsigned long long)(read_after - read_before));
+	memcpy(big + (1 << 20), buf, 65536);
+	/* unaligned: two partial pages must be read, the whole ones between not */
+	assert_int_equal(ntfsc_pwrite(f, buf, sizeof(buf), 2 * (1 << 20) + 1000),
+			 (ssize_t)sizeof(buf));
+	memcpy(big + 2 * (1 << 20) + 1000, buf, sizeof(buf));
+	assert_int_equal(ntfsc_volume_status(c, &vs), 0);
+	if (vs.pages_read - read_after > 2 + 64)  /* + readahead it may start */
+		fail_msg("an unaligned 16-page write read %llu pages",
+			 (unsigned long long)(vs.pages_read - read_after));
+	ntfsc_volume_status_free(&vs);
+	back = malloc(big_len);
+	assert_non_null(back);
+	assert_int_equal(ntfsc_pread(f, back, big_len, 0), (ssize_t)big_len);
+	assert_memory_equal(back, big, big_len);
+	free(back);
+	assert_int_equal(ntfsc_fsync(f), 0);
+	ntfsc_close(f);
+	ntfsc_disconnect(c);
+	stop_daemon_clean();
+	expect_cat("/big.bin", big, big_len);
+	free(big);
+}
+
 static void ctl_write_sync(void **state)
 {
 	char *big, *small, *frag, *pre, off[32];
@@ -1476,6 +1536,8 @@ int main(void)
 						teardown_image),
 		cmocka_unit_test_setup_teardown(refusals, setup_image, teardown_image),
 		cmocka_unit_test_setup_teardown(ctl_write_sync, setup_image, teardown_image),
+		cmocka_unit_test_setup_teardown(whole_page_writes_skip_reads, setup_image,
+						teardown_image),
 		cmocka_unit_test_setup_teardown(sync_reports_write_error, setup_image,
 						teardown_image),
 	};
