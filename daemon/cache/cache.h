@@ -100,11 +100,10 @@ int cache_fault_in(struct cache_inode *ci, uint64_t first, uint64_t count);
 /* Read one page if not uptodate (locks the page itself). */
 int readpage(struct cache_inode *ci, uint64_t index);
 
-/* Drop clean, unlocked, unpinned pages not under writeback until the cache
- * holds at most its limit; least recently faulted pages go first. */
-void cache_reclaim(struct cache *c);
-/* Count one more cached page, first reclaiming so the count stays within
- * the limit (it can pass it only when every cached page is pinned or busy). */
+/* Count one more cached page, first reclaiming (clean, unlocked, unpinned
+ * pages not under writeback, least recently faulted first) so the count
+ * stays within the limit; it passes it only when every cached page is
+ * pinned or busy. */
 void cache_reserve_page(struct cache *c);
 
 /* Make pages [first, first + count) write-ready, raising i_size to new_size

@@ -115,11 +115,6 @@ static void reclaim_to(struct cache *c, uint64_t target)
 	pthread_mutex_unlock(&c->reclaim_lock);
 }
 
-void cache_reclaim(struct cache *c)
-{
-	reclaim_to(c, c->limit_pages);
-}
-
 void cache_reserve_page(struct cache *c)
 {
 	_Atomic uint64_t *cached = &c->header->counters.cached_pages;

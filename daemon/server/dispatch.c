@@ -733,14 +733,11 @@ static int check_all_errors(struct conn *cn)
 	}
 	pthread_mutex_lock(&c->lock);
 	for (ci = c->inodes; ci; ci = ci->next) {
-		uint32_t since = atomic_load(&ci->wb_err) | 1u;
+		uint32_t since = errseq_sample(ci);  /* sees only what nobody has */
 
-		if (atomic_load(&ci->wb_err) && !(atomic_load(&ci->wb_err) & 1u)) {
-			since = 0;
-			e = errseq_check_and_advance(ci, &since);
-			if (e && !err)
-				err = e;
-		}
+		e = errseq_check_and_advance(ci, &since);
+		if (e && !err)
+			err = e;
 	}
 	pthread_mutex_unlock(&c->lock);
 	return err;
@@ -796,6 +793,19 @@ static bool need_handle(struct work *w, uint64_t id)
 	return w->h != NULL;
 }
 
+/* A request naming a handle and a page count the daemon takes at once. */
+static bool need_handle_pages(struct work *w, uint64_t id, uint64_t nr_pages, const char *what)
+{
+	if (!need_handle(w, id))
+		return false;
+	if (nr_pages > MAX_FAULT_PAGES) {
+		work_fail(w, EINVAL, "%s of %llu pages: at most %u per request", what,
+			  (unsigned long long)nr_pages, MAX_FAULT_PAGES);
+		return false;
+	}
+	return true;
+}
+
 /* Route a decoded request; returns true when it went to the thread pool. */
 static bool route(struct work *w)
 {
@@ -824,13 +834,8 @@ static bool route(struct work *w)
 		do_close(w);
 		return false;
 	case NTFSD__REQUEST__BODY_FAULT_IN:
-		if (!need_handle(w, rq->fault_in->handle))
+		if (!need_handle_pages(w, rq->fault_in->handle, rq->fault_in->nr_pages, "fault-in"))
 			return false;
-		if (rq->fault_in->nr_pages > MAX_FAULT_PAGES) {
-			work_fail(w, EINVAL, "fault-in of %llu pages: at most %u per request",
-				  (unsigned long long)rq->fault_in->nr_pages, MAX_FAULT_PAGES);
-			return false;
-		}
 		w->run = run_fault_in;
 		return true;
 	case NTFSD__REQUEST__BODY_UNPIN:
@@ -860,16 +865,12 @@ static bool route(struct work *w)
 		do_volume_status(w);
 		return false;
 	case NTFSD__REQUEST__BODY_PREPARE_WRITE:
-		if (!need_handle(w, rq->prepare_write->handle))
+		if (!need_handle_pages(w, rq->prepare_write->handle, rq->prepare_write->nr_pages,
+				       "prepare-write"))
 			return false;
 		if (!w->h->writable) {
 			work_fail(w, EBADF, "handle %llu was opened read-only",
 				  (unsigned long long)w->h->id);
-			return false;
-		}
-		if (rq->prepare_write->nr_pages > MAX_FAULT_PAGES) {
-			work_fail(w, EINVAL, "prepare-write of %llu pages: at most %u per request",
-				  (unsigned long long)rq->prepare_write->nr_pages, MAX_FAULT_PAGES);
 			return false;
 		}
 		w->run = run_prepare_write;

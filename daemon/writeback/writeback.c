@@ -146,13 +146,12 @@ static void page_failed(struct cache_inode *ci, uint64_t index, int err)
 }
 
 /* Resident: copy into the MFT record.  Page locked; unlocks. */
-static int writepage_resident(struct cache_inode *ci, uint64_t index, uint32_t bufs)
+static int writepage_resident(struct cache_inode *ci, uint64_t index)
 {
 	struct shm_page *p = &ci->pages[index];
 	uint64_t pos = index << NTFSD_PAGE_SHIFT, len;
 	int err = 0;
 
-	(void)bufs;
 	len = ci->data->data_size > pos ? ci->data->data_size - pos : 0;
 	if (len > NTFSD_PAGE_SIZE)
 		len = NTFSD_PAGE_SIZE;
@@ -286,7 +285,7 @@ static int writepage_batch(struct cache_inode *ci, uint64_t index, struct wb_bat
 			unlock_page(p);
 			return 0;
 		}
-		return writepage_resident(ci, index, bufs);
+		return writepage_resident(ci, index);
 	}
 	/* Buffers wholly past i_size are clean and uptodate without I/O. */
 	limit = page_end < i_size ? page_end : i_size;
@@ -342,22 +341,6 @@ static int writepage_batch(struct cache_inode *ci, uint64_t index, struct wb_bat
 	if (err == -ENOMEM)
 		err = 0;
 	return err ? err : berr;
-}
-
-int writepage(struct cache_inode *ci, uint64_t index)
-{
-	struct wb_batch *bt = calloc(1, sizeof(*bt));
-	int err, err2;
-
-	if (!bt) {
-		unlock_page(&ci->pages[index]);
-		return -ENOMEM;  /* still dirty: nothing was taken */
-	}
-	bt->ci = ci;
-	err = writepage_batch(ci, index, bt);
-	err2 = wb_submit(bt);
-	free(bt);
-	return err ? err : err2;
 }
 
 /* ---- a whole inode ---- */

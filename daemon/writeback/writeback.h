@@ -10,8 +10,6 @@
 #include "cache.h"
 
 void writeback_init_faults(void);
-/* Page locked by the caller; returns with it unlocked. */
-int writepage(struct cache_inode *ci, uint64_t index);
 /* Write every dirty page; with sync also wait, write the sizes and flush. */
 int writeback_inode(struct cache_inode *ci, bool sync);
 int writeback_sizes(struct cache_inode *ci);
