@@ -740,16 +740,17 @@ static void test_page_uncontended_no_syscalls(void **state)
 
 	(void)state;
 	assert_int_not_equal(st, -1);
-	if (WIFEXITED(st) && WEXITSTATUS(st) == 77) {
-		skip();
-	}
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 77)
+		fail_msg("seccomp filters are not usable here, so futex calls cannot be counted");
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
 		fail_msg("futex calls: control (unlock with PG_waiters) %ld (want 1), "
 			 "uncontended operations %ld (want 0), status %#x",
 			 r->control, r->uncontended, st);
 #else
+	/* The filter names x86-64 syscall numbers: elsewhere this test has
+	 * nothing to say, and says so instead of passing. */
 	(void)state;
-	skip();
+	fail_msg("the futex-counting seccomp filter is written for x86-64 only");
 #endif
 }
 
@@ -2261,9 +2262,8 @@ static void test_dead_holder_killed_while_locking(void **state)
 	seg_create(&s, 2);
 	c.p = &s.pages[1];
 	pid = spawn(tr_lock, &c, 0);
-	if (!traced_child_ready(pid)) {
-		skip();
-	}
+	if (!traced_child_ready(pid))
+		fail_msg("ptrace is not usable here, so this race window cannot be checked");
 	while (!page_test(c.p, PG_locked)) {
 		if (!step_child(pid))
 			fail_msg("locker ended (status %#x) before locking", g_step_status);
@@ -2294,9 +2294,8 @@ static void test_dead_holder_killed_while_unlocking(void **state)
 	seg_create(&s, 2);
 	c.p = &s.pages[1];
 	pid = spawn(tr_unlock, &c, 0);
-	if (!traced_child_ready(pid)) {
-		skip();
-	}
+	if (!traced_child_ready(pid))
+		fail_msg("ptrace is not usable here, so this race window cannot be checked");
 	assert_int_equal(OWNER(c.p), (uint32_t)pid);
 	/* Step until the unlock is done, or until the state is half-changed. */
 	while (page_test(c.p, PG_locked) && OWNER(c.p) == (uint32_t)pid) {
@@ -2348,9 +2347,8 @@ static void test_dirty_bitmap_set_visible_during_clear(void **state)
 	c.b = &s.bm;
 	assert_true(dirty_bitmap_set(&s.bm, 0));
 	pid = spawn(tr_clear, &c, 0);
-	if (!traced_child_ready(pid)) {
-		skip();
-	}
+	if (!traced_child_ready(pid))
+		fail_msg("ptrace is not usable here, so this race window cannot be checked");
 	for (;;) {
 		if (!set_done && atomic_load(&s.bm.l2[0]) == 0) {
 			assert_true(dirty_bitmap_set(&s.bm, 1));
