@@ -340,46 +340,20 @@ static void stop_daemon_clean(char **log_out)
  */
 static int run_tool(const char *const argv[], const char *stdin_path, char **out, char **err)
 {
-	char *opath = tmp_path("tool.out"), *epath = tmp_path("tool.err");
-	pid_t pid;
-	int st = 0, i;
+	char *o = NULL;
+	int st = 0, rc = oracle_run_input(argv, stdin_path, &o, NULL, &st);
 
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		int in = open(stdin_path ? stdin_path : "/dev/null", O_RDONLY);
-		int o = open(opath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		int e = open(epath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-
-		if (in < 0 || o < 0 || e < 0)
-			_exit(126);
-		dup2(in, STDIN_FILENO);
-		dup2(o, STDOUT_FILENO);
-		dup2(e, STDERR_FILENO);
-		setenv("LC_ALL", "C", 1);
-		signal(SIGPIPE, SIG_DFL);
-		execvp(argv[0], (char *const *)argv);
-		_exit(127);
-	}
-	for (i = 0; waitpid(pid, &st, WNOHANG) != pid; i++) {
-		if (i == 3000) {
-			kill(pid, SIGKILL);
-			waitpid(pid, &st, 0);
-			fail_msg("%s %s did not finish within 30 s", argv[0], argv[1]);
-		}
-		sleep_ms(10);
-	}
+	if (rc)
+		fail_msg("cannot run %s: %s (%s)", argv[0], strerror(-rc), oracle_last_stderr());
 	if (out)
-		*out = read_text(opath);
-	if (err)
-		*err = read_text(epath);
-	unlink(opath);
-	unlink(epath);
-	free(opath);
-	free(epath);
-	if (WIFSIGNALED(st))
-		return 128 + WTERMSIG(st);
-	return WEXITSTATUS(st);
+		*out = o;
+	else
+		free(o);
+	if (err) {
+		*err = strdup(oracle_last_stderr());
+		assert_non_null(*err);
+	}
+	return st;
 }
 
 /* ntfsctl -s SOCKET args... */

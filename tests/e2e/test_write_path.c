@@ -384,10 +384,8 @@ static void ctl_free(struct ctl_result *r)
 static void run_ctl(struct ctl_result *r, const char *in, ...)
 {
 	const char *argv[16];
-	char *out_path = tmp_path("ctl.out"), *err_path = tmp_path("ctl.err");
 	va_list ap;
-	pid_t pid;
-	int n = 0, st;
+	int n = 0, rc;
 
 	argv[n++] = ntfsctl_bin;
 	argv[n++] = "-s";
@@ -397,27 +395,13 @@ static void run_ctl(struct ctl_result *r, const char *in, ...)
 		n++;
 	va_end(ap);
 	argv[n] = NULL;
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		int i = open(in ? in : "/dev/null", O_RDONLY);
-		int o = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-		int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-		if (i < 0 || o < 0 || e < 0 || dup2(i, 0) < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0)
-			_exit(126);
-		execv(ntfsctl_bin, (char *const *)argv);
-		_exit(127);
-	}
-	assert_int_equal(waitpid(pid, &st, 0), pid);
 	memset(r, 0, sizeof(*r));
-	r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-	assert_int_equal(read_whole(out_path, &r->out, &r->out_len), 0);
-	assert_int_equal(read_whole(err_path, &r->err, &r->err_len), 0);
-	unlink(out_path);
-	unlink(err_path);
-	free(out_path);
-	free(err_path);
+	rc = oracle_run_input(argv, in, &r->out, &r->out_len, &r->status);
+	if (rc)
+		fail_msg("cannot run ntfsctl: %s (%s)", strerror(-rc), oracle_last_stderr());
+	r->err = strdup(oracle_last_stderr());
+	assert_non_null(r->err);
+	r->err_len = strlen(r->err);
 }
 
 static void expect_ctl_ok(struct ctl_result *r, const char *what)

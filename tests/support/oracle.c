@@ -171,6 +171,12 @@ static int drain(int fd, struct buf *b, size_t *err_len)
 
 int oracle_run(const char *const argv[], char **out, size_t *out_len, int *exit_status)
 {
+    return oracle_run_input(argv, NULL, out, out_len, exit_status);
+}
+
+int oracle_run_input(const char *const argv[], const char *stdin_path, char **out,
+                     size_t *out_len, int *exit_status)
+{
     int outp[2] = { -1, -1 }, errp[2] = { -1, -1 }, execp[2] = { -1, -1 };
     int devnull = -1, ret = 0;
     struct buf ob = { 0 };
@@ -189,7 +195,7 @@ int oracle_run(const char *const argv[], char **out, size_t *out_len, int *exit_
     env = child_environ();
     if (!env)
         return -ENOMEM;
-    devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    devnull = open(stdin_path ? stdin_path : "/dev/null", O_RDONLY | O_CLOEXEC);
     if (devnull < 0 || pipe2(outp, O_CLOEXEC) || pipe2(errp, O_CLOEXEC) ||
         pipe2(execp, O_CLOEXEC)) {
         ret = -errno;

@@ -52,6 +52,9 @@ extern "C" {
  * (-EIO).
  */
 int oracle_run(const char *const argv[], char **out, size_t *out_len, int *exit_status);
+/* The same with stdin read from stdin_path (NULL: /dev/null). */
+int oracle_run_input(const char *const argv[], const char *stdin_path, char **out,
+                     size_t *out_len, int *exit_status);
 
 /* The stderr text of the last tool run by this thread ("" if none);
  * truncated to a few KiB.  Valid until the next oracle call in the thread. */
