@@ -130,6 +130,12 @@ static int load_first_extent(struct ntfs_attr *na, uint8_t **buf, uint64_t *rec_
 			 ntfs_attr_describe(na, what, sizeof(what)), (unsigned long long)l.rec);
 }
 
+int ntfs_attr_load_first_extent(struct ntfs_attr *na, uint8_t **buf, uint64_t *rec_no,
+				struct ntfs_attr_record **a)
+{
+	return load_first_extent(na, buf, rec_no, a);
+}
+
 int ntfs_attr_set_sizes(struct ntfs_attr *na, uint64_t data_size, uint64_t initialized_size)
 {
 	struct ntfs_volume *vol = na->ni->vol;

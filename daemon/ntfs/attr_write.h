@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 struct ntfs_attr;
+struct ntfs_attr_record;
 struct ntfs_volume;
 
 int ntfs_attr_pwrite_mapped(struct ntfs_attr *na, uint64_t pos, size_t len, const void *buf);
@@ -27,5 +28,12 @@ int ntfs_attr_set_sizes(struct ntfs_attr *na, uint64_t data_size, uint64_t initi
 /* Replace bytes [pos, pos + len) of a resident attribute's value on disk
  * (the value's length does not change). */
 int ntfs_attr_write_resident(struct ntfs_attr *na, uint64_t pos, const void *buf, size_t len);
+
+/* With vol->mft_lock held: read from disk the MFT record holding na's first
+ * extent (found through the inode's cached base record and attribute
+ * list) into *buf (malloc'ed, the caller frees it), *rec_no its number and
+ * *a the attribute record inside *buf. */
+int ntfs_attr_load_first_extent(struct ntfs_attr *na, uint8_t **buf, uint64_t *rec_no,
+				struct ntfs_attr_record **a);
 
 #endif

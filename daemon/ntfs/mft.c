@@ -7,7 +7,9 @@
  */
 #include "mft.h"
 
+#include <assert.h>
 #include <errno.h>
+#include <string.h>
 
 #include "attrib.h"
 #include "le.h"
@@ -136,4 +138,35 @@ const uint8_t *ntfs_attr_value(const struct ntfs_attr_record *a, uint32_t *len)
 {
 	*len = le32(a->u.r.value_length);
 	return (const uint8_t *)a + le16(a->u.r.value_offset);
+}
+
+uint32_t ntfs_mft_record_free_space(const uint8_t *rec)
+{
+	const struct ntfs_mft_record *m = (const void *)rec;
+	uint32_t in_use = le32(m->bytes_in_use), alloc = le32(m->bytes_allocated);
+
+	return in_use < alloc ? (alloc - in_use) & ~7u : 0;
+}
+
+int ntfs_attr_record_resize(uint8_t *rec, struct ntfs_attr_record *a, uint32_t new_len)
+{
+	struct ntfs_mft_record *m = (void *)rec;
+	uint32_t off = (uint32_t)((uint8_t *)a - rec), old_len = le32(a->length);
+	uint32_t in_use = le32(m->bytes_in_use), tail = off + old_len;
+
+	assert(new_len % 8 == 0 && new_len >= NTFS_ATTR_RESIDENT_HEADER_SIZE);
+	assert(tail <= in_use);
+	if (new_len > old_len && new_len - old_len > ntfs_mft_record_free_space(rec))
+		return -E2BIG;
+	memmove(rec + off + new_len, rec + tail, in_use - tail);
+	if (new_len > old_len) {
+		memset(rec + tail, 0, new_len - old_len);
+		in_use += new_len - old_len;
+	} else {
+		in_use -= old_len - new_len;
+		memset(rec + in_use, 0, old_len - new_len);
+	}
+	m->bytes_in_use = cpu_to_le32(in_use);
+	a->length = cpu_to_le32(new_len);
+	return 0;
 }

@@ -45,4 +45,15 @@ static inline const void *ntfs_attr_name(const struct ntfs_attr_record *a)
 /* Resident value of a (validated) resident attribute. */
 const uint8_t *ntfs_attr_value(const struct ntfs_attr_record *a, uint32_t *len);
 
+/* Bytes an attribute record in rec may grow by: bytes_allocated minus
+ * bytes_in_use, rounded down to 8. */
+uint32_t ntfs_mft_record_free_space(const uint8_t *rec);
+
+/* Make attribute record a (inside the validated record rec) new_len bytes
+ * long (a multiple of 8, at least 24), moving the attributes after it and
+ * the end marker and updating bytes_in_use.  The first min(old, new_len)
+ * bytes of a stay; a's length field is set; a grown part is zeroed.
+ * Returns 0 or -E2BIG when the record has no room (nothing changed). */
+int ntfs_attr_record_resize(uint8_t *rec, struct ntfs_attr_record *a, uint32_t new_len);
+
 #endif

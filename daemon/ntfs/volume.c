@@ -20,7 +20,9 @@
 #include "le.h"
 #include "error.h"
 #include "inode.h"
+#include "lcnalloc.h"
 #include "mft.h"
+#include "mftalloc.h"
 #include "mst.h"
 #include "unistr.h"
 
@@ -356,6 +358,10 @@ int ntfs_volume_open(const char *path, unsigned flags, struct ntfs_volume **out)
 		err = volume_check_writable(vol);
 	if (!err && !(flags & NTFS_OPEN_READ_ONLY))
 		err = volume_load_mirror(vol);
+	if (!err && !(flags & NTFS_OPEN_READ_ONLY))
+		err = ntfs_lcn_bitmap_load(vol);
+	if (!err && !(flags & NTFS_OPEN_READ_ONLY))
+		err = ntfs_mft_bitmap_load(vol);
 	if (err) {
 		ntfs_volume_close(vol);
 		return err;
@@ -368,6 +374,8 @@ void ntfs_volume_close(struct ntfs_volume *vol)
 {
 	if (!vol)
 		return;
+	ntfs_mft_bitmap_free(vol);
+	ntfs_lcn_bitmap_free(vol);
 	ntfs_attr_close(vol->mirr_data);
 	ntfs_inode_close(vol->mirr_ni);
 	ntfs_attr_close(vol->mft_data);

@@ -5,8 +5,11 @@
  * geometry, a complete $MFT runlist (every extent merged), a loaded $UpCase
  * table, and its state (version, dirty flag, $LogFile and hibernation
  * checks) read.  A read-write volume was clean and not hibernated when it was
- * opened.  After open the volume is only read, so it may be shared by many
- * threads for reading.
+ * opened, and holds its cluster bitmap and MFT bitmap in memory, each with
+ * its own lock (lcnalloc.h, mftalloc.h); a read-only open loads neither.
+ * After open the fields here are only read, except what the allocators
+ * change under their locks: the bitmaps, and nr_mft_records with $MFT's
+ * sizes when the MFT grows.  So a volume may be shared by many threads.
  */
 #ifndef NTFS_VOLUME_H
 #define NTFS_VOLUME_H
@@ -21,6 +24,8 @@
 
 struct ntfs_attr;
 struct ntfs_inode;
+struct ntfs_lcn_bitmap;
+struct ntfs_mft_bitmap;
 
 #define NTFS_OPEN_READ_ONLY 0x1u
 
@@ -30,7 +35,7 @@ struct ntfs_volume {
 	unsigned flags;                 /* NTFS_OPEN_* */
 	struct ntfs_inode *mft_ni;      /* $MFT */
 	struct ntfs_attr *mft_data;     /* $MFT/$DATA: locates every record */
-	uint64_t nr_mft_records;
+	_Atomic uint64_t nr_mft_records; /* grows when mftalloc.c extends $MFT */
 	ntfschar *upcase;               /* $UpCase, upcase_len entries */
 	uint32_t upcase_len;
 	uint8_t major_ver, minor_ver;
@@ -43,6 +48,8 @@ struct ntfs_volume {
 	struct ntfs_inode *mirr_ni;     /* $MFTMirr, NULL when read-only */
 	struct ntfs_attr *mirr_data;
 	uint32_t mirr_records;          /* records $MFTMirr mirrors */
+	struct ntfs_lcn_bitmap *lcn_bitmap; /* $Bitmap in memory (lcnalloc.c), NULL when read-only */
+	struct ntfs_mft_bitmap *mft_bitmap; /* $MFT/$BITMAP in memory (mftalloc.c), NULL when read-only */
 };
 
 /* Open the volume at path.  A read-write open (flags without
