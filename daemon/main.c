@@ -16,6 +16,7 @@
 
 #include "cache.h"
 #include "error.h"
+#include "fdstore.h"
 #include "flusher.h"
 #include "io.h"
 #include "frame.h"
@@ -34,6 +35,8 @@ struct options {
 	uint64_t dirty_background, dirty_limit, dirty_expire_ms;
 	unsigned flushers;
 	char *io;
+	char *fd_store;
+	char *fd_store_dir;
 	char *volume;
 	char *socket;
 	bool read_only;
@@ -67,6 +70,12 @@ static void usage(FILE *f)
 		"      --dirty-expire-ms MS  write back data dirty for longer (default 5000)\n"
 		"      --io ENGINE         uring (default; falls back to threads when\n"
 		"                          io_uring is unavailable) or threads\n"
+		"      --fd-store MODE     where the cache's segments survive a crash of the\n"
+		"                          daemon: systemd (its file-descriptor store),\n"
+		"                          keeper (a process ntfsd starts, with a socket in\n"
+		"                          --fd-store-dir), none, or auto (default: systemd\n"
+		"                          when it announces a store, else keeper)\n"
+		"      --fd-store-dir DIR  the keeper's socket directory (default /dev/shm)\n"
 		"  -h, --help              show this help and exit\n"
 		"  -V, --version           show the version and exit\n\n"
 		"Exit status: 0 after a clean shutdown (SIGTERM or SIGINT), 1 when the volume\n"
@@ -190,6 +199,23 @@ static int apply_setting(struct options *o, const char *key, const char *val, bo
 			free(o->io);
 			o->io = strdup(val);
 		}
+	} else if (!strcmp(key, "fd-store")) {
+		enum fdstore_mode m;
+
+		if (fdstore_parse_mode(val, &m)) {
+			fprintf(stderr, "ntfsd: %s: fd-store must be auto, systemd, keeper or none, "
+				"not \"%s\"\n", where, val);
+			return -1;
+		}
+		if (!from_file || !o->fd_store) {
+			free(o->fd_store);
+			o->fd_store = strdup(val);
+		}
+	} else if (!strcmp(key, "fd-store-dir")) {
+		if (!from_file || !o->fd_store_dir) {
+			free(o->fd_store_dir);
+			o->fd_store_dir = strdup(val);
+		}
 	} else {
 		fprintf(stderr, "ntfsd: %s: unknown setting \"%s\"\n", where, key);
 		return -1;
@@ -256,6 +282,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "dirty-limit", required_argument, NULL, 3 },
 		{ "dirty-expire-ms", required_argument, NULL, 4 },
 		{ "io", required_argument, NULL, 5 },
+		{ "fd-store", required_argument, NULL, 6 },
+		{ "fd-store-dir", required_argument, NULL, 7 },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -287,9 +315,10 @@ static int parse_args(int argc, char **argv, struct options *o)
 			if (apply_setting(o, "log-level", optarg, false, "--log-level"))
 				return 2;
 			break;
-		case 1: case 2: case 3: case 4: case 5: {
+		case 1: case 2: case 3: case 4: case 5: case 6: case 7: {
 			static const char *const keys[] = { NULL, "flushers", "dirty-background",
-							    "dirty-limit", "dirty-expire-ms", "io" };
+							    "dirty-limit", "dirty-expire-ms", "io",
+							    "fd-store", "fd-store-dir" };
 
 			if (apply_setting(o, keys[opt], optarg, false, keys[opt]))
 				return 2;
@@ -326,6 +355,8 @@ static void free_options(struct options *o)
 	free(o->socket);
 	free(o->config);
 	free(o->io);
+	free(o->fd_store);
+	free(o->fd_store_dir);
 }
 
 /* The flusher settings o asks for, with their defaults, on a cache of
@@ -428,7 +459,7 @@ static void reload_config(void *arg)
 
 	/* the rest is fixed while the daemon runs */
 	{
-		const char *restart[6];
+		const char *restart[8];
 		int nr = 0, i;
 
 		if (str_differs(n.volume, cur->volume, ""))
@@ -443,6 +474,10 @@ static void reload_config(void *arg)
 			restart[nr++] = "flushers";
 		if (str_differs(n.io, cur->io, "uring"))
 			restart[nr++] = "io";
+		if (str_differs(n.fd_store, cur->fd_store, "auto"))
+			restart[nr++] = "fd-store";
+		if (str_differs(n.fd_store_dir, cur->fd_store_dir, "/dev/shm"))
+			restart[nr++] = "fd-store-dir";
 		for (i = 0; i < nr; i++)
 			log_warning("SIGHUP: %s changed in %s: it takes effect only after a "
 				    "restart", restart[i], cur->config);
@@ -451,6 +486,60 @@ static void reload_config(void *arg)
 	if (!changes)
 		log_notice("SIGHUP: %s re-read: nothing changed", cur->config);
 	free_options(&n);
+}
+
+static int open_fd_store(const struct options *o, struct fdstore **out)
+{
+	enum fdstore_mode mode;
+
+	fdstore_parse_mode(o->fd_store, &mode);   /* checked when parsed */
+	return fdstore_open(mode, o->fd_store_dir ? o->fd_store_dir : "/dev/shm", o->volume, out);
+}
+
+/* Take over what a crashed daemon left (systemd's handback in *segs, the
+ * keeper's store) and write every dirty page back before serving. */
+static int recover(struct cache *cache, struct fdstore *store, struct fdstore_entry **segs,
+		   size_t *nsegs)
+{
+	struct fdstore_entry *kept = NULL, *all;
+	size_t nkept = 0, n;
+	unsigned adopted;
+	uint64_t dirty;
+	int err;
+
+	err = fdstore_fetch(store, &kept, &nkept);
+	if (err)
+		return err;
+	n = *nsegs + nkept;
+	if (!n)
+		return 0;
+	all = realloc(*segs, n * sizeof(*all));
+	if (!all) {
+		while (nkept)
+			close(kept[--nkept].fd);
+		free(kept);
+		log_error("out of memory adopting stored segments");
+		return -ENOMEM;
+	}
+	if (nkept)
+		memcpy(all + *nsegs, kept, nkept * sizeof(*all));
+	free(kept);
+	*segs = NULL;
+	*nsegs = 0;
+	log_notice("segment store: %zu segment%s left by a previous daemon; adopting them",
+		   n, n == 1 ? "" : "s");
+	adopted = cache_adopt(cache, all, n);
+	free(all);
+	dirty = flusher_count_dirty(cache);
+	notify_status("writing back %" PRIu64 " dirty pages left by a crashed daemon", dirty);
+	err = flusher_sync_all(cache);
+	if (err)
+		log_error("writing back the adopted dirty pages failed: %s (the pages stay in the "
+			  "store; `ntfsctl sync` reports it)", strerror(-err));
+	else
+		log_notice("segment store: %u file%s adopted, %" PRIu64 " dirty page%s written "
+			   "back", adopted, adopted == 1 ? "" : "s", dirty, dirty == 1 ? "" : "s");
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -462,6 +551,9 @@ int main(int argc, char **argv)
 	struct flusher_pool *flushers = NULL;
 	struct reload_ctx reload = { .argc = argc, .argv = argv, .cur = &o };
 	char activated_path[sizeof(((struct sockaddr_un *)0)->sun_path) + 1];
+	struct fdstore_entry *segs = NULL;
+	struct fdstore *store = NULL;
+	size_t nsegs = 0;
 	int rc, err;
 
 	rc = parse_args(argc, argv, &o);
@@ -475,8 +567,9 @@ int main(int argc, char **argv)
 	if (!o.cache_size)
 		o.cache_size = DEFAULT_CACHE_SIZE;
 
-	/* socket activation: systemd (or systemd-socket-activate) listens for us */
-	sc.listen_fd = notify_listen_fd(activated_path, sizeof(activated_path));
+	/* socket activation: systemd (or systemd-socket-activate) listens for us;
+	 * its file-descriptor store hands back segments of a crashed daemon */
+	sc.listen_fd = notify_listen_fd(activated_path, sizeof(activated_path), &segs, &nsegs);
 	if (sc.listen_fd == -2) {
 		rc = 1;
 		goto out;
@@ -487,6 +580,21 @@ int main(int argc, char **argv)
 		rc = 1;
 		goto out;
 	}
+	if (o.read_only && nsegs) {
+		log_error("%s: systemd handed back %zu segments of a daemon that crashed with "
+			  "dirty data; start ntfsd read-write so it can write them back",
+			  o.volume, nsegs);
+		rc = 1;
+		goto out;
+	}
+	if (!o.read_only) {
+		/* before any thread exists: the keeper is forked */
+		err = open_fd_store(&o, &store);
+		if (err) {
+			rc = 1;
+			goto out;
+		}
+	}
 	err = cache_create(vol, o.cache_size, &cache);
 	if (err) {
 		log_error("cannot create the cache: %s", ntfs_last_error());
@@ -494,6 +602,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	cache->read_only = o.read_only;
+	cache->store = store;
 	if (!o.read_only) {
 		struct flusher_config fc;
 
@@ -511,9 +620,14 @@ int main(int argc, char **argv)
 		reload.flushers = flushers;
 		reload.fc = fc;
 		log_info("writeback: %u flushers, io %s, dirty background %llu, limit %llu, "
-			 "expire %llu ms", fc.threads, io_engine_name(cache->io),
+			 "expire %llu ms, segments kept by %s", fc.threads, io_engine_name(cache->io),
 			 (unsigned long long)fc.dirty_background,
-			 (unsigned long long)fc.dirty_limit, (unsigned long long)fc.expire_ms);
+			 (unsigned long long)fc.dirty_limit, (unsigned long long)fc.expire_ms,
+			 fdstore_describe(store));
+		if (recover(cache, store, &segs, &nsegs)) {
+			rc = 1;
+			goto out;
+		}
 	} else {
 		effective_flusher_config(&o, o.cache_size, &reload.fc);
 	}
@@ -528,6 +642,10 @@ out:
 	if (cache)
 		io_destroy(cache->io);
 	cache_destroy(cache);
+	fdstore_close(store);
+	while (nsegs)
+		close(segs[--nsegs].fd);
+	free(segs);
 	ntfs_volume_close(vol);
 	free_options(&o);
 	return rc;

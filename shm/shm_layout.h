@@ -28,7 +28,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#define NTFSD_SHM_LAYOUT_VERSION 3u
+#define NTFSD_SHM_LAYOUT_VERSION 4u
 #define NTFSD_SHM_VOLUME_MAGIC 0x31564453464e544eULL /* "NTNFSDV1" */
 #define NTFSD_SHM_FILE_MAGIC 0x31464453464e544eULL   /* "NTNFSDF1" */
 
@@ -86,7 +86,13 @@ struct shm_file_header {
 	uint64_t pages_offset;
 	uint64_t segment_size;
 	_Atomic uint64_t nr_dirty;        /* pages with PG_dirty */
-	uint8_t reserved[40];
+	/* Whose pages these are, for a daemon that re-adopts the segment after
+	 * a crash (written by the daemon only; checked against the volume). */
+	uint64_t volume_serial;
+	uint64_t mft_no;
+	_Atomic uint64_t i_size;          /* the daemon's i_size, ahead of the MFT record */
+	uint16_t seq_no;                  /* the MFT record's sequence number */
+	uint8_t reserved[14];
 };
 _Static_assert(sizeof(struct shm_file_header) == 128, "file header size");
 

@@ -10,14 +10,17 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "attrib.h"
 #include "dir.h"
 #include "error.h"
+#include "fdstore.h"
 #include "inode.h"
 #include "layout.h"
 #include "page.h"
@@ -81,8 +84,21 @@ int cache_create(struct ntfs_volume *vol, uint64_t limit_bytes, struct cache **o
 	return 0;
 }
 
-static void cache_inode_free(struct cache_inode *ci)
+static void segment_name(char *buf, size_t size, uint64_t mft_no, const char *kind)
 {
+	snprintf(buf, size, "seg.%llu.%s", (unsigned long long)mft_no, kind);
+}
+
+void cache_inode_destroy(struct cache_inode *ci)
+{
+	char name[64];
+
+	if (ci->stored) {
+		segment_name(name, sizeof(name), ci->mft_no, "data");
+		fdstore_remove(ci->cache->store, name);
+		segment_name(name, sizeof(name), ci->mft_no, "pages");
+		fdstore_remove(ci->cache->store, name);
+	}
 	if (ci->data_map && ci->data_size)
 		munmap(ci->data_map, ci->data_size);
 	if (ci->state)
@@ -109,7 +125,14 @@ void cache_destroy(struct cache *c)
 		return;
 	for (ci = c->inodes; ci; ci = next) {
 		next = ci->next;
-		cache_inode_free(ci);
+		if (ci->stored && (atomic_load(&ci->state->nr_dirty) || ci->sizes_dirty)) {
+			/* writeback failed: the next daemon gets another chance */
+			ci->stored = false;
+			ntfs_error("MFT record %llu still has dirty data; its segments stay in the "
+				   "store", (unsigned long long)ci->mft_no);
+			fprintf(stderr, "<4>%s\n", ntfs_last_error());
+		}
+		cache_inode_destroy(ci);
 	}
 	munmap(c->header, sizeof(*c->header));
 	close(c->header_fd);
@@ -118,19 +141,15 @@ void cache_destroy(struct cache *c)
 	free(c);
 }
 
-/* Build the segments of a freshly loaded inode. */
-static int cache_inode_segments(struct cache_inode *ci)
+int cache_inode_map(struct cache_inode *ci, int data_fd, int state_fd, uint64_t nr_pages)
 {
-	struct shm_file_header layout;
-	uint64_t alloc_pages = cache_pages_for(ci->data->allocated_size);
+	struct shm_file_header *h;
+	struct stat st;
 
-	ci->nr_pages = cache_pages_for(ci->i_size);
-	if (alloc_pages > ci->nr_pages)
-		ci->nr_pages = alloc_pages;
-	ci->data_size = ci->nr_pages << NTFSD_PAGE_SHIFT;
-	ci->data_fd = memfd_sized("ntfsd-data", ci->data_size);
-	if (ci->data_fd < 0)
-		return ci->data_fd;
+	ci->data_fd = data_fd;
+	ci->state_fd = state_fd;
+	ci->nr_pages = nr_pages;
+	ci->data_size = nr_pages << NTFSD_PAGE_SHIFT;
 	if (ci->data_size) {
 		ci->data_map = mmap(NULL, ci->data_size, PROT_READ | PROT_WRITE, MAP_SHARED,
 				    ci->data_fd, 0);
@@ -139,17 +158,17 @@ static int cache_inode_segments(struct cache_inode *ci)
 			return -errno;
 		}
 	}
-	shm_file_layout(&layout, ci->nr_pages, ci->cache->vol->geo.sector_size);
-	ci->state_fd = memfd_sized("ntfsd-pages", layout.segment_size);
-	if (ci->state_fd < 0)
-		return ci->state_fd;
-	ci->state = mmap(NULL, layout.segment_size, PROT_READ | PROT_WRITE, MAP_SHARED,
-			 ci->state_fd, 0);
-	if (ci->state == MAP_FAILED) {
-		ci->state = NULL;
+	if (fstat(state_fd, &st) < 0)
 		return -errno;
+	h = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, state_fd, 0);
+	if (h == MAP_FAILED)
+		return -errno;
+	if ((uint64_t)st.st_size != h->segment_size) {
+		/* the caller checked the header; a size that moved since is a lie */
+		munmap(h, (size_t)st.st_size);
+		return -EINVAL;
 	}
-	memcpy(ci->state, &layout, sizeof(layout));
+	ci->state = h;
 	ci->pages = shm_file_pages(ci->state);
 	dirty_bitmap_init(&ci->dirty, ci->state);
 	ci->referenced = calloc(ci->nr_pages ? ci->nr_pages : 1, 1);
@@ -157,7 +176,56 @@ static int cache_inode_segments(struct cache_inode *ci)
 	return ci->referenced && ci->counted ? 0 : -ENOMEM;
 }
 
-static int cache_inode_load(struct cache *c, uint64_t mft_no, struct cache_inode **out)
+/* Store the inode's segments so they outlive a crash of the daemon. */
+static void cache_inode_store(struct cache_inode *ci)
+{
+	struct fdstore *store = ci->cache->store;
+	char name[64];
+
+	if (fdstore_mode(store) == FDSTORE_NONE)
+		return;
+	segment_name(name, sizeof(name), ci->mft_no, "pages");
+	if (fdstore_put(store, name, ci->state_fd))
+		return;
+	segment_name(name, sizeof(name), ci->mft_no, "data");
+	ci->stored = true;
+	fdstore_put(store, name, ci->data_fd);
+}
+
+/* Build the segments of a freshly loaded inode. */
+static int cache_inode_segments(struct cache_inode *ci)
+{
+	struct shm_file_header layout;
+	uint64_t alloc_pages = cache_pages_for(ci->data->allocated_size), nr_pages;
+	int data_fd, state_fd, err;
+
+	nr_pages = cache_pages_for(ci->i_size);
+	if (alloc_pages > nr_pages)
+		nr_pages = alloc_pages;
+	data_fd = memfd_sized("ntfsd-data", nr_pages << NTFSD_PAGE_SHIFT);
+	if (data_fd < 0)
+		return data_fd;
+	shm_file_layout(&layout, nr_pages, ci->cache->vol->geo.sector_size);
+	layout.volume_serial = ci->cache->vol->geo.serial;
+	layout.mft_no = ci->mft_no;
+	layout.seq_no = ci->ni->seq_no;
+	layout.i_size = ci->i_size;
+	state_fd = memfd_sized("ntfsd-pages", layout.segment_size);
+	if (state_fd < 0) {
+		close(data_fd);
+		return state_fd;
+	}
+	/* the header goes in before anyone (a store, a client) can see it */
+	if (pwrite(state_fd, &layout, sizeof(layout), 0) != (ssize_t)sizeof(layout)) {
+		err = errno ? -errno : -EIO;
+		close(data_fd);
+		close(state_fd);
+		return err;
+	}
+	return cache_inode_map(ci, data_fd, state_fd, nr_pages);
+}
+
+int cache_inode_alloc(struct cache *c, uint64_t mft_no, struct cache_inode **out)
 {
 	struct cache_inode *ci = calloc(1, sizeof(*ci));
 	int err;
@@ -183,15 +251,28 @@ static int cache_inode_load(struct cache *c, uint64_t mft_no, struct cache_inode
 	if (!err && (ci->data->flags & ATTR_IS_ENCRYPTED))
 		err = ntfs_fail(EACCES, "MFT record %llu is encrypted: ntfsd cannot read "
 				"encrypted files", (unsigned long long)mft_no);
-	if (!err) {
-		ci->i_size = ci->data->data_size;
-		err = cache_inode_segments(ci);
-		if (err && !strstr(ntfs_last_error(), "segment"))
+	if (err) {
+		cache_inode_destroy(ci);
+		return err;
+	}
+	ci->i_size = ci->data->data_size;
+	*out = ci;
+	return 0;
+}
+
+static int cache_inode_load(struct cache *c, uint64_t mft_no, struct cache_inode **out)
+{
+	struct cache_inode *ci;
+	int err = cache_inode_alloc(c, mft_no, &ci);
+
+	if (err)
+		return err;
+	err = cache_inode_segments(ci);
+	if (err) {
+		if (!strstr(ntfs_last_error(), "segment"))
 			ntfs_error("cannot create the shared segments of MFT record %llu: %s",
 				   (unsigned long long)mft_no, strerror(-err));
-	}
-	if (err) {
-		cache_inode_free(ci);
+		cache_inode_destroy(ci);
 		return err;
 	}
 	*out = ci;
@@ -226,7 +307,7 @@ int cache_open(struct cache *c, const char *path, struct cache_inode **out)
 {
 	struct cache_inode *ci, *fresh = NULL;
 	uint64_t mref;
-	int err, slot;
+	int err;
 
 	err = ntfs_path_lookup(c->vol, path, 0, &mref);
 	if (err)
@@ -255,27 +336,37 @@ int cache_open(struct cache *c, const char *path, struct cache_inode **out)
 		ci->openers++;
 		atomic_fetch_add(&c->header->counters.open_files, 1);
 		pthread_mutex_unlock(&c->lock);
-		cache_inode_free(fresh);
+		cache_inode_destroy(fresh);
 		*out = ci;
 		return 0;
 	}
-	slot = slot_alloc(c);
-	if (slot < 0 && cache_evict_unused(c))
-		slot = slot_alloc(c);
-	if (slot < 0) {
-		pthread_mutex_unlock(&c->lock);
-		cache_inode_free(fresh);
-		return ntfs_fail(EMFILE, "%s: too many open files (at most %u)", path,
+	err = cache_inode_insert(fresh, 1);
+	pthread_mutex_unlock(&c->lock);
+	if (err) {
+		cache_inode_destroy(fresh);
+		return ntfs_fail(-err, "%s: too many open files (at most %u)", path,
 				 NTFSD_MAX_INODES);
 	}
-	fresh->slot = (uint32_t)slot;
-	fresh->refs = fresh->openers = 1;
-	slot_publish(fresh);
-	fresh->next = c->inodes;
-	c->inodes = fresh;
-	atomic_fetch_add(&c->header->counters.open_files, 1);
-	pthread_mutex_unlock(&c->lock);
 	*out = fresh;
+	return 0;
+}
+
+int cache_inode_insert(struct cache_inode *ci, unsigned openers)
+{
+	struct cache *c = ci->cache;
+	int slot = slot_alloc(c);
+
+	if (slot < 0 && cache_evict_unused(c))
+		slot = slot_alloc(c);
+	if (slot < 0)
+		return -EMFILE;
+	ci->slot = (uint32_t)slot;
+	ci->refs = ci->openers = openers;
+	slot_publish(ci);
+	ci->next = c->inodes;
+	c->inodes = ci;
+	atomic_fetch_add(&c->header->counters.open_files, openers);
+	cache_inode_store(ci);
 	return 0;
 }
 
@@ -298,7 +389,7 @@ void cache_inode_release(struct cache_inode *ci)
 	c->header->inodes[ci->slot].in_use = 0;
 	c->slot_used[ci->slot] = 0;
 	atomic_fetch_sub(&c->header->counters.cached_pages, atomic_load(&ci->cached_pages));
-	cache_inode_free(ci);
+	cache_inode_destroy(ci);
 }
 
 /* An inode nobody uses any more stays cached while it has cached pages, so

@@ -29,6 +29,8 @@ struct ntfs_volume;
 struct ntfs_inode;
 struct ntfs_attr;
 struct io;
+struct fdstore;
+struct fdstore_entry;
 
 struct cache_inode {
 	struct cache *cache;
@@ -58,6 +60,7 @@ struct cache_inode {
 	bool sizes_dirty;                 /* MFT record sizes lag the in-memory ones */
 	_Atomic uint32_t wb_err;          /* errseq: counter << 1 | seen */
 	_Atomic int wb_errno;             /* the last writeback error */
+	bool stored;                      /* its segments are in c->store */
 };
 
 struct cache {
@@ -74,6 +77,7 @@ struct cache {
 	uint64_t hand_mft, hand_page;
 	bool read_only;
 	struct io *io;                    /* the block I/O engine */
+	struct fdstore *store;            /* keeps segments across a crash; may be NULL */
 	_Atomic uint64_t pages_written;
 	_Atomic uint64_t wb_errors;
 };
@@ -93,6 +97,23 @@ void cache_inode_put(struct cache_inode *ci);
 void cache_inode_release(struct cache_inode *ci);
 /* With c->lock held: free one inode nobody uses; false if there is none. */
 bool cache_evict_unused(struct cache *c);
+
+/* Building blocks of cache_open(), also used by cache_adopt(): an inode
+ * read from the volume with no segments yet; mapping segments (the inode
+ * takes both fds); linking it in with `openers` opener references (c->lock
+ * held; stores its segments); freeing one. */
+int cache_inode_alloc(struct cache *c, uint64_t mft_no, struct cache_inode **out);
+int cache_inode_map(struct cache_inode *ci, int data_fd, int state_fd, uint64_t nr_pages);
+int cache_inode_insert(struct cache_inode *ci, unsigned openers);
+void cache_inode_destroy(struct cache_inode *ci);
+
+/* Take over the segments a crashed daemon left in the store: validate each
+ * pair against the volume, rebuild its page state (locks broken, pages
+ * that were under writeback dirty again, the dirty bitmap recounted) and
+ * add it to the cache with no openers.  Closes every fd in e.  Returns the
+ * number of inodes adopted; the ones refused are logged, dropped from the
+ * store and never written. */
+unsigned cache_adopt(struct cache *c, struct fdstore_entry *e, size_t n);
 
 /* Bring pages [first, first + count) uptodate (count clamped to the file).
  * Returns 0 or -errno. */

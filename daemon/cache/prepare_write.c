@@ -105,6 +105,7 @@ static void extend_i_size(struct cache_inode *ci, uint64_t new_size)
 		unlock_page(p);
 	}
 	ci->i_size = new_size;
+	atomic_store(&ci->state->i_size, new_size);
 	if (!ci->data->resident)
 		ci->data->data_size = new_size;
 	ci->sizes_dirty = true;

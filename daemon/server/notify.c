@@ -19,31 +19,61 @@
 #include <systemd/sd-daemon.h>
 
 #include "cache.h"
+#include "fdstore.h"
 #include "log.h"
 #include "shm_layout.h"
 
 #define STATUS_INTERVAL_MS 5000
 
-int notify_listen_fd(char *path, size_t size)
+static void strv_free_names(char **names)
+{
+	char **p;
+
+	for (p = names; p && *p; p++)
+		free(*p);
+	free(names);
+}
+
+int notify_listen_fd(char *path, size_t size, struct fdstore_entry **segs, size_t *nsegs)
 {
 	struct sockaddr_un sa;
 	socklen_t len = sizeof(sa);
-	int n, fd, flags, r;
+	char **names = NULL;
+	int n, i, fd = -1, flags, r, sockets = 0;
 
 	if (size)
 		path[0] = '\0';
-	n = sd_listen_fds(1);
+	*segs = NULL;
+	*nsegs = 0;
+	n = sd_listen_fds_with_names(1, &names);
 	if (n < 0) {
 		log_error("socket activation: %s", strerror(-n));
 		return -2;
 	}
-	if (n == 0)
-		return -1;
-	if (n > 1) {
-		log_error("socket activation: systemd passed %d sockets; ntfsd takes exactly one", n);
+	/* Segments systemd kept for us (FDSTORE=1) come back named seg.*; the
+	 * one other fd is the listening socket. */
+	if (n > 0)
+		*segs = calloc((size_t)n, sizeof(**segs));
+	for (i = 0; i < n; i++) {
+		const char *name = names && names[i] ? names[i] : "";
+
+		if (!strncmp(name, "seg.", 4) && *segs) {
+			snprintf((*segs)[*nsegs].name, sizeof((*segs)[*nsegs].name), "%s", name);
+			(*segs)[(*nsegs)++].fd = SD_LISTEN_FDS_START + i;
+			fcntl(SD_LISTEN_FDS_START + i, F_SETFD, FD_CLOEXEC);
+		} else {
+			fd = SD_LISTEN_FDS_START + i;
+			sockets++;
+		}
+	}
+	strv_free_names(names);
+	if (sockets > 1) {
+		log_error("socket activation: systemd passed %d sockets; ntfsd takes exactly one",
+			  sockets);
 		return -2;
 	}
-	fd = SD_LISTEN_FDS_START;
+	if (sockets == 0)
+		return -1;
 	r = sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0);
 	if (r <= 0) {
 		log_error("socket activation: fd %d is not a listening unix stream socket%s%s", fd,

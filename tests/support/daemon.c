@@ -3,6 +3,7 @@
  */
 #include "daemon.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -54,6 +55,10 @@ int daemon_start(struct test_daemon *d, const char *ntfsd, const char *volume,
 	argv[n++] = volume;
 	argv[n++] = "--socket";
 	argv[n++] = d->socket;
+	/* the segment keeper's socket goes in our directory, so stopping the
+	 * daemon can find it (extra args may name another one) */
+	argv[n++] = "--fd-store-dir";
+	argv[n++] = d->dir;
 	for (i = 0; extra_args && extra_args[i] && n < 24; i++)
 		argv[n++] = extra_args[i];
 	/* NTFSD_TEST_DAEMON_ARGS: more options for every daemon a test starts
@@ -103,6 +108,38 @@ int daemon_start(struct test_daemon *d, const char *ntfsd, const char *volume,
 	return -ETIMEDOUT;
 }
 
+int keeper_kill_in(const char *dir)
+{
+	DIR *dh = opendir(dir);
+	struct dirent *de;
+	int killed = 0;
+
+	if (!dh)
+		return 0;
+	while ((de = readdir(dh))) {
+		size_t len = strlen(de->d_name);
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+		struct ucred cred;
+		socklen_t cl = sizeof(cred);
+		int fd;
+
+		if (len < 8 || strcmp(de->d_name + len - 8, ".fdstore"))
+			continue;
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", dir, de->d_name);
+		fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+		if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+		    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0 && cred.pid > 0) {
+			kill(cred.pid, SIGKILL);
+			killed++;
+		}
+		if (fd >= 0)
+			close(fd);
+		unlink(sa.sun_path);
+	}
+	closedir(dh);
+	return killed;
+}
+
 bool daemon_stop(struct test_daemon *d)
 {
 	int st = 0, i;
@@ -125,6 +162,9 @@ bool daemon_stop(struct test_daemon *d)
 		d->pid = 0;
 	}
 	if (d->dir[0]) {
+		/* a keeper still holding segments (a daemon that died or stopped
+		 * with dirty data) must not outlive the test */
+		keeper_kill_in(d->dir);
 		unlink(d->socket);
 		unlink(d->log);
 		rmdir(d->dir);

@@ -25,6 +25,9 @@ int daemon_start(struct test_daemon *d, const char *ntfsd, const char *volume,
 		 const char *const *extra_args);
 /* SIGTERM and wait; returns true if it exited 0. */
 bool daemon_stop(struct test_daemon *d);
+/* SIGKILL every segment keeper whose socket (*.fdstore) is in dir and
+ * remove the sockets; returns how many keepers answered. */
+int keeper_kill_in(const char *dir);
 /* Print the daemon's log (for failures). */
 void daemon_dump_log(const struct test_daemon *d);
 

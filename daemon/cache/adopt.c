@@ -1,0 +1,270 @@
+/*
+ * adopt.c — taking over the segments a crashed daemon left in the store.
+ *
+ * Invariants: nothing read from an adopted segment is used before it is
+ * checked against the volume or against the segment's real size: the
+ * names, the header geometry (recomputed by shm_file_layout()), the volume
+ * serial, the MFT record number and sequence number, i_size (bounded by
+ * the data segment and, when non-resident, by the allocation on disk) and
+ * every page's buffer bits (masked to the page's buffers).  Page locks are
+ * broken (their holders belonged to the dead daemon or to clients whose
+ * connection died with it), pins are reset, and a page that was under
+ * writeback is dirty again in every uptodate buffer, since nobody knows
+ * whether its I/O finished.  An adopted inode has no openers; it stays
+ * cached while it has dirty pages, so writeback finds it.
+ */
+#include "cache.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "attrib.h"
+#include "dirty_bitmap.h"
+#include "error.h"
+#include "fdstore.h"
+#include "inode.h"
+#include "log.h"
+#include "page.h"
+#include "segment.h"
+#include "volume.h"
+
+struct adopt_pair {
+	uint64_t mft_no;
+	int data_fd, state_fd;
+	char data_name[64], state_name[64];
+};
+
+static bool parse_name(const char *name, uint64_t *mft_no, bool *is_data)
+{
+	unsigned long long no;
+	char kind[8];
+	int end = 0;
+
+	if (sscanf(name, "seg.%llu.%5[a-z]%n", &no, kind, &end) != 2 || name[end])
+		return false;
+	*mft_no = no;
+	if (!strcmp(kind, "data"))
+		*is_data = true;
+	else if (!strcmp(kind, "pages"))
+		*is_data = false;
+	else
+		return false;
+	return true;
+}
+
+static void drop(struct cache *c, const char *name, int fd)
+{
+	if (fd >= 0)
+		close(fd);
+	if (name[0])
+		fdstore_remove(c->store, name);
+}
+
+/* Check the page-state header of a stored pair; fills *h_out with a
+ * private, validated copy. */
+static int check_header(struct cache *c, struct adopt_pair *p, struct shm_file_header *out)
+{
+	struct ntfs_volume *vol = c->vol;
+	struct shm_file_header h, want;
+	struct stat ds, ss;
+	int seals;
+
+	if (fstat(p->data_fd, &ds) < 0 || fstat(p->state_fd, &ss) < 0)
+		return ntfs_fail(errno, "cannot stat: %s", strerror(errno));
+	if (!S_ISREG(ds.st_mode) || !S_ISREG(ss.st_mode))
+		return ntfs_fail(EINVAL, "not a memory segment");
+	seals = fcntl(p->data_fd, F_GET_SEALS);
+	if (seals < 0 || !(seals & F_SEAL_SHRINK) ||
+	    (seals = fcntl(p->state_fd, F_GET_SEALS)) < 0 || !(seals & F_SEAL_SHRINK))
+		return ntfs_fail(EINVAL, "not sealed against shrinking");
+	if (pread(p->state_fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
+		return ntfs_fail(EINVAL, "page-state segment too short");
+	if (!shm_file_header_valid(&h, (uint64_t)ss.st_size) ||
+	    (uint64_t)ss.st_size != h.segment_size)
+		return ntfs_fail(EINVAL, "page-state header does not describe its segment");
+	shm_file_layout(&want, h.nr_pages, vol->geo.sector_size);
+	if (h.buffer_size != want.buffer_size)
+		return ntfs_fail(EINVAL, "buffer size %u is not the volume's sector size %u",
+				 h.buffer_size, want.buffer_size);
+	if (h.volume_serial != vol->geo.serial)
+		return ntfs_fail(EINVAL, "made for volume serial %016" PRIx64 ", this is %016" PRIx64,
+				 h.volume_serial, vol->geo.serial);
+	if (h.mft_no != p->mft_no)
+		return ntfs_fail(EINVAL, "header names MFT record %" PRIu64, h.mft_no);
+	if ((uint64_t)ds.st_size < (h.nr_pages << NTFSD_PAGE_SHIFT))
+		return ntfs_fail(EINVAL, "data segment of %lld bytes for %" PRIu64 " pages",
+				 (long long)ds.st_size, h.nr_pages);
+	*out = h;
+	return 0;
+}
+
+/* Rebuild the page state from the flags a dead daemon and its clients
+ * left; returns the number of dirty pages. */
+static uint64_t rebuild_pages(struct cache_inode *ci)
+{
+	uint32_t bpp = ci->state->buffers_per_page;
+	uint32_t mask = bpp >= 32 ? ~0u : (1u << bpp) - 1;
+	uint64_t i, w, nr_dirty = 0, end = cache_pages_for(ci->i_size);
+
+	for (w = 0; w < ci->dirty.l1_words; w++)
+		atomic_store(&ci->dirty.l1[w], 0);
+	for (w = 0; w < ci->dirty.l2_words; w++)
+		atomic_store(&ci->dirty.l2[w], 0);
+	for (i = 0; i < ci->nr_pages; i++) {
+		struct shm_page *p = &ci->pages[i];
+		uint32_t f = atomic_load(&p->flags);
+		uint32_t upt = atomic_load(&p->buf_uptodate) & mask;
+		uint32_t dirty = atomic_load(&p->buf_dirty) & mask;
+		uint32_t keep = f & (PG_uptodate | PG_write_ready | PG_buffers);
+
+		if (f & PG_uptodate)
+			upt = mask;
+		if (f & PG_writeback)
+			dirty |= upt;
+		if ((f & PG_dirty) && !(f & PG_buffers))
+			dirty |= upt;   /* dirty without buffers: the whole page */
+		if (i >= end)
+			dirty = 0;      /* nothing past i_size reaches the disk */
+		atomic_store(&p->pincount, 0);
+		atomic_store(&p->lock_owner, 0);
+		atomic_store(&p->buf_uptodate, upt);
+		atomic_store(&p->buf_dirty, dirty);
+		if (dirty) {
+			keep |= PG_dirty;
+			dirty_bitmap_set(&ci->dirty, i);
+			if (!atomic_load(&p->first_dirtied_ns))
+				atomic_store(&p->first_dirtied_ns, 1);
+			nr_dirty++;
+		} else {
+			atomic_store(&p->first_dirtied_ns, 0);
+		}
+		atomic_store(&p->flags, keep);
+		if (keep & PG_uptodate)
+			cache_account_page(ci, i);
+	}
+	atomic_store(&ci->state->nr_dirty, nr_dirty);
+	return nr_dirty;
+}
+
+static int adopt_pair(struct cache *c, struct adopt_pair *p, uint64_t *dirty_out)
+{
+	struct shm_file_header h;
+	struct cache_inode *ci;
+	uint64_t i_size, limit;
+	int err;
+
+	err = check_header(c, p, &h);
+	if (err)
+		return err;
+	err = cache_inode_alloc(c, p->mft_no, &ci);
+	if (err)
+		return err;
+	if (ci->ni->seq_no != h.seq_no) {
+		cache_inode_destroy(ci);
+		return ntfs_fail(ESTALE, "MFT record %" PRIu64 " now has sequence number %u, the "
+				 "segments were made for %u: the file was deleted since",
+				 p->mft_no, ci->ni->seq_no, h.seq_no);
+	}
+	i_size = atomic_load(&h.i_size);
+	limit = h.nr_pages << NTFSD_PAGE_SHIFT;
+	if (!ci->data->resident && ci->data->allocated_size < limit)
+		limit = ci->data->allocated_size;
+	if (ci->data->resident ? i_size != ci->data->data_size : i_size > limit) {
+		cache_inode_destroy(ci);
+		return ntfs_fail(EINVAL, "i_size %" PRIu64 " does not fit the file on disk "
+				 "(data size %" PRIu64 ", room for %" PRIu64 ")", i_size,
+				 ci->data->data_size, limit);
+	}
+	ci->i_size = i_size;
+	ci->sizes_dirty = i_size != ci->data->data_size;
+	if (!ci->data->resident)
+		ci->data->data_size = i_size;
+	err = cache_inode_map(ci, p->data_fd, p->state_fd, h.nr_pages);
+	p->data_fd = p->state_fd = -1;  /* the inode owns them now */
+	if (err) {
+		cache_inode_destroy(ci);
+		return ntfs_fail(-err, "cannot map: %s", strerror(-err));
+	}
+	*dirty_out = rebuild_pages(ci);
+	pthread_mutex_lock(&c->lock);
+	err = cache_inode_insert(ci, 0);
+	pthread_mutex_unlock(&c->lock);
+	if (err) {
+		ci->stored = true;      /* destroying it removes the names */
+		cache_inode_destroy(ci);
+		return ntfs_fail(-err, "too many inodes");
+	}
+	return 0;
+}
+
+unsigned cache_adopt(struct cache *c, struct fdstore_entry *e, size_t n)
+{
+	struct adopt_pair *pairs = calloc(n ? n : 1, sizeof(*pairs));
+	size_t i, j, np = 0;
+	unsigned adopted = 0;
+
+	if (!pairs) {
+		log_error("adopting stored segments: out of memory");
+		for (i = 0; i < n; i++)
+			close(e[i].fd);
+		return 0;
+	}
+	for (i = 0; i < n; i++) {
+		uint64_t mft_no;
+		bool is_data;
+
+		if (!parse_name(e[i].name, &mft_no, &is_data)) {
+			log_warning("segment store: ignoring %s: not a segment name ntfsd makes",
+				    e[i].name);
+			drop(c, e[i].name, e[i].fd);
+			continue;
+		}
+		for (j = 0; j < np && pairs[j].mft_no != mft_no; j++)
+			;
+		if (j == np) {
+			pairs[np].mft_no = mft_no;
+			pairs[np].data_fd = pairs[np].state_fd = -1;
+			np++;
+		}
+		if (is_data ? pairs[j].data_fd >= 0 : pairs[j].state_fd >= 0) {
+			log_warning("segment store: %s given twice; keeping the first", e[i].name);
+			close(e[i].fd);
+			continue;
+		}
+		snprintf(is_data ? pairs[j].data_name : pairs[j].state_name, 64, "%s", e[i].name);
+		*(is_data ? &pairs[j].data_fd : &pairs[j].state_fd) = e[i].fd;
+	}
+	for (j = 0; j < np; j++) {
+		struct adopt_pair *p = &pairs[j];
+		uint64_t dirty = 0;
+		int err;
+
+		if (p->data_fd < 0 || p->state_fd < 0) {
+			log_warning("segment store: MFT record %" PRIu64 " has only its %s segment; "
+				    "dropping it", p->mft_no, p->data_fd < 0 ? "page-state" : "data");
+			drop(c, p->data_name, p->data_fd);
+			drop(c, p->state_name, p->state_fd);
+			continue;
+		}
+		err = adopt_pair(c, p, &dirty);
+		if (err) {
+			log_error("segment store: refusing the segments of MFT record %" PRIu64
+				  ": %s; their pages are not written", p->mft_no, ntfs_last_error());
+			drop(c, p->data_name, p->data_fd);
+			drop(c, p->state_name, p->state_fd);
+			continue;
+		}
+		adopted++;
+		log_notice("segment store: adopted MFT record %" PRIu64 " with %" PRIu64
+			   " dirty page%s", p->mft_no, dirty, dirty == 1 ? "" : "s");
+	}
+	free(pairs);
+	return adopted;
+}
