@@ -117,7 +117,7 @@ static uint64_t rebuild_pages(struct cache_inode *ci)
 		atomic_store(&ci->dirty.l1[w], 0);
 	for (w = 0; w < ci->dirty.l2_words; w++)
 		atomic_store(&ci->dirty.l2[w], 0);
-	for (i = 0; i < ci->nr_pages; i++) {
+	for (i = 0; i < cache_used_pages(ci); i++) {
 		struct shm_page *p = &ci->pages[i];
 		uint32_t f = atomic_load(&p->flags);
 		uint32_t upt = atomic_load(&p->buf_uptodate) & mask;

@@ -114,6 +114,7 @@ void cache_inode_destroy(struct cache_inode *ci)
 	pthread_mutex_destroy(&ci->size_lock);
 	pthread_mutex_destroy(&ci->wb_lock);
 	pthread_mutex_destroy(&ci->init_lock);
+	pthread_rwlock_destroy(&ci->rl_lock);
 	free(ci);
 }
 
@@ -170,6 +171,8 @@ int cache_inode_map(struct cache_inode *ci, int data_fd, int state_fd, uint64_t 
 	}
 	ci->state = h;
 	ci->pages = shm_file_pages(ci->state);
+	cache_use_pages(ci, ci->i_size);
+	cache_use_pages(ci, ci->data->allocated_size);
 	dirty_bitmap_init(&ci->dirty, ci->state);
 	ci->referenced = calloc(ci->nr_pages ? ci->nr_pages : 1, 1);
 	ci->counted = calloc(ci->nr_pages ? ci->nr_pages : 1, 1);
@@ -196,15 +199,23 @@ static void cache_inode_store(struct cache_inode *ci)
 static int cache_inode_segments(struct cache_inode *ci)
 {
 	struct shm_file_header layout;
-	uint64_t alloc_pages = cache_pages_for(ci->data->allocated_size), nr_pages;
+	uint64_t alloc_pages = cache_pages_for(ci->data->allocated_size), nr_pages, room;
 	int data_fd, state_fd, err;
 
 	nr_pages = cache_pages_for(ci->i_size);
 	if (alloc_pages > nr_pages)
 		nr_pages = alloc_pages;
-	data_fd = memfd_sized("ntfsd-data", nr_pages << NTFSD_PAGE_SHIFT);
+	/* Room to grow: the segments are sparse, so capacity costs address
+	 * space only, and nothing walks page state past used_pages. */
+	room = nr_pages > CACHE_GROWTH_PAGES ? nr_pages : CACHE_GROWTH_PAGES;
+	if (room > CACHE_MAX_PAGES - nr_pages)
+		room = CACHE_MAX_PAGES - nr_pages;
+	data_fd = memfd_sized("ntfsd-data", (nr_pages + room) << NTFSD_PAGE_SHIFT);
+	if (data_fd == -EFBIG)  /* RLIMIT_FSIZE: no room to grow, but serve */
+		room = 0, data_fd = memfd_sized("ntfsd-data", nr_pages << NTFSD_PAGE_SHIFT);
 	if (data_fd < 0)
 		return data_fd;
+	nr_pages += room;
 	shm_file_layout(&layout, nr_pages, ci->cache->vol->geo.sector_size);
 	layout.volume_serial = ci->cache->vol->geo.serial;
 	layout.mft_no = ci->mft_no;
@@ -238,6 +249,15 @@ int cache_inode_alloc(struct cache *c, uint64_t mft_no, struct cache_inode **out
 	pthread_mutex_init(&ci->size_lock, NULL);
 	pthread_mutex_init(&ci->wb_lock, NULL);
 	pthread_mutex_init(&ci->init_lock, NULL);
+	{
+		pthread_rwlockattr_t ra;
+
+		/* allocation must not starve behind a stream of readers */
+		pthread_rwlockattr_init(&ra);
+		pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+		pthread_rwlock_init(&ci->rl_lock, &ra);
+		pthread_rwlockattr_destroy(&ra);
+	}
 	err = ntfs_inode_open(c->vol, mft_no, &ci->ni);
 	if (!err && ntfs_inode_is_dir(ci->ni))
 		err = ntfs_fail(EISDIR, "MFT record %llu is a directory",
@@ -448,7 +468,7 @@ void cache_count_pages(struct cache *c, uint64_t mft_no, uint64_t *cached, uint6
 		;
 	if (ci) {
 		*cached = atomic_load(&ci->cached_pages);
-		for (i = 0; i < ci->nr_pages; i++) {
+		for (i = 0; i < cache_used_pages(ci); i++) {
 			uint32_t f = page_flags(&ci->pages[i]);
 
 			*dirty += !!(f & PG_dirty);

@@ -32,6 +32,11 @@ struct io;
 struct fdstore;
 struct fdstore_entry;
 
+/* Growth room of a segment (1 GiB of pages, or as much again as the file
+ * has), and the most pages a segment may have (16 TiB). */
+#define CACHE_GROWTH_PAGES (1ull << 18)
+#define CACHE_MAX_PAGES (1ull << 32)
+
 struct cache_inode {
 	struct cache *cache;
 	struct cache_inode *next;         /* in cache->inodes */
@@ -48,7 +53,10 @@ struct cache_inode {
 	uint64_t data_size;               /* bytes of the data segment */
 	struct shm_file_header *state;
 	struct shm_page *pages;
-	uint64_t nr_pages;
+	uint64_t nr_pages;                /* capacity: the file may grow up to this */
+	_Atomic uint64_t used_pages;      /* high-water mark of pages below i_size or the
+					   * allocation: page state past it is untouched,
+					   * so loops over pages stop here */
 	struct dirty_bitmap dirty;
 	_Atomic uint8_t *referenced;      /* clock bits for reclaim, one per page */
 	_Atomic uint8_t *counted;         /* page counted in cached_pages (memory held) */
@@ -57,6 +65,8 @@ struct cache_inode {
 	pthread_mutex_t size_lock;        /* i_size changes (prepare-write) */
 	pthread_mutex_t wb_lock;          /* one writeback pass of this inode at a time */
 	pthread_mutex_t init_lock;        /* writes crossing initialized_size, in order */
+	pthread_rwlock_t rl_lock;         /* data->rl, ->resident, ->allocated_size:
+					   * read to map, written to allocate or truncate */
 	bool sizes_dirty;                 /* MFT record sizes lag the in-memory ones */
 	_Atomic uint32_t wb_err;          /* errseq: counter << 1 | seen */
 	_Atomic int wb_errno;             /* the last writeback error */
@@ -144,6 +154,23 @@ void cache_count_pages(struct cache *c, uint64_t mft_no, uint64_t *cached, uint6
 static inline uint64_t cache_pages_for(uint64_t bytes)
 {
 	return (bytes + NTFSD_PAGE_SIZE - 1) >> NTFSD_PAGE_SHIFT;
+}
+
+/* Pages that may hold state (see used_pages). */
+static inline uint64_t cache_used_pages(const struct cache_inode *ci)
+{
+	uint64_t n = atomic_load(&ci->used_pages);
+
+	return n < ci->nr_pages ? n : ci->nr_pages;
+}
+
+/* Raise the high-water mark to cover bytes [0, bytes). */
+static inline void cache_use_pages(struct cache_inode *ci, uint64_t bytes)
+{
+	uint64_t n = cache_pages_for(bytes), old = atomic_load(&ci->used_pages);
+
+	while (old < n && !atomic_compare_exchange_weak(&ci->used_pages, &old, n))
+		;
 }
 
 #endif

@@ -4,8 +4,11 @@
  * Invariants: every refusal happens here, before a client may dirty a page,
  * so writeback never meets a write it cannot do: system files and metadata
  * under $Extend (EPERM), compressed data and anything that would need new
- * clusters — a hole, beyond the allocated size, a resident value growing —
- * (EOPNOTSUPP, until allocation exists).  i_size only grows here, under
+ * a resident value growing (EOPNOTSUPP, until that exists).  Clusters are
+ * allocated here and only here — holes filled (zeroed on disk first when
+ * below initialized_size), the allocation grown — and the MFT record
+ * rewritten with the new runlist before any page over them may be dirtied,
+ * so writeback never allocates and a full volume is ENOSPC at the writer.  i_size only grows here, under
  * size_lock, and when it does the bytes between the old and new i_size are
  * zero in the cache whatever a client left in the old last page's tail.  A
  * page leaves here PG_write_ready and uptodate, unless the caller said it
@@ -17,7 +20,10 @@
 #include <errno.h>
 #include <string.h>
 
+#include "attr_record.h"
 #include "attrib.h"
+#include "device.h"
+#include "lcnalloc.h"
 #include "error.h"
 #include "inode.h"
 #include "le.h"
@@ -56,6 +62,175 @@ static int check_writable(struct cache_inode *ci)
 		return ntfs_fail(EOPNOTSUPP, "MFT record %llu is compressed: writing compressed "
 				 "files is not supported yet", (unsigned long long)ci->mft_no);
 	return 0;
+}
+
+/* ---- allocation ---- */
+
+/* Put zeroes on the clusters [lcn, lcn + count) (fresh clusters that will
+ * lie below initialized_size: stale bytes must never become file data). */
+static int zero_clusters(struct ntfs_volume *vol, int64_t lcn, int64_t count)
+{
+	static const uint8_t zero[1 << 16];
+	uint64_t pos = (uint64_t)lcn << vol->geo.cluster_size_bits;
+	uint64_t end = (uint64_t)(lcn + count) << vol->geo.cluster_size_bits;
+
+	while (pos < end) {
+		size_t n = end - pos < sizeof(zero) ? (size_t)(end - pos) : sizeof(zero);
+		int err = ntfs_device_pwrite(vol->dev, zero, n, pos);
+
+		if (err)
+			return err;
+		pos += n;
+	}
+	return 0;
+}
+
+/* The lcn just after the allocated cluster nearest below vcn, as a hint. */
+static int64_t hint_before(const struct ntfs_runlist *rl, int64_t vcn)
+{
+	size_t i;
+	int64_t hint = -1;
+
+	for (i = 0; i < rl->count && rl->runs[i].vcn < vcn; i++)
+		if (rl->runs[i].lcn >= 0) {
+			int64_t end = rl->runs[i].vcn + rl->runs[i].length;
+
+			hint = rl->runs[i].lcn + ((end < vcn ? end : vcn) - rl->runs[i].vcn);
+		}
+	return hint;
+}
+
+/* Map [vcn, vcn + count) to newly allocated clusters in rl (it was a hole or
+ * past the end); zero them on disk first when below initialized_size. */
+static int allocate_clusters(struct cache_inode *ci, struct ntfs_runlist *rl, int64_t vcn,
+			     int64_t count, struct ntfs_runlist *fresh)
+{
+	struct ntfs_volume *vol = ci->cache->vol;
+	struct ntfs_runlist got = { 0 };
+	int64_t at = vcn;
+	size_t i;
+	int err;
+
+	err = ntfs_cluster_alloc(vol, count, hint_before(rl, vcn), &got);
+	if (err)
+		return err;
+	for (i = 0; i < got.count && !err; i++) {
+		const struct ntfs_run *r = &got.runs[i];
+
+		if ((uint64_t)at << vol->geo.cluster_size_bits < ci->data->initialized_size)
+			err = zero_clusters(vol, r->lcn, r->length);
+		if (!err)
+			err = ntfs_rl_replace(rl, at, r->length, r->lcn);
+		at += r->length;
+	}
+	/* fresh lists what to give back if a later step fails */
+	for (i = 0, at = vcn; i < got.count && !err; at += got.runs[i].length, i++)
+		err = ntfs_rl_replace(fresh, at, got.runs[i].length, got.runs[i].lcn);
+	if (err) {
+		/* nothing on disk points at them yet; rl is the caller's scratch copy */
+		ntfs_rl_truncate(fresh, vcn);
+		for (i = 0; i < got.count; i++)
+			ntfs_cluster_free(vol, got.runs[i].lcn, got.runs[i].length);
+	}
+	ntfs_runlist_free(&got);
+	return err;
+}
+
+/*
+ * Make every cluster under [pos, end) allocated: fill holes, grow the
+ * allocation past its end (with some room to spare, so a file written by
+ * appends gets few, large extents), then write the new runlist into the MFT
+ * record before any page may be dirtied over it.  size_lock held.  On
+ * failure nothing changed: the clusters are freed, the runlist restored.
+ */
+static int allocate_range(struct cache_inode *ci, uint64_t pos, uint64_t end)
+{
+	struct ntfs_volume *vol = ci->cache->vol;
+	struct ntfs_attr *na = ci->data;
+	uint32_t bits = vol->geo.cluster_size_bits;
+	int64_t vcn, last, run, lcn, alloc_end, want_end;
+	struct ntfs_runlist rl = { 0 }, fresh = { 0 };
+	uint64_t old_alloc = na->allocated_size, old_comp = na->compressed_size;
+	uint16_t old_flags = na->flags;
+	bool changed = false;
+	size_t i;
+	int err;
+
+	if (end <= pos)
+		return 0;
+	last = (int64_t)((end - 1) >> bits);
+	alloc_end = (int64_t)(na->allocated_size >> bits);
+	for (vcn = (int64_t)(pos >> bits); vcn <= last && vcn < alloc_end; vcn += run) {
+		lcn = ntfs_rl_vcn_to_lcn(&na->rl, vcn, &run);
+		if (lcn >= 0)
+			continue;
+		if (lcn != LCN_HOLE)
+			return ntfs_fail(EIO, "MFT record %llu: vcn %lld is not mapped",
+					 (unsigned long long)ci->mft_no, (long long)vcn);
+		if (!changed && (err = ntfs_rl_copy(&rl, &na->rl)))
+			return err;
+		changed = true;
+		if (run > last + 1 - vcn)
+			run = last + 1 - vcn;
+		err = allocate_clusters(ci, &rl, vcn, run, &fresh);
+		if (err)
+			goto undo;
+	}
+	if (last >= alloc_end) {
+		int64_t extra = alloc_end / 8 > 256 ? alloc_end / 8 : 256;
+
+		if (!changed && (err = ntfs_rl_copy(&rl, &na->rl)))
+			return err;
+		changed = true;
+		want_end = last + 1;
+		err = allocate_clusters(ci, &rl, alloc_end, want_end + extra - alloc_end, &fresh);
+		if (err == -ENOSPC)     /* the room to spare is a wish, not a need */
+			err = allocate_clusters(ci, &rl, alloc_end, want_end - alloc_end, &fresh);
+		if (err)
+			goto undo;
+	}
+	if (!changed)
+		return 0;
+	/* New sizes go to the record with the runlist: the data they cover
+	 * must be on the disk first (the Linux driver's ordering). */
+	if (ci->sizes_dirty && (err = ntfs_device_flush(vol->dev)))
+		goto undo;
+	pthread_mutex_lock(&ci->init_lock);
+	pthread_rwlock_wrlock(&ci->rl_lock);
+	{
+		struct ntfs_runlist old = na->rl;
+
+		na->rl = rl;
+		err = ntfs_attr_update_mapping_pairs(na);
+		if (err) {
+			na->rl = old;
+			na->allocated_size = old_alloc;
+			na->compressed_size = old_comp;
+			na->flags = old_flags;
+		} else {
+			rl = old;       /* freed below */
+		}
+	}
+	pthread_rwlock_unlock(&ci->rl_lock);
+	pthread_mutex_unlock(&ci->init_lock);
+	if (err) {
+		if (err == -E2BIG)
+			err = ntfs_fail(EFBIG, "MFT record %llu: the runlist no longer fits in the "
+					"record and extending it through an attribute list is not "
+					"supported yet", (unsigned long long)ci->mft_no);
+		goto undo;
+	}
+	cache_use_pages(ci, na->allocated_size);
+	ntfs_runlist_free(&rl);
+	ntfs_runlist_free(&fresh);
+	return 0;
+undo:
+	for (i = 0; i < fresh.count; i++)
+		if (fresh.runs[i].lcn >= 0)
+			ntfs_cluster_free(vol, fresh.runs[i].lcn, fresh.runs[i].length);
+	ntfs_runlist_free(&rl);
+	ntfs_runlist_free(&fresh);
+	return err;
 }
 
 /* Every cluster under [pos, end) must be allocated. */
@@ -104,6 +279,7 @@ static void extend_i_size(struct cache_inode *ci, uint64_t new_size)
 		memset(ci->data_map + old, 0, NTFSD_PAGE_SIZE - old % NTFSD_PAGE_SIZE);
 		unlock_page(p);
 	}
+	cache_use_pages(ci, new_size);
 	ci->i_size = new_size;
 	atomic_store(&ci->state->i_size, new_size);
 	if (!ci->data->resident)
@@ -124,17 +300,26 @@ int cache_prepare_write(struct cache_inode *ci, uint64_t first, uint64_t count,
 	err = check_writable(ci);
 	if (err)
 		return err;
-	if (first > ci->nr_pages || count > ci->nr_pages - first)
-		return ntfs_fail(EOPNOTSUPP, "MFT record %llu: pages %llu+%llu lie past the "
-				 "allocated size: not supported yet", (unsigned long long)ci->mft_no,
-				 (unsigned long long)first, (unsigned long long)count);
+	if (first > ci->nr_pages || count > ci->nr_pages - first ||
+	    cache_pages_for(new_size) > ci->nr_pages)
+		return ntfs_fail(EFBIG, "MFT record %llu: pages %llu+%llu lie past what its cache "
+				 "segment can hold (%llu pages) while it is open; close every "
+				 "handle of it and reopen to grow it further",
+				 (unsigned long long)ci->mft_no, (unsigned long long)first,
+				 (unsigned long long)count, (unsigned long long)ci->nr_pages);
 	pthread_mutex_lock(&ci->size_lock);
 	end = (first + count) << NTFSD_PAGE_SHIFT;
 	/* Only bytes below the new i_size will ever be written. */
 	limit = new_size > ci->i_size ? new_size : ci->i_size;
 	if (ci->data->resident && !(new_size > ci->i_size))
 		limit = ci->i_size;
-	err = check_allocated(ci, pos, end < limit ? end : limit);
+	if (!ci->data->resident) {
+		err = allocate_range(ci, pos, end < limit ? end : limit);
+		if (!err && new_size > ci->i_size)
+			err = allocate_range(ci, ci->i_size, new_size);
+	}
+	if (!err)
+		err = check_allocated(ci, pos, end < limit ? end : limit);
 	if (!err && new_size > ci->i_size)
 		err = check_allocated(ci, ci->i_size, new_size);
 	if (!err && new_size > ci->i_size)

@@ -53,7 +53,7 @@ static bool try_drop_page(struct cache_inode *ci, uint64_t index)
 /* Sweep one inode from *page; returns true once the cache is within target. */
 static bool sweep_inode(struct cache_inode *ci, uint64_t *page, uint64_t target)
 {
-	for (; *page < ci->nr_pages; (*page)++) {
+	for (; *page < cache_used_pages(ci); (*page)++) {
 		uint64_t i = *page;
 
 		if (!page_test(&ci->pages[i], PG_uptodate))

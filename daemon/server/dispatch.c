@@ -141,7 +141,7 @@ static void handle_release(struct conn *cn, struct handle *h)
 	struct cache_inode *ci = h->ci;
 	uint64_t i;
 
-	for (i = 0; i < ci->nr_pages; i++) {
+	for (i = 0; i < cache_used_pages(ci); i++) {
 		if (h->pins && h->pins[i]) {
 			atomic_fetch_sub(&ci->pages[i].pincount, h->pins[i]);
 			h->pins[i] = 0;

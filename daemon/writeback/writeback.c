@@ -245,7 +245,9 @@ static int wb_submit(struct wb_batch *bt)
 	} else {
 		for (i = 0; i < bt->n; i++)
 			n += page_extents(ci, bt->index[i], bt->bufs[i], bt->limit[i], ext + n);
+		pthread_rwlock_rdlock(&ci->rl_lock);
 		err = n ? io_write_extents(ci->cache->io, ci->data, ext, n) : 0;
+		pthread_rwlock_unlock(&ci->rl_lock);
 		free(ext);
 	}
 	for (i = 0; i < bt->n; i++)
@@ -320,6 +322,7 @@ static int writepage_batch(struct cache_inode *ci, uint64_t index, struct wb_bat
 	/* Past initialized_size: everything before it goes out first. */
 	berr = wb_submit(bt);
 	pthread_mutex_lock(&ci->init_lock);
+	pthread_rwlock_rdlock(&ci->rl_lock);
 	if (pos > ci->data->initialized_size)
 		err = write_zeroes(ci, ci->data->initialized_size, pos);
 	if (!err) {
@@ -332,6 +335,7 @@ static int writepage_batch(struct cache_inode *ci, uint64_t index, struct wb_bat
 		if (n)
 			err = io_write_extents(c->io, ci->data, ext, n);
 	}
+	pthread_rwlock_unlock(&ci->rl_lock);
 	if (!err && limit > ci->data->initialized_size) {
 		ci->data->initialized_size = limit;
 		ci->sizes_dirty = true;
@@ -428,7 +432,7 @@ int writeback_inode_locked(struct cache_inode *ci, bool sync)
 		first_err = err;
 	free(bt);
 	if (sync) {
-		for (i = 0; i < ci->nr_pages; i++)
+		for (i = 0; i < cache_used_pages(ci); i++)
 			wait_on_page_writeback(&ci->pages[i]);
 		err = writeback_sizes(ci);
 		if (!first_err)

@@ -15,9 +15,16 @@
  *    file must equal the models, ntfsinfo's sizes the models' and
  *    `ntfsfix -n` must find the volume clean.  Run again with a cache far
  *    smaller than the files and a small dirty limit, which must hold;
- *  - refusals: compressed data, a hole, past the allocated size, a resident
- *    file growing, system files, read-only handles and bad arguments fail
- *    with the documented errno and change nothing on the volume;
+ *  - refusals: compressed data, a resident file growing, a write far past
+ *    what an open file's cache segment holds (EFBIG), system files,
+ *    read-only handles and bad arguments fail with the documented errno and
+ *    change nothing on the volume;
+ *  - writes that allocate: into the holes of a sparse file, across and far
+ *    past the allocated size; ntfscat, ntfsinfo and ntfsfix -n agree, and
+ *    after ntfs-3g (mounted) has filled the rest of the volume with a new
+ *    file every byte ntfsd wrote still reads back (bitmap truth); a write
+ *    that cannot be allocated fails with ENOSPC and leaves what was
+ *    accepted before intact;
  *  - `ntfsctl write` (with and without --mmap) and `ntfsctl sync` round
  *    trips checked with ntfscat, and their failures;
  *  - a write-back that fails (the daemon runs under an RLIMIT_FSIZE below
@@ -244,6 +251,20 @@ static int teardown_image(void **state)
 		daemon_stop(&dmn);
 	if (!tmpdir[0])
 		return 0;
+	{
+		/* an ntfs-3g mount a failed test left behind */
+		char *mnt = tmp_path("mnt");
+		const char *argv[] = { "fusermount", "-u", "-q", mnt, NULL };
+		char *out = NULL;
+		size_t len;
+		int st;
+
+		if (access(mnt, F_OK) == 0)
+			oracle_run(argv, &out, &len, &st);
+		free(out);
+		rmdir(mnt);
+		free(mnt);
+	}
 	d = opendir(tmpdir);
 	if (d) {
 		while ((e = readdir(d))) {
@@ -1032,7 +1053,8 @@ static void expect_refused(ssize_t ret, int want, const char *what)
 	if (ret != -1 || errno != want)
 		fail_msg("%s: returned %zd (errno %s), want -1 with %s", what, ret,
 			 ret < 0 ? strerror(errno) : "-", strerror(want));
-	if ((want == EOPNOTSUPP || want == EPERM) && !ntfsc_last_error_message(NULL))
+	if ((want == EOPNOTSUPP || want == EPERM || want == EFBIG) &&
+	    !ntfsc_last_error_message(NULL))
 		fail_msg("%s: the daemon's refusal came without a message", what);
 }
 
@@ -1046,10 +1068,143 @@ static ntfsc_file *open_or_fail(ntfsc *c, const char *path, int flags)
 	return f;
 }
 
+/* Mount the image with ntfs-3g and write one file as large as the free
+ * space allows; returns its size.  What it overwrites must not be ours. */
+static uint64_t ntfs3g_fill_volume(void)
+{
+	char *mnt = tmp_path("mnt"), *fill, cmd[512];
+	const char *mount_argv[] = { "ntfs-3g", image, mnt, NULL };
+	const char *umount_argv[] = { "fusermount", "-u", mnt, NULL };
+	char *out = NULL;
+	size_t len;
+	int st, fd;
+	uint64_t total = 0;
+	static char chunk[1 << 16];
+
+	assert_true(mkdir(mnt, 0700) == 0 || errno == EEXIST);
+	if (oracle_run(mount_argv, &out, &len, &st) || st)
+		fail_msg("ntfs-3g %s: %s", image, oracle_last_stderr());
+	free(out);
+	out = NULL;
+	assert_true(asprintf(&fill, "%s/fill.bin", mnt) > 0);
+	fd = open(fill, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	memset(chunk, 0x5a, sizeof(chunk));
+	while (fd >= 0) {
+		ssize_t n = write(fd, chunk, sizeof(chunk));
+
+		if (n <= 0)
+			break;
+		total += (uint64_t)n;
+	}
+	if (fd >= 0)
+		close(fd);
+	free(fill);
+	snprintf(cmd, sizeof(cmd), "%s", mnt);
+	if (oracle_run(umount_argv, &out, &len, &st) || st)
+		fail_msg("fusermount -u %s: %s", cmd, oracle_last_stderr());
+	free(out);
+	rmdir(mnt);
+	free(mnt);
+	return total;
+}
+
+static void writes_that_allocate(void **state)
+{
+	char *sparse, *big;
+	size_t sparse_len, big_len;
+	uint8_t buf[8192];
+	struct ntfsc_stat st;
+	struct oracle_attr a;
+	uint64_t big_alloc, gap_off, filled;
+	ntfsc *c;
+	ntfsc_file *f;
+	size_t huge_len = 3u << 20;
+	uint8_t *huge = malloc(huge_len);
+
+	(void)state;
+	assert_non_null(huge);
+	cat_image("/sparse.bin", &sparse, &sparse_len);
+	cat_image("/big.bin", &big, &big_len);
+	start_daemon(NULL);
+	c = connect_daemon();
+
+	/* sparse: into a hole, and from data into a hole */
+	f = open_or_fail(c, "/sparse.bin", O_RDWR);
+	memset(buf, 0xa5, sizeof(buf));
+	assert_int_equal(ntfsc_pwrite(f, buf, 1, 1 << 20), 1);
+	memcpy(sparse + (1 << 20), buf, 1);
+	assert_int_equal(ntfsc_pwrite(f, buf, 4000, 9000), 4000);
+	memcpy(sparse + 9000, buf, 4000);
+	assert_int_equal(ntfsc_pread(f, buf, 100, (1 << 20) - 50), 100);
+	assert_memory_equal(buf, sparse + (1 << 20) - 50, 100);
+	assert_int_equal(ntfsc_close(f), 0);
+
+	/* across, at and far past the allocated size (a gap of zeroes) */
+	f = open_or_fail(c, "/big.bin", O_RDWR);
+	assert_int_equal(ntfsc_fstat(f, &st), 0);
+	big_alloc = st.allocated_size;
+	{
+		uint64_t seed = 99;
+
+		fill_random(&seed, huge, huge_len);
+	}
+	gap_off = big_alloc + (1u << 20) + 123;
+	big = realloc(big, gap_off + huge_len);
+	assert_non_null(big);
+	memset(big + big_len, 0, gap_off + huge_len - big_len);
+	memset(buf, 0x3c, sizeof(buf));
+	assert_int_equal(ntfsc_pwrite(f, buf, 5000, (off_t)big_len - 100), 5000);
+	memcpy(big + big_len - 100, buf, 5000);
+	assert_int_equal(ntfsc_pwrite(f, huge, huge_len, (off_t)gap_off), (ssize_t)huge_len);
+	memcpy(big + gap_off, huge, huge_len);
+	big_len = gap_off + huge_len;
+	assert_int_equal(ntfsc_fstat(f, &st), 0);
+	assert_int_equal(st.size, big_len);
+	assert_true(st.allocated_size >= big_len);
+	assert_int_equal(ntfsc_fsync(f), 0);
+	assert_int_equal(ntfsc_close(f), 0);
+	ntfsc_disconnect(c);
+	stop_daemon_clean();
+
+	expect_cat("/sparse.bin", sparse, sparse_len);
+	expect_cat("/big.bin", big, big_len);
+	info_image("/big.bin", &a);
+	assert_int_equal(a.data_size, big_len);
+	assert_true(a.allocated_size >= big_len);
+	info_image("/sparse.bin", &a);
+	assert_true(a.sparse);
+	assert_int_equal(a.data_size, sparse_len);
+	expect_fsck_clean();
+
+	/* Bitmap truth: ntfs-3g fills every cluster it thinks free. */
+	filled = ntfs3g_fill_volume();
+	assert_true(filled > 0);
+	expect_cat("/sparse.bin", sparse, sparse_len);
+	expect_cat("/big.bin", big, big_len);
+
+	/* Volume full: ENOSPC at the writer, what was accepted stays. */
+	start_daemon(NULL);
+	c = connect_daemon();
+	f = open_or_fail(c, "/big.bin", O_RDWR);
+	assert_int_equal(ntfsc_fstat(f, &st), 0);
+	expect_refused(ntfsc_pwrite(f, huge, huge_len, (off_t)st.allocated_size + 4096),
+		       ENOSPC, "pwrite on a full volume");
+	assert_int_equal(ntfsc_fstat(f, &st), 0);
+	assert_int_equal(st.size, big_len);
+	assert_int_equal(ntfsc_close(f), 0);
+	ntfsc_disconnect(c);
+	stop_daemon_clean();
+	expect_cat("/big.bin", big, big_len);
+	expect_fsck_clean();
+	free(sparse);
+	free(big);
+	free(huge);
+}
+
 static void refusals(void **state)
 {
-	static const char *const watched[] = { "/comp/text.txt", "/sparse.bin", "/big.bin",
-						"/small.txt", "/$Boot" };
+	static const char *const watched[] = { "/comp/text.txt", "/big.bin", "/small.txt",
+						"/$Boot" };
 #define NWATCHED (sizeof(watched) / sizeof(watched[0]))
 	char *before[NWATCHED];
 	size_t before_len[NWATCHED];
@@ -1075,30 +1230,11 @@ static void refusals(void **state)
 	assert_memory_equal(buf, before[0], 100);
 	assert_int_equal(ntfsc_close(f), 0);
 
-	/* sparse: into the hole, and from data into the hole (refused whole) */
-	f = open_or_fail(c, "/sparse.bin", O_RDWR);
-	expect_refused(ntfsc_pwrite(f, &one, 1, 1 << 20), EOPNOTSUPP, "pwrite into a hole");
-	memset(buf, 0xa5, sizeof(buf));
-	expect_refused(ntfsc_pwrite(f, buf, 4000, 9000), EOPNOTSUPP,
-		       "pwrite from data into a hole");
-	assert_int_equal(ntfsc_pread(f, buf, 4000, 9000), 4000);
-	assert_memory_equal(buf, before[1] + 9000, 4000);
-	assert_int_equal(ntfsc_fstat(f, &st), 0);
-	assert_int_equal(st.size, before_len[1]);
-	assert_int_equal(ntfsc_close(f), 0);
-
-	/* past the allocated size */
+	/* far past what the open file's cache segment can hold */
 	f = open_or_fail(c, "/big.bin", O_RDWR);
 	assert_int_equal(ntfsc_fstat(f, &st), 0);
-	assert_true(st.allocated_size > st.size);
 	memset(buf, 0xa5, sizeof(buf));
-	expect_refused(ntfsc_pwrite(f, buf, 20, (off_t)st.allocated_size - 10), EOPNOTSUPP,
-		       "pwrite across the allocated size");
-	expect_refused(ntfsc_pwrite(f, buf, 1, (off_t)st.allocated_size), EOPNOTSUPP,
-		       "pwrite at the allocated size");
-	expect_refused(ntfsc_pwrite(f, buf, 5000, (off_t)st.size - 100), EOPNOTSUPP,
-		       "pwrite from inside the file past the allocated size");
-	expect_refused(ntfsc_pwrite(f, buf, 1, (off_t)1 << 40), EOPNOTSUPP,
+	expect_refused(ntfsc_pwrite(f, buf, 1, (off_t)1 << 44), EFBIG,
 		       "pwrite far beyond the file");
 	{
 		struct ntfsc_stat st2;
@@ -1517,6 +1653,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(model_test_small_cache, setup_image,
 						teardown_image),
 		cmocka_unit_test_setup_teardown(refusals, setup_image, teardown_image),
+		cmocka_unit_test_setup_teardown(writes_that_allocate, setup_image, teardown_image),
 		cmocka_unit_test_setup_teardown(ctl_write_sync, setup_image, teardown_image),
 		cmocka_unit_test_setup_teardown(whole_page_writes_skip_reads, setup_image,
 						teardown_image),
