@@ -1656,6 +1656,7 @@ void ntfsc_volume_status_free(struct ntfsc_volume_status *st)
 	free(st->label);
 	free(st->clients);
 	free(st->io_engine);
+	free(st->allocator);
 	memset(st, 0, sizeof(*st));
 }
 
@@ -1677,9 +1678,11 @@ int ntfsc_volume_status(ntfsc *c, struct ntfsc_volume_status *st)
 	s.volume = strdup(v->volume ? v->volume : "");
 	s.label = strdup(v->label ? v->label : "");
 	s.io_engine = strdup(v->io_engine ? v->io_engine : "");
+	s.allocator = strdup(v->allocator ? v->allocator : "");
 	if (v->n_clients)
 		s.clients = calloc(v->n_clients, sizeof(*s.clients));
-	if (!s.volume || !s.label || !s.io_engine || (v->n_clients && !s.clients)) {
+	if (!s.volume || !s.label || !s.io_engine || !s.allocator ||
+	    (v->n_clients && !s.clients)) {
 		ntfsd__reply__free_unpacked(rep, NULL);
 		ntfsc_volume_status_free(&s);
 		return error_set(ENOMEM, NULL);
@@ -1702,6 +1705,9 @@ int ntfsc_volume_status(ntfsc *c, struct ntfsc_volume_status *st)
 	s.pages_written = v->pages_written;
 	s.write_errors = v->write_errors;
 	s.flushers = v->flushers;
+	s.allocator_stats = v->allocator_stats;
+	s.allocator_allocated = v->allocator_allocated;
+	s.allocator_resident = v->allocator_resident;
 	for (size_t i = 0; i < v->n_clients; i++) {
 		const Ntfsd__ClientInfo *ci = v->clients[i];
 

@@ -83,6 +83,14 @@ struct ntfsc_volume_status {
 	uint64_t pages_written, write_errors;
 	char    *io_engine;                 /* "uring" or "threads" ("" if not said) */
 	uint32_t flushers;                  /* write-back threads */
+	/* Since the allocator figures (new members go at the end). */
+	char    *allocator;                 /* the daemon's malloc: "jemalloc", or "glibc"
+					     * or "asan" in builds without jemalloc
+					     * ("" if not said) */
+	bool     allocator_stats;           /* the two figures below are known */
+	uint64_t allocator_allocated;       /* bytes in live allocations */
+	uint64_t allocator_resident;        /* bytes the allocator holds in memory
+					     * (jemalloc: stats.resident) */
 };
 
 /* Connect to the daemon at socket_path; NULL: $NTFSD_SOCKET if set and not

@@ -28,6 +28,7 @@
 #include "inode.h"
 #include "le.h"
 #include "log.h"
+#include "memstats.h"
 #include "ntfsd.pb-c.h"
 #include "page.h"
 #include "unistr.h"
@@ -648,6 +649,7 @@ static void do_volume_status(struct work *w)
 	Ntfsd__VolumeStatusReply *s = &w->body.status;
 	Ntfsd__ClientInfo *infos, **ptrs;
 	struct conn *cn;
+	struct memstats ms;
 	size_t n = 0, i = 0;
 
 	for (cn = srv->conns; cn; cn = cn->next)
@@ -693,6 +695,11 @@ static void do_volume_status(struct work *w)
 	s->write_errors = atomic_load(&srv->cache->wb_errors);
 	s->io_engine = (char *)(srv->cache->io ? io_engine_name(srv->cache->io) : "none");
 	s->flushers = srv->nr_flushers;
+	memstats_read(&ms);
+	s->allocator = (char *)ms.allocator;
+	s->allocator_stats = ms.available;
+	s->allocator_allocated = ms.allocated;
+	s->allocator_resident = ms.resident;
 	s->n_clients = n;
 	s->clients = n ? ptrs : NULL;
 	w->reply.body_case = NTFSD__REPLY__BODY_VOLUME_STATUS;

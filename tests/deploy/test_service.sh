@@ -4,12 +4,17 @@
 #  (b) sd_notify: READY=1, STATUS=, WATCHDOG=1 and STOPPING=1 reach a
 #      NOTIFY_SOCKET of our own;
 #  (c) socket activation through systemd-socket-activate;
-#  (d) SIGHUP re-reads the --config file and applies the live tunables.
+#  (d) SIGHUP re-reads the --config file and applies the live tunables;
+#  (e) `ntfsctl status` (text and --json) names the allocator this build
+#      links: jemalloc with allocated > 0 and resident >= allocated, or in a
+#      build without jemalloc (sanitizers) the allocator it has, never
+#      "jemalloc".
 #
-# Environment: NTFSD_BIN, NTFSCTL_BIN, NTFSD_FIXTURE_DIR (vol4k.img), and
-# NOTIFY_LISTENER_BIN (tests/deploy/notify_listener.c; compiled with $CC or
-# cc into the scratch directory when unset).  A missing tool is a failure,
-# not a skip.  Exits 0 when everything passed.
+# Environment: NTFSD_BIN, NTFSCTL_BIN, NTFSD_FIXTURE_DIR (vol4k.img),
+# NTFSD_EXPECT_ALLOCATOR (jemalloc, asan or glibc: what meson linked ntfsd
+# with), and NOTIFY_LISTENER_BIN (tests/deploy/notify_listener.c; compiled
+# with $CC or cc into the scratch directory when unset).  A missing tool is a
+# failure, not a skip.  Exits 0 when everything passed.
 set -euo pipefail
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -25,6 +30,12 @@ srcdir=$(cd "$here/../.." && pwd)
 	fail "no fixture volume \$NTFSD_FIXTURE_DIR/vol4k.img (NTFSD_FIXTURE_DIR=${NTFSD_FIXTURE_DIR:-unset})"
 need systemd-analyze
 need systemd-socket-activate
+need python3
+expect_alloc=${NTFSD_EXPECT_ALLOCATOR:-}
+case $expect_alloc in
+jemalloc | asan | glibc) ;;
+*) fail "NTFSD_EXPECT_ALLOCATOR (${expect_alloc:-unset}) is not jemalloc, asan or glibc" ;;
+esac
 NTFSD_BIN=$(realpath "$NTFSD_BIN")
 NTFSCTL_BIN=$(realpath "$NTFSCTL_BIN")
 
@@ -197,5 +208,39 @@ wait_for 5 grep -q 'SIGHUP: log-level info -> debug' "$tmp/d.log" ||
 	{ cat "$tmp/d.log" >&2; fail "log-level change not applied"; }
 stop_daemon "$dpid" "$tmp/d.log"
 echo "reload log:"; grep 'SIGHUP' "$tmp/d.log" | sed 's/^/  /'
+
+# ---------------------------------------------------------------- (e)
+step "(e) the allocator in ntfsctl status (expected: $expect_alloc)"
+"$NTFSD_BIN" --volume "$tmp/vol.img" --socket "$tmp/e.sock" 2>"$tmp/e.log" &
+dpid=$!
+pids+=("$dpid")
+wait_for 10 "$NTFSCTL_BIN" -s "$tmp/e.sock" status >/dev/null 2>&1 ||
+	{ cat "$tmp/e.log" >&2; fail "the daemon for (e) did not come up"; }
+"$NTFSCTL_BIN" -s "$tmp/e.sock" ls / >/dev/null || fail "ntfsctl ls / failed"
+row=$("$NTFSCTL_BIN" -s "$tmp/e.sock" status | grep '^allocator:') ||
+	fail "ntfsctl status has no allocator row"
+echo "$row"
+size='[0-9.]+ (B|KiB|MiB|GiB|TiB)'
+if [[ $expect_alloc == jemalloc ]]; then
+	[[ $row =~ ^allocator:\ +jemalloc,\ $size\ allocated,\ $size\ resident$ ]] ||
+		fail "the allocator row is not 'jemalloc, N allocated, N resident': $row"
+else
+	[[ $row =~ ^allocator:\ +$expect_alloc,\ $size\ allocated,\ $size\ resident\ \(.*not\ jemalloc\)$ ]] ||
+		fail "the allocator row is not '$expect_alloc, ... (... not jemalloc)': $row"
+fi
+json=$("$NTFSCTL_BIN" -s "$tmp/e.sock" --json status) || fail "ntfsctl --json status failed"
+python3 - "$expect_alloc" "$json" <<'PY' || fail "ntfsctl --json status: wrong allocator figures"
+import json, sys
+want, doc = sys.argv[1], json.loads(sys.argv[2])
+a = doc.get("allocator")
+print("json allocator:", a)
+ok = isinstance(a, dict) and a.get("name") == want
+ok = ok and isinstance(a.get("allocated"), int) and isinstance(a.get("resident"), int)
+ok = ok and a["allocated"] > 0 and a["resident"] >= a["allocated"]
+if want != "jemalloc":
+    ok = ok and a["name"] != "jemalloc"
+sys.exit(0 if ok else 1)
+PY
+stop_daemon "$dpid" "$tmp/e.log"
 
 echo "PASS"

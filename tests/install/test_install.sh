@@ -6,7 +6,9 @@
 # needs is there (binaries, the shared library and its soname, the header,
 # the pkg-config file, the systemd units, the tmpfiles.d entry, the manual
 # pages), then builds a small program outside the source tree against the
-# staged library using only pkg-config, and runs it.
+# staged library using only pkg-config, and runs it.  It also checks that
+# the staged ntfsd is linked with jemalloc exactly when
+# $NTFSD_EXPECT_ALLOCATOR (set by meson) is jemalloc, and libntfsc never is.
 #
 # A missing tool is a failure, never a skip: an install test that silently
 # does nothing proves nothing.  The temporary directory is always removed.
@@ -93,6 +95,37 @@ if [[ -f $root$libdir/libntfsc.so.0 ]]; then
 		ok "SONAME of libntfsc is $soname"
 	else
 		bad "SONAME of libntfsc is '${soname:-none}', expected libntfsc.so.0"
+	fi
+fi
+
+# jemalloc is the daemon's allocator (not in sanitizer builds), never the
+# client library's: a program using libntfsc keeps its own malloc.
+expect_alloc=${NTFSD_EXPECT_ALLOCATOR:-}
+case $expect_alloc in
+jemalloc | asan | glibc) ;;
+*) die "NTFSD_EXPECT_ALLOCATOR (${expect_alloc:-unset}) is not jemalloc, asan or glibc" ;;
+esac
+needed() { readelf -d "$1" | sed -n 's/.*(NEEDED).*\[\(.*\)\].*/\1/p'; }
+if [[ -f $root$sbindir/ntfsd ]]; then
+	libs=$(needed "$root$sbindir/ntfsd")
+	if grep -q '^libjemalloc\.so' <<<"$libs"; then
+		if [[ $expect_alloc == jemalloc ]]; then
+			ok "ntfsd is linked with jemalloc"
+		else
+			bad "ntfsd is linked with jemalloc in a build that expects $expect_alloc"
+		fi
+	elif [[ $expect_alloc == jemalloc ]]; then
+		bad "ntfsd is not linked with jemalloc: $(tr '\n' ' ' <<<"$libs")"
+	else
+		ok "ntfsd is not linked with jemalloc ($expect_alloc build)"
+	fi
+fi
+if [[ -f $root$libdir/libntfsc.so.0 ]]; then
+	libs=$(needed "$root$libdir/libntfsc.so.0")
+	if grep -q '^libjemalloc\.so' <<<"$libs"; then
+		bad "libntfsc is linked with jemalloc; only the daemon may be"
+	else
+		ok "libntfsc is not linked with jemalloc"
 	fi
 fi
 

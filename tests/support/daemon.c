@@ -125,7 +125,9 @@ int keeper_kill_in(const char *dir)
 
 		if (len < 8 || strcmp(de->d_name + len - 8, ".fdstore"))
 			continue;
-		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", dir, de->d_name);
+		if (snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", dir, de->d_name) >=
+		    (int)sizeof(sa.sun_path))
+			continue;
 		fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 		if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
 		    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0 && cred.pid > 0) {
