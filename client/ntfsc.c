@@ -431,6 +431,18 @@ static int send_sync(ntfsc *c, uint64_t handle)
 	return call_simple(c, &req);
 }
 
+static int send_truncate(ntfsc *c, uint64_t handle, uint64_t size)
+{
+	Ntfsd__Request req = NTFSD__REQUEST__INIT;
+	Ntfsd__TruncateRequest tr = NTFSD__TRUNCATE_REQUEST__INIT;
+
+	tr.handle = handle;
+	tr.size = size;
+	req.body_case = NTFSD__REQUEST__BODY_TRUNCATE;
+	req.truncate = &tr;
+	return call_simple(c, &req);
+}
+
 static int send_balance_dirty(ntfsc *c)
 {
 	Ntfsd__Request req = NTFSD__REQUEST__INIT;
@@ -1404,6 +1416,13 @@ int ntfsc_fsync(ntfsc_file *f)
 	if (!f)
 		return error_set(EINVAL, NULL);
 	return send_sync(f->c, f->handle);
+}
+
+int ntfsc_ftruncate(ntfsc_file *f, off_t size)
+{
+	if (!f || size < 0)
+		return error_set(EINVAL, NULL);
+	return send_truncate(f->c, f->handle, (uint64_t)size);
 }
 
 int ntfsc_sync(ntfsc *c)

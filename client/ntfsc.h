@@ -153,6 +153,11 @@ int         ntfsc_munmap(ntfsc_file *f, void *addr, size_t len);
 int         ntfsc_fsync(ntfsc_file *f);
 /* The same for every file of the volume. */
 int         ntfsc_sync(ntfsc *c);
+/* Set the file's size like ftruncate(2): bytes past a smaller size are gone
+ * (also from every mapping), a larger size reads as zeroes.  -1 with EINVAL
+ * (negative size, read-only handle), EFBIG (past what the open file can
+ * grow to), ENOSPC, EPERM/EACCES/EOPNOTSUPP/EROFS as for writes. */
+int         ntfsc_ftruncate(ntfsc_file *f, off_t size);
 
 /* By path, without opening the file; directories too. */
 int         ntfsc_stat(ntfsc *c, const char *path, struct ntfsc_stat *st);

@@ -62,10 +62,13 @@ static void usage(FILE *f)
 		"  cat PATH             write the file's bytes, read through the cache, to stdout\n"
 		"  write PATH [--offset N] [--mmap]\n"
 		"                       copy stdin into the file from byte N (default 0) through\n"
-		"                       the cache; the file grows only within its allocated size.\n"
+		"                       the cache; the file grows as needed (clusters allocated).\n"
 		"                       --mmap stores through a shared mapping instead (the file\n"
 		"                       must already reach N + the length of stdin).  The data\n"
 		"                       reaches the disk with the daemon's write-back or sync\n"
+		"  truncate PATH SIZE   set the file's size to SIZE bytes: a smaller size drops\n"
+		"                       the bytes past it (their clusters are freed), a larger\n"
+		"                       one reads as zeroes (sparse, costing no clusters)\n"
 		"  sync [PATH]          write the file's (without PATH: every file's) dirty data\n"
 		"                       back and wait; fails if any of it could not be written\n"
 		"\n"
@@ -330,6 +333,7 @@ struct opts {
 	bool json, long_list;
 	bool mmap, has_offset;          /* write */
 	off_t offset;
+	off_t size;                     /* truncate */
 };
 
 static int cmd_status(ntfsc *c, const char *path, const struct opts *o)
@@ -862,6 +866,22 @@ static int cmd_sync(ntfsc *c, const char *path, const struct opts *o)
 	return 0;
 }
 
+static int cmd_truncate(ntfsc *c, const char *path, const struct opts *o)
+{
+	ntfsc_file *f = ntfsc_open(c, path, O_RDWR);
+
+	if (!f || ntfsc_ftruncate(f, o->size)) {
+		int rc = fail("truncate", path);
+
+		if (f)
+			ntfsc_close(f);
+		return rc;
+	}
+	if (ntfsc_close(f))
+		return fail("truncate", path);
+	return 0;
+}
+
 /* ---- main ---- */
 
 enum { OPT_OFFSET = 0x100, OPT_MMAP };
@@ -870,13 +890,15 @@ static const struct command {
 	const char *name;
 	bool takes_path, optional_path, json, long_list, write_opts;
 	int (*run)(ntfsc *c, const char *path, const struct opts *o);
+	bool takes_size;
 } commands[] = {
-	{ "status", false, false, true, false, false, cmd_status },
-	{ "stat", true, false, true, false, false, cmd_stat },
-	{ "ls", true, false, true, true, false, cmd_ls },
-	{ "cat", true, false, false, false, false, cmd_cat },
-	{ "write", true, false, false, false, true, cmd_write },
-	{ "sync", false, true, false, false, false, cmd_sync },
+	{ "status", false, false, true, false, false, cmd_status, false },
+	{ "stat", true, false, true, false, false, cmd_stat, false },
+	{ "ls", true, false, true, true, false, cmd_ls, false },
+	{ "cat", true, false, false, false, false, cmd_cat, false },
+	{ "write", true, false, false, false, true, cmd_write, false },
+	{ "sync", false, true, false, false, false, cmd_sync, false },
+	{ "truncate", true, false, false, false, false, cmd_truncate, true },
 };
 
 /* A byte offset: decimal digits only, at most INT64_MAX. */
@@ -973,6 +995,14 @@ int main(int argc, char **argv)
 		if (optind >= argc)
 			return usage_error("%s needs a PATH", cmd->name);
 		path = argv[optind++];
+		if (cmd->takes_size) {
+			if (optind >= argc)
+				return usage_error("%s needs a SIZE in bytes", cmd->name);
+			if (!parse_offset(argv[optind], &o.size))
+				return usage_error("SIZE must be a byte count (0 to %lld), not '%s'",
+						   (long long)INT64_MAX, argv[optind]);
+			optind++;
+		}
 	} else if (cmd->optional_path && optind < argc) {
 		path = argv[optind++];
 	}

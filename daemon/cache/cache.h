@@ -142,6 +142,13 @@ void cache_reserve_page(struct cache *c);
  * -EROFS with a message in ntfs_last_error(). */
 int cache_prepare_write(struct cache_inode *ci, uint64_t first, uint64_t count,
 			uint64_t new_size, uint64_t write_start, uint64_t write_end);
+/* The refusals every write shares: read-only volume (EROFS), system files
+ * (EPERM), encrypted (EACCES), compressed (EOPNOTSUPP). */
+int cache_check_writable(struct cache_inode *ci);
+/* Set the file's size (ftruncate): see truncate.c.  Refusals as for
+ * prepare-write, EFBIG past what the open segment holds. */
+int cache_truncate(struct cache_inode *ci, uint64_t size);
+
 /* Count page index in the cache (once: reserving room first); returns
  * false if it already was. */
 bool cache_account_page(struct cache_inode *ci, uint64_t index);

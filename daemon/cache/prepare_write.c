@@ -45,7 +45,7 @@ static int parent_is_extend(void *ctx, const struct ntfs_attr_record *a, uint64_
 	return len >= sizeof(*fn) && MREF(le64(fn->parent_directory)) == FILE_Extend;
 }
 
-static int check_writable(struct cache_inode *ci)
+int cache_check_writable(struct cache_inode *ci)
 {
 	struct ntfs_attr *na = ci->data;
 
@@ -297,7 +297,7 @@ int cache_prepare_write(struct cache_inode *ci, uint64_t first, uint64_t count,
 	uint64_t pos = first << NTFSD_PAGE_SHIFT, end, i, limit;
 	int err;
 
-	err = check_writable(ci);
+	err = cache_check_writable(ci);
 	if (err)
 		return err;
 	if (first > ci->nr_pages || count > ci->nr_pages - first ||

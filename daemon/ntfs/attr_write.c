@@ -198,3 +198,53 @@ int ntfs_attr_write_resident(struct ntfs_attr *na, uint64_t pos, const void *dat
 		memcpy(na->value + pos, data, len);
 	return err;
 }
+
+int ntfs_attr_resize_resident(struct ntfs_attr *na, uint64_t size)
+{
+	struct ntfs_volume *vol = na->ni->vol;
+	struct ntfs_attr_record *a;
+	uint64_t rec_no;
+	uint8_t *buf, *value = NULL;
+	char what[160];
+	int err;
+
+	if (!na->resident || size > vol->geo.mft_record_size)
+		return !na->resident ? ntfs_fail(EINVAL, "%s: not resident",
+						 ntfs_attr_describe(na, what, sizeof(what)))
+				     : -E2BIG;
+	value = malloc(size ? size : 1);
+	if (!value)
+		return -ENOMEM;
+	pthread_mutex_lock(&vol->mft_lock);
+	err = ntfs_attr_load_first_extent(na, &buf, &rec_no, &a);
+	if (!err) {
+		uint32_t vlen, voff = le16(a->u.r.value_offset);
+
+		ntfs_attr_value(a, &vlen);
+		if (a->non_resident || vlen != na->data_size) {
+			err = ntfs_fail(EIO, "%s: changed on disk under us",
+					ntfs_attr_describe(na, what, sizeof(what)));
+		} else {
+			err = ntfs_attr_record_resize(buf, a, (uint32_t)((voff + size + 7) & ~7ull));
+			if (!err) {
+				uint8_t *v = (uint8_t *)a + voff;
+
+				if (size > vlen)
+					memset(v + vlen, 0, (size_t)(size - vlen));
+				a->u.r.value_length = cpu_to_le32((uint32_t)size);
+				memcpy(value, v, (size_t)size);
+				err = ntfs_mft_record_write(vol, rec_no, buf);
+			}
+		}
+		free(buf);
+	}
+	pthread_mutex_unlock(&vol->mft_lock);
+	if (err) {
+		free(value);
+		return err;
+	}
+	free(na->value);
+	na->value = value;
+	na->data_size = na->initialized_size = size;
+	return 0;
+}

@@ -29,6 +29,10 @@ int ntfs_attr_set_sizes(struct ntfs_attr *na, uint64_t data_size, uint64_t initi
  * (the value's length does not change). */
 int ntfs_attr_write_resident(struct ntfs_attr *na, uint64_t pos, const void *buf, size_t len);
 
+/* Change the length of a resident attribute's value to size (new bytes are
+ * zero), moving the attributes after it in the record.  -E2BIG when the
+ * record has no room: the caller must make it non-resident. */
+int ntfs_attr_resize_resident(struct ntfs_attr *na, uint64_t size);
 /* With vol->mft_lock held: read from disk the MFT record holding na's first
  * extent (found through the inode's cached base record and attribute
  * list) into *buf (malloc'ed, the caller frees it), *rec_no its number and

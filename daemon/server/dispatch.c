@@ -725,6 +725,14 @@ static void run_prepare_write(struct work *w)
 	w->reply.prepare_write = &w->body.prepare_write;
 }
 
+static void run_truncate(struct work *w)
+{
+	int err = cache_truncate(w->h->ci, w->rq->truncate->size);
+
+	if (err)
+		work_fail(w, -err, "%s", ntfs_last_error());
+}
+
 /* Unseen errors of every cached inode (for a volume-wide sync). */
 static int check_all_errors(struct conn *cn)
 {
@@ -889,6 +897,16 @@ static bool route(struct work *w)
 		return true;
 	case NTFSD__REQUEST__BODY_BALANCE_DIRTY:
 		w->run = run_balance_dirty;
+		return true;
+	case NTFSD__REQUEST__BODY_TRUNCATE:
+		if (!need_handle(w, rq->truncate->handle))
+			return false;
+		if (!w->h->writable) {
+			work_fail(w, EINVAL, "handle %llu was opened read-only",
+				  (unsigned long long)w->h->id);
+			return false;
+		}
+		w->run = run_truncate;
 		return true;
 	default:
 		work_fail(w, EOPNOTSUPP, "unknown or empty request");

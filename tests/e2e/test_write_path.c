@@ -1201,6 +1201,61 @@ static void writes_that_allocate(void **state)
 	free(huge);
 }
 
+/* ntfsc_ftruncate and `ntfsctl truncate`: down, up (sparse), resident. */
+static void truncate_sizes(void **state)
+{
+	char *big, *small, sz[32];
+	size_t big_len, small_len;
+	struct ctl_result r;
+	struct oracle_attr a;
+	ntfsc *c;
+	ntfsc_file *f;
+	uint8_t buf[4096];
+	const uint64_t down = 100001, up = 40u << 20;
+
+	(void)state;
+	cat_image("/big.bin", &big, &big_len);
+	cat_image("/small.txt", &small, &small_len);
+	assert_true(big_len > down);
+	start_daemon(NULL);
+	c = connect_daemon();
+	f = open_or_fail(c, "/big.bin", O_RDWR);
+	assert_int_equal(ntfsc_ftruncate(f, (off_t)down), 0);
+	assert_int_equal(ntfsc_pread(f, buf, sizeof(buf), (off_t)down - 10), 10);
+	assert_memory_equal(buf, big + down - 10, 10);
+	assert_int_equal(ntfsc_ftruncate(f, (off_t)up), 0);
+	assert_int_equal(ntfsc_pread(f, buf, sizeof(buf), (off_t)down - 10), (ssize_t)sizeof(buf));
+	assert_memory_equal(buf, big + down - 10, 10);
+	for (size_t i = 10; i < sizeof(buf); i++)
+		if (buf[i])
+			fail_msg("byte %zu past the truncated end reads 0x%02x, not zero",
+				 (size_t)down + i - 10, buf[i]);
+	expect_refused(ntfsc_ftruncate(f, -1), EINVAL, "ftruncate to -1");
+	assert_int_equal(ntfsc_close(f), 0);
+	f = open_or_fail(c, "/small.txt", O_RDWR);
+	assert_int_equal(ntfsc_ftruncate(f, 50), 0);
+	assert_int_equal(ntfsc_close(f), 0);
+	ntfsc_disconnect(c);
+	snprintf(sz, sizeof(sz), "%llu", (unsigned long long)(up + 5));
+	run_ctl(&r, NULL, "truncate", "/big.bin", sz, NULL);
+	expect_ctl_ok(&r, "ntfsctl truncate");
+	ctl_free(&r);
+	stop_daemon_clean();
+
+	big = realloc(big, up + 5);
+	assert_non_null(big);
+	memset(big + down, 0, up + 5 - down);
+	expect_cat("/big.bin", big, up + 5);
+	expect_cat("/small.txt", small, 50);
+	info_image("/big.bin", &a);
+	assert_int_equal(a.data_size, up + 5);
+	assert_true(a.sparse);
+	assert_true(a.initialized_size <= down);
+	expect_fsck_clean();
+	free(big);
+	free(small);
+}
+
 static void refusals(void **state)
 {
 	static const char *const watched[] = { "/comp/text.txt", "/big.bin", "/small.txt",
@@ -1654,6 +1709,7 @@ int main(void)
 						teardown_image),
 		cmocka_unit_test_setup_teardown(refusals, setup_image, teardown_image),
 		cmocka_unit_test_setup_teardown(writes_that_allocate, setup_image, teardown_image),
+		cmocka_unit_test_setup_teardown(truncate_sizes, setup_image, teardown_image),
 		cmocka_unit_test_setup_teardown(ctl_write_sync, setup_image, teardown_image),
 		cmocka_unit_test_setup_teardown(whole_page_writes_skip_reads, setup_image,
 						teardown_image),

@@ -1,0 +1,219 @@
+/*
+ * truncate.c — changing a file's size (ntfsd's truncate_setsize + the NTFS
+ * driver's attribute resize).
+ *
+ * Invariants:
+ *  - Everything happens under the inode's size_lock, so it is ordered with
+ *    prepare-write; i_size is lowered before the pages past it are dropped,
+ *    so a writeback racing with us discards them (writepage never writes
+ *    past i_size) and we wait for any I/O already under way before the
+ *    clusters under those pages are freed.
+ *  - Dropping a page: it is locked, waited out of writeback, cleaned, made
+ *    not uptodate, its generation bumped and its memory punched out of the
+ *    data segment, so every client mapping and pread sees it gone.  The
+ *    tail of the new last page is zeroed in the cache.
+ *  - On the disk: the MFT record (runlist, sizes) is written before freed
+ *    clusters go back to $Bitmap, so nothing on disk ever points at a free
+ *    cluster.  Growing past the allocation extends the runlist with a hole
+ *    (sparse: a large truncate up costs no clusters); initialized_size is
+ *    kept, so the new range reads as zeroes.
+ *  - Resident files keep their value in the record: shrinking or growing it
+ *    within the record; growing past what fits is refused (EFBIG) for now.
+ */
+#include "cache.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+
+#include "attr_record.h"
+#include "attr_write.h"
+#include "attrib.h"
+#include "dirty.h"
+#include "error.h"
+#include "lcnalloc.h"
+#include "log.h"
+#include "page.h"
+#include "seqcount.h"
+#include "volume.h"
+
+static void publish_sizes(struct cache_inode *ci)
+{
+	struct inode_sizes v = { .i_size = ci->i_size,
+				 .initialized_size = ci->data->initialized_size,
+				 .allocated_size = ci->data->allocated_size };
+
+	atomic_store(&ci->state->i_size, ci->i_size);
+	inode_slot_write(&ci->cache->header->inodes[ci->slot], &v);
+}
+
+/* Drop page index from the cache entirely (see the invariants). */
+static void truncate_page(struct cache_inode *ci, uint64_t index)
+{
+	struct shm_page *p = &ci->pages[index];
+
+	lock_page(p, ci->cache->owner);
+	while (page_test(p, PG_writeback)) {
+		unlock_page(p);
+		wait_on_page_writeback(p);
+		lock_page(p, ci->cache->owner);
+	}
+	clear_page_dirty_for_io(ci->state, &ci->dirty, index);
+	page_clear_bits(p, PG_uptodate | PG_write_ready | PG_error);
+	atomic_store(&p->buf_uptodate, 0);
+	atomic_fetch_add_explicit(&p->generation, 1, memory_order_seq_cst);
+	atomic_thread_fence(memory_order_seq_cst);
+	if (fallocate(ci->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)(index << NTFSD_PAGE_SHIFT), NTFSD_PAGE_SIZE) < 0)
+		memset(ci->data_map + (index << NTFSD_PAGE_SHIFT), 0, NTFSD_PAGE_SIZE);
+	cache_unaccount_page(ci, index);
+	unlock_page(p);
+}
+
+/* Zero the cached bytes [from, end of its page). */
+static void zero_page_tail(struct cache_inode *ci, uint64_t from)
+{
+	struct shm_page *p;
+
+	if (!(from % NTFSD_PAGE_SIZE))
+		return;
+	p = &ci->pages[from >> NTFSD_PAGE_SHIFT];
+	lock_page(p, ci->cache->owner);
+	memset(ci->data_map + from, 0, NTFSD_PAGE_SIZE - from % NTFSD_PAGE_SIZE);
+	unlock_page(p);
+}
+
+static int truncate_resident(struct cache_inode *ci, uint64_t size)
+{
+	int err = ntfs_attr_resize_resident(ci->data, size);
+
+	if (err == -E2BIG)
+		return ntfs_fail(EFBIG, "MFT record %llu: %llu bytes do not fit in the record and "
+				 "moving a resident file out of it is not supported yet",
+				 (unsigned long long)ci->mft_no, (unsigned long long)size);
+	return err;
+}
+
+/* Non-resident: new runlist end and sizes into the record, then free. */
+static int truncate_nonresident(struct cache_inode *ci, uint64_t size)
+{
+	struct ntfs_volume *vol = ci->cache->vol;
+	struct ntfs_attr *na = ci->data;
+	uint32_t bits = vol->geo.cluster_size_bits;
+	int64_t end_vcn = (int64_t)((size + vol->geo.cluster_size - 1) >> bits);
+	int64_t alloc_vcn = (int64_t)(na->allocated_size >> bits);
+	struct ntfs_runlist rl = { 0 }, freed = { 0 };
+	uint64_t old_data = na->data_size, old_init = na->initialized_size;
+	uint64_t old_alloc = na->allocated_size, old_comp = na->compressed_size;
+	uint16_t old_flags = na->flags;
+	size_t i;
+	int err;
+
+	pthread_mutex_lock(&ci->init_lock);
+	pthread_rwlock_wrlock(&ci->rl_lock);
+	err = ntfs_rl_copy(&rl, &na->rl);
+	if (!err && end_vcn < alloc_vcn) {
+		err = ntfs_rl_extract(&na->rl, end_vcn, alloc_vcn - end_vcn, &freed);
+		if (!err)
+			err = ntfs_rl_truncate(&rl, end_vcn);
+	} else if (!err && end_vcn > alloc_vcn) {
+		err = ntfs_rl_replace(&rl, alloc_vcn, end_vcn - alloc_vcn, LCN_HOLE);
+	}
+	if (!err) {
+		struct ntfs_runlist old = na->rl;
+
+		na->rl = rl;
+		na->data_size = size;
+		if (na->initialized_size > size)
+			na->initialized_size = size;
+		err = ntfs_attr_update_mapping_pairs(na);
+		if (err) {
+			na->rl = old;
+			na->data_size = old_data;
+			na->initialized_size = old_init;
+			na->allocated_size = old_alloc;
+			na->compressed_size = old_comp;
+			na->flags = old_flags;
+		} else {
+			rl = old;
+		}
+	}
+	pthread_rwlock_unlock(&ci->rl_lock);
+	pthread_mutex_unlock(&ci->init_lock);
+	ntfs_runlist_free(&rl);
+	if (err == -E2BIG)
+		err = ntfs_fail(EFBIG, "MFT record %llu: the runlist no longer fits in the record "
+				"and extending it through an attribute list is not supported yet",
+				(unsigned long long)ci->mft_no);
+	/* Only now does nothing on the disk point at them. */
+	for (i = 0; !err && i < freed.count; i++)
+		if (freed.runs[i].lcn >= 0 &&
+		    ntfs_cluster_free(vol, freed.runs[i].lcn, freed.runs[i].length))
+			log_error("MFT record %llu: cannot free clusters %lld+%lld: %s",
+				  (unsigned long long)ci->mft_no, (long long)freed.runs[i].lcn,
+				  (long long)freed.runs[i].length, ntfs_last_error());
+	ntfs_runlist_free(&freed);
+	return err;
+}
+
+int cache_truncate(struct cache_inode *ci, uint64_t size)
+{
+	uint64_t old, old_init = ci->data->initialized_size, i, keep, used;
+	int err;
+
+	if (ci->cache->read_only)
+		return ntfs_fail(EROFS, "the volume is served read-only");
+	if (ci->data->flags & (ATTR_IS_COMPRESSED | ATTR_IS_ENCRYPTED))
+		return ntfs_fail(EOPNOTSUPP, "MFT record %llu: truncating a compressed or "
+				 "encrypted file is not supported yet",
+				 (unsigned long long)ci->mft_no);
+	err = cache_check_writable(ci);
+	if (err)
+		return err;
+	if (cache_pages_for(size) > ci->nr_pages)
+		return ntfs_fail(EFBIG, "MFT record %llu: %llu bytes is past what its cache segment "
+				 "can hold while it is open; close every handle of it and reopen",
+				 (unsigned long long)ci->mft_no, (unsigned long long)size);
+	pthread_mutex_lock(&ci->size_lock);
+	old = ci->i_size;
+	if (size == old) {
+		pthread_mutex_unlock(&ci->size_lock);
+		return 0;
+	}
+	if (size < old) {
+		/* i_size first: writeback from here on discards what lies past it */
+		ci->i_size = size;
+		if (!ci->data->resident && ci->data->initialized_size > size) {
+			pthread_mutex_lock(&ci->init_lock);
+			ci->data->initialized_size = size;
+			pthread_mutex_unlock(&ci->init_lock);
+		}
+		publish_sizes(ci);
+		keep = cache_pages_for(size);
+		used = cache_used_pages(ci);
+		for (i = keep; i < used; i++)
+			truncate_page(ci, i);
+		/* the page that straddles the new end: wait out its I/O, zero the tail */
+		if (size % NTFSD_PAGE_SIZE) {
+			wait_on_page_writeback(&ci->pages[size >> NTFSD_PAGE_SHIFT]);
+			zero_page_tail(ci, size);
+		}
+	} else {
+		zero_page_tail(ci, old);
+	}
+	err = ci->data->resident ? truncate_resident(ci, size) : truncate_nonresident(ci, size);
+	if (err) {
+		/* the record is as it was: so is the size (dropped pages reread) */
+		ci->i_size = old;
+		if (!ci->data->resident) {
+			ci->data->data_size = old;
+			ci->data->initialized_size = old_init;
+		}
+	} else {
+		ci->i_size = size;
+		cache_use_pages(ci, size);
+	}
+	publish_sizes(ci);
+	pthread_mutex_unlock(&ci->size_lock);
+	return err;
+}
