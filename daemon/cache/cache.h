@@ -145,6 +145,12 @@ int cache_prepare_write(struct cache_inode *ci, uint64_t first, uint64_t count,
 /* The refusals every write shares: read-only volume (EROFS), system files
  * (EPERM), encrypted (EACCES), compressed (EOPNOTSUPP). */
 int cache_check_writable(struct cache_inode *ci);
+/* A resident file about to reach new_size: its value grows in the record,
+ * or moves out to clusters when it no longer fits (size_lock held); the
+ * caller then grows it as a non-resident file.  See resident.c. */
+int cache_resident_grow(struct cache_inode *ci, uint64_t new_size);
+/* Change a resident value's length within its record (-E2BIG: no room). */
+int cache_resident_resize(struct cache_inode *ci, uint64_t size);
 /* Set the file's size (ftruncate): see truncate.c.  Refusals as for
  * prepare-write, EFBIG past what the open segment holds. */
 int cache_truncate(struct cache_inode *ci, uint64_t size);

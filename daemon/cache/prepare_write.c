@@ -313,7 +313,8 @@ int cache_prepare_write(struct cache_inode *ci, uint64_t first, uint64_t count,
 	limit = new_size > ci->i_size ? new_size : ci->i_size;
 	if (ci->data->resident && !(new_size > ci->i_size))
 		limit = ci->i_size;
-	if (!ci->data->resident) {
+	err = new_size > ci->i_size ? cache_resident_grow(ci, new_size) : 0;
+	if (!err && !ci->data->resident) {
 		err = allocate_range(ci, pos, end < limit ? end : limit);
 		if (!err && new_size > ci->i_size)
 			err = allocate_range(ci, ci->i_size, new_size);

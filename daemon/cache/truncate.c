@@ -85,7 +85,7 @@ static void zero_page_tail(struct cache_inode *ci, uint64_t from)
 
 static int truncate_resident(struct cache_inode *ci, uint64_t size)
 {
-	int err = ntfs_attr_resize_resident(ci->data, size);
+	int err = cache_resident_resize(ci, size);
 
 	if (err == -E2BIG)
 		return ntfs_fail(EFBIG, "MFT record %llu: %llu bytes do not fit in the record and "
@@ -201,7 +201,10 @@ int cache_truncate(struct cache_inode *ci, uint64_t size)
 	} else {
 		zero_page_tail(ci, old);
 	}
-	err = ci->data->resident ? truncate_resident(ci, size) : truncate_nonresident(ci, size);
+	err = size > old ? cache_resident_grow(ci, size) : 0;
+	if (!err)
+		err = ci->data->resident ? truncate_resident(ci, size)
+					 : truncate_nonresident(ci, size);
 	if (err) {
 		/* the record is as it was: so is the size (dropped pages reread) */
 		ci->i_size = old;

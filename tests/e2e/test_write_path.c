@@ -15,12 +15,13 @@
  *    file must equal the models, ntfsinfo's sizes the models' and
  *    `ntfsfix -n` must find the volume clean.  Run again with a cache far
  *    smaller than the files and a small dirty limit, which must hold;
- *  - refusals: compressed data, a resident file growing, a write far past
+ *  - refusals: compressed data, a write far past
  *    what an open file's cache segment holds (EFBIG), system files,
  *    read-only handles and bad arguments fail with the documented errno and
  *    change nothing on the volume;
  *  - writes that allocate: into the holes of a sparse file, across and far
- *    past the allocated size; ntfscat, ntfsinfo and ntfsfix -n agree, and
+ *    past the allocated size, a resident file growing within its record
+ *    and then out of it (non-resident, while mapped); ntfscat, ntfsinfo and ntfsfix -n agree, and
  *    after ntfs-3g (mounted) has filled the rest of the volume with a new
  *    file every byte ntfsd wrote still reads back (bitmap truth); a write
  *    that cannot be allocated fails with ENOSPC and leaves what was
@@ -1108,11 +1109,14 @@ static uint64_t ntfs3g_fill_volume(void)
 	return total;
 }
 
+#define SMALL_BIG 100000u
+
 static void writes_that_allocate(void **state)
 {
-	char *sparse, *big;
-	size_t sparse_len, big_len;
-	uint8_t buf[8192];
+	char *sparse, *big, *small;
+	size_t sparse_len, big_len, small_len;
+	uint64_t small_seed = 5;
+	uint8_t buf[8192], *m;
 	struct ntfsc_stat st;
 	struct oracle_attr a;
 	uint64_t big_alloc, gap_off, filled;
@@ -1125,6 +1129,10 @@ static void writes_that_allocate(void **state)
 	assert_non_null(huge);
 	cat_image("/sparse.bin", &sparse, &sparse_len);
 	cat_image("/big.bin", &big, &big_len);
+	cat_image("/small.txt", &small, &small_len);
+	assert_int_equal(small_len, SMALL_SIZE);
+	small = realloc(small, SMALL_BIG);
+	assert_non_null(small);
 	start_daemon(NULL);
 	c = connect_daemon();
 
@@ -1163,9 +1171,32 @@ static void writes_that_allocate(void **state)
 	assert_true(st.allocated_size >= big_len);
 	assert_int_equal(ntfsc_fsync(f), 0);
 	assert_int_equal(ntfsc_close(f), 0);
+
+	/* resident: grows in its record, then out of it while mapped */
+	f = open_or_fail(c, "/small.txt", O_RDWR);
+	m = ntfsc_mmap(f, 0, 4096, PROT_READ | PROT_WRITE);
+	assert_true(m != MAP_FAILED);
+	memset(buf, 0x77, sizeof(buf));
+	assert_int_equal(ntfsc_pwrite(f, buf, 40, SMALL_SIZE + 10), 40);
+	memset(small + SMALL_SIZE, 0, 10);
+	memcpy(small + SMALL_SIZE + 10, buf, 40);
+	small_len = SMALL_SIZE + 50;
+	fill_random(&small_seed, small + small_len, SMALL_BIG - small_len);
+	assert_int_equal(ntfsc_pwrite(f, small + small_len, SMALL_BIG - small_len,
+				      (off_t)small_len), (ssize_t)(SMALL_BIG - small_len));
+	small_len = SMALL_BIG;
+	m[1] = 'Q';             /* a store through the old mapping still counts */
+	assert_int_equal(ntfsc_set_dirty(f, m + 1, 1), 0);
+	small[1] = 'Q';
+	assert_int_equal(ntfsc_munmap(f, m, 4096), 0);
+	assert_int_equal(ntfsc_close(f), 0);
 	ntfsc_disconnect(c);
 	stop_daemon_clean();
 
+	expect_cat("/small.txt", small, small_len);
+	info_image("/small.txt", &a);
+	assert_false(a.resident);
+	assert_int_equal(a.data_size, small_len);
 	expect_cat("/sparse.bin", sparse, sparse_len);
 	expect_cat("/big.bin", big, big_len);
 	info_image("/big.bin", &a);
@@ -1195,9 +1226,11 @@ static void writes_that_allocate(void **state)
 	ntfsc_disconnect(c);
 	stop_daemon_clean();
 	expect_cat("/big.bin", big, big_len);
+	expect_cat("/small.txt", small, small_len);
 	expect_fsck_clean();
 	free(sparse);
 	free(big);
+	free(small);
 	free(huge);
 }
 
@@ -1323,13 +1356,6 @@ static void refusals(void **state)
 	expect_refused(m == MAP_FAILED ? -1 : 0, EACCES, "mmap PROT_WRITE of a read-only handle");
 	assert_int_equal(ntfsc_fsync(ro), 0);  /* like fsync(2): allowed, nothing to do */
 	assert_int_equal(ntfsc_close(ro), 0);
-
-	/* a resident file cannot grow */
-	f = open_or_fail(c, "/small.txt", O_RDWR);
-	expect_refused(ntfsc_pwrite(f, buf, 2, 299), EOPNOTSUPP, "growing a resident file");
-	assert_int_equal(ntfsc_fstat(f, &st), 0);
-	assert_int_equal(st.size, SMALL_SIZE);
-	assert_int_equal(ntfsc_close(f), 0);
 
 	/* system files */
 	{

@@ -1,0 +1,115 @@
+/*
+ * resident.c — a resident file growing: within its MFT record while the
+ * value fits, else moved out to clusters (non-resident), transparently to
+ * clients that have it mapped.
+ *
+ * Invariants (size_lock held by the caller):
+ *  - The bytes moved out are the cache's when page 0 is uptodate (they may
+ *    be newer than the record: dirty, not yet written back), else the
+ *    record's; page 0 stays locked from the copy until the attribute is
+ *    non-resident, so writeback cannot write the old resident value in
+ *    between, and a dirty page 0 is simply written again to its cluster.
+ *  - Order on the disk: clusters allocated ($Bitmap), the value written to
+ *    them, then the record rewritten as non-resident; if the record write
+ *    fails, the clusters are freed and the file is resident as before.
+ *  - The data segment does not change: client mappings keep working.
+ */
+#include "cache.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attr_record.h"
+#include "attr_write.h"
+#include "attrib.h"
+#include "device.h"
+#include "error.h"
+#include "lcnalloc.h"
+#include "page.h"
+#include "volume.h"
+
+static int make_nonresident(struct cache_inode *ci)
+{
+	struct ntfs_volume *vol = ci->cache->vol;
+	struct ntfs_attr *na = ci->data;
+	struct shm_page *p0 = &ci->pages[0];
+	uint64_t len = na->data_size, csize = vol->geo.cluster_size;
+	int64_t clusters = (int64_t)((len + csize - 1) / csize);
+	struct ntfs_runlist rl = { 0 };
+	uint8_t *buf = NULL;
+	size_t i;
+	int err = 0;
+
+	if (na->flags & ATTR_IS_COMPRESSED)
+		return ntfs_fail(EOPNOTSUPP, "MFT record %llu: a compressed resident file cannot "
+				 "grow out of its record yet", (unsigned long long)ci->mft_no);
+	if (clusters) {
+		buf = calloc(1, (size_t)(clusters * (int64_t)csize));
+		if (!buf)
+			return -ENOMEM;
+		err = ntfs_cluster_alloc(vol, clusters, -1, &rl);
+		if (err) {
+			free(buf);
+			return err;
+		}
+	}
+	lock_page(p0, ci->cache->owner);
+	if (page_test(p0, PG_uptodate))
+		memcpy(buf, ci->data_map, (size_t)len);
+	else if (len)
+		memcpy(buf, na->value, (size_t)len);
+	for (i = 0, err = 0; i < rl.count && !err; i++) {
+		uint64_t off = (uint64_t)rl.runs[i].vcn * csize;
+
+		err = ntfs_device_pwrite(vol->dev, buf + off, (size_t)(rl.runs[i].length * (int64_t)csize),
+					 (uint64_t)rl.runs[i].lcn * csize);
+	}
+	if (!err)
+		err = ntfs_device_flush(vol->dev);
+	if (!err) {
+		pthread_mutex_lock(&ci->init_lock);
+		pthread_rwlock_wrlock(&ci->rl_lock);
+		err = ntfs_attr_make_nonresident(na, &rl, (uint64_t)clusters * csize);
+		pthread_rwlock_unlock(&ci->rl_lock);
+		pthread_mutex_unlock(&ci->init_lock);
+	}
+	unlock_page(p0);
+	if (err)
+		for (i = 0; i < rl.count; i++)
+			ntfs_cluster_free(vol, rl.runs[i].lcn, rl.runs[i].length);
+	ntfs_runlist_free(&rl);
+	free(buf);
+	if (err == -E2BIG)
+		err = ntfs_fail(EFBIG, "MFT record %llu: no room in the record for the non-resident "
+				"header", (unsigned long long)ci->mft_no);
+	return err;
+}
+
+int cache_resident_resize(struct cache_inode *ci, uint64_t size)
+{
+	struct shm_page *p0 = &ci->pages[0];
+	int err;
+
+	/* page 0 excludes writepage_resident, rl_lock the readers of na->value */
+	lock_page(p0, ci->cache->owner);
+	pthread_mutex_lock(&ci->init_lock);
+	pthread_rwlock_wrlock(&ci->rl_lock);
+	err = ntfs_attr_resize_resident(ci->data, size);
+	pthread_rwlock_unlock(&ci->rl_lock);
+	pthread_mutex_unlock(&ci->init_lock);
+	unlock_page(p0);
+	return err;
+}
+
+int cache_resident_grow(struct cache_inode *ci, uint64_t new_size)
+{
+	int err;
+
+	if (!ci->data->resident || new_size <= ci->data->data_size)
+		return 0;
+	err = cache_resident_resize(ci, new_size);
+	if (err != -E2BIG)
+		return err;
+	return make_nonresident(ci);
+}
