@@ -18,6 +18,7 @@
 #include "cache.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "attr_record.h"
@@ -58,9 +59,6 @@ int cache_check_writable(struct cache_inode *ci)
 	if (na->flags & ATTR_IS_ENCRYPTED)
 		return ntfs_fail(EACCES, "MFT record %llu is encrypted",
 				 (unsigned long long)ci->mft_no);
-	if (na->flags & ATTR_IS_COMPRESSED)
-		return ntfs_fail(EOPNOTSUPP, "MFT record %llu is compressed: writing compressed "
-				 "files is not supported yet", (unsigned long long)ci->mft_no);
 	return 0;
 }
 
@@ -233,6 +231,119 @@ undo:
 	return err;
 }
 
+/* ---- compressed files ---- */
+
+/*
+ * Store compression unit `unit` uncompressed: the whole unit's current bytes
+ * (decompressed; zeroes for a sparse unit or one past the allocation) go to
+ * freshly allocated clusters, the record is rewritten to map the unit to
+ * them (a fully allocated unit is an uncompressed one in NTFS), and only
+ * then are the unit's old clusters freed.  The disk is consistent at every
+ * step, and writes to the unit from now on are plain writes through the
+ * runlist.  size_lock held; no page of the unit can be dirty (none is
+ * write-ready before this).
+ */
+static int store_unit_uncompressed(struct cache_inode *ci, uint64_t unit)
+{
+	struct ntfs_volume *vol = ci->cache->vol;
+	struct ntfs_attr *na = ci->data;
+	uint32_t bits = vol->geo.cluster_size_bits, cb = na->compression_block_size;
+	int64_t ucl = (int64_t)1 << na->compression_unit, vcn0 = (int64_t)unit * ucl, at;
+	int64_t alloc_end = (int64_t)(na->allocated_size >> bits);
+	struct ntfs_runlist got = { 0 }, rl = { 0 }, old_runs = { 0 };
+	uint64_t old_alloc = na->allocated_size, old_comp = na->compressed_size;
+	uint16_t old_flags = na->flags;
+	uint8_t *buf = calloc(1, cb);
+	ssize_t n = 0;
+	size_t i;
+	int err;
+
+	if (!buf)
+		return -ENOMEM;
+	if (vcn0 < alloc_end) {
+		pthread_rwlock_rdlock(&ci->rl_lock);
+		n = ntfs_attr_pread(na, unit * cb, cb, buf);
+		pthread_rwlock_unlock(&ci->rl_lock);
+		if (n < 0) {
+			free(buf);
+			return (int)n;
+		}
+	}
+	err = ntfs_cluster_alloc(vol, ucl, hint_before(&na->rl, vcn0), &got);
+	for (i = 0, at = 0; !err && i < got.count; at += got.runs[i].length, i++)
+		err = ntfs_device_pwrite(vol->dev, buf + ((uint64_t)at << bits),
+					 (size_t)got.runs[i].length << bits,
+					 (uint64_t)got.runs[i].lcn << bits);
+	if (!err)
+		err = ntfs_device_flush(vol->dev);
+	if (!err)
+		err = ntfs_rl_copy(&rl, &na->rl);
+	if (!err && vcn0 < alloc_end)
+		err = ntfs_rl_extract(&na->rl, vcn0, ucl, &old_runs);
+	for (i = 0, at = vcn0; !err && i < got.count; at += got.runs[i].length, i++)
+		err = ntfs_rl_replace(&rl, at, got.runs[i].length, got.runs[i].lcn);
+	if (!err) {
+		struct ntfs_runlist old;
+
+		pthread_mutex_lock(&ci->init_lock);
+		pthread_rwlock_wrlock(&ci->rl_lock);
+		old = na->rl;
+		na->rl = rl;
+		err = ntfs_attr_update_mapping_pairs(na);
+		if (err) {
+			na->rl = old;
+			na->allocated_size = old_alloc;
+			na->compressed_size = old_comp;
+			na->flags = old_flags;
+		} else {
+			rl = old;
+		}
+		pthread_rwlock_unlock(&ci->rl_lock);
+		pthread_mutex_unlock(&ci->init_lock);
+		if (err == -E2BIG)
+			err = ntfs_fail(EFBIG, "MFT record %llu: the runlist no longer fits in the "
+					"record and extending it through an attribute list is not "
+					"supported yet", (unsigned long long)ci->mft_no);
+	}
+	if (err) {
+		for (i = 0; i < got.count; i++)
+			ntfs_cluster_free(vol, got.runs[i].lcn, got.runs[i].length);
+	} else {
+		for (i = 0; i < old_runs.count; i++)
+			if (old_runs.runs[i].lcn >= 0)
+				ntfs_cluster_free(vol, old_runs.runs[i].lcn, old_runs.runs[i].length);
+		cache_use_pages(ci, na->allocated_size);
+	}
+	ntfs_runlist_free(&got);
+	ntfs_runlist_free(&rl);
+	ntfs_runlist_free(&old_runs);
+	free(buf);
+	return err;
+}
+
+/* Every compression unit under [pos, end) stored uncompressed. */
+static int uncompress_range(struct cache_inode *ci, uint64_t pos, uint64_t end)
+{
+	struct ntfs_attr *na = ci->data;
+	uint32_t cb = na->compression_block_size;
+	int64_t ucl = (int64_t)1 << na->compression_unit;
+	uint32_t bits = ci->cache->vol->geo.cluster_size_bits;
+	uint64_t unit;
+	int err;
+
+	for (unit = pos / cb; unit * cb < end; unit++) {
+		int64_t vcn0 = (int64_t)unit * ucl;
+
+		if (vcn0 + ucl <= (int64_t)(na->allocated_size >> bits) &&
+		    ntfs_rl_allocated(&na->rl, vcn0, ucl) == ucl)
+			continue;       /* already an uncompressed unit */
+		err = store_unit_uncompressed(ci, unit);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
 /* Every cluster under [pos, end) must be allocated. */
 static int check_allocated(struct cache_inode *ci, uint64_t pos, uint64_t end)
 {
@@ -314,7 +425,11 @@ int cache_prepare_write(struct cache_inode *ci, uint64_t first, uint64_t count,
 	if (ci->data->resident && !(new_size > ci->i_size))
 		limit = ci->i_size;
 	err = new_size > ci->i_size ? cache_resident_grow(ci, new_size) : 0;
-	if (!err && !ci->data->resident) {
+	if (!err && !ci->data->resident && ntfs_attr_is_compressed(ci->data)) {
+		err = uncompress_range(ci, pos, end < limit ? end : limit);
+		if (!err && new_size > ci->i_size)
+			err = uncompress_range(ci, ci->i_size, new_size);
+	} else if (!err && !ci->data->resident) {
 		err = allocate_range(ci, pos, end < limit ? end : limit);
 		if (!err && new_size > ci->i_size)
 			err = allocate_range(ci, ci->i_size, new_size);
