@@ -1312,6 +1312,58 @@ static void balance_dirty(ntfsc_file *f, uint64_t pages)
  * happening (the cache is thrashing) the write pins PIN_CHUNK pages at a
  * time before making them write-ready, which always makes progress.
  */
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	static const uint8_t zero[4096];
+
+	while (n) {
+		size_t k = n < sizeof(zero) ? n : sizeof(zero);
+
+		if (memcmp(p, zero, k))
+			return false;
+		p += k;
+		n -= k;
+	}
+	return true;
+}
+
+/*
+ * A buffer of zeroes over bytes that already read as zeroes (a hole, the
+ * tail of an allocation) changes nothing, so it must not make ntfsd
+ * allocate clusters (the old NTFS driver's check for zero buffers): the
+ * part inside the file is checked by reading it, the part past the end
+ * becomes a (sparse) size change.  Returns 1 when the write was done so,
+ * 0 when it must go the normal way, -1 on error.
+ */
+static int pwrite_zeroes(ntfsc_file *f, uint64_t start, uint64_t end)
+{
+	uint8_t *tmp;
+	uint64_t size = file_size(f), pos;
+	int ret = 1;
+
+	if (start > size)
+		return 0;               /* a gap before: the normal path says how */
+	tmp = malloc(1u << 16);
+	if (!tmp)
+		return 0;
+	for (pos = start; pos < end && pos < size && ret == 1;) {
+		uint64_t lim = end < size ? end : size;
+		size_t n = lim - pos < (1u << 16) ? (size_t)(lim - pos) : (1u << 16);
+		ssize_t got = ntfsc_pread(f, tmp, n, (off_t)pos);
+
+		if (got < 0)
+			ret = -1;
+		else if (got == 0 || !all_zero(tmp, (size_t)got))
+			ret = 0;
+		else
+			pos += (uint64_t)got;
+	}
+	free(tmp);
+	if (ret == 1 && end > file_size(f) && ntfsc_ftruncate(f, (off_t)end))
+		ret = -1;
+	return ret;
+}
+
 ssize_t ntfsc_pwrite(ntfsc_file *f, const void *buf, size_t len, off_t off)
 {
 	const uint8_t *in = buf;
@@ -1335,6 +1387,12 @@ ssize_t ntfsc_pwrite(ntfsc_file *f, const void *buf, size_t len, off_t off)
 	start = pos = (uint64_t)off;
 	end = start + len;              /* both below 2^63: no overflow */
 	last = (end - 1) >> PAGE_SHIFT_;
+	if (all_zero(in, len)) {
+		int z = pwrite_zeroes(f, start, end);
+
+		if (z)
+			return z < 0 ? -1 : (ssize_t)len;
+	}
 
 	size = file_size(f);
 	if ((end > size || !range_write_ready(f, start >> PAGE_SHIFT_, last, start, end)) &&

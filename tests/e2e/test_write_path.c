@@ -1286,10 +1286,10 @@ static void writes_that_allocate(void **state)
 /* ntfsc_ftruncate and `ntfsctl truncate`: down, up (sparse), resident. */
 static void truncate_sizes(void **state)
 {
-	char *big, *small, sz[32];
-	size_t big_len, small_len;
+	char *big, *small, *sparse, sz[32];
+	size_t big_len, small_len, sparse_len;
 	struct ctl_result r;
-	struct oracle_attr a;
+	struct oracle_attr a, sparse_before;
 	ntfsc *c;
 	ntfsc_file *f;
 	uint8_t buf[4096];
@@ -1299,8 +1299,20 @@ static void truncate_sizes(void **state)
 	cat_image("/big.bin", &big, &big_len);
 	cat_image("/small.txt", &small, &small_len);
 	assert_true(big_len > down);
+	info_image("/sparse.bin", &sparse_before);
+	cat_image("/sparse.bin", &sparse, &sparse_len);
 	start_daemon(NULL);
 	c = connect_daemon();
+	/* zeroes into holes, and past the end, allocate nothing */
+	f = open_or_fail(c, "/sparse.bin", O_RDWR);
+	{
+		static uint8_t zero[65536];
+
+		assert_int_equal(ntfsc_pwrite(f, zero, sizeof(zero), 4 << 20), (ssize_t)sizeof(zero));
+		assert_int_equal(ntfsc_pwrite(f, zero, sizeof(zero), (off_t)sparse_len - 1000),
+				 (ssize_t)sizeof(zero));
+	}
+	assert_int_equal(ntfsc_close(f), 0);
 	f = open_or_fail(c, "/big.bin", O_RDWR);
 	assert_int_equal(ntfsc_ftruncate(f, (off_t)down), 0);
 	assert_int_equal(ntfsc_pread(f, buf, sizeof(buf), (off_t)down - 10), 10);
@@ -1329,6 +1341,15 @@ static void truncate_sizes(void **state)
 	memset(big + down, 0, up + 5 - down);
 	expect_cat("/big.bin", big, up + 5);
 	expect_cat("/small.txt", small, 50);
+	sparse = realloc(sparse, sparse_len + 64536);
+	assert_non_null(sparse);
+	memset(sparse + sparse_len, 0, 64536);
+	expect_cat("/sparse.bin", sparse, sparse_len + 64536);
+	info_image("/sparse.bin", &a);
+	if (a.compressed_size != sparse_before.compressed_size)
+		fail_msg("writing zeroes into holes allocated clusters: %" PRIu64 " bytes "
+			 "allocated, %" PRIu64 " before", a.compressed_size,
+			 sparse_before.compressed_size);
 	info_image("/big.bin", &a);
 	assert_int_equal(a.data_size, up + 5);
 	assert_true(a.sparse);
@@ -1336,6 +1357,7 @@ static void truncate_sizes(void **state)
 	expect_fsck_clean();
 	free(big);
 	free(small);
+	free(sparse);
 }
 
 static void refusals(void **state)
