@@ -11,9 +11,10 @@
  * pages and marks them dirty; the daemon writes dirty pages back to the
  * volume later (or at ntfsc_fsync()/ntfsc_sync(), which wait for it and
  * report write errors).  A store through a PROT_WRITE mapping reaches the
- * volume only once ntfsc_set_dirty() has been called for it.  Writes never
- * allocate clusters: they may fill in and extend a file only within what is
- * already allocated to it.
+ * volume only once ntfsc_set_dirty() has been called for it.  The daemon
+ * allocates the clusters a write needs before it may be stored (holes,
+ * growth, a resident file moving out of its MFT record, a compressed unit
+ * stored uncompressed), so a full volume fails the write with ENOSPC.
  *
  * Conventions:
  *  - Failures return -1, NULL or MAP_FAILED and set errno.  When the daemon
@@ -114,11 +115,12 @@ int         ntfsc_fstat_ext(ntfsc_file *f, struct ntfsc_stat_ext *st);
 ssize_t     ntfsc_pread(ntfsc_file *f, void *buf, size_t len, off_t off);
 /*
  * Writes len bytes at off into the cache and marks them dirty; returns len.
- * The file grows when off + len is past its end, but only up to its
- * allocated size: a write is refused (before any byte is stored) with the
- * daemon's errno: EOPNOTSUPP when it needs new clusters (past the allocated
- * size, into a hole of a sparse file, a resident file growing, compressed
- * data), EPERM (system files), EACCES (encrypted), EROFS (read-only volume).
+ * The file grows when off + len is past its end.  A write is refused
+ * (before any byte is stored) with the daemon's errno: ENOSPC (no clusters
+ * left), EFBIG (past what the open file can grow to, or a runlist that no
+ * longer fits its MFT record), EPERM (system files), EACCES (encrypted),
+ * EROFS (read-only volume).  Zeroes written over bytes that read as zeroes
+ * (a hole) allocate nothing.
  * EBADF on a file opened O_RDONLY, EINVAL for off < 0.  A count below len
  * means an error after that many bytes were stored (the next call reports
  * it).  When the daemon's dirty data is over its limit the call waits for

@@ -638,6 +638,8 @@ int main(int argc, char **argv)
 	sc.reload_arg = &reload;
 	rc = server_run(&sc, vol, cache);
 	flusher_stop(flushers);
+	if (cache && flushers)
+		cache_trim_all(cache);
 out:
 	if (cache)
 		io_destroy(cache->io);

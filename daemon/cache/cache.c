@@ -207,7 +207,15 @@ static int cache_inode_segments(struct cache_inode *ci)
 		nr_pages = alloc_pages;
 	/* Room to grow: the segments are sparse, so capacity costs address
 	 * space only, and nothing walks page state past used_pages. */
-	room = nr_pages > CACHE_GROWTH_PAGES ? nr_pages : CACHE_GROWTH_PAGES;
+	/* room: the file's size again, at least 1 GiB, and up to the volume's
+	 * size (capped): what a file can grow to while it stays open */
+	room = cache_pages_for(ci->cache->vol->geo.nr_clusters << ci->cache->vol->geo.cluster_size_bits);
+	if (room > CACHE_MAX_ROOM_PAGES)
+		room = CACHE_MAX_ROOM_PAGES;
+	if (room < CACHE_GROWTH_PAGES)
+		room = CACHE_GROWTH_PAGES;
+	if (room < nr_pages)
+		room = nr_pages;
 	if (room > CACHE_MAX_PAGES - nr_pages)
 		room = CACHE_MAX_PAGES - nr_pages;
 	data_fd = memfd_sized("ntfsd-data", (nr_pages + room) << NTFSD_PAGE_SHIFT);
@@ -417,7 +425,7 @@ void cache_inode_release(struct cache_inode *ci)
 static void cache_inode_unused(struct cache_inode *ci)
 {
 	if (atomic_load(&ci->cached_pages) == 0 && !atomic_load(&ci->state->nr_dirty) &&
-	    !ci->sizes_dirty)
+	    !ci->sizes_dirty && !ci->trim_pending)
 		cache_inode_release(ci);
 }
 
@@ -426,7 +434,7 @@ bool cache_evict_unused(struct cache *c)
 	struct cache_inode *ci;
 
 	for (ci = c->inodes; ci && (ci->refs || atomic_load(&ci->state->nr_dirty) ||
-				    ci->sizes_dirty); ci = ci->next)
+				    ci->sizes_dirty || ci->trim_pending); ci = ci->next)
 		;
 	if (!ci)
 		return false;

@@ -32,9 +32,11 @@ struct io;
 struct fdstore;
 struct fdstore_entry;
 
-/* Growth room of a segment (1 GiB of pages, or as much again as the file
- * has), and the most pages a segment may have (16 TiB). */
+/* Growth room of a segment: the volume's size, at least 1 GiB, at most
+ * 64 GiB, or as much again as the file has if that is more; and the most
+ * pages a segment may have (16 TiB). */
 #define CACHE_GROWTH_PAGES (1ull << 18)
+#define CACHE_MAX_ROOM_PAGES (1ull << 24)   /* 64 GiB */
 #define CACHE_MAX_PAGES (1ull << 32)
 
 struct cache_inode {
@@ -68,6 +70,8 @@ struct cache_inode {
 	pthread_rwlock_t rl_lock;         /* data->rl, ->resident, ->allocated_size:
 					   * read to map, written to allocate or truncate */
 	bool sizes_dirty;                 /* MFT record sizes lag the in-memory ones */
+	bool trim_pending;                /* clusters allocated past i_size as room to
+					   * grow: freed once nobody has it open */
 	_Atomic uint32_t wb_err;          /* errseq: counter << 1 | seen */
 	_Atomic int wb_errno;             /* the last writeback error */
 	bool stored;                      /* its segments are in c->store */
@@ -151,6 +155,11 @@ int cache_check_writable(struct cache_inode *ci);
 int cache_resident_grow(struct cache_inode *ci, uint64_t new_size);
 /* Change a resident value's length within its record (-E2BIG: no room). */
 int cache_resident_resize(struct cache_inode *ci, uint64_t size);
+/* Give back the clusters allocated past i_size as room to grow (after the
+ * data is flushed: it writes the record's sizes too).  See truncate.c. */
+int cache_trim_allocation(struct cache_inode *ci);
+/* At shutdown: trim every inode that has such room. */
+void cache_trim_all(struct cache *c);
 /* Set the file's size (ftruncate): see truncate.c.  Refusals as for
  * prepare-write, EFBIG past what the open segment holds. */
 int cache_truncate(struct cache_inode *ci, uint64_t size);

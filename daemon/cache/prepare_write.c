@@ -182,7 +182,9 @@ static int allocate_range(struct cache_inode *ci, uint64_t pos, uint64_t end)
 		changed = true;
 		want_end = last + 1;
 		err = allocate_clusters(ci, &rl, alloc_end, want_end + extra - alloc_end, &fresh);
-		if (err == -ENOSPC)     /* the room to spare is a wish, not a need */
+		if (!err)
+			ci->trim_pending = true;
+		else if (err == -ENOSPC)  /* the room to spare is a wish, not a need */
 			err = allocate_clusters(ci, &rl, alloc_end, want_end - alloc_end, &fresh);
 		if (err)
 			goto undo;

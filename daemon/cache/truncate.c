@@ -29,6 +29,7 @@
 #include "attr_record.h"
 #include "attr_write.h"
 #include "attrib.h"
+#include "device.h"
 #include "dirty.h"
 #include "error.h"
 #include "lcnalloc.h"
@@ -219,4 +220,36 @@ int cache_truncate(struct cache_inode *ci, uint64_t size)
 	publish_sizes(ci);
 	pthread_mutex_unlock(&ci->size_lock);
 	return err;
+}
+
+int cache_trim_allocation(struct cache_inode *ci)
+{
+	struct ntfs_attr *na = ci->data;
+	uint64_t cs = ci->cache->vol->geo.cluster_size;
+	int err = 0;
+
+	pthread_mutex_lock(&ci->size_lock);
+	if (ci->trim_pending && !na->resident && !ntfs_attr_is_compressed(na) &&
+	    na->allocated_size > (ci->i_size + cs - 1) / cs * cs)
+		err = truncate_nonresident(ci, ci->i_size);
+	if (!err)
+		ci->trim_pending = false;
+	pthread_mutex_unlock(&ci->size_lock);
+	if (err)
+		log_warning("MFT record %llu: cannot give back the room allocated past its end: %s",
+			    (unsigned long long)ci->mft_no, ntfs_last_error());
+	return err;
+}
+
+void cache_trim_all(struct cache *c)
+{
+	struct cache_inode *ci;
+
+	if (c->read_only)
+		return;
+	/* at shutdown: no other thread touches the inode list */
+	for (ci = c->inodes; ci; ci = ci->next)
+		if (ci->trim_pending && !atomic_load(&ci->state->nr_dirty))
+			cache_trim_allocation(ci);
+	ntfs_device_flush(c->vol->dev);
 }

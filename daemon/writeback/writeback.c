@@ -437,6 +437,9 @@ int writeback_inode_locked(struct cache_inode *ci, bool sync)
 		err = writeback_sizes(ci);
 		if (!first_err)
 			first_err = err;
+		/* nobody is appending: the room to grow can go (sizes are on disk) */
+		if (!err && ci->trim_pending && !ci->openers && !atomic_load(&ci->state->nr_dirty))
+			cache_trim_allocation(ci);
 		err = ntfs_device_flush(ci->cache->vol->dev);
 		if (err && !first_err) {
 			errseq_set(ci, -err);
