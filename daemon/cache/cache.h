@@ -155,6 +155,9 @@ int cache_check_writable(struct cache_inode *ci);
 int cache_resident_grow(struct cache_inode *ci, uint64_t new_size);
 /* Change a resident value's length within its record (-E2BIG: no room). */
 int cache_resident_resize(struct cache_inode *ci, uint64_t size);
+/* Store compression unit `unit` of a compressed file uncompressed (fresh
+ * clusters, record rewritten, old clusters freed; size_lock held). */
+int cache_store_unit_uncompressed(struct cache_inode *ci, uint64_t unit);
 /* Give back the clusters allocated past i_size as room to grow (after the
  * data is flushed: it writes the record's sizes too).  See truncate.c. */
 int cache_trim_allocation(struct cache_inode *ci);

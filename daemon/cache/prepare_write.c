@@ -245,7 +245,7 @@ undo:
  * runlist.  size_lock held; no page of the unit can be dirty (none is
  * write-ready before this).
  */
-static int store_unit_uncompressed(struct cache_inode *ci, uint64_t unit)
+int cache_store_unit_uncompressed(struct cache_inode *ci, uint64_t unit)
 {
 	struct ntfs_volume *vol = ci->cache->vol;
 	struct ntfs_attr *na = ci->data;
@@ -339,7 +339,7 @@ static int uncompress_range(struct cache_inode *ci, uint64_t pos, uint64_t end)
 		if (vcn0 + ucl <= (int64_t)(na->allocated_size >> bits) &&
 		    ntfs_rl_allocated(&na->rl, vcn0, ucl) == ucl)
 			continue;       /* already an uncompressed unit */
-		err = store_unit_uncompressed(ci, unit);
+		err = cache_store_unit_uncompressed(ci, unit);
 		if (err)
 			return err;
 	}

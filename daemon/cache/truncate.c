@@ -17,8 +17,10 @@
  *    cluster.  Growing past the allocation extends the runlist with a hole
  *    (sparse: a large truncate up costs no clusters); initialized_size is
  *    kept, so the new range reads as zeroes.
- *  - Resident files keep their value in the record: shrinking or growing it
- *    within the record; growing past what fits is refused (EFBIG) for now.
+ *  - Resident files keep their value in the record while it fits, else move
+ *    out to clusters (resident.c).  Compressed files change size in whole
+ *    compression units; the unit the new end cuts is stored uncompressed
+ *    first.
  */
 #include "cache.h"
 
@@ -102,14 +104,32 @@ static int truncate_nonresident(struct cache_inode *ci, uint64_t size)
 	struct ntfs_attr *na = ci->data;
 	uint32_t bits = vol->geo.cluster_size_bits;
 	int64_t end_vcn = (int64_t)((size + vol->geo.cluster_size - 1) >> bits);
+	int64_t ucl = ntfs_attr_is_compressed(na) ? (int64_t)1 << na->compression_unit : 1;
 	int64_t alloc_vcn = (int64_t)(na->allocated_size >> bits);
 	struct ntfs_runlist rl = { 0 }, freed = { 0 };
-	uint64_t old_data = na->data_size, old_init = na->initialized_size;
+	uint64_t old_data, old_init;
 	uint64_t old_alloc = na->allocated_size, old_comp = na->compressed_size;
 	uint16_t old_flags = na->flags;
 	size_t i;
 	int err;
 
+	/* A compressed file is allocated in whole compression units; the unit
+	 * the new end cuts is made uncompressed first, so what it keeps past
+	 * the end is plain bytes past initialized_size, never read. */
+	end_vcn = (end_vcn + ucl - 1) / ucl * ucl;
+	if (ucl > 1 && size % na->compression_block_size && size < na->data_size &&
+	    (int64_t)(size >> bits) < alloc_vcn &&
+	    ntfs_rl_allocated(&na->rl, (int64_t)(size >> bits) / ucl * ucl, ucl) % ucl) {
+		err = cache_store_unit_uncompressed(ci, size / na->compression_block_size);
+		if (err)
+			return err;
+		alloc_vcn = (int64_t)(na->allocated_size >> bits);
+		old_alloc = na->allocated_size;
+		old_comp = na->compressed_size;
+		old_flags = na->flags;
+	}
+	old_data = na->data_size;
+	old_init = na->initialized_size;
 	pthread_mutex_lock(&ci->init_lock);
 	pthread_rwlock_wrlock(&ci->rl_lock);
 	err = ntfs_rl_copy(&rl, &na->rl);
@@ -164,9 +184,9 @@ int cache_truncate(struct cache_inode *ci, uint64_t size)
 
 	if (ci->cache->read_only)
 		return ntfs_fail(EROFS, "the volume is served read-only");
-	if (ci->data->flags & (ATTR_IS_COMPRESSED | ATTR_IS_ENCRYPTED))
-		return ntfs_fail(EOPNOTSUPP, "MFT record %llu: truncating a compressed or "
-				 "encrypted file is not supported yet",
+	if (ci->data->resident && ntfs_attr_is_compressed(ci->data) && size > ci->i_size)
+		return ntfs_fail(EOPNOTSUPP, "MFT record %llu: growing a compressed file that is "
+				 "still resident is not supported yet",
 				 (unsigned long long)ci->mft_no);
 	err = cache_check_writable(ci);
 	if (err)

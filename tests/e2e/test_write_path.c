@@ -1289,8 +1289,8 @@ static void writes_that_allocate(void **state)
 /* ntfsc_ftruncate and `ntfsctl truncate`: down, up (sparse), resident. */
 static void truncate_sizes(void **state)
 {
-	char *big, *small, *sparse, sz[32];
-	size_t big_len, small_len, sparse_len;
+	char *big, *small, *sparse, *comp, sz[32];
+	size_t big_len, small_len, sparse_len, comp_len, comp_cut;
 	struct ctl_result r;
 	struct oracle_attr a, sparse_before;
 	ntfsc *c;
@@ -1304,6 +1304,7 @@ static void truncate_sizes(void **state)
 	assert_true(big_len > down);
 	info_image("/sparse.bin", &sparse_before);
 	cat_image("/sparse.bin", &sparse, &sparse_len);
+	cat_image("/comp/text.txt", &comp, &comp_len);
 	start_daemon(NULL);
 	c = connect_daemon();
 	/* zeroes into holes, and past the end, allocate nothing */
@@ -1332,6 +1333,12 @@ static void truncate_sizes(void **state)
 	f = open_or_fail(c, "/small.txt", O_RDWR);
 	assert_int_equal(ntfsc_ftruncate(f, 50), 0);
 	assert_int_equal(ntfsc_close(f), 0);
+	/* compressed: cut inside a compressed unit, then grow again */
+	comp_cut = comp_len / 2 + 123;
+	f = open_or_fail(c, "/comp/text.txt", O_RDWR);
+	assert_int_equal(ntfsc_ftruncate(f, (off_t)comp_cut), 0);
+	assert_int_equal(ntfsc_ftruncate(f, (off_t)comp_cut + 70000), 0);
+	assert_int_equal(ntfsc_close(f), 0);
 	ntfsc_disconnect(c);
 	snprintf(sz, sizeof(sz), "%llu", (unsigned long long)(up + 5));
 	run_ctl(&r, NULL, "truncate", "/big.bin", sz, NULL);
@@ -1344,6 +1351,12 @@ static void truncate_sizes(void **state)
 	memset(big + down, 0, up + 5 - down);
 	expect_cat("/big.bin", big, up + 5);
 	expect_cat("/small.txt", small, 50);
+	comp = realloc(comp, comp_cut + 70000);
+	assert_non_null(comp);
+	memset(comp + comp_cut, 0, 70000);
+	expect_cat("/comp/text.txt", comp, comp_cut + 70000);
+	info_image("/comp/text.txt", &a);
+	assert_true(a.compressed);
 	sparse = realloc(sparse, sparse_len + 64536);
 	assert_non_null(sparse);
 	memset(sparse + sparse_len, 0, 64536);
@@ -1361,6 +1374,7 @@ static void truncate_sizes(void **state)
 	free(big);
 	free(small);
 	free(sparse);
+	free(comp);
 }
 
 static void refusals(void **state)
