@@ -117,8 +117,8 @@ ssize_t     ntfsc_pread(ntfsc_file *f, void *buf, size_t len, off_t off);
  * Writes len bytes at off into the cache and marks them dirty; returns len.
  * The file grows when off + len is past its end.  A write is refused
  * (before any byte is stored) with the daemon's errno: ENOSPC (no clusters
- * left), EFBIG (past what the open file can grow to, or a runlist that no
- * longer fits its MFT record), EPERM (system files), EACCES (encrypted),
+ * or MFT records left), EFBIG (past what the open file can grow to),
+ * EPERM (system files), EACCES (encrypted),
  * EROFS (read-only volume).  Zeroes written over bytes that read as zeroes
  * (a hole) allocate nothing.
  * EBADF on a file opened O_RDONLY, EINVAL for off < 0.  A count below len

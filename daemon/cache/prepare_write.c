@@ -53,7 +53,7 @@ int cache_check_writable(struct cache_inode *ci)
 	if (ci->cache->read_only)
 		return ntfs_fail(EROFS, "the volume is served read-only");
 	if (ci->mft_no < FILE_first_user ||
-	    ntfs_inode_foreach_attr(ci->ni, parent_is_extend, NULL) > 0)
+	    ntfs_inode_foreach_attr_under_lock(ci->ni, parent_is_extend, NULL) > 0)
 		return ntfs_fail(EPERM, "MFT record %llu is a system file: ntfsd never writes "
 				 "NTFS metadata through the cache", (unsigned long long)ci->mft_no);
 	if (na->flags & ATTR_IS_ENCRYPTED)
@@ -213,13 +213,8 @@ static int allocate_range(struct cache_inode *ci, uint64_t pos, uint64_t end)
 	}
 	pthread_rwlock_unlock(&ci->rl_lock);
 	pthread_mutex_unlock(&ci->init_lock);
-	if (err) {
-		if (err == -E2BIG)
-			err = ntfs_fail(EFBIG, "MFT record %llu: the runlist no longer fits in the "
-					"record and extending it through an attribute list is not "
-					"supported yet", (unsigned long long)ci->mft_no);
+	if (err)
 		goto undo;
-	}
 	cache_use_pages(ci, na->allocated_size);
 	ntfs_runlist_free(&rl);
 	ntfs_runlist_free(&fresh);
@@ -302,10 +297,6 @@ int cache_store_unit_uncompressed(struct cache_inode *ci, uint64_t unit)
 		}
 		pthread_rwlock_unlock(&ci->rl_lock);
 		pthread_mutex_unlock(&ci->init_lock);
-		if (err == -E2BIG)
-			err = ntfs_fail(EFBIG, "MFT record %llu: the runlist no longer fits in the "
-					"record and extending it through an attribute list is not "
-					"supported yet", (unsigned long long)ci->mft_no);
 	}
 	if (err) {
 		for (i = 0; i < got.count; i++)

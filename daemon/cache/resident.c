@@ -13,6 +13,8 @@
  *    them, then the record rewritten as non-resident; if the record write
  *    fails, the clusters are freed and the file is resident as before.
  *  - The data segment does not change: client mappings keep working.
+ *  - A compressed file moves out as whole compression units (16 clusters)
+ *    stored uncompressed, as the first write into a unit would store it.
  */
 #include "cache.h"
 
@@ -41,9 +43,15 @@ static int make_nonresident(struct cache_inode *ci)
 	size_t i;
 	int err = 0;
 
-	if (na->flags & ATTR_IS_COMPRESSED)
-		return ntfs_fail(EOPNOTSUPP, "MFT record %llu: a compressed resident file cannot "
-				 "grow out of its record yet", (unsigned long long)ci->mft_no);
+	if (na->flags & ATTR_IS_COMPRESSED) {
+		/* stored as whole uncompressed units of 16 clusters */
+		if (csize > 4096)
+			return ntfs_fail(EOPNOTSUPP, "MFT record %llu: NTFS does not compress with "
+					 "clusters over 4 KiB", (unsigned long long)ci->mft_no);
+		clusters = (clusters + 15) / 16 * 16;
+		if (!clusters)
+			clusters = 16;
+	}
 	if (clusters) {
 		buf = calloc(1, (size_t)(clusters * (int64_t)csize));
 		if (!buf)

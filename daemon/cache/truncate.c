@@ -162,10 +162,6 @@ static int truncate_nonresident(struct cache_inode *ci, uint64_t size)
 	pthread_rwlock_unlock(&ci->rl_lock);
 	pthread_mutex_unlock(&ci->init_lock);
 	ntfs_runlist_free(&rl);
-	if (err == -E2BIG)
-		err = ntfs_fail(EFBIG, "MFT record %llu: the runlist no longer fits in the record "
-				"and extending it through an attribute list is not supported yet",
-				(unsigned long long)ci->mft_no);
 	/* Only now does nothing on the disk point at them. */
 	for (i = 0; !err && i < freed.count; i++)
 		if (freed.runs[i].lcn >= 0 &&
@@ -184,10 +180,6 @@ int cache_truncate(struct cache_inode *ci, uint64_t size)
 
 	if (ci->cache->read_only)
 		return ntfs_fail(EROFS, "the volume is served read-only");
-	if (ci->data->resident && ntfs_attr_is_compressed(ci->data) && size > ci->i_size)
-		return ntfs_fail(EOPNOTSUPP, "MFT record %llu: growing a compressed file that is "
-				 "still resident is not supported yet",
-				 (unsigned long long)ci->mft_no);
 	err = cache_check_writable(ci);
 	if (err)
 		return err;

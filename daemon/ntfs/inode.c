@@ -258,3 +258,13 @@ int ntfs_inode_foreach_attr(struct ntfs_inode *ni, ntfs_attr_visit_fn fn, void *
 	free(ext);
 	return ret;
 }
+
+int ntfs_inode_foreach_attr_under_lock(struct ntfs_inode *ni, ntfs_attr_visit_fn fn, void *ctx)
+{
+	int ret;
+
+	pthread_mutex_lock(&ni->vol->mft_lock);
+	ret = ntfs_inode_foreach_attr(ni, fn, ctx);
+	pthread_mutex_unlock(&ni->vol->mft_lock);
+	return ret;
+}

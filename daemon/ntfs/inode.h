@@ -8,6 +8,10 @@
  * attribute record of the inode, in base and extension records, in the
  * order the attribute list gives (or record order without one), and only
  * visits extension records whose base reference points back to this inode.
+ * ni->mrec and ni->attr_list are replaced (the list freed and reallocated)
+ * by ntfs_attr_update_mapping_pairs() under vol->mft_lock: walk them under
+ * that lock (ntfs_inode_foreach_attr_under_lock), or under whatever
+ * serializes those calls for the inode.
  */
 #ifndef NTFS_INODE_H
 #define NTFS_INODE_H
@@ -48,5 +52,9 @@ static inline bool ntfs_inode_is_dir(const struct ntfs_inode *ni)
 typedef int (*ntfs_attr_visit_fn)(void *ctx, const struct ntfs_attr_record *a,
 				  uint64_t mft_no);
 int ntfs_inode_foreach_attr(struct ntfs_inode *ni, ntfs_attr_visit_fn fn, void *ctx);
+/* The same with vol->mft_lock held throughout: for walking an inode that
+ * another thread may be rewriting with ntfs_attr_update_mapping_pairs()
+ * (fn must not take vol->mft_lock). */
+int ntfs_inode_foreach_attr_under_lock(struct ntfs_inode *ni, ntfs_attr_visit_fn fn, void *ctx);
 
 #endif

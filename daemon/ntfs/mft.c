@@ -170,3 +170,48 @@ int ntfs_attr_record_resize(uint8_t *rec, struct ntfs_attr_record *a, uint32_t n
 	a->length = cpu_to_le32(new_len);
 	return 0;
 }
+
+void ntfs_attr_record_remove(uint8_t *rec, struct ntfs_attr_record *a)
+{
+	struct ntfs_mft_record *m = (void *)rec;
+	uint32_t off = (uint32_t)((uint8_t *)a - rec), len = le32(a->length);
+	uint32_t in_use = le32(m->bytes_in_use);
+
+	assert(off + len <= in_use);
+	memmove(rec + off, rec + off + len, in_use - off - len);
+	memset(rec + in_use - len, 0, len);
+	m->bytes_in_use = cpu_to_le32(in_use - len);
+}
+
+struct ntfs_attr_record *ntfs_attr_record_insert(uint8_t *rec, uint32_t off, uint32_t type,
+						 uint32_t len)
+{
+	struct ntfs_mft_record *m = (void *)rec;
+	uint32_t in_use = le32(m->bytes_in_use);
+	struct ntfs_attr_record *a;
+
+	assert(len % 8 == 0 && len >= NTFS_ATTR_RESIDENT_HEADER_SIZE);
+	assert(off >= le16(m->attrs_offset) && off < in_use);
+	if (len > ntfs_mft_record_free_space(rec))
+		return NULL;
+	memmove(rec + off + len, rec + off, in_use - off);
+	memset(rec + off, 0, len);
+	m->bytes_in_use = cpu_to_le32(in_use + len);
+	a = (void *)(rec + off);
+	a->type = cpu_to_le32(type);
+	a->length = cpu_to_le32(len);
+	return a;
+}
+
+struct ntfs_attr_record *ntfs_mft_record_find_instance(uint8_t *rec, uint32_t type,
+						       uint16_t instance)
+{
+	struct ntfs_attr_iter it;
+	const struct ntfs_attr_record *a;
+
+	ntfs_attr_iter_init(&it, rec);
+	while (ntfs_attr_iter_next(&it, &a))
+		if (le32(a->type) == type && le16(a->instance) == instance)
+			return (struct ntfs_attr_record *)a;
+	return NULL;
+}

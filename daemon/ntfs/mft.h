@@ -56,4 +56,22 @@ uint32_t ntfs_mft_record_free_space(const uint8_t *rec);
  * Returns 0 or -E2BIG when the record has no room (nothing changed). */
 int ntfs_attr_record_resize(uint8_t *rec, struct ntfs_attr_record *a, uint32_t new_len);
 
+/* Remove attribute record a from the validated record rec: the attributes
+ * after it and the end marker move down, bytes_in_use shrinks, the freed
+ * tail is zeroed. */
+void ntfs_attr_record_remove(uint8_t *rec, struct ntfs_attr_record *a);
+
+/* Open a gap of len bytes (a multiple of 8, at least 24) at offset off of
+ * the validated record rec, which must be an attribute boundary (an
+ * attribute's start or the end marker's); the gap is zeroed and becomes an
+ * attribute record of type `type` and length len, for the caller to fill.
+ * Returns it, or NULL when the record has no room (nothing changed). */
+struct ntfs_attr_record *ntfs_attr_record_insert(uint8_t *rec, uint32_t off, uint32_t type,
+						 uint32_t len);
+
+/* The attribute record of type `type` with instance `instance` in the
+ * validated record rec, or NULL. */
+struct ntfs_attr_record *ntfs_mft_record_find_instance(uint8_t *rec, uint32_t type,
+						       uint16_t instance);
+
 #endif

@@ -215,32 +215,14 @@ static void mft_record_peek(struct ntfs_volume *vol, uint64_t mft_no, uint8_t *b
 	*flags = le16(m->flags);
 }
 
-/* Format record mft_no as an empty in-use record with base reference
- * base_ref and write it, under vol->mft_lock.  *in_use: the record was
- * found in use on disk (-EIO, nothing written). */
-static int mft_record_format(struct ntfs_volume *vol, uint64_t mft_no, uint64_t base_ref,
-			     bool *in_use)
+void ntfs_mft_record_format_empty(const struct ntfs_volume *vol, uint8_t *buf, uint64_t mft_no,
+				  uint16_t seq, uint16_t usn, uint64_t base_ref)
 {
 	uint32_t size = vol->geo.mft_record_size;
-	uint8_t *buf = malloc(size);
 	struct ntfs_mft_record *m = (void *)buf;
 	bool v31 = vol->major_ver > 3 || (vol->major_ver == 3 && vol->minor_ver >= 1);
-	uint16_t seq, usn, flags, usa_ofs, usa_count, attrs;
-	int err;
+	uint16_t usa_ofs, usa_count, attrs;
 
-	if (!buf)
-		return -ENOMEM;
-	pthread_mutex_lock(&vol->mft_lock);
-	mft_record_peek(vol, mft_no, buf, &seq, &usn, &flags);
-	*in_use = flags & MFT_RECORD_IN_USE;
-	if (*in_use) {
-		err = ntfs_fail(EIO, "MFT record %llu is in use but $MFT/$BITMAP says it is free: "
-				"the MFT is corrupted (run chkdsk)", (unsigned long long)mft_no);
-		goto out;
-	}
-	seq = (uint16_t)(seq + 1);
-	if (!seq)
-		seq = 1;
 	usa_ofs = v31 ? sizeof(struct ntfs_mft_record) : 42;
 	usa_count = (uint16_t)(size / NTFS_BLOCK_SIZE + 1);
 	attrs = (uint16_t)((usa_ofs + 2u * usa_count + 7u) & ~7u);
@@ -260,6 +242,32 @@ static int mft_record_format(struct ntfs_volume *vol, uint64_t mft_no, uint64_t 
 	if (v31)
 		m->mft_record_number = cpu_to_le32((uint32_t)mft_no);
 	memset(buf + attrs, 0xff, 4);   /* AT_END */
+}
+
+/* Format record mft_no as an empty in-use record with base reference
+ * base_ref and write it, under vol->mft_lock.  *in_use: the record was
+ * found in use on disk (-EIO, nothing written). */
+static int mft_record_format(struct ntfs_volume *vol, uint64_t mft_no, uint64_t base_ref,
+			     bool *in_use)
+{
+	uint8_t *buf = malloc(vol->geo.mft_record_size);
+	uint16_t seq, usn, flags;
+	int err;
+
+	if (!buf)
+		return -ENOMEM;
+	pthread_mutex_lock(&vol->mft_lock);
+	mft_record_peek(vol, mft_no, buf, &seq, &usn, &flags);
+	*in_use = flags & MFT_RECORD_IN_USE;
+	if (*in_use) {
+		err = ntfs_fail(EIO, "MFT record %llu is in use but $MFT/$BITMAP says it is free: "
+				"the MFT is corrupted (run chkdsk)", (unsigned long long)mft_no);
+		goto out;
+	}
+	seq = (uint16_t)(seq + 1);
+	if (!seq)
+		seq = 1;
+	ntfs_mft_record_format_empty(vol, buf, mft_no, seq, usn, base_ref);
 	err = ntfs_mft_record_write(vol, mft_no, buf);
 out:
 	pthread_mutex_unlock(&vol->mft_lock);

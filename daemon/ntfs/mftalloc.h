@@ -48,6 +48,13 @@ void ntfs_mft_bitmap_free(struct ntfs_volume *vol);
 int ntfs_mft_record_alloc(struct ntfs_volume *vol, uint64_t base_mft_no, uint16_t base_seq,
 			  uint64_t *mft_no_out);
 
+/* Format buf (vol->geo.mft_record_size bytes, in memory only) as the empty
+ * in-use record ntfs_mft_record_alloc() writes: header, update sequence
+ * array (update sequence number usn), sequence number seq, base reference
+ * base_ref, an end marker and nothing else. */
+void ntfs_mft_record_format_empty(const struct ntfs_volume *vol, uint8_t *buf, uint64_t mft_no,
+				  uint16_t seq, uint16_t usn, uint64_t base_ref);
+
 /* Mark record mft_no unused (IN_USE cleared, sequence number bumped, never
  * to 0) and clear its bit.  -EINVAL for records 0..23 or past the MFT, -EIO
  * when the record or its bit is already free. */

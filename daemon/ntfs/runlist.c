@@ -135,6 +135,20 @@ static size_t rl_find(const struct ntfs_runlist *rl, int64_t vcn)
 	return rl->count;
 }
 
+int ntfs_rl_prefix_view(const struct ntfs_runlist *rl, int64_t vcn, struct ntfs_runlist *view)
+{
+	size_t i = vcn == ntfs_rl_end_vcn(rl) ? rl->count : rl_find(rl, vcn);
+
+	if (i == rl->count && vcn != ntfs_rl_end_vcn(rl))
+		return -EINVAL;
+	if (i < rl->count && rl->runs[i].vcn != vcn)
+		return -EINVAL;
+	view->runs = rl->runs;
+	view->count = i;
+	view->capacity = i;
+	return 0;
+}
+
 int64_t ntfs_rl_vcn_to_lcn(const struct ntfs_runlist *rl, int64_t vcn, int64_t *count)
 {
 	size_t i = rl_find(rl, vcn);

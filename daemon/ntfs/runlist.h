@@ -92,6 +92,12 @@ int ntfs_rl_extract(const struct ntfs_runlist *rl, int64_t vcn, int64_t count,
  * compressed_size counts, in clusters. */
 int64_t ntfs_rl_allocated(const struct ntfs_runlist *rl, int64_t vcn, int64_t count);
 
+/* Point *view at the runs of rl that lie before vcn, sharing rl's array
+ * (the view must not be edited nor freed, and dies with rl), when vcn is
+ * where a run of rl starts or where rl ends; returns 0 then, else -EINVAL
+ * (vcn inside a run or outside [0, end]). */
+int ntfs_rl_prefix_view(const struct ntfs_runlist *rl, int64_t vcn, struct ntfs_runlist *view);
+
 /* Replace *dst by a copy of src.  Returns 0 or -ENOMEM (dst unchanged). */
 int ntfs_rl_copy(struct ntfs_runlist *dst, const struct ntfs_runlist *src);
 

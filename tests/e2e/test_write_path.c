@@ -23,7 +23,9 @@
  *    past the allocated size, a resident file growing within its record
  *    and then out of it (non-resident, while mapped), compressed files
  *    (the units written are stored uncompressed; the rest stay compressed
- *    and read back byte-exact); ntfscat, ntfsinfo and ntfsfix -n agree, and
+ *    and read back byte-exact); a file grown by ntfsd into free space
+ *    ntfs-3g cut into pieces, until its runlist continues behind an
+ *    $ATTRIBUTE_LIST, read back by ntfscat and a fresh ntfs-3g mount; ntfscat, ntfsinfo and ntfsfix -n agree, and
  *    after ntfs-3g (mounted) has filled the rest of the volume with a new
  *    file every byte ntfsd wrote still reads back (bitmap truth); a write
  *    that cannot be allocated fails with ENOSPC and leaves what was
@@ -51,6 +53,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1377,6 +1380,128 @@ static void truncate_sizes(void **state)
 	free(comp);
 }
 
+/* Run a command (argv) and fail the test unless it exits 0. */
+static void must_run(const char *const argv[])
+{
+	char *out = NULL;
+	size_t len;
+	int st;
+
+	if (oracle_run(argv, &out, &len, &st) || st)
+		fail_msg("%s failed (exit %d): %s%s", argv[0], st, out ? out : "",
+			 oracle_last_stderr());
+	free(out);
+}
+
+/*
+ * Free space cut into 8-cluster pieces by ntfs-3g (files made, every other
+ * one deleted), then ntfsd grows a file into it: its runlist needs
+ * hundreds of runs, so its $DATA continues in extension records behind an
+ * $ATTRIBUTE_LIST.  ntfs-3g must read it back, and ntfsfix -n find the
+ * volume clean.
+ */
+static void fragmented_until_attribute_list(void **state)
+{
+	char *mnt = tmp_path("mnt"), path[600];
+	const char *mkfs[] = { "mkntfs", "-q", "-F", "-f", "-c", "512", "-L", "frag", image, NULL };
+	const char *mount[] = { "ntfs-3g", image, mnt, NULL };
+	const char *umount[] = { "fusermount", "-u", mnt, NULL };
+	static uint8_t block[4096];
+	size_t want, got_len;
+	uint8_t *data;
+	struct statvfs sv;
+	char *got;
+	bool has_list = false;
+	uint64_t seed = 11;
+	int i, n, fd;
+	ntfsc *c;
+	ntfsc_file *f;
+
+	(void)state;
+	/* a fresh 16 MiB volume with 512-byte clusters in place of the copy */
+	assert_int_equal(truncate(image, 16 << 20), 0);
+	must_run(mkfs);
+	assert_true(mkdir(mnt, 0700) == 0 || errno == EEXIST);
+	must_run(mount);
+	memset(block, 0x11, sizeof(block));
+	for (n = 0;; n++) {
+		snprintf(path, sizeof(path), "%s/f%05d", mnt, n);
+		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (fd < 0)
+			break;
+		{
+			bool ok = write(fd, block, sizeof(block)) == (ssize_t)sizeof(block);
+
+			if (close(fd) || !ok) {
+				unlink(path);
+				break;
+			}
+		}
+	}
+	for (i = 0; i < n; i += 2) {
+		snprintf(path, sizeof(path), "%s/f%05d", mnt, i);
+		unlink(path);
+	}
+	snprintf(path, sizeof(path), "%s/grown.bin", mnt);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	assert_true(fd >= 0);
+	close(fd);
+	/* nearly all that is free: the large free extents run out, the holes
+	 * between the files remain */
+	assert_int_equal(statvfs(mnt, &sv), 0);
+	want = ((size_t)sv.f_bavail * sv.f_frsize - (512u << 10)) & ~(size_t)0xffff;
+	data = malloc(want);
+	assert_non_null(data);
+	fill_random(&seed, data, want);
+	must_run(umount);
+	rmdir(mnt);
+	print_message("%d files of 4 KiB made, every other deleted; writing %zu bytes\n", n,
+		      want);
+	assert_true(n > 1000);
+
+	start_daemon(NULL);
+	c = connect_daemon();
+	f = open_or_fail(c, "/grown.bin", O_RDWR);
+	for (size_t off = 0; off < want; off += 64 << 10) {
+		if (ntfsc_pwrite(f, data + off, 64 << 10, (off_t)off) != 64 << 10)
+			fail_msg("pwrite at %zu: %s (%s)", off, strerror(errno), last_message());
+	}
+	assert_int_equal(ntfsc_fsync(f), 0);
+	assert_int_equal(ntfsc_close(f), 0);
+	ntfsc_disconnect(c);
+	stop_daemon_clean();
+
+	assert_int_equal(oracle_has_attr(image, "/grown.bin", "$ATTRIBUTE_LIST", &has_list), 0);
+	if (!has_list) {
+		const char *info[] = { "ntfsinfo", "-v", "-F", "/grown.bin", image, NULL };
+		char *out = NULL;
+		size_t len;
+		int st;
+
+		oracle_run(info, &out, &len, &st);
+		fprintf(stderr, "%s\n", out ? out : "");
+		fail_msg("/grown.bin has no $ATTRIBUTE_LIST: the test did not fragment it "
+			 "enough (ntfsinfo above)");
+	}
+	expect_cat("/grown.bin", data, want);
+	expect_fsck_clean();
+	/* a fresh ntfs-3g mount reads it the same */
+	assert_true(mkdir(mnt, 0700) == 0 || errno == EEXIST);
+	must_run(mount);
+	snprintf(path, sizeof(path), "%s/grown.bin", mnt);
+	{
+		int rc = read_whole(path, &got, &got_len);
+
+		must_run(umount);
+		rmdir(mnt);
+		assert_int_equal(rc, 0);
+	}
+	expect_bytes("ntfs-3g mount /grown.bin", got, got_len, data, want);
+	free(got);
+	free(data);
+	free(mnt);
+}
+
 static void refusals(void **state)
 {
 	static const char *const watched[] = { "/big.bin", "/small.txt", "/$Boot" };
@@ -1815,6 +1940,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(refusals, setup_image, teardown_image),
 		cmocka_unit_test_setup_teardown(writes_that_allocate, setup_image, teardown_image),
 		cmocka_unit_test_setup_teardown(truncate_sizes, setup_image, teardown_image),
+		cmocka_unit_test_setup_teardown(fragmented_until_attribute_list, setup_image,
+						teardown_image),
 		cmocka_unit_test_setup_teardown(ctl_write_sync, setup_image, teardown_image),
 		cmocka_unit_test_setup_teardown(whole_page_writes_skip_reads, setup_image,
 						teardown_image),

@@ -3,11 +3,13 @@
  * ntfs-3g: ntfs_attr_update_mapping_pairs (shrinking, emptying, relocating
  * into a fragmented runlist, punching holes that make a file sparse,
  * growing with a hole, a named stream whose name moves with the sparse
- * header) and ntfs_attr_make_nonresident (unnamed and named streams), plus
- * the refusals (-E2BIG when the pairs do not fit, -EOPNOTSUPP for an
- * attribute split over extents by an $ATTRIBUTE_LIST, -EINVAL, -EROFS)
- * that must leave the image byte for byte unchanged; and an inode with an
- * $ATTRIBUTE_LIST whose $DATA is a single extent, which is rewritten.
+ * header, a runlist too long for its record spilling into extension
+ * records, an attribute ntfs-3g split over extents cut back to one, and an
+ * inode with an $ATTRIBUTE_LIST whose single-extent $DATA spills and
+ * shrinks again) and ntfs_attr_make_nonresident (unnamed and named
+ * streams), plus the refusals (-EINVAL, -EROFS) that must leave the image
+ * byte for byte unchanged.  (test_attr_list.c covers attributes over many
+ * extension records in depth.)
  *
  * The group setup makes one pristine image with mkntfs (32 MiB, 4 KiB
  * clusters) and ntfscp, then two files through a read-write ntfs-3g mount:
@@ -1232,24 +1234,47 @@ static void test_relocate_fragmented(void **state)
 	free(data);
 }
 
-/* More pairs than the record holds: -E2BIG, and nothing on the disk or in
- * the attribute's sizes and flags changes. */
-static void test_record_full_refused(void **state)
+/* More pairs than the record holds: the file's 257 clusters relocated one
+ * by one into free clusters no two of which touch.  The runlist spills into
+ * extension records behind a new $ATTRIBUTE_LIST (test_attr_list.c checks
+ * those in depth); ntfs-3g reads the file through it. */
+static void test_record_full_spills(void **state)
 {
+	const size_t size = files[F_SHRINK].size;
 	struct file fl = open_rw(F_SHRINK);
-	uint64_t allocated = fl.na->allocated_size;
-	uint16_t flags = fl.na->flags;
+	struct ntfs_runlist old = { 0 };
+	int64_t end = ntfs_rl_end_vcn(&fl.na->rl), lcn = 100;
+	uint8_t *data = malloc(size);
+	struct bitmap bm;
+	bool present = false;
 
 	(void)state;
-	/* 257 one-cluster runs alternating between two far apart areas. */
-	for (int64_t v = 0; v < ntfs_rl_end_vcn(&fl.na->rl); v++)
-		EXPECT_OK(ntfs_rl_replace(&fl.na->rl, v, 1, (v % 2 ? 7000 : 100) + v));
-	assert_int_equal(ntfs_attr_update_mapping_pairs(fl.na), -E2BIG);
-	assert_non_null(strstr(ntfs_last_error(), "do not fit"));
-	assert_int_equal(fl.na->allocated_size, allocated);
-	assert_int_equal(fl.na->flags, flags);
+	assert_non_null(data);
+	assert_null(fl.ni->attr_list);
+	assert_int_equal(ntfs_attr_pread(fl.na, 0, size, data), (ssize_t)size);
+	EXPECT_OK(ntfs_rl_copy(&old, &fl.na->rl));
+	EXPECT_OK(bitmap_load(fl.vol, &bm));
+	for (int64_t v = 0; v < end; v++) {
+		lcn = bitmap_find_free(&bm, lcn + 2, 1);
+		assert_true(lcn > 0);
+		EXPECT_OK(ntfs_rl_replace(&fl.na->rl, v, 1, lcn));
+		EXPECT_OK(bitmap_mark(&bm, lcn, 1, true));
+	}
+	assert_int_equal(fl.na->rl.count, end);
+	EXPECT_OK(ntfs_attr_pwrite_mapped(fl.na, 0, size, data));
+	EXPECT_OK(ntfs_attr_update_mapping_pairs(fl.na));
+	assert_non_null(fl.ni->attr_list);
+	bitmap_mark_runs(&bm, &old, false);
+	bitmap_free(&bm);
 	close_rw(&fl);
-	expect_image_unchanged();
+
+	EXPECT_OK(oracle_has_attr(fx.scratch, files[F_SHRINK].path, "$ATTRIBUTE_LIST", &present));
+	assert_true(present);
+	expect_info(fx.scratch, F_SHRINK, false, false, size, (uint64_t)end * CLUSTER, size, 0);
+	expect_ntfsfix_clean(fx.scratch);
+	expect_file(F_SHRINK, fx.data[F_SHRINK], size, true);
+	ntfs_runlist_free(&old);
+	free(data);
 }
 
 /* Refusals that must not write: inconsistent sizes, a runlist outside the
@@ -1520,50 +1545,99 @@ static void test_sparse_named_stream(void **state)
 	free(want);
 }
 
-/* An attribute ntfs-3g split over several extents: refused, unchanged. */
-static void test_attribute_list_refused(void **state)
+/* An attribute ntfs-3g split over several extents is rewritten: cut to
+ * its first ten clusters it is one extent again; the extension records
+ * that held the rest are freed, the rest of ntfs-3g's layout (the moved
+ * $FILE_NAME, the list itself) stays valid. */
+static void test_attribute_list_rewritten(void **state)
 {
 	struct file fl = open_rw(F_ATTRLIST);
+	struct ntfs_runlist old = { 0 }, expect = { 0 };
+	struct bitmap bm;
 
 	(void)state;
 	assert_non_null(fl.ni->attr_list);
 	expect_cat(fx.scratch, F_ATTRLIST, fx.data[F_ATTRLIST], files[F_ATTRLIST].size);
+	EXPECT_OK(ntfs_rl_copy(&old, &fl.na->rl));
 	EXPECT_OK(ntfs_rl_truncate(&fl.na->rl, 10));
 	fl.na->data_size = fl.na->initialized_size = 10 * CLUSTER;
-	assert_int_equal(ntfs_attr_update_mapping_pairs(fl.na), -EOPNOTSUPP);
-	assert_non_null(strstr(ntfs_last_error(), "extents"));
+	EXPECT_OK(ntfs_attr_update_mapping_pairs(fl.na));
+	EXPECT_OK(bitmap_load(fl.vol, &bm));
+	{
+		struct ntfs_runlist cut = { 0 };
+
+		EXPECT_OK(ntfs_rl_extract(&old, 10, ntfs_rl_end_vcn(&old) - 10, &cut));
+		bitmap_mark_runs(&bm, &cut, false);
+		ntfs_runlist_free(&cut);
+	}
+	bitmap_free(&bm);
+	EXPECT_OK(ntfs_rl_copy(&expect, &fl.na->rl));
 	close_rw(&fl);
-	expect_image_unchanged();
+
+	expect_info(fx.scratch, F_ATTRLIST, false, false, 10 * CLUSTER, 10 * CLUSTER,
+		    10 * CLUSTER, 0);
+	expect_runlist(fx.scratch, F_ATTRLIST, &expect);
+	expect_ntfsfix_clean(fx.scratch);
+	expect_file(F_ATTRLIST, fx.data[F_ATTRLIST], 10 * CLUSTER, true);
+	ntfs_runlist_free(&old);
+	ntfs_runlist_free(&expect);
 }
 
 /* An inode with an attribute list whose $DATA is one extent (in the base
- * record, which ntfs-3g filled with names): more pairs than the little
- * room left gives -E2BIG and changes nothing; shrinking works, and every
- * name of the file reads the new contents. */
+ * record, which ntfs-3g filled with names): holes in every other cluster
+ * and 300 more one-cluster runs spill the runlist into extension records
+ * added to ntfs-3g's list; then shrinking brings it back to one extent.
+ * Every name of the file reads the new contents each time. */
 static void test_attribute_list_single_extent(void **state)
 {
 	struct file fl = open_rw(F_LINKED);
 	struct ntfs_runlist cut = { 0 }, expect = { 0 };
 	const uint64_t new_size = 4 * CLUSTER - 10;
-	int64_t end = ntfs_rl_end_vcn(&fl.na->rl);
+	int64_t end = ntfs_rl_end_vcn(&fl.na->rl), lcn;
+	const int64_t extra = 300;
+	const size_t grown = (size_t)(end + 2 * extra) * CLUSTER;
+	uint8_t *want = calloc(1, grown);
 	struct bitmap bm;
 
 	(void)state;
+	assert_non_null(want);
 	assert_non_null(fl.ni->attr_list);
 	assert_int_equal(end, 16);
-	/* Every other cluster a hole, and 300 more one-cluster runs after the
-	 * end (in memory only: never written): more than any record holds. */
-	for (int64_t v = 1; v < end; v += 2)
+	memcpy(want, fx.data[F_LINKED], files[F_LINKED].size);
+	EXPECT_OK(bitmap_load(fl.vol, &bm));
+	for (int64_t v = 1; v < end; v += 2) {
+		EXPECT_OK(ntfs_rl_extract(&fl.na->rl, v, 1, &cut));
 		EXPECT_OK(ntfs_rl_replace(&fl.na->rl, v, 1, LCN_HOLE));
-	for (int64_t k = 0; k < 300; k++)
-		EXPECT_OK(ntfs_rl_replace(&fl.na->rl, end + 2 * k, 1, 100 + 3 * k));
-	assert_int_equal(ntfs_attr_update_mapping_pairs(fl.na), -E2BIG);
-	assert_false(fl.na->flags & ATTR_IS_SPARSE);
+		memset(want + v * CLUSTER, 0, CLUSTER);
+	}
+	/* 300 clusters, each after a hole of one, in every third free cluster. */
+	lcn = 100;
+	for (int64_t k = 0; k < extra; k++) {
+		lcn = bitmap_find_free(&bm, lcn + 2, 1);
+		assert_true(lcn > 0);
+		EXPECT_OK(bitmap_mark(&bm, lcn, 1, true));
+		EXPECT_OK(ntfs_rl_replace(&fl.na->rl, end + 2 * k + 1, 1, lcn));
+		for (size_t i = 0; i < CLUSTER; i++)
+			want[(end + 2 * k + 1) * CLUSTER + i] = (uint8_t)(k * 31 + i);
+	}
+	for (int64_t k = 0; k < extra; k++)
+		EXPECT_OK(ntfs_attr_pwrite_mapped(fl.na, (uint64_t)(end + 2 * k + 1) * CLUSTER,
+						  CLUSTER, want + (end + 2 * k + 1) * CLUSTER));
+	fl.na->data_size = fl.na->initialized_size = grown - 100;
+	EXPECT_OK(ntfs_attr_update_mapping_pairs(fl.na));
+	assert_true(fl.na->flags & ATTR_IS_SPARSE);
+	bitmap_mark_runs(&bm, &cut, false);
+	bitmap_free(&bm);
 	close_rw(&fl);
-	expect_image_unchanged();
+
+	expect_info(fx.scratch, F_LINKED, false, true, grown - 100, grown, grown - 100,
+		    (uint64_t)(end / 2 + extra) * CLUSTER);
+	expect_ntfsfix_clean(fx.scratch);
+	expect_file(F_LINKED, want, grown - 100, true);
+	ntfs_runlist_free(&cut);
 
 	fl = open_rw(F_LINKED);
-	EXPECT_OK(ntfs_rl_extract(&fl.na->rl, 4, end - 4, &cut));
+	EXPECT_OK(ntfs_rl_extract(&fl.na->rl, 4, ntfs_rl_end_vcn(&fl.na->rl) - 4, &cut));
 	EXPECT_OK(ntfs_rl_truncate(&fl.na->rl, 4));
 	fl.na->data_size = fl.na->initialized_size = new_size;
 	EXPECT_OK(ntfs_attr_update_mapping_pairs(fl.na));
@@ -1573,10 +1647,11 @@ static void test_attribute_list_single_extent(void **state)
 	EXPECT_OK(ntfs_rl_copy(&expect, &fl.na->rl));
 	close_rw(&fl);
 
-	expect_info(fx.scratch, F_LINKED, false, false, new_size, 4 * CLUSTER, new_size, 0);
+	expect_info(fx.scratch, F_LINKED, false, true, new_size, 4 * CLUSTER, new_size,
+		    2 * CLUSTER);
 	expect_runlist(fx.scratch, F_LINKED, &expect);
 	expect_ntfsfix_clean(fx.scratch);
-	expect_file(F_LINKED, fx.data[F_LINKED], new_size, true);
+	expect_file(F_LINKED, want, new_size, true);
 	{
 		char path[128], *data = NULL;
 		size_t len = 0;
@@ -1585,11 +1660,12 @@ static void test_attribute_list_single_extent(void **state)
 			 NR_LINKS - 1);
 		EXPECT_OK(oracle_cat(fx.scratch, path, NULL, &data, &len));
 		assert_int_equal(len, new_size);
-		assert_memory_equal(data, fx.data[F_LINKED], new_size);
+		assert_memory_equal(data, want, new_size);
 		free(data);
 	}
 	ntfs_runlist_free(&cut);
 	ntfs_runlist_free(&expect);
+	free(want);
 }
 
 int main(void)
@@ -1608,13 +1684,13 @@ int main(void)
 		T(test_shrink),
 		T(test_shrink_to_empty),
 		T(test_relocate_fragmented),
-		T(test_record_full_refused),
+		T(test_record_full_spills),
 		T(test_invalid_refused),
 		T(test_make_nonresident),
 		T(test_make_nonresident_named),
 		T(test_sparse_holes),
 		T(test_sparse_named_stream),
-		T(test_attribute_list_refused),
+		T(test_attribute_list_rewritten),
 		T(test_attribute_list_single_extent),
 	};
 #undef T
