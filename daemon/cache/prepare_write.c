@@ -64,6 +64,36 @@ int cache_check_writable(struct cache_inode *ci)
 
 /* ---- allocation ---- */
 
+int cache_commit_runlist(struct cache_inode *ci, struct ntfs_runlist *rl, uint64_t data_size,
+			 uint64_t initialized_size)
+{
+	struct ntfs_attr *na = ci->data;
+	struct ntfs_attr saved = *na;
+	int err;
+
+	pthread_mutex_lock(&ci->init_lock);
+	pthread_rwlock_wrlock(&ci->rl_lock);
+	na->rl = *rl;
+	if (data_size != UINT64_MAX)
+		na->data_size = data_size;
+	if (initialized_size != UINT64_MAX)
+		na->initialized_size = initialized_size;
+	err = ntfs_attr_update_mapping_pairs(na);
+	if (err) {
+		na->rl = saved.rl;
+		na->data_size = saved.data_size;
+		na->initialized_size = saved.initialized_size;
+		na->allocated_size = saved.allocated_size;
+		na->compressed_size = saved.compressed_size;
+		na->flags = saved.flags;
+	} else {
+		*rl = saved.rl;         /* the caller frees the old one */
+	}
+	pthread_rwlock_unlock(&ci->rl_lock);
+	pthread_mutex_unlock(&ci->init_lock);
+	return err;
+}
+
 /* Put zeroes on the clusters [lcn, lcn + count) (fresh clusters that will
  * lie below initialized_size: stale bytes must never become file data). */
 static int zero_clusters(struct ntfs_volume *vol, int64_t lcn, int64_t count)
@@ -148,8 +178,6 @@ static int allocate_range(struct cache_inode *ci, uint64_t pos, uint64_t end)
 	uint32_t bits = vol->geo.cluster_size_bits;
 	int64_t vcn, last, run, lcn, alloc_end, want_end;
 	struct ntfs_runlist rl = { 0 }, fresh = { 0 };
-	uint64_t old_alloc = na->allocated_size, old_comp = na->compressed_size;
-	uint16_t old_flags = na->flags;
 	bool changed = false;
 	size_t i;
 	int err;
@@ -195,24 +223,7 @@ static int allocate_range(struct cache_inode *ci, uint64_t pos, uint64_t end)
 	 * must be on the disk first (the Linux driver's ordering). */
 	if (ci->sizes_dirty && (err = ntfs_device_flush(vol->dev)))
 		goto undo;
-	pthread_mutex_lock(&ci->init_lock);
-	pthread_rwlock_wrlock(&ci->rl_lock);
-	{
-		struct ntfs_runlist old = na->rl;
-
-		na->rl = rl;
-		err = ntfs_attr_update_mapping_pairs(na);
-		if (err) {
-			na->rl = old;
-			na->allocated_size = old_alloc;
-			na->compressed_size = old_comp;
-			na->flags = old_flags;
-		} else {
-			rl = old;       /* freed below */
-		}
-	}
-	pthread_rwlock_unlock(&ci->rl_lock);
-	pthread_mutex_unlock(&ci->init_lock);
+	err = cache_commit_runlist(ci, &rl, UINT64_MAX, UINT64_MAX);
 	if (err)
 		goto undo;
 	cache_use_pages(ci, na->allocated_size);
@@ -248,8 +259,6 @@ int cache_store_unit_uncompressed(struct cache_inode *ci, uint64_t unit)
 	int64_t ucl = (int64_t)1 << na->compression_unit, vcn0 = (int64_t)unit * ucl, at;
 	int64_t alloc_end = (int64_t)(na->allocated_size >> bits);
 	struct ntfs_runlist got = { 0 }, rl = { 0 }, old_runs = { 0 };
-	uint64_t old_alloc = na->allocated_size, old_comp = na->compressed_size;
-	uint16_t old_flags = na->flags;
 	uint8_t *buf = calloc(1, cb);
 	ssize_t n = 0;
 	size_t i;
@@ -279,25 +288,8 @@ int cache_store_unit_uncompressed(struct cache_inode *ci, uint64_t unit)
 		err = ntfs_rl_extract(&na->rl, vcn0, ucl, &old_runs);
 	for (i = 0, at = vcn0; !err && i < got.count; at += got.runs[i].length, i++)
 		err = ntfs_rl_replace(&rl, at, got.runs[i].length, got.runs[i].lcn);
-	if (!err) {
-		struct ntfs_runlist old;
-
-		pthread_mutex_lock(&ci->init_lock);
-		pthread_rwlock_wrlock(&ci->rl_lock);
-		old = na->rl;
-		na->rl = rl;
-		err = ntfs_attr_update_mapping_pairs(na);
-		if (err) {
-			na->rl = old;
-			na->allocated_size = old_alloc;
-			na->compressed_size = old_comp;
-			na->flags = old_flags;
-		} else {
-			rl = old;
-		}
-		pthread_rwlock_unlock(&ci->rl_lock);
-		pthread_mutex_unlock(&ci->init_lock);
-	}
+	if (!err)
+		err = cache_commit_runlist(ci, &rl, UINT64_MAX, UINT64_MAX);
 	if (err) {
 		for (i = 0; i < got.count; i++)
 			ntfs_cluster_free(vol, got.runs[i].lcn, got.runs[i].length);

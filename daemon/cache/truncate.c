@@ -107,9 +107,6 @@ static int truncate_nonresident(struct cache_inode *ci, uint64_t size)
 	int64_t ucl = ntfs_attr_is_compressed(na) ? (int64_t)1 << na->compression_unit : 1;
 	int64_t alloc_vcn = (int64_t)(na->allocated_size >> bits);
 	struct ntfs_runlist rl = { 0 }, freed = { 0 };
-	uint64_t old_data, old_init;
-	uint64_t old_alloc = na->allocated_size, old_comp = na->compressed_size;
-	uint16_t old_flags = na->flags;
 	size_t i;
 	int err;
 
@@ -124,14 +121,7 @@ static int truncate_nonresident(struct cache_inode *ci, uint64_t size)
 		if (err)
 			return err;
 		alloc_vcn = (int64_t)(na->allocated_size >> bits);
-		old_alloc = na->allocated_size;
-		old_comp = na->compressed_size;
-		old_flags = na->flags;
 	}
-	old_data = na->data_size;
-	old_init = na->initialized_size;
-	pthread_mutex_lock(&ci->init_lock);
-	pthread_rwlock_wrlock(&ci->rl_lock);
 	err = ntfs_rl_copy(&rl, &na->rl);
 	if (!err && end_vcn < alloc_vcn) {
 		err = ntfs_rl_extract(&na->rl, end_vcn, alloc_vcn - end_vcn, &freed);
@@ -140,27 +130,9 @@ static int truncate_nonresident(struct cache_inode *ci, uint64_t size)
 	} else if (!err && end_vcn > alloc_vcn) {
 		err = ntfs_rl_replace(&rl, alloc_vcn, end_vcn - alloc_vcn, LCN_HOLE);
 	}
-	if (!err) {
-		struct ntfs_runlist old = na->rl;
-
-		na->rl = rl;
-		na->data_size = size;
-		if (na->initialized_size > size)
-			na->initialized_size = size;
-		err = ntfs_attr_update_mapping_pairs(na);
-		if (err) {
-			na->rl = old;
-			na->data_size = old_data;
-			na->initialized_size = old_init;
-			na->allocated_size = old_alloc;
-			na->compressed_size = old_comp;
-			na->flags = old_flags;
-		} else {
-			rl = old;
-		}
-	}
-	pthread_rwlock_unlock(&ci->rl_lock);
-	pthread_mutex_unlock(&ci->init_lock);
+	if (!err)
+		err = cache_commit_runlist(ci, &rl, size, na->initialized_size > size ?
+					   size : na->initialized_size);
 	ntfs_runlist_free(&rl);
 	/* Only now does nothing on the disk point at them. */
 	for (i = 0; !err && i < freed.count; i++)
