@@ -40,7 +40,6 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -49,6 +48,7 @@
 #include "ntfsc.h"
 #include "oracle.h"
 #include "shm_layout.h"
+#include "testvol.h"
 
 static const char *ntfsd_bin, *ntfsctl_bin, *fixture_dir;
 
@@ -60,13 +60,6 @@ static int notify_fd = -1;
 #define HOLD_OFF_ARGS "--cache-size", "512M", "--dirty-background", "400M", \
 		      "--dirty-limit", "450M", "--dirty-expire-ms", "3600000"
 
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 };
-
-	nanosleep(&ts, NULL);
-}
-
 static void fill_random(uint64_t seed, void *buf, size_t len)
 {
 	uint8_t *p = buf;
@@ -77,32 +70,6 @@ static void fill_random(uint64_t seed, void *buf, size_t len)
 		seed ^= seed << 17;
 		p[i] = (uint8_t)(seed >> 24);
 	}
-}
-
-static int copy_file(const char *src, const char *dst)
-{
-	char buf[1 << 16];
-	int in = open(src, O_RDONLY | O_CLOEXEC), out, err = 0;
-	ssize_t n;
-
-	if (in < 0)
-		return -errno;
-	out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (out < 0) {
-		err = -errno;
-		close(in);
-		return err;
-	}
-	while ((n = read(in, buf, sizeof(buf))) > 0)
-		if (write(out, buf, (size_t)n) != n) {
-			err = -EIO;
-			break;
-		}
-	if (n < 0)
-		err = -errno;
-	close(in);
-	close(out);
-	return err;
 }
 
 static int setup(void **state)
@@ -122,7 +89,7 @@ static int setup(void **state)
 	if (mkdir(store_dir, 0700) < 0)
 		return -1;
 	snprintf(src, sizeof(src), "%s/vol4k.img", fixture_dir);
-	return copy_file(src, image) ? -1 : 0;
+	return testvol_copy_file(src, image) ? -1 : 0;
 }
 
 static int teardown(void **state)
@@ -164,22 +131,13 @@ static int teardown(void **state)
 	return 0;
 }
 
-static void cat_image(const char *path, char **data, size_t *len)
-{
-	int err = oracle_cat(image, path, NULL, data, len);
-
-	if (err)
-		fail_msg("ntfscat %s %s: %s (%s)", image, path, strerror(-err),
-			 oracle_last_stderr());
-}
-
 static void expect_range(const char *path, uint64_t off, const void *want, size_t len,
 			 bool equal)
 {
 	char *got;
 	size_t glen;
 
-	cat_image(path, &got, &glen);
+	testvol_cat(image, path, &got, &glen);
 	if (glen < off + len)
 		fail_msg("ntfscat %s: %zu bytes, want at least %" PRIu64, path, glen, off + len);
 	if (equal && memcmp(got + off, want, len)) {
@@ -194,19 +152,6 @@ static void expect_range(const char *path, uint64_t off, const void *want, size_
 		fail_msg("ntfscat %s: the new bytes are already on the volume: write-back was "
 			 "not held off, the test proves nothing", path);
 	free(got);
-}
-
-static void expect_fsck_clean(void)
-{
-	const char *argv[] = { "ntfsfix", "-n", image, NULL };
-	char *out = NULL;
-	size_t len;
-	int status, err = oracle_run(argv, &out, &len, &status);
-
-	if (err || status || !strstr(out, "processed successfully"))
-		fail_msg("ntfsfix -n %s (exit %d): %s%s", image, status, out ? out : "",
-			 oracle_last_stderr());
-	free(out);
 }
 
 static void ctl_sync(const char *sock)
@@ -396,9 +341,9 @@ static void keeper_survives_sigkill(void **state)
 	expect_range("/big.bin", BIG_OFF, big_new, BIG_LEN, true);
 	expect_range("/small.txt", SMALL_OFF, small_new, SMALL_LEN, true);
 	expect_range("/frag/a.bin", FRAG_OFF, frag_new, FRAG_LEN, true);
-	expect_fsck_clean();
+	testvol_expect_ntfsfix_clean(image);
 	for (i = 0; i < 100 && access(keeper_path, F_OK) == 0; i++)
-		sleep_ms(50);
+		testvol_sleep_ms(50);
 	if (access(keeper_path, F_OK) == 0)
 		fail_msg("the keeper still runs after a clean shutdown (%s)", keeper_path);
 }
@@ -604,7 +549,7 @@ static void systemd_store_survives_sigkill(void **state)
 	expect_range("/big.bin", BIG_OFF, big_new, BIG_LEN, false);
 	expect_range("/small.txt", SMALL_OFF, small_new, SMALL_LEN, true);
 	expect_range("/frag/a.bin", FRAG_OFF, frag_new, FRAG_LEN, true);
-	expect_fsck_clean();
+	testvol_expect_ntfsfix_clean(image);
 	if (nstored) {
 		dump_sysd_log();
 		fail_msg("%d fds still stored after a clean stop (first: %s)", nstored,

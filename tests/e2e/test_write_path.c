@@ -63,6 +63,7 @@
 #include "daemon.h"
 #include "ntfsc.h"
 #include "oracle.h"
+#include "testvol.h"
 
 static const char *ntfsd_bin, *ntfsctl_bin, *fixture_dir;
 
@@ -88,113 +89,6 @@ static void close_kid_fds(void)
 static void free_initial(void);
 
 /* ---- files ---- */
-
-static int read_whole(const char *path, char **data, size_t *len)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	size_t cap = 65536, n = 0;
-	char *buf;
-
-	if (fd < 0)
-		return -errno;
-	buf = malloc(cap + 1);
-	for (;;) {
-		ssize_t got;
-
-		if (n == cap) {
-			cap *= 2;
-			buf = realloc(buf, cap + 1);
-		}
-		got = read(fd, buf + n, cap - n);
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got < 0) {
-			int e = errno;
-
-			free(buf);
-			close(fd);
-			return -e;
-		}
-		if (got == 0)
-			break;
-		n += (size_t)got;
-	}
-	close(fd);
-	buf[n] = '\0';
-	*data = buf;
-	*len = n;
-	return 0;
-}
-
-static int write_whole(const char *path, const void *data, size_t len)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	const char *p = data;
-
-	if (fd < 0)
-		return -errno;
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			int e = n < 0 ? errno : EIO;
-
-			close(fd);
-			return -e;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return close(fd) ? -errno : 0;
-}
-
-static int copy_file(const char *src, const char *dst)
-{
-	int in = open(src, O_RDONLY | O_CLOEXEC), out, err = 0;
-	char *buf;
-
-	if (in < 0)
-		return -errno;
-	out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (out < 0) {
-		err = -errno;
-		close(in);
-		return err;
-	}
-	buf = malloc(1 << 20);
-	for (;;) {
-		ssize_t n = read(in, buf, 1 << 20), w = 0;
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			err = -errno;
-			break;
-		}
-		if (n == 0)
-			break;
-		while (w < n) {
-			ssize_t k = write(out, buf + w, (size_t)(n - w));
-
-			if (k < 0 && errno == EINTR)
-				continue;
-			if (k <= 0) {
-				err = k < 0 ? -errno : -EIO;
-				break;
-			}
-			w += k;
-		}
-		if (err)
-			break;
-	}
-	free(buf);
-	close(in);
-	if (close(out) && !err)
-		err = -errno;
-	return err;
-}
 
 static char *tmp_path(const char *name)
 {
@@ -226,7 +120,7 @@ static int setup_image(void **state)
 	snprintf(image, sizeof(image), "%s/vol4k.img", tmpdir);
 	if (asprintf(&src, "%s/vol4k.img", fixture_dir) < 0)
 		return -1;
-	err = copy_file(src, image);
+	err = testvol_copy_file(src, image);
 	if (err)
 		fprintf(stderr, "cannot copy %s to %s: %s\n", src, image, strerror(-err));
 	free(src);
@@ -260,7 +154,7 @@ static int teardown_image(void **state)
 	{
 		/* an ntfs-3g mount a failed test left behind */
 		char *mnt = tmp_path("mnt");
-		const char *argv[] = { "fusermount", "-u", "-q", mnt, NULL };
+		const char *argv[] = { "fusermount", "-u", "-z", "-q", mnt, NULL };
 		char *out = NULL;
 		size_t len;
 		int st;
@@ -313,10 +207,10 @@ static void stop_daemon_clean(void)
 		fprintf(stderr, "cannot keep the daemon's log: %s\n", strerror(errno));
 	ok = daemon_stop(&dmn);
 	if (!ok) {
-		char *log = NULL;
 		size_t len;
+		char *log = (char *)testvol_read_whole(keep, &len);
 
-		if (!read_whole(keep, &log, &len))
+		if (log)
 			fprintf(stderr, "---- ntfsd log ----\n%s---- end of log ----\n", log);
 		free(log);
 		free(keep);
@@ -337,15 +231,6 @@ static ntfsc *connect_daemon(void)
 
 /* ---- ntfs-3g's view ---- */
 
-static void cat_image(const char *path, char **data, size_t *len)
-{
-	int err = oracle_cat(image, path, NULL, data, len);
-
-	if (err)
-		fail_msg("ntfscat %s %s: %s (%s)", image, path, strerror(-err),
-			 oracle_last_stderr());
-}
-
 static void expect_bytes(const char *what, const void *got, size_t got_len, const void *want,
 			 size_t want_len)
 {
@@ -363,25 +248,10 @@ static void expect_cat(const char *path, const void *want, size_t len)
 	char *got, what[256];
 	size_t glen;
 
-	cat_image(path, &got, &glen);
+	testvol_cat(image, path, &got, &glen);
 	snprintf(what, sizeof(what), "ntfscat %s", path);
 	expect_bytes(what, got, glen, want, len);
 	free(got);
-}
-
-static void expect_fsck_clean(void)
-{
-	const char *argv[] = { "ntfsfix", "-n", image, NULL };
-	char *out = NULL;
-	size_t len;
-	int status, err = oracle_run(argv, &out, &len, &status);
-
-	if (err)
-		fail_msg("ntfsfix -n: %s", strerror(-err));
-	if (status || !strstr(out, "processed successfully") || strstr(out, "FAILED"))
-		fail_msg("ntfsfix -n %s (exit %d) reports problems:\n%s%s", image, status, out,
-			 oracle_last_stderr());
-	free(out);
 }
 
 static void info_image(const char *path, struct oracle_attr *a)
@@ -765,10 +635,10 @@ static void child_save_models(struct child *ch)
 	char p[128];
 
 	snprintf(p, sizeof(p), "%s/model-%d", tmpdir, ch->k);
-	if (write_whole(p, ch->model, (size_t)ch->size))
+	if (testvol_write_file(p, ch->model, (size_t)ch->size))
 		child_fail(ch, "cannot save the model");
 	snprintf(p, sizeof(p), "%s/small-%d", tmpdir, ch->k);
-	if (write_whole(p, ch->small_model, SMALL_SIZE))
+	if (testvol_write_file(p, ch->small_model, SMALL_SIZE))
 		child_fail(ch, "cannot save the /small.txt model");
 }
 
@@ -917,7 +787,8 @@ static void compare_models(const char *when)
 
 		snprintf(name, sizeof(name), "model-%d", k);
 		p = tmp_path(name);
-		assert_int_equal(read_whole(p, &model, &len), 0);
+		model = (char *)testvol_read_whole(p, &len);
+		assert_non_null(model);
 		free(p);
 		expect_cat(own_path[k], model, len);
 		info_image(own_path[k], &a);
@@ -942,14 +813,15 @@ static void compare_models(const char *when)
 
 		snprintf(name, sizeof(name), "small-%d", k);
 		p = tmp_path(name);
-		assert_int_equal(read_whole(p, &model, &len), 0);
+		model = (char *)testvol_read_whole(p, &len);
+		assert_non_null(model);
 		assert_int_equal(len, SMALL_SIZE);
 		memcpy(small + k * SMALL_SLICE, model + k * SMALL_SLICE, SMALL_SLICE);
 		free(model);
 		free(p);
 	}
 	expect_cat("/small.txt", small, SMALL_SIZE);
-	expect_fsck_clean();
+	testvol_expect_ntfsfix_clean(image);
 	print_message("%s: every file on the image equals its model\n", when);
 }
 
@@ -963,12 +835,12 @@ static void model_run(const char *const *args, uint64_t dirty_limit)
 
 	max_dirty_bytes = 0;
 	for (int k = 0; k < NCHILD; k++) {
-		cat_image(own_path[k], &initial.data[k], &initial.size[k]);
+		testvol_cat(image, own_path[k], &initial.data[k], &initial.size[k]);
 		info_image(own_path[k], &a);
 		initial.alloc[k] = a.allocated_size;
 		assert_true(a.allocated_size >= initial.size[k]);
 	}
-	cat_image("/small.txt", &initial.small, &slen);
+	testvol_cat(image, "/small.txt", &initial.small, &slen);
 	assert_int_equal(slen, SMALL_SIZE);
 	/* what the test relies on: room to grow in two of the files */
 	assert_true(initial.alloc[0] > initial.size[0]);
@@ -1134,9 +1006,9 @@ static void writes_that_allocate(void **state)
 
 	(void)state;
 	assert_non_null(huge);
-	cat_image("/sparse.bin", &sparse, &sparse_len);
-	cat_image("/big.bin", &big, &big_len);
-	cat_image("/small.txt", &small, &small_len);
+	testvol_cat(image, "/sparse.bin", &sparse, &sparse_len);
+	testvol_cat(image, "/big.bin", &big, &big_len);
+	testvol_cat(image, "/small.txt", &small, &small_len);
 	assert_int_equal(small_len, SMALL_SIZE);
 	small = realloc(small, SMALL_BIG);
 	assert_non_null(small);
@@ -1185,7 +1057,7 @@ static void writes_that_allocate(void **state)
 		char *cdata;
 		size_t clen, off;
 
-		cat_image(path, &cdata, &clen);
+		testvol_cat(image, path, &cdata, &clen);
 		assert_true(clen > 20000);
 		f = open_or_fail(c, path, O_RDWR);
 		memset(buf, 0x41 + k, sizeof(buf));
@@ -1258,7 +1130,7 @@ static void writes_that_allocate(void **state)
 	info_image("/sparse.bin", &a);
 	assert_true(a.sparse);
 	assert_int_equal(a.data_size, sparse_len);
-	expect_fsck_clean();
+	testvol_expect_ntfsfix_clean(image);
 
 	/* Bitmap truth: ntfs-3g fills every cluster it thinks free. */
 	filled = ntfs3g_fill_volume();
@@ -1280,7 +1152,7 @@ static void writes_that_allocate(void **state)
 	stop_daemon_clean();
 	expect_cat("/big.bin", big, big_len);
 	expect_cat("/small.txt", small, small_len);
-	expect_fsck_clean();
+	testvol_expect_ntfsfix_clean(image);
 	free(sparse);
 	free(big);
 	free(small);
@@ -1302,12 +1174,12 @@ static void truncate_sizes(void **state)
 	const uint64_t down = 100001, up = 40u << 20;
 
 	(void)state;
-	cat_image("/big.bin", &big, &big_len);
-	cat_image("/small.txt", &small, &small_len);
+	testvol_cat(image, "/big.bin", &big, &big_len);
+	testvol_cat(image, "/small.txt", &small, &small_len);
 	assert_true(big_len > down);
 	info_image("/sparse.bin", &sparse_before);
-	cat_image("/sparse.bin", &sparse, &sparse_len);
-	cat_image("/comp/text.txt", &comp, &comp_len);
+	testvol_cat(image, "/sparse.bin", &sparse, &sparse_len);
+	testvol_cat(image, "/comp/text.txt", &comp, &comp_len);
 	start_daemon(NULL);
 	c = connect_daemon();
 	/* zeroes into holes, and past the end, allocate nothing */
@@ -1373,7 +1245,7 @@ static void truncate_sizes(void **state)
 	assert_int_equal(a.data_size, up + 5);
 	assert_true(a.sparse);
 	assert_true(a.initialized_size <= down);
-	expect_fsck_clean();
+	testvol_expect_ntfsfix_clean(image);
 	free(big);
 	free(small);
 	free(sparse);
@@ -1484,17 +1356,16 @@ static void fragmented_until_attribute_list(void **state)
 			 "enough (ntfsinfo above)");
 	}
 	expect_cat("/grown.bin", data, want);
-	expect_fsck_clean();
+	testvol_expect_ntfsfix_clean(image);
 	/* a fresh ntfs-3g mount reads it the same */
 	assert_true(mkdir(mnt, 0700) == 0 || errno == EEXIST);
 	must_run(mount);
 	snprintf(path, sizeof(path), "%s/grown.bin", mnt);
 	{
-		int rc = read_whole(path, &got, &got_len);
-
+		got = (char *)testvol_read_whole(path, &got_len);
 		must_run(umount);
 		rmdir(mnt);
-		assert_int_equal(rc, 0);
+		assert_non_null(got);
 	}
 	expect_bytes("ntfs-3g mount /grown.bin", got, got_len, data, want);
 	free(got);
@@ -1516,7 +1387,7 @@ static void refusals(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < NWATCHED; i++)
-		cat_image(watched[i], &before[i], &before_len[i]);
+		testvol_cat(image, watched[i], &before[i], &before_len[i]);
 	memset(buf, 0xa5, sizeof(buf));
 	start_daemon(NULL);
 	c = connect_daemon();
@@ -1590,7 +1461,7 @@ static void refusals(void **state)
 		expect_cat(watched[i], before[i], before_len[i]);
 		free(before[i]);
 	}
-	expect_fsck_clean();
+	testvol_expect_ntfsfix_clean(image);
 
 	/* a read-only daemon refuses write opens */
 	start_daemon((const char *const[]){ "--read-only", NULL });
@@ -1614,7 +1485,7 @@ static char *data_file(const char *name, uint64_t seed, size_t len, uint8_t **by
 	uint8_t *b = malloc(len + 1);
 
 	fill_random(&seed, b, len);
-	assert_int_equal(write_whole(p, b, len), 0);
+	assert_int_equal(testvol_write_file(p, b, len), 0);
 	*bytes = b;
 	return p;
 }
@@ -1637,7 +1508,7 @@ static void whole_page_writes_skip_reads(void **state)
 	uint8_t *back;
 
 	(void)state;
-	cat_image("/big.bin", &big, &big_len);
+	testvol_cat(image, "/big.bin", &big, &big_len);
 	start_daemon(NULL);
 	c = ntfsc_connect(dmn.socket);
 	assert_non_null(c);
@@ -1688,10 +1559,10 @@ static void ctl_write_sync(void **state)
 	struct ctl_result r;
 
 	(void)state;
-	cat_image("/big.bin", &big, &big_len);
-	cat_image("/small.txt", &small, &small_len);
-	cat_image("/frag/a.bin", &frag, &frag_len);
-	cat_image("/prealloc.bin", &pre, &pre_len);
+	testvol_cat(image, "/big.bin", &big, &big_len);
+	testvol_cat(image, "/small.txt", &small, &small_len);
+	testvol_cat(image, "/frag/a.bin", &frag, &frag_len);
+	testvol_cat(image, "/prealloc.bin", &pre, &pre_len);
 	in1 = data_file("in1", 1, 20000, &d1);
 	in2 = data_file("in2", 2, 50, &d2);
 	in3 = data_file("in3", 3, 3 * 4096 + 17, &d3);
@@ -1809,7 +1680,7 @@ static void ctl_write_sync(void **state)
 	expect_cat("/small.txt", small, small_len);
 	expect_cat("/frag/a.bin", frag, frag_len);
 	expect_cat("/prealloc.bin", pre, pre_len);
-	expect_fsck_clean();
+	testvol_expect_ntfsfix_clean(image);
 	free(big);
 	free(small);
 	free(frag);
@@ -1926,7 +1797,7 @@ static void sync_reports_write_error(void **state)
 	assert_int_equal(ntfsc_close(f), 0);
 	ntfsc_disconnect(c);
 	daemon_stop(&dmn);
-	expect_fsck_clean();
+	testvol_expect_ntfsfix_clean(image);
 	free(d);
 	free(in);
 }

@@ -42,7 +42,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -53,8 +52,6 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/types.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -72,6 +69,7 @@
 #include "mft.h"
 #include "mftalloc.h"
 #include "oracle.h"
+#include "testvol.h"
 #include "runlist.h"
 #include "unistr.h"
 #include "volume.h"
@@ -112,13 +110,7 @@ static const struct {
 #define SMALL_SIZE 8192u
 #define N3_CLUSTERS 3000u
 
-static struct {
-	char dir[256], img[300], scratch[300], mnt[300], log[300], src[300];
-	char tool_ntfs3g[256], tool_umount[256], tool_rm[256];
-	bool umount_is_fusermount, mounted;
-	pid_t ntfs3g_pid;
-	uint64_t pristine_ffree, pristine_bfree;
-} fx;
+static struct testvol tv;
 
 static unsigned test_timeout = 300;
 
@@ -141,320 +133,6 @@ static uint8_t *gen_buf(int f, uint64_t off, size_t len)
 	for (size_t i = 0; i < len; i++)
 		b[i] = gen(f, off + i);
 	return b;
-}
-
-/* ------------------------------------------------------------------ */
-/* processes, mounts, cleanup                                           */
-/* ------------------------------------------------------------------ */
-
-static bool find_tool(const char *name, char *out, size_t len)
-{
-	const char *env = getenv("PATH");
-	char paths[4096];
-	char *save = NULL, *d;
-
-	snprintf(paths, sizeof(paths), "%s:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:"
-		 "/sbin:/bin", env ? env : "");
-	for (d = strtok_r(paths, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
-		snprintf(out, len, "%s/%s", d, name);
-		if (*d && access(out, X_OK) == 0)
-			return true;
-	}
-	out[0] = '\0';
-	return false;
-}
-
-static void log_note(const char *fmt, ...)
-{
-	FILE *f = fopen(fx.log, "a");
-	va_list ap;
-
-	if (!f)
-		return;
-	va_start(ap, fmt);
-	vfprintf(f, fmt, ap);
-	va_end(ap);
-	fputc('\n', f);
-	fclose(f);
-}
-
-static void print_log_tail(void)
-{
-	char buf[4001];
-	int fd = open(fx.log, O_RDONLY | O_CLOEXEC);
-	off_t size;
-	ssize_t n;
-
-	if (fd < 0)
-		return;
-	size = lseek(fd, 0, SEEK_END);
-	lseek(fd, size > 4000 ? size - 4000 : 0, SEEK_SET);
-	n = read(fd, buf, 4000);
-	close(fd);
-	if (n <= 0)
-		return;
-	buf[n] = '\0';
-	fflush(stdout);
-	fprintf(stderr, "---- tool output (%s) ----\n%s\n--------\n", fx.log, buf);
-}
-
-static int run_logged(char *const argv[])
-{
-	pid_t pid;
-	int status;
-
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0)
-		return -1;
-	if (pid == 0) {
-		int null = open("/dev/null", O_RDONLY);
-		int log = open(fx.log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-
-		if (null < 0 || log < 0)
-			_exit(126);
-		dup2(null, 0);
-		dup2(log, 1);
-		dup2(log, 2);
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return -1;
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-static int write_file(const char *path, const void *data, size_t len)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	const uint8_t *p = data;
-
-	if (fd < 0)
-		return -1;
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			close(fd);
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return close(fd);
-}
-
-static uint8_t *read_whole(const char *path, size_t *len)
-{
-	struct stat st;
-	uint8_t *buf;
-	size_t got = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		return NULL;
-	if (fstat(fd, &st) < 0) {
-		close(fd);
-		return NULL;
-	}
-	buf = malloc((size_t)st.st_size + 1);
-	while (buf && got < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			free(buf);
-			buf = NULL;
-			break;
-		}
-		got += (size_t)n;
-	}
-	close(fd);
-	if (buf)
-		*len = got;
-	return buf;
-}
-
-static int copy_file(const char *from, const char *to)
-{
-	size_t len;
-	uint8_t *buf = read_whole(from, &len);
-	int ret;
-
-	if (!buf)
-		return -1;
-	ret = write_file(to, buf, len);
-	free(buf);
-	return ret;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-static bool wait_child(pid_t pid, long ms, int *status)
-{
-	for (long t = 0; t <= ms; t += 20) {
-		pid_t r = waitpid(pid, status, WNOHANG);
-
-		if (r == pid || (r < 0 && errno != EINTR))
-			return true;
-		sleep_ms(20);
-	}
-	return false;
-}
-
-static bool is_mounted(void)
-{
-	struct stat a, b;
-
-	return stat(fx.mnt, &a) == 0 && stat(fx.dir, &b) == 0 && a.st_dev != b.st_dev;
-}
-
-static int do_unmount(void)
-{
-	int ret = 0, status = 0;
-
-	if (fx.mounted) {
-		char *argv[4] = { fx.tool_umount, fx.umount_is_fusermount ? "-u" : fx.mnt,
-				  fx.umount_is_fusermount ? fx.mnt : NULL, NULL };
-
-		for (int tries = 0; tries < 50 && is_mounted(); tries++) {
-			if (run_logged(argv) == 0)
-				break;
-			sleep_ms(100);
-		}
-		if (is_mounted()) {
-			log_note("could not unmount %s", fx.mnt);
-			ret = -1;
-		} else {
-			fx.mounted = false;
-		}
-	}
-	if (fx.ntfs3g_pid > 0) {
-		if (!wait_child(fx.ntfs3g_pid, 30000, &status)) {
-			kill(fx.ntfs3g_pid, SIGKILL);
-			wait_child(fx.ntfs3g_pid, 5000, &status);
-			ret = -1;
-		}
-		fx.ntfs3g_pid = 0;
-	}
-	return ret;
-}
-
-static int do_mount(const char *img, const char *opts)
-{
-	pid_t pid;
-
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0)
-		return -1;
-	if (pid == 0) {
-		int null = open("/dev/null", O_RDONLY);
-		int log = open(fx.log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-
-		if (null < 0 || log < 0)
-			_exit(126);
-		dup2(null, 0);
-		dup2(log, 1);
-		dup2(log, 2);
-		execl(fx.tool_ntfs3g, fx.tool_ntfs3g, "-o", opts, img, fx.mnt, (char *)NULL);
-		_exit(127);
-	}
-	fx.ntfs3g_pid = pid;
-	for (long t = 0; t < 20000; t += 20) {
-		int status;
-
-		if (is_mounted()) {
-			fx.mounted = true;
-			return 0;
-		}
-		if (waitpid(pid, &status, WNOHANG) == pid) {
-			fx.ntfs3g_pid = 0;
-			log_note("ntfs-3g exited (status 0x%x) before the mount appeared", status);
-			return -1;
-		}
-		sleep_ms(20);
-	}
-	do_unmount();
-	return -1;
-}
-
-static void cleanup_all(void)
-{
-	if (fx.mounted || fx.ntfs3g_pid > 0)
-		do_unmount();
-	if (fx.dir[0] && !fx.mounted) {
-		char *argv[] = { fx.tool_rm[0] ? fx.tool_rm : "rm", "-rf", "--", fx.dir, NULL };
-		pid_t pid = fork();
-
-		if (pid == 0) {
-			execvp(argv[0], argv);
-			_exit(127);
-		}
-		if (pid > 0)
-			waitpid(pid, NULL, 0);
-	}
-	fx.dir[0] = '\0';
-}
-
-/* Only async-signal-safe calls: a hang or an abort still unmounts and
- * removes the directory. */
-static void emergency_cleanup(void)
-{
-	if (fx.mounted && fx.tool_umount[0]) {
-		char *const argv[] = { fx.tool_umount, fx.umount_is_fusermount ? "-u" : fx.mnt,
-				       fx.umount_is_fusermount ? fx.mnt : NULL, NULL };
-		pid_t pid = fork();
-
-		if (pid == 0) {
-			execv(argv[0], argv);
-			_exit(127);
-		}
-		if (pid > 0)
-			waitpid(pid, NULL, 0);
-	}
-	if (fx.ntfs3g_pid > 0)
-		kill(fx.ntfs3g_pid, SIGKILL);
-	if (fx.dir[0] && fx.tool_rm[0]) {
-		char *const argv[] = { fx.tool_rm, "-rf", "--", fx.dir, NULL };
-		pid_t pid = fork();
-
-		if (pid == 0) {
-			execv(fx.tool_rm, argv);
-			_exit(127);
-		}
-		if (pid > 0)
-			waitpid(pid, NULL, 0);
-	}
-}
-
-static void on_timeout(int sig)
-{
-	static const char msg[] = "test_attr_list: a test did not finish in time\n";
-	ssize_t n;
-
-	(void)sig;
-	n = write(2, msg, sizeof(msg) - 1);
-	(void)n;
-	emergency_cleanup();
-	_exit(1);
-}
-
-static void on_abort(int sig)
-{
-	emergency_cleanup();
-	signal(sig, SIG_DFL);
-	raise(sig);
 }
 
 /* ------------------------------------------------------------------ */
@@ -510,7 +188,7 @@ static struct ntfs_volume *open_rw(void)
 {
 	struct ntfs_volume *vol = NULL;
 
-	if (ntfs_volume_open(fx.scratch, 0, &vol))
+	if (ntfs_volume_open(tv.scratch, 0, &vol))
 		fail_msg("cannot open the scratch image read-write: %s", ntfs_last_error());
 	return vol;
 }
@@ -607,23 +285,6 @@ static int count_data_extents(void *ctx, const struct ntfs_attr_record *a, uint6
 /* what ntfs-3g says                                                    */
 /* ------------------------------------------------------------------ */
 
-static void expect_ntfsfix_clean(void)
-{
-	const char *argv[] = { "ntfsfix", "-n", fx.scratch, NULL };
-	char *out = NULL;
-	int status = -1;
-	int err = oracle_run(argv, &out, NULL, &status);
-
-	if (err || status || !strstr(out, "processed successfully") || strstr(out, "FAILED") ||
-	    strstr(out, "nconsisten")) {
-		print_error("ntfsfix -n: status %d\n%s\n%s\n", status, out ? out : "",
-			    oracle_last_stderr());
-		free(out);
-		fail_msg("ntfsfix -n reports problems");
-	}
-	free(out);
-}
-
 /* What a file should hold: its pattern, zeroes where holes were punched,
  * and what ntfs-3g appended (another file's pattern). */
 static uint8_t *want_buf(int f, uint64_t size)
@@ -635,7 +296,7 @@ static void expect_cat(int f, const uint8_t *want, uint64_t size)
 {
 	char *data = NULL;
 	size_t got = 0, i = 0;
-	int err = oracle_cat(fx.scratch, files[f].path, files[f].stream, &data, &got);
+	int err = oracle_cat(tv.scratch, files[f].path, files[f].stream, &data, &got);
 
 	if (err)
 		fail_msg("ntfscat %s: %d (%s)", files[f].path, err, oracle_last_stderr());
@@ -656,7 +317,7 @@ static void expect_layer_reads(int f, const uint8_t *want, uint64_t size)
 	ssize_t n;
 
 	assert_non_null(buf);
-	if (ntfs_volume_open(fx.scratch, NTFS_OPEN_READ_ONLY, &vol) || file_open(vol, f, &fl))
+	if (ntfs_volume_open(tv.scratch, NTFS_OPEN_READ_ONLY, &vol) || file_open(vol, f, &fl))
 		fail_msg("layer reopen: %s", ntfs_last_error());
 	assert_int_equal(fl.na->data_size, size);
 	n = ntfs_attr_pread(fl.na, 0, size + 1, buf);
@@ -677,33 +338,34 @@ static void expect_mount_reads(const int *fs, uint8_t *const *want, const uint64
 	char p[700];
 	bool ok = true;
 
-	if (do_mount(fx.scratch, "ro,no_detach,streams_interface=windows")) {
-		print_log_tail();
+	if (testvol_mount(&tv, tv.scratch, "ro,no_detach,streams_interface=windows")) {
+		testvol_print_log_tail(&tv);
 		fail_msg("ntfs-3g cannot mount the image read-only");
 	}
-	if (st && statvfs(fx.mnt, st)) {
-		log_note("statvfs %s: %s", fx.mnt, strerror(errno));
+	if (st && statvfs(tv.mnt, st)) {
+		testvol_log_note(&tv, "statvfs %s: %s", tv.mnt, strerror(errno));
 		ok = false;
 	}
 	for (size_t k = 0; ok && k < n; k++) {
 		size_t len = 0;
 		uint8_t *data;
 
-		snprintf(p, sizeof(p), "%s%s%s%s", fx.mnt, files[fs[k]].path,
+		snprintf(p, sizeof(p), "%s%s%s%s", tv.mnt, files[fs[k]].path,
 			 files[fs[k]].stream ? ":" : "",
 			 files[fs[k]].stream ? files[fs[k]].stream : "");
-		data = read_whole(p, &len);
+		data = testvol_read_whole(p, &len);
 		if (!data || len != sizes[k] || (len && memcmp(data, want[k], len))) {
-			log_note("mount read %s: %zu bytes, want %llu (%s)", p, len,
-				 (unsigned long long)sizes[k], data ? "or wrong bytes" : strerror(errno));
+			testvol_log_note(&tv, "mount read %s: %zu bytes, want %llu (%s)", p, len,
+					 (unsigned long long)sizes[k],
+					 data ? "or wrong bytes" : strerror(errno));
 			ok = false;
 		}
 		free(data);
 	}
-	if (do_unmount())
+	if (testvol_unmount(&tv))
 		ok = false;
 	if (!ok) {
-		print_log_tail();
+		testvol_print_log_tail(&tv);
 		fail_msg("a fresh read-only ntfs-3g mount does not read what was written");
 	}
 }
@@ -718,32 +380,14 @@ static void statfs_now(struct statvfs *st)
  * at bytes) is grown to match. */
 static void mount_append(int f, uint8_t **want, uint64_t at, size_t len, int with)
 {
-	char p[700];
 	uint8_t *w = realloc(*want, at + len);
-	int fd, ret = 0;
 
 	assert_non_null(w);
 	*want = w;
 	for (size_t i = 0; i < len; i++)
 		w[at + i] = gen(with, at + i);
-	if (do_mount(fx.scratch, "no_detach")) {
-		print_log_tail();
-		fail_msg("ntfs-3g cannot mount the image read-write");
-	}
-	snprintf(p, sizeof(p), "%s%s", fx.mnt, files[f].path);
-	fd = open(p, O_WRONLY | O_CLOEXEC);
-	if (fd < 0 || pwrite(fd, w + at, len, (off_t)at) != (ssize_t)len) {
-		log_note("appending to %s: %s", p, strerror(errno));
-		ret = -1;
-	}
-	if (fd >= 0 && close(fd))
-		ret = -1;
-	if (do_unmount())
-		ret = -1;
-	if (ret) {
-		print_log_tail();
+	if (testvol_mount_write(&tv, tv.scratch, files[f].path, at, w + at, len))
 		fail_msg("ntfs-3g could not append to %s", files[f].path);
-	}
 }
 
 /* One extent as `ntfsinfo -v -F` dumps it. */
@@ -792,7 +436,7 @@ static void block_end(struct layout *l, struct extent **cur, bool ours)
 
 static void info_layout(int f, struct layout *l)
 {
-	const char *argv[] = { "ntfsinfo", "-v", "-F", files[f].path, fx.scratch, NULL };
+	const char *argv[] = { "ntfsinfo", "-v", "-F", files[f].path, tv.scratch, NULL };
 	const char *want = files[f].stream ? files[f].stream : "";
 	char *out = NULL, *save = NULL, *line;
 	bool ours = false, in_runlist = false, in_al = false;
@@ -909,11 +553,11 @@ static void expect_layout(int f, const struct ntfs_runlist *want, uint64_t data_
  * none. */
 static uint8_t *cat_attr_list(int f, size_t *len)
 {
-	const char *argv[] = { "ntfscat", "-a", "0x20", fx.scratch, files[f].path, NULL };
+	const char *argv[] = { "ntfscat", "-a", "0x20", tv.scratch, files[f].path, NULL };
 	bool present = false;
 	char *out = NULL;
 
-	if (oracle_has_attr(fx.scratch, files[f].path, "$ATTRIBUTE_LIST", &present))
+	if (oracle_has_attr(tv.scratch, files[f].path, "$ATTRIBUTE_LIST", &present))
 		fail_msg("ntfsinfo %s: %s", files[f].path, oracle_last_stderr());
 	if (!present)
 		return NULL;
@@ -924,7 +568,7 @@ static uint8_t *cat_attr_list(int f, size_t *len)
 
 static uint8_t *cat_mft(size_t *len)
 {
-	const char *argv[] = { "ntfscat", fx.scratch, "$MFT", NULL };
+	const char *argv[] = { "ntfscat", tv.scratch, "$MFT", NULL };
 	char *out = NULL;
 
 	if (oracle_run(argv, &out, len, NULL))
@@ -1044,37 +688,13 @@ static size_t expect_attr_list(int f, uint64_t base, const struct layout *l,
 /* setup                                                                */
 /* ------------------------------------------------------------------ */
 
-#define SETUP_FAIL(...)                  \
-	do {                              \
-		print_error(__VA_ARGS__); \
-		print_error("\n");        \
-		goto fail;                \
-	} while (0)
-
 static int ntfscp(int f, size_t size)
 {
-	uint8_t *data = malloc(size ? size : 1);
-	char *argv[8];
-	int i = 0, ret;
+	uint8_t *data = gen_buf(f, 0, size);
+	int ret = testvol_ntfscp(&tv, tv.img, data, size, files[f].path, files[f].stream);
 
-	if (!data)
-		return -1;
-	for (size_t k = 0; k < size; k++)
-		data[k] = gen(f, k);
-	ret = write_file(fx.src, data, size);
 	free(data);
-	if (ret)
-		return -1;
-	argv[i++] = "ntfscp";
-	if (files[f].stream) {
-		argv[i++] = "-N";
-		argv[i++] = (char *)files[f].stream;
-	}
-	argv[i++] = fx.img;
-	argv[i++] = fx.src;
-	argv[i++] = (char *)files[f].path;
-	argv[i] = NULL;
-	return run_logged(argv);
+	return ret;
 }
 
 /* Mark the free clusters of every other byte of $Bitmap used, listing
@@ -1088,7 +708,7 @@ static int checkerboard(bool on, int64_t **list, size_t *n)
 	struct ntfs_attr *na = NULL;
 	uint8_t *bits = NULL;
 	int64_t nr;
-	int err = ntfs_volume_open(fx.img, 0, &vol);
+	int err = ntfs_volume_open(tv.img, 0, &vol);
 
 	if (!err)
 		err = ntfs_inode_open(vol, FILE_Bitmap, &ni);
@@ -1140,12 +760,12 @@ static int ntfs3g_interleave(void)
 
 	if (checkerboard(true, &borrowed, &nborrowed))
 		return -1;
-	if (do_mount(fx.img, "no_detach")) {
+	if (testvol_mount(&tv, tv.img, "no_detach")) {
 		ret = -1;
 		goto out;
 	}
-	snprintf(pa, sizeof(pa), "%s%s", fx.mnt, files[F_N3A].path);
-	snprintf(pb, sizeof(pb), "%s%s", fx.mnt, files[F_N3B].path);
+	snprintf(pa, sizeof(pa), "%s%s", tv.mnt, files[F_N3A].path);
+	snprintf(pb, sizeof(pb), "%s%s", tv.mnt, files[F_N3B].path);
 	fa = open(pa, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	fb = open(pb, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (fa < 0 || fb < 0)
@@ -1161,12 +781,12 @@ static int ntfs3g_interleave(void)
 			ret = -1;
 	}
 	if (ret)
-		log_note("interleaved writes through ntfs-3g: %s", strerror(errno));
+		testvol_log_note(&tv, "interleaved writes through ntfs-3g: %s", strerror(errno));
 	if (fa >= 0 && close(fa))
 		ret = -1;
 	if (fb >= 0 && close(fb))
 		ret = -1;
-	if (do_unmount())
+	if (testvol_unmount(&tv))
 		ret = -1;
 out:
 	if (checkerboard(false, &borrowed, &nborrowed))
@@ -1177,56 +797,24 @@ out:
 
 static int group_setup(void **state)
 {
-	const char *tmp = getenv("TMPDIR");
-	static const char *const need[] = { "mkntfs", "ntfscp", "ntfscat", "ntfsinfo", "ntfsfix" };
-	char dummy[256];
+	static const char *const need[] = { "mkntfs", "ntfscp", "ntfscat", "ntfsinfo", "ntfsfix",
+					    NULL };
 	bool present = false;
-	int fd;
 
 	(void)state;
-	memset(&fx, 0, sizeof(fx));
-	snprintf(fx.dir, sizeof(fx.dir), "%s/ntfsd-attrlist-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-	if (!mkdtemp(fx.dir)) {
-		print_error("mkdtemp %s: %s\n", fx.dir, strerror(errno));
-		fx.dir[0] = '\0';
+	if (testvol_create(&tv, "attrlist", need))
 		return -1;
-	}
-	snprintf(fx.img, sizeof(fx.img), "%s/pristine.img", fx.dir);
-	snprintf(fx.scratch, sizeof(fx.scratch), "%s/scratch.img", fx.dir);
-	snprintf(fx.mnt, sizeof(fx.mnt), "%s/mnt", fx.dir);
-	snprintf(fx.log, sizeof(fx.log), "%s/tools.log", fx.dir);
-	snprintf(fx.src, sizeof(fx.src), "%s/src", fx.dir);
-	find_tool("rm", fx.tool_rm, sizeof(fx.tool_rm));
-	for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++)
-		if (!find_tool(need[i], dummy, sizeof(dummy)))
-			SETUP_FAIL("required tool %s not found (install ntfs-3g)", need[i]);
-	if (!find_tool("ntfs-3g", fx.tool_ntfs3g, sizeof(fx.tool_ntfs3g)))
-		SETUP_FAIL("required tool ntfs-3g not found (install ntfs-3g)");
-	if (find_tool("fusermount", fx.tool_umount, sizeof(fx.tool_umount)) ||
-	    find_tool("fusermount3", fx.tool_umount, sizeof(fx.tool_umount)))
-		fx.umount_is_fusermount = true;
-	else if (!find_tool("umount", fx.tool_umount, sizeof(fx.tool_umount)))
-		SETUP_FAIL("required tool fusermount (or umount) not found");
-	if (mkdir(fx.mnt, 0755) < 0)
-		SETUP_FAIL("mkdir %s: %s", fx.mnt, strerror(errno));
-	fd = open(fx.img, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	if (fd < 0 || ftruncate(fd, IMAGE_SIZE) < 0 || close(fd) < 0)
-		SETUP_FAIL("cannot create %s: %s", fx.img, strerror(errno));
-	{
-		char *argv[] = { "mkntfs", "-F", "-Q", "-q", "-c", "512", fx.img, NULL };
-
-		if (run_logged(argv))
-			SETUP_FAIL("mkntfs failed");
-	}
+	if (testvol_mkntfs(&tv, IMAGE_SIZE, CLUSTER))
+		SETUP_FAIL("mkntfs failed");
 	if (ntfscp(F_A, SMALL_SIZE) || ntfscp(F_B, SMALL_SIZE) || ntfscp(F_S, 100) ||
 	    ntfscp(F_ST, SMALL_SIZE) || ntfscp(F_ZZ, 50) || ntfscp(F_L, 100) || ntfscp(F_LONG, SMALL_SIZE))
 		SETUP_FAIL("ntfscp failed");
 	if (ntfs3g_interleave())
 		SETUP_FAIL("ntfs-3g could not write the interleaved files");
-	if (oracle_has_attr(fx.img, files[F_N3A].path, "$ATTRIBUTE_LIST", &present) || !present)
+	if (oracle_has_attr(tv.img, files[F_N3A].path, "$ATTRIBUTE_LIST", &present) || !present)
 		SETUP_FAIL("%s did not get an $ATTRIBUTE_LIST", files[F_N3A].path);
 	{
-		const char *argv[] = { "ntfsfix", "-n", fx.img, NULL };
+		const char *argv[] = { "ntfsfix", "-n", tv.img, NULL };
 		int status = -1;
 
 		if (oracle_run(argv, NULL, NULL, &status) || status)
@@ -1234,36 +822,28 @@ static int group_setup(void **state)
 	}
 	return 0;
 fail:
-	print_log_tail();
-	cleanup_all();
+	testvol_print_log_tail(&tv);
+	testvol_destroy(&tv);
 	return -1;
 }
 
 static int group_teardown(void **state)
 {
 	(void)state;
-	cleanup_all();
+	testvol_destroy(&tv);
 	return 0;
 }
 
 static int scratch_setup(void **state)
 {
 	(void)state;
-	alarm(test_timeout);
-	if (copy_file(fx.img, fx.scratch)) {
-		print_error("cannot copy %s to %s: %s\n", fx.img, fx.scratch, strerror(errno));
-		return -1;
-	}
-	return 0;
+	return testvol_scratch_setup(&tv, test_timeout);
 }
 
 static int scratch_teardown(void **state)
 {
 	(void)state;
-	if (fx.mounted || fx.ntfs3g_pid > 0)
-		do_unmount();
-	alarm(0);
-	unlink(fx.scratch);
+	testvol_scratch_teardown(&tv);
 	return 0;
 }
 
@@ -1402,14 +982,14 @@ static void test_grow_into_attribute_list(void **state)
 		expect_layer_reads(fs[k], want[k], size[k]);
 		layout_free(&l);
 	}
-	expect_ntfsfix_clean();
+	testvol_expect_ntfsfix_clean(tv.scratch);
 	expect_mount_reads(fs, want, size, 2, &st1);
 	assert_int_equal(free_records(&st0) - free_records(&st1), ext_recs);
 	assert_int_equal(free_clusters(&st0) - free_clusters(&st1), 2 * n);
 
 	/* ntfs-3g appends 20000 bytes to a: it extends our last extent. */
 	mount_append(F_A, &want[0], size[0], 20000, F_B);
-	expect_ntfsfix_clean();
+	testvol_expect_ntfsfix_clean(tv.scratch);
 	expect_cat(F_A, want[0], size[0] + 20000);
 	expect_layer_reads(F_A, want[0], size[0] + 20000);
 	for (int k = 0; k < 2; k++) {
@@ -1487,14 +1067,14 @@ static void test_shrink_frees_extension_records(void **state)
 	assert_int_equal(l.count, 1);
 	assert_false(l.has_al);
 	layout_free(&l);
-	EXPECT_OK(oracle_has_attr(fx.scratch, files[F_A].path, "$ATTRIBUTE_LIST", &present));
+	EXPECT_OK(oracle_has_attr(tv.scratch, files[F_A].path, "$ATTRIBUTE_LIST", &present));
 	assert_false(present);
 	expect_layout(F_B, &none, 0, 0, &l);
 	assert_int_equal(l.count, 1);
 	assert_false(l.has_al);
 	layout_free(&l);
 	expect_cat(F_B, NULL, 0);
-	expect_ntfsfix_clean();
+	testvol_expect_ntfsfix_clean(tv.scratch);
 	expect_layer_reads(F_A, want, size);
 	{
 		uint8_t *w[2] = { want, NULL };
@@ -1509,7 +1089,7 @@ static void test_shrink_frees_extension_records(void **state)
 	assert_int_equal(free_clusters(&st2) - free_clusters(&st0),
 			 2 * (int64_t)(SMALL_SIZE / CLUSTER) - keep);
 	mount_append(F_A, &want, size, 3 * CLUSTER, F_B);
-	expect_ntfsfix_clean();
+	testvol_expect_ntfsfix_clean(tv.scratch);
 	expect_cat(F_A, want, size + 3 * CLUSTER);
 	ntfs_runlist_free(&rl);
 	ntfs_runlist_free(&old);
@@ -1581,7 +1161,7 @@ static void test_ntfs3g_attribute_list_rewritten(void **state)
 	assert_true(l.count > before_ext);
 	expect_attr_list(F_N3A, base, &l, NULL, 0);
 	layout_free(&l);
-	expect_ntfsfix_clean();
+	testvol_expect_ntfsfix_clean(tv.scratch);
 	expect_layer_reads(F_N3A, want, size);
 	{
 		int fs[1] = { F_N3A };
@@ -1590,7 +1170,7 @@ static void test_ntfs3g_attribute_list_rewritten(void **state)
 		expect_mount_reads(fs, &want, sz, 1, NULL);
 	}
 	mount_append(F_N3A, &want, size, 10000, F_B);
-	expect_ntfsfix_clean();
+	testvol_expect_ntfsfix_clean(tv.scratch);
 	expect_cat(F_N3A, want, size + 10000);
 	expect_layer_reads(F_N3A, want, size + 10000);
 
@@ -1612,7 +1192,7 @@ static void test_ntfs3g_attribute_list_rewritten(void **state)
 	expect_layout(F_N3A, &rl, 500 * CLUSTER, 0, &l);
 	expect_attr_list(F_N3A, base, &l, NULL, 0);
 	layout_free(&l);
-	expect_ntfsfix_clean();
+	testvol_expect_ntfsfix_clean(tv.scratch);
 	expect_layer_reads(F_N3A, want, 500 * CLUSTER);
 	ntfs_runlist_free(&old);
 	ntfs_runlist_free(&fresh);
@@ -1688,11 +1268,11 @@ static void test_sparse_named_stream(void **state)
 	assert_true(l.count >= 2);
 	expect_attr_list(F_ST, base, &l, NULL, 0);
 	layout_free(&l);
-	EXPECT_OK(oracle_info(fx.scratch, files[F_ST].path, files[F_ST].stream, &oa));
+	EXPECT_OK(oracle_info(tv.scratch, files[F_ST].path, files[F_ST].stream, &oa));
 	assert_true(oa.found && oa.sparse && !oa.resident);
 	assert_int_equal(oa.data_size, size);
 	assert_int_equal(oa.compressed_size, (uint64_t)(ntfs_rl_end_vcn(&rl) - holes) * CLUSTER);
-	expect_ntfsfix_clean();
+	testvol_expect_ntfsfix_clean(tv.scratch);
 	expect_layer_reads(F_ST, want, size);
 	{
 		int fs[1] = { F_ST };
@@ -1751,7 +1331,7 @@ static void test_attribute_list_goes_nonresident(void **state)
 	assert_true(l.has_al);
 	al_b = l.al_resident ? 0 : l.al_allocated / CLUSTER;
 	layout_free(&l);
-	expect_ntfsfix_clean();
+	testvol_expect_ntfsfix_clean(tv.scratch);
 	expect_layer_reads(F_LONG, want, size);
 	{
 		uint64_t sz[1] = { size };
@@ -1780,7 +1360,7 @@ static void test_attribute_list_goes_nonresident(void **state)
 	if (l.has_al)
 		expect_attr_list(F_LONG, base, &l, NULL, 0);
 	layout_free(&l);
-	expect_ntfsfix_clean();
+	testvol_expect_ntfsfix_clean(tv.scratch);
 	expect_layer_reads(F_LONG, want, keep * CLUSTER);
 	statfs_now(&st2);
 	/* The cut clusters came back, and the old list's. */
@@ -1794,28 +1374,36 @@ static void test_attribute_list_goes_nonresident(void **state)
 
 /* No MFT record to spare: the update fails with ENOSPC and writes
  * nothing; the one record it managed to allocate is given back, the inode
- * and the attribute are as they were. */
+ * and the attribute are as they were.  $MFT grows when its records run
+ * out, so every cluster is taken first (and exactly the ones the test
+ * allocates given back): $MFT cannot grow. */
 static void test_no_free_record(void **state)
 {
 	struct statvfs st0, st1;
 	struct ntfs_volume *vol;
 	struct file fl;
-	struct ntfs_runlist spacers = { 0 };
+	struct ntfs_runlist spacers = { 0 }, full = { 0 };
 	uint64_t hog[512], no, old_alloc;
 	uint16_t old_flags;
 	size_t nhog = 0;
 	uint8_t *want = want_buf(F_A, SMALL_SIZE);
+	int64_t end;
 	int err;
 
 	(void)state;
 	statfs_now(&st0);
 	vol = open_rw();
 	fl = open_file(vol, F_A);
+	EXPECT_OK(ntfs_cluster_alloc(vol, ntfs_volume_free_clusters(vol), -1, &full));
 	while (nhog < 512 && !(err = ntfs_mft_record_alloc(vol, 0, 0, &no)))
 		hog[nhog++] = no;
 	assert_int_equal(err, -ENOSPC);
 	assert_true(nhog > 1);
 	EXPECT_OK(ntfs_mft_record_free(vol, hog[--nhog]));     /* one left */
+	end = ntfs_rl_end_vcn(&full);
+	assert_true(end > 2000);
+	EXPECT_OK(ntfs_cluster_free_from_rl(vol, &full, end - 2000));
+	EXPECT_OK(ntfs_rl_truncate(&full, end - 2000));
 	old_alloc = fl.na->allocated_size;
 	old_flags = fl.na->flags;
 	for (int i = 0; i < 1000; i++) {
@@ -1830,13 +1418,14 @@ static void test_no_free_record(void **state)
 	assert_null(fl.ni->attr_list);
 	EXPECT_OK(ntfs_cluster_free_from_rl(vol, &fl.na->rl, SMALL_SIZE / CLUSTER));
 	EXPECT_OK(ntfs_cluster_free_from_rl(vol, &spacers, 0));
+	EXPECT_OK(ntfs_cluster_free_from_rl(vol, &full, 0));
 	while (nhog)
 		EXPECT_OK(ntfs_mft_record_free(vol, hog[--nhog]));
 	file_close(&fl);
 	ntfs_volume_close(vol);
 
 	expect_cat(F_A, want, SMALL_SIZE);
-	expect_ntfsfix_clean();
+	testvol_expect_ntfsfix_clean(tv.scratch);
 	{
 		int fs[1] = { F_A };
 		uint64_t sz[1] = { SMALL_SIZE };
@@ -1846,6 +1435,7 @@ static void test_no_free_record(void **state)
 	assert_int_equal(free_records(&st1), free_records(&st0));
 	assert_int_equal(free_clusters(&st1), free_clusters(&st0));
 	ntfs_runlist_free(&spacers);
+	ntfs_runlist_free(&full);
 	free(want);
 }
 
@@ -2012,7 +1602,7 @@ static void test_random_edits(void **state)
 			else
 				assert_int_equal(l.count, 1);
 			layout_free(&l);
-			expect_ntfsfix_clean();
+			testvol_expect_ntfsfix_clean(tv.scratch);
 			expect_layer_reads(F_A, want, size);
 		}
 		vol = open_rw();
@@ -2034,14 +1624,11 @@ static void test_random_edits(void **state)
 int main(void)
 {
 	const char *v = getenv("NTFSD_TEST_TIMEOUT");
-	struct sigaction sa = { .sa_handler = on_timeout };
 
 	if (v && atoi(v) > 0)
 		test_timeout = (unsigned)atoi(v);
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGALRM, &sa, NULL);
-	sa.sa_handler = on_abort;
-	sigaction(SIGABRT, &sa, NULL);
+	testvol_catch_timeout(&tv, "test_attr_list: a test did not finish in time\n");
+	testvol_catch_abort(&tv);
 #define T(fn) cmocka_unit_test_setup_teardown(fn, scratch_setup, scratch_teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_list_codec),

@@ -39,7 +39,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -49,8 +48,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -66,6 +63,7 @@
 #include "le.h"
 #include "mft.h"
 #include "oracle.h"
+#include "testvol.h"
 #include "runlist.h"
 #include "unistr.h"
 #include "volume.h"
@@ -107,339 +105,16 @@ static const struct {
 #define NR_LINKS 12
 
 struct fixture {
-	char dir[256];
-	char img[300], scratch[300], mnt[300], log[300], src[300];
-	char tool_ntfs3g[256], tool_umount[256], tool_rm[256];
-	bool umount_is_fusermount, mounted;
-	pid_t ntfs3g_pid;
+	struct testvol tv;
 	uint8_t *data[NR_FILES];  /* what each file holds in the pristine image */
 };
 
 static struct fixture fx;
 static unsigned test_timeout = 180;
 
-/* ------------------------------------------------------------------ */
-/* processes and files                                                  */
-/* ------------------------------------------------------------------ */
-
-static bool find_tool(const char *name, char *out, size_t len)
-{
-	const char *env = getenv("PATH");
-	char paths[4096];
-	char *save = NULL, *d;
-
-	snprintf(paths, sizeof(paths), "%s:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:"
-		 "/sbin:/bin", env ? env : "");
-	for (d = strtok_r(paths, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
-		snprintf(out, len, "%s/%s", d, name);
-		if (*d && access(out, X_OK) == 0)
-			return true;
-	}
-	out[0] = '\0';
-	return false;
-}
-
-static void log_note(const char *fmt, ...)
-{
-	FILE *f = fopen(fx.log, "a");
-	va_list ap;
-
-	if (!f)
-		return;
-	va_start(ap, fmt);
-	vfprintf(f, fmt, ap);
-	va_end(ap);
-	fputc('\n', f);
-	fclose(f);
-}
-
-static void print_log_tail(void)
-{
-	char buf[4001];
-	int fd = open(fx.log, O_RDONLY | O_CLOEXEC);
-	off_t size;
-	ssize_t n;
-
-	if (fd < 0)
-		return;
-	size = lseek(fd, 0, SEEK_END);
-	if (size > 4000)
-		lseek(fd, size - 4000, SEEK_SET);
-	else
-		lseek(fd, 0, SEEK_SET);
-	n = read(fd, buf, 4000);
-	close(fd);
-	if (n <= 0)
-		return;
-	buf[n] = '\0';
-	fflush(stdout);
-	fprintf(stderr, "---- tool output (%s) ----\n%s\n--------\n", fx.log, buf);
-}
-
-/* Run a tool (full path or found on PATH by oracle_run), output to the log. */
-static int run_logged(char *const argv[])
-{
-	pid_t pid;
-	int status;
-
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0)
-		return -1;
-	if (pid == 0) {
-		int null = open("/dev/null", O_RDONLY);
-		int log = open(fx.log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-
-		if (null < 0 || log < 0)
-			_exit(126);
-		dup2(null, 0);
-		dup2(log, 1);
-		dup2(log, 2);
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return -1;
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-static int write_file(const char *path, const void *data, size_t len)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	const uint8_t *p = data;
-
-	if (fd < 0)
-		return -1;
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			close(fd);
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return close(fd);
-}
-
-static uint8_t *read_whole(const char *path, size_t *len)
-{
-	struct stat st;
-	uint8_t *buf;
-	size_t got = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		return NULL;
-	if (fstat(fd, &st) < 0) {
-		close(fd);
-		return NULL;
-	}
-	buf = malloc((size_t)st.st_size + 1);
-	while (buf && got < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			free(buf);
-			buf = NULL;
-			break;
-		}
-		got += (size_t)n;
-	}
-	close(fd);
-	if (buf)
-		*len = got;
-	return buf;
-}
-
-static int copy_file(const char *from, const char *to)
-{
-	size_t len;
-	uint8_t *buf = read_whole(from, &len);
-	int ret;
-
-	if (!buf)
-		return -1;
-	ret = write_file(to, buf, len);
-	free(buf);
-	return ret;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-static bool wait_child(pid_t pid, long ms, int *status)
-{
-	for (long t = 0; t <= ms; t += 20) {
-		pid_t r = waitpid(pid, status, WNOHANG);
-
-		if (r == pid || (r < 0 && errno != EINTR))
-			return true;
-		sleep_ms(20);
-	}
-	return false;
-}
-
-/* ------------------------------------------------------------------ */
-/* a read-only ntfs-3g mount                                            */
-/* ------------------------------------------------------------------ */
-
-static bool is_mounted(void)
-{
-	struct stat a, b;
-
-	return stat(fx.mnt, &a) == 0 && stat(fx.dir, &b) == 0 && a.st_dev != b.st_dev;
-}
-
-static int do_unmount(void)
-{
-	int ret = 0, status = 0;
-
-	if (fx.mounted) {
-		char *argv[4] = { fx.tool_umount, fx.umount_is_fusermount ? "-u" : fx.mnt,
-				  fx.umount_is_fusermount ? fx.mnt : NULL, NULL };
-
-		for (int tries = 0; tries < 50 && is_mounted(); tries++) {
-			if (run_logged(argv) == 0)
-				break;
-			sleep_ms(100);
-		}
-		if (is_mounted()) {
-			log_note("could not unmount %s", fx.mnt);
-			ret = -1;
-		} else {
-			fx.mounted = false;
-		}
-	}
-	if (fx.ntfs3g_pid > 0) {
-		if (!wait_child(fx.ntfs3g_pid, 30000, &status)) {
-			kill(fx.ntfs3g_pid, SIGKILL);
-			wait_child(fx.ntfs3g_pid, 5000, &status);
-			ret = -1;
-		}
-		fx.ntfs3g_pid = 0;
-	}
-	return ret;
-}
-
-static int do_mount(const char *img, const char *opts)
-{
-	pid_t pid;
-
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0)
-		return -1;
-	if (pid == 0) {
-		int null = open("/dev/null", O_RDONLY);
-		int log = open(fx.log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-
-		if (null < 0 || log < 0)
-			_exit(126);
-		dup2(null, 0);
-		dup2(log, 1);
-		dup2(log, 2);
-		execl(fx.tool_ntfs3g, fx.tool_ntfs3g, "-o", opts, img, fx.mnt, (char *)NULL);
-		_exit(127);
-	}
-	fx.ntfs3g_pid = pid;
-	for (long t = 0; t < 20000; t += 20) {
-		int status;
-
-		if (is_mounted()) {
-			fx.mounted = true;
-			return 0;
-		}
-		if (waitpid(pid, &status, WNOHANG) == pid) {
-			fx.ntfs3g_pid = 0;
-			log_note("ntfs-3g exited (status 0x%x) before the mount appeared", status);
-			return -1;
-		}
-		sleep_ms(20);
-	}
-	do_unmount();
-	return -1;
-}
-
-/* Read PATH (and :STREAM) through a fresh read-only ntfs-3g mount of img.
- * Unmounts before returning.  NULL on any failure. */
-static uint8_t *mount_read(const char *img, const char *path, const char *stream, size_t *len)
-{
-	char p[700];
-	uint8_t *data = NULL;
-
-	if (do_mount(img, "ro,no_detach,streams_interface=windows")) {
-		print_log_tail();
-		return NULL;
-	}
-	snprintf(p, sizeof(p), "%s%s%s%s", fx.mnt, path, stream ? ":" : "", stream ? stream : "");
-	data = read_whole(p, len);
-	if (!data)
-		log_note("reading %s through the mount: %s", p, strerror(errno));
-	if (do_unmount()) {
-		free(data);
-		return NULL;
-	}
-	return data;
-}
-
-/* Write len bytes at off into PATH through a read-write ntfs-3g mount of
- * img (ntfs-3g then edits the records and $Bitmap we wrote).  Unmounts
- * before returning; 0 or -1. */
-static int mount_write(const char *img, const char *path, uint64_t off, const void *buf,
-		       size_t len)
-{
-	char p[700];
-	int fd, ret = 0;
-
-	if (do_mount(img, "no_detach")) {
-		print_log_tail();
-		return -1;
-	}
-	snprintf(p, sizeof(p), "%s%s", fx.mnt, path);
-	fd = open(p, O_WRONLY | O_CLOEXEC);
-	if (fd < 0 || pwrite(fd, buf, len, (off_t)off) != (ssize_t)len) {
-		log_note("writing %s through the mount: %s", p, strerror(errno));
-		ret = -1;
-	}
-	if (fd >= 0 && close(fd))
-		ret = -1;
-	if (do_unmount())
-		ret = -1;
-	return ret;
-}
-
 static void cleanup_all(void)
 {
-	if (fx.mounted || fx.ntfs3g_pid > 0)
-		do_unmount();
-	if (fx.dir[0] && !fx.mounted) {
-		char *argv[] = { "rm", "-rf", "--", fx.dir, NULL };
-
-		if (fx.tool_rm[0])
-			argv[0] = fx.tool_rm;
-		/* Not logged: the log is inside the directory. */
-		pid_t pid = fork();
-
-		if (pid == 0) {
-			execvp(argv[0], argv);
-			_exit(127);
-		}
-		if (pid > 0)
-			waitpid(pid, NULL, 0);
-	}
-	fx.dir[0] = '\0';
+	testvol_destroy(&fx.tv);
 	for (int i = 0; i < NR_FILES; i++) {
 		free(fx.data[i]);
 		fx.data[i] = NULL;
@@ -494,7 +169,7 @@ static struct file open_rw(int f)
 	struct ntfs_volume *vol = NULL;
 	struct file fl;
 
-	if (ntfs_volume_open(fx.scratch, 0, &vol))
+	if (ntfs_volume_open(fx.tv.scratch, 0, &vol))
 		fail_msg("cannot open the scratch image read-write: %s", ntfs_last_error());
 	if (file_open(vol, f, &fl))
 		fail_msg("%s: %s", files[f].path, ntfs_last_error());
@@ -745,23 +420,6 @@ static void expect_runlist(const char *img, int f, const struct ntfs_runlist *wa
 	ntfs_runlist_free(&iv.rl);
 }
 
-static void expect_ntfsfix_clean(const char *img)
-{
-	const char *argv[] = { "ntfsfix", "-n", img, NULL };
-	char *out = NULL;
-	int status = -1;
-	int err = oracle_run(argv, &out, NULL, &status);
-
-	if (err || status || !strstr(out, "processed successfully") || strstr(out, "FAILED") ||
-	    strstr(out, "nconsisten")) {
-		print_error("ntfsfix -n: status %d\n%s\n%s\n", status, out ? out : "",
-			    oracle_last_stderr());
-		free(out);
-		fail_msg("ntfsfix -n reports problems on %s", img);
-	}
-	free(out);
-}
-
 /* The layer, reopening the image read-only, reads `want` for f. */
 static void expect_layer_reads(const char *img, int f, const uint8_t *want, size_t len)
 {
@@ -787,7 +445,7 @@ static void expect_layer_reads(const char *img, int f, const uint8_t *want, size
 static void expect_mount_reads(const char *img, int f, const uint8_t *want, size_t len)
 {
 	size_t got = 0;
-	uint8_t *data = mount_read(img, files[f].path, files[f].stream, &got);
+	uint8_t *data = testvol_mount_read(&fx.tv, img, files[f].path, files[f].stream, &got);
 
 	if (!data)
 		fail_msg("a fresh ntfs-3g mount could not read %s", files[f].path);
@@ -802,16 +460,17 @@ static void expect_mount_reads(const char *img, int f, const uint8_t *want, size
 /* Everything ntfs-3g and the layer can say about f holding want. */
 static void expect_file(int f, const uint8_t *want, size_t len, bool mount)
 {
-	expect_cat(fx.scratch, f, want, len);
-	expect_layer_reads(fx.scratch, f, want, len);
+	expect_cat(fx.tv.scratch, f, want, len);
+	expect_layer_reads(fx.tv.scratch, f, want, len);
 	if (mount)
-		expect_mount_reads(fx.scratch, f, want, len);
+		expect_mount_reads(fx.tv.scratch, f, want, len);
 }
 
 static void expect_image_unchanged(void)
 {
 	size_t a_len, b_len;
-	uint8_t *a = read_whole(fx.img, &a_len), *b = read_whole(fx.scratch, &b_len);
+	uint8_t *a = testvol_read_whole(fx.tv.img, &a_len);
+	uint8_t *b = testvol_read_whole(fx.tv.scratch, &b_len);
 	bool same = a && b && a_len == b_len && !memcmp(a, b, a_len);
 
 	free(a);
@@ -840,7 +499,7 @@ static int checkerboard(bool on, int64_t **list, size_t *n)
 {
 	struct ntfs_volume *vol = NULL;
 	struct bitmap bm;
-	int err = ntfs_volume_open(fx.img, 0, &vol);
+	int err = ntfs_volume_open(fx.tv.img, 0, &vol);
 
 	if (!err)
 		err = bitmap_load(vol, &bm);
@@ -868,30 +527,10 @@ static int checkerboard(bool on, int64_t **list, size_t *n)
 	return err;
 }
 
-#define SETUP_FAIL(...)                  \
-	do {                              \
-		print_error(__VA_ARGS__); \
-		print_error("\n");        \
-		goto fail;                \
-	} while (0)
-
 static int ntfscp(int f)
 {
-	char *argv[8];
-	int i = 0;
-
-	if (write_file(fx.src, fx.data[f], files[f].size))
-		return -1;
-	argv[i++] = "ntfscp";
-	if (files[f].stream) {
-		argv[i++] = "-N";
-		argv[i++] = (char *)files[f].stream;
-	}
-	argv[i++] = fx.img;
-	argv[i++] = fx.src;
-	argv[i++] = (char *)files[f].path;
-	argv[i] = NULL;
-	return run_logged(argv);
+	return testvol_ntfscp(&fx.tv, fx.tv.img, fx.data[f], files[f].size, files[f].path,
+			      files[f].stream);
 }
 
 static int write_all(const char *path, const uint8_t *data, size_t size, size_t chunk)
@@ -907,7 +546,7 @@ static int write_all(const char *path, const uint8_t *data, size_t size, size_t 
 			ret = -1;
 	}
 	if (ret)
-		log_note("writing %s: %s", path, strerror(errno));
+		testvol_log_note(&fx.tv, "writing %s: %s", path, strerror(errno));
 	if (fd >= 0 && close(fd))
 		ret = -1;
 	return ret;
@@ -925,77 +564,41 @@ static int fuse_writes(void)
 	char path[400], link_path[500];
 	int ret = 0;
 
-	if (do_mount(fx.img, "no_detach"))
+	if (testvol_mount(&fx.tv, fx.tv.img, "no_detach"))
 		return -1;
-	snprintf(path, sizeof(path), "%s%s", fx.mnt, files[F_ATTRLIST].path);
+	snprintf(path, sizeof(path), "%s%s", fx.tv.mnt, files[F_ATTRLIST].path);
 	ret = write_all(path, fx.data[F_ATTRLIST], files[F_ATTRLIST].size, CLUSTER);
-	snprintf(path, sizeof(path), "%s%s", fx.mnt, files[F_LINKED].path);
+	snprintf(path, sizeof(path), "%s%s", fx.tv.mnt, files[F_LINKED].path);
 	if (!ret)
 		ret = write_all(path, fx.data[F_LINKED], files[F_LINKED].size,
 				files[F_LINKED].size);
 	for (int i = 0; !ret && i < NR_LINKS; i++) {
 		snprintf(link_path, sizeof(link_path),
-			 "%s/another_rather_long_name_for_the_same_file_%02d.bin", fx.mnt, i);
+			 "%s/another_rather_long_name_for_the_same_file_%02d.bin", fx.tv.mnt, i);
 		if (link(path, link_path)) {
-			log_note("link %s: %s", link_path, strerror(errno));
+			testvol_log_note(&fx.tv, "link %s: %s", link_path, strerror(errno));
 			ret = -1;
 		}
 	}
-	if (do_unmount())
+	if (testvol_unmount(&fx.tv))
 		ret = -1;
 	return ret;
 }
 
 static int group_setup(void **state)
 {
-	const char *tmp = getenv("TMPDIR");
+	static const char *const need[] = { "mkntfs", "ntfscp", "ntfscat", "ntfsinfo", "ntfsfix",
+					    NULL };
 	int64_t *borrowed = NULL;
 	size_t nborrowed = 0;
 	bool present = false;
-	int fd;
 
 	(void)state;
 	memset(&fx, 0, sizeof(fx));
-	snprintf(fx.dir, sizeof(fx.dir), "%s/ntfsd-attrrec-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-	if (!mkdtemp(fx.dir)) {
-		print_error("mkdtemp %s: %s\n", fx.dir, strerror(errno));
-		fx.dir[0] = '\0';
+	if (testvol_create(&fx.tv, "attrrec", need))
 		return -1;
-	}
-	snprintf(fx.img, sizeof(fx.img), "%s/pristine.img", fx.dir);
-	snprintf(fx.scratch, sizeof(fx.scratch), "%s/scratch.img", fx.dir);
-	snprintf(fx.mnt, sizeof(fx.mnt), "%s/mnt", fx.dir);
-	snprintf(fx.log, sizeof(fx.log), "%s/tools.log", fx.dir);
-	snprintf(fx.src, sizeof(fx.src), "%s/src", fx.dir);
-	find_tool("rm", fx.tool_rm, sizeof(fx.tool_rm));
-	{
-		static const char *const need[] = { "mkntfs", "ntfscp", "ntfscat", "ntfsinfo",
-						     "ntfsfix" };
-		char dummy[256];
-
-		for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++)
-			if (!find_tool(need[i], dummy, sizeof(dummy)))
-				SETUP_FAIL("required tool %s not found (install ntfs-3g)", need[i]);
-	}
-	if (!find_tool("ntfs-3g", fx.tool_ntfs3g, sizeof(fx.tool_ntfs3g)))
-		SETUP_FAIL("required tool ntfs-3g not found (install ntfs-3g)");
-	if (find_tool("fusermount", fx.tool_umount, sizeof(fx.tool_umount)) ||
-	    find_tool("fusermount3", fx.tool_umount, sizeof(fx.tool_umount)))
-		fx.umount_is_fusermount = true;
-	else if (!find_tool("umount", fx.tool_umount, sizeof(fx.tool_umount)))
-		SETUP_FAIL("required tool fusermount (or umount) not found");
-	if (mkdir(fx.mnt, 0755) < 0)
-		SETUP_FAIL("mkdir %s: %s", fx.mnt, strerror(errno));
-
-	fd = open(fx.img, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	if (fd < 0 || ftruncate(fd, IMAGE_SIZE) < 0 || close(fd) < 0)
-		SETUP_FAIL("cannot create %s: %s", fx.img, strerror(errno));
-	{
-		char *argv[] = { "mkntfs", "-F", "-Q", "-q", "-c", "4096", fx.img, NULL };
-
-		if (run_logged(argv))
-			SETUP_FAIL("mkntfs failed");
-	}
+	if (testvol_mkntfs(&fx.tv, IMAGE_SIZE, CLUSTER))
+		SETUP_FAIL("mkntfs failed");
 	for (int f = 0; f < NR_FILES; f++) {
 		fx.data[f] = malloc(files[f].size);
 		if (!fx.data[f])
@@ -1024,15 +627,15 @@ static int group_setup(void **state)
 		SETUP_FAIL("cannot give the borrowed clusters back");
 	}
 	free(borrowed);
-	if (oracle_has_attr(fx.img, files[F_ATTRLIST].path, "$ATTRIBUTE_LIST", &present) ||
+	if (oracle_has_attr(fx.tv.img, files[F_ATTRLIST].path, "$ATTRIBUTE_LIST", &present) ||
 	    !present)
 		SETUP_FAIL("%s did not get an $ATTRIBUTE_LIST", files[F_ATTRLIST].path);
 	present = false;
-	if (oracle_has_attr(fx.img, files[F_LINKED].path, "$ATTRIBUTE_LIST", &present) ||
+	if (oracle_has_attr(fx.tv.img, files[F_LINKED].path, "$ATTRIBUTE_LIST", &present) ||
 	    !present)
 		SETUP_FAIL("%s did not get an $ATTRIBUTE_LIST", files[F_LINKED].path);
 	{
-		const char *argv[] = { "ntfsfix", "-n", fx.img, NULL };
+		const char *argv[] = { "ntfsfix", "-n", fx.tv.img, NULL };
 		int status = -1;
 
 		if (oracle_run(argv, NULL, NULL, &status) || status)
@@ -1040,7 +643,7 @@ static int group_setup(void **state)
 	}
 	return 0;
 fail:
-	print_log_tail();
+	testvol_print_log_tail(&fx.tv);
 	cleanup_all();
 	return -1;
 }
@@ -1052,75 +655,16 @@ static int group_teardown(void **state)
 	return 0;
 }
 
-/* A hang or an abort (assert, a sanitizer report) must still unmount and
- * remove the temporary directory: only async-signal-safe calls here
- * (fork/execv/waitpid/kill/_exit). */
-static void emergency_cleanup(void)
-{
-	if (fx.mounted && fx.tool_umount[0]) {
-		char *const argv[] = { fx.tool_umount, fx.umount_is_fusermount ? "-u" : fx.mnt,
-				       fx.umount_is_fusermount ? fx.mnt : NULL, NULL };
-		pid_t pid = fork();
-
-		if (pid == 0) {
-			execv(argv[0], argv);
-			_exit(127);
-		}
-		if (pid > 0)
-			waitpid(pid, NULL, 0);
-	}
-	if (fx.ntfs3g_pid > 0)
-		kill(fx.ntfs3g_pid, SIGKILL);
-	if (fx.dir[0] && fx.tool_rm[0]) {
-		char *const argv[] = { fx.tool_rm, "-rf", "--", fx.dir, NULL };
-		pid_t pid = fork();
-
-		if (pid == 0) {
-			execv(fx.tool_rm, argv);
-			_exit(127);
-		}
-		if (pid > 0)
-			waitpid(pid, NULL, 0);
-	}
-}
-
-static void on_timeout(int sig)
-{
-	static const char msg[] = "test_attr_record: a test did not finish in time\n";
-	ssize_t n;
-
-	(void)sig;
-	n = write(2, msg, sizeof(msg) - 1);
-	(void)n;
-	emergency_cleanup();
-	_exit(1);
-}
-
-static void on_abort(int sig)
-{
-	emergency_cleanup();
-	signal(sig, SIG_DFL);
-	raise(sig);
-}
-
 static int scratch_setup(void **state)
 {
 	(void)state;
-	alarm(test_timeout);
-	if (copy_file(fx.img, fx.scratch)) {
-		print_error("cannot copy %s to %s: %s\n", fx.img, fx.scratch, strerror(errno));
-		return -1;
-	}
-	return 0;
+	return testvol_scratch_setup(&fx.tv, test_timeout);
 }
 
 static int scratch_teardown(void **state)
 {
 	(void)state;
-	if (fx.mounted || fx.ntfs3g_pid > 0)
-		do_unmount();
-	alarm(0);
-	unlink(fx.scratch);
+	testvol_scratch_teardown(&fx.tv);
 	return 0;
 }
 
@@ -1159,9 +703,9 @@ static void test_shrink(void **state)
 	EXPECT_OK(ntfs_rl_copy(&expect, &fl.na->rl));
 	close_rw(&fl);
 
-	expect_info(fx.scratch, F_SHRINK, false, false, new_size, 100 * CLUSTER, new_size, 0);
-	expect_runlist(fx.scratch, F_SHRINK, &expect);
-	expect_ntfsfix_clean(fx.scratch);
+	expect_info(fx.tv.scratch, F_SHRINK, false, false, new_size, 100 * CLUSTER, new_size, 0);
+	expect_runlist(fx.tv.scratch, F_SHRINK, &expect);
+	testvol_expect_ntfsfix_clean(fx.tv.scratch);
 	expect_file(F_SHRINK, fx.data[F_SHRINK], new_size, true);
 	ntfs_runlist_free(&cut);
 	ntfs_runlist_free(&expect);
@@ -1184,9 +728,9 @@ static void test_shrink_to_empty(void **state)
 	bitmap_free(&bm);
 	close_rw(&fl);
 
-	expect_info(fx.scratch, F_EMPTY, false, false, 0, 0, 0, 0);
-	expect_runlist(fx.scratch, F_EMPTY, &none);
-	expect_ntfsfix_clean(fx.scratch);
+	expect_info(fx.tv.scratch, F_EMPTY, false, false, 0, 0, 0, 0);
+	expect_runlist(fx.tv.scratch, F_EMPTY, &none);
+	testvol_expect_ntfsfix_clean(fx.tv.scratch);
 	expect_file(F_EMPTY, NULL, 0, true);
 	ntfs_runlist_free(&cut);
 }
@@ -1225,9 +769,9 @@ static void test_relocate_fragmented(void **state)
 	EXPECT_OK(ntfs_rl_copy(&expect, &fl.na->rl));
 	close_rw(&fl);
 
-	expect_info(fx.scratch, F_FRAG, false, false, size, size, size, 0);
-	expect_runlist(fx.scratch, F_FRAG, &expect);
-	expect_ntfsfix_clean(fx.scratch);
+	expect_info(fx.tv.scratch, F_FRAG, false, false, size, size, size, 0);
+	expect_runlist(fx.tv.scratch, F_FRAG, &expect);
+	testvol_expect_ntfsfix_clean(fx.tv.scratch);
 	expect_file(F_FRAG, fx.data[F_FRAG], size, true);
 	ntfs_runlist_free(&old);
 	ntfs_runlist_free(&expect);
@@ -1268,10 +812,11 @@ static void test_record_full_spills(void **state)
 	bitmap_free(&bm);
 	close_rw(&fl);
 
-	EXPECT_OK(oracle_has_attr(fx.scratch, files[F_SHRINK].path, "$ATTRIBUTE_LIST", &present));
+	EXPECT_OK(oracle_has_attr(fx.tv.scratch, files[F_SHRINK].path, "$ATTRIBUTE_LIST",
+				  &present));
 	assert_true(present);
-	expect_info(fx.scratch, F_SHRINK, false, false, size, (uint64_t)end * CLUSTER, size, 0);
-	expect_ntfsfix_clean(fx.scratch);
+	expect_info(fx.tv.scratch, F_SHRINK, false, false, size, (uint64_t)end * CLUSTER, size, 0);
+	testvol_expect_ntfsfix_clean(fx.tv.scratch);
 	expect_file(F_SHRINK, fx.data[F_SHRINK], size, true);
 	ntfs_runlist_free(&old);
 	free(data);
@@ -1300,7 +845,7 @@ static void test_invalid_refused(void **state)
 	file_close(&small);
 	close_rw(&fl);
 
-	EXPECT_OK(ntfs_volume_open(fx.scratch, NTFS_OPEN_READ_ONLY, &ro));
+	EXPECT_OK(ntfs_volume_open(fx.tv.scratch, NTFS_OPEN_READ_ONLY, &ro));
 	EXPECT_OK(file_open(ro, F_FRAG, &fl));
 	assert_int_equal(ntfs_attr_update_mapping_pairs(fl.na), -EROFS);
 	file_close(&fl);
@@ -1361,10 +906,10 @@ static void test_make_nonresident(void **state)
 	close_rw(&fl);
 	bitmap_free(&bm);
 
-	expect_info(fx.scratch, F_SMALL, false, false, len, CLUSTER, len, 0);
+	expect_info(fx.tv.scratch, F_SMALL, false, false, len, CLUSTER, len, 0);
 	EXPECT_OK(ntfs_rl_copy(&expect, &rl));
-	expect_runlist(fx.scratch, F_SMALL, &expect);
-	expect_ntfsfix_clean(fx.scratch);
+	expect_runlist(fx.tv.scratch, F_SMALL, &expect);
+	testvol_expect_ntfsfix_clean(fx.tv.scratch);
 	expect_file(F_SMALL, fx.data[F_SMALL], len, true);
 
 	/* Grow it: a second cluster, right after the first (one run). */
@@ -1381,9 +926,9 @@ static void test_make_nonresident(void **state)
 	EXPECT_OK(ntfs_rl_copy(&expect, &fl.na->rl));
 	bitmap_free(&bm);
 	close_rw(&fl);
-	expect_info(fx.scratch, F_SMALL, false, false, grown, 2 * CLUSTER, grown, 0);
-	expect_runlist(fx.scratch, F_SMALL, &expect);
-	expect_ntfsfix_clean(fx.scratch);
+	expect_info(fx.tv.scratch, F_SMALL, false, false, grown, 2 * CLUSTER, grown, 0);
+	expect_runlist(fx.tv.scratch, F_SMALL, &expect);
+	testvol_expect_ntfsfix_clean(fx.tv.scratch);
 	expect_file(F_SMALL, want, grown, true);
 
 	/* ntfs-3g appends to the file we converted and grew. */
@@ -1394,9 +939,10 @@ static void test_make_nonresident(void **state)
 		memcpy(more, want, grown);
 		for (size_t i = grown; i < grown + 3 * CLUSTER; i++)
 			more[i] = (uint8_t)(i * 13);
-		if (mount_write(fx.scratch, files[F_SMALL].path, grown, more + grown, 3 * CLUSTER))
+		if (testvol_mount_write(&fx.tv, fx.tv.scratch, files[F_SMALL].path, grown,
+					more + grown, 3 * CLUSTER))
 			fail_msg("ntfs-3g could not append to the converted file");
-		expect_ntfsfix_clean(fx.scratch);
+		testvol_expect_ntfsfix_clean(fx.tv.scratch);
 		expect_file(F_SMALL, more, grown + 3 * CLUSTER, false);
 		free(more);
 	}
@@ -1427,11 +973,11 @@ static void test_make_nonresident_named(void **state)
 	EXPECT_OK(ntfs_attr_make_nonresident(fl.na, &rl, CLUSTER));
 	close_rw(&fl);
 
-	expect_info(fx.scratch, F_ALPHA, false, false, len, CLUSTER, len, 0);
-	expect_ntfsfix_clean(fx.scratch);
+	expect_info(fx.tv.scratch, F_ALPHA, false, false, len, CLUSTER, len, 0);
+	testvol_expect_ntfsfix_clean(fx.tv.scratch);
 	expect_file(F_ALPHA, fx.data[F_ALPHA], len, true);
-	expect_cat(fx.scratch, F_STREAMS, fx.data[F_STREAMS], files[F_STREAMS].size);
-	expect_cat(fx.scratch, F_BETA, fx.data[F_BETA], files[F_BETA].size);
+	expect_cat(fx.tv.scratch, F_STREAMS, fx.data[F_STREAMS], files[F_STREAMS].size);
+	expect_cat(fx.tv.scratch, F_BETA, fx.data[F_BETA], files[F_BETA].size);
 	ntfs_runlist_free(&rl);
 }
 
@@ -1463,14 +1009,14 @@ static void test_sparse_holes(void **state)
 	EXPECT_OK(ntfs_rl_copy(&expect, &fl.na->rl));
 	close_rw(&fl);
 
-	expect_info(fx.scratch, F_SPARSE, false, true, size, size, size, 112 * CLUSTER);
-	expect_runlist(fx.scratch, F_SPARSE, &expect);
-	info_v(fx.scratch, F_SPARSE, &iv);
+	expect_info(fx.tv.scratch, F_SPARSE, false, true, size, size, size, 112 * CLUSTER);
+	expect_runlist(fx.tv.scratch, F_SPARSE, &expect);
+	info_v(fx.tv.scratch, F_SPARSE, &iv);
 	assert_true(iv.si_attrs & FILE_ATTR_SPARSE_FILE);
 	assert_true(iv.fn_attrs & FILE_ATTR_SPARSE_FILE);
 	assert_int_equal(iv.compression_unit, 4);   /* as ntfs-3g makes sparse files */
 	ntfs_runlist_free(&iv.rl);
-	expect_ntfsfix_clean(fx.scratch);
+	testvol_expect_ntfsfix_clean(fx.tv.scratch);
 	expect_file(F_SPARSE, want, size, true);
 
 	/* Already sparse: a hole first, and 16 more clusters of hole at the end. */
@@ -1491,19 +1037,21 @@ static void test_sparse_holes(void **state)
 	assert_int_equal(expect.runs[expect.count - 1].lcn, LCN_HOLE);
 	close_rw(&fl);
 
-	expect_info(fx.scratch, F_SPARSE, false, true, grown, 145 * CLUSTER, size, 104 * CLUSTER);
-	expect_runlist(fx.scratch, F_SPARSE, &expect);
-	expect_ntfsfix_clean(fx.scratch);
+	expect_info(fx.tv.scratch, F_SPARSE, false, true, grown, 145 * CLUSTER, size,
+		    104 * CLUSTER);
+	expect_runlist(fx.tv.scratch, F_SPARSE, &expect);
+	testvol_expect_ntfsfix_clean(fx.tv.scratch);
 	expect_file(F_SPARSE, want, grown, true);
 
 	/* ntfs-3g, writing into the holes we made, takes over from there. */
 	memset(want + 40 * CLUSTER - 100, 0x5a, 200);
 	memset(want + 2 * CLUSTER, 0xa5, 300);
-	if (mount_write(fx.scratch, files[F_SPARSE].path, 40 * CLUSTER - 100,
-			want + 40 * CLUSTER - 100, 200) ||
-	    mount_write(fx.scratch, files[F_SPARSE].path, 2 * CLUSTER, want + 2 * CLUSTER, 300))
+	if (testvol_mount_write(&fx.tv, fx.tv.scratch, files[F_SPARSE].path, 40 * CLUSTER - 100,
+				want + 40 * CLUSTER - 100, 200) ||
+	    testvol_mount_write(&fx.tv, fx.tv.scratch, files[F_SPARSE].path, 2 * CLUSTER,
+				want + 2 * CLUSTER, 300))
 		fail_msg("ntfs-3g could not write into the holes");
-	expect_ntfsfix_clean(fx.scratch);
+	testvol_expect_ntfsfix_clean(fx.tv.scratch);
 	expect_file(F_SPARSE, want, grown, false);
 	ntfs_runlist_free(&cut);
 	ntfs_runlist_free(&expect);
@@ -1534,12 +1082,12 @@ static void test_sparse_named_stream(void **state)
 	EXPECT_OK(ntfs_rl_copy(&expect, &fl.na->rl));
 	close_rw(&fl);
 
-	expect_info(fx.scratch, F_BETA, false, true, size, 25 * CLUSTER, size, 20 * CLUSTER);
-	expect_runlist(fx.scratch, F_BETA, &expect);
-	expect_ntfsfix_clean(fx.scratch);
+	expect_info(fx.tv.scratch, F_BETA, false, true, size, 25 * CLUSTER, size, 20 * CLUSTER);
+	expect_runlist(fx.tv.scratch, F_BETA, &expect);
+	testvol_expect_ntfsfix_clean(fx.tv.scratch);
 	expect_file(F_BETA, want, size, true);
-	expect_cat(fx.scratch, F_STREAMS, fx.data[F_STREAMS], files[F_STREAMS].size);
-	expect_cat(fx.scratch, F_ALPHA, fx.data[F_ALPHA], files[F_ALPHA].size);
+	expect_cat(fx.tv.scratch, F_STREAMS, fx.data[F_STREAMS], files[F_STREAMS].size);
+	expect_cat(fx.tv.scratch, F_ALPHA, fx.data[F_ALPHA], files[F_ALPHA].size);
 	ntfs_runlist_free(&cut);
 	ntfs_runlist_free(&expect);
 	free(want);
@@ -1557,7 +1105,7 @@ static void test_attribute_list_rewritten(void **state)
 
 	(void)state;
 	assert_non_null(fl.ni->attr_list);
-	expect_cat(fx.scratch, F_ATTRLIST, fx.data[F_ATTRLIST], files[F_ATTRLIST].size);
+	expect_cat(fx.tv.scratch, F_ATTRLIST, fx.data[F_ATTRLIST], files[F_ATTRLIST].size);
 	EXPECT_OK(ntfs_rl_copy(&old, &fl.na->rl));
 	EXPECT_OK(ntfs_rl_truncate(&fl.na->rl, 10));
 	fl.na->data_size = fl.na->initialized_size = 10 * CLUSTER;
@@ -1574,10 +1122,10 @@ static void test_attribute_list_rewritten(void **state)
 	EXPECT_OK(ntfs_rl_copy(&expect, &fl.na->rl));
 	close_rw(&fl);
 
-	expect_info(fx.scratch, F_ATTRLIST, false, false, 10 * CLUSTER, 10 * CLUSTER,
+	expect_info(fx.tv.scratch, F_ATTRLIST, false, false, 10 * CLUSTER, 10 * CLUSTER,
 		    10 * CLUSTER, 0);
-	expect_runlist(fx.scratch, F_ATTRLIST, &expect);
-	expect_ntfsfix_clean(fx.scratch);
+	expect_runlist(fx.tv.scratch, F_ATTRLIST, &expect);
+	testvol_expect_ntfsfix_clean(fx.tv.scratch);
 	expect_file(F_ATTRLIST, fx.data[F_ATTRLIST], 10 * CLUSTER, true);
 	ntfs_runlist_free(&old);
 	ntfs_runlist_free(&expect);
@@ -1630,9 +1178,9 @@ static void test_attribute_list_single_extent(void **state)
 	bitmap_free(&bm);
 	close_rw(&fl);
 
-	expect_info(fx.scratch, F_LINKED, false, true, grown - 100, grown, grown - 100,
+	expect_info(fx.tv.scratch, F_LINKED, false, true, grown - 100, grown, grown - 100,
 		    (uint64_t)(end / 2 + extra) * CLUSTER);
-	expect_ntfsfix_clean(fx.scratch);
+	testvol_expect_ntfsfix_clean(fx.tv.scratch);
 	expect_file(F_LINKED, want, grown - 100, true);
 	ntfs_runlist_free(&cut);
 
@@ -1647,10 +1195,10 @@ static void test_attribute_list_single_extent(void **state)
 	EXPECT_OK(ntfs_rl_copy(&expect, &fl.na->rl));
 	close_rw(&fl);
 
-	expect_info(fx.scratch, F_LINKED, false, true, new_size, 4 * CLUSTER, new_size,
+	expect_info(fx.tv.scratch, F_LINKED, false, true, new_size, 4 * CLUSTER, new_size,
 		    2 * CLUSTER);
-	expect_runlist(fx.scratch, F_LINKED, &expect);
-	expect_ntfsfix_clean(fx.scratch);
+	expect_runlist(fx.tv.scratch, F_LINKED, &expect);
+	testvol_expect_ntfsfix_clean(fx.tv.scratch);
 	expect_file(F_LINKED, want, new_size, true);
 	{
 		char path[128], *data = NULL;
@@ -1658,7 +1206,7 @@ static void test_attribute_list_single_extent(void **state)
 
 		snprintf(path, sizeof(path), "/another_rather_long_name_for_the_same_file_%02d.bin",
 			 NR_LINKS - 1);
-		EXPECT_OK(oracle_cat(fx.scratch, path, NULL, &data, &len));
+		EXPECT_OK(oracle_cat(fx.tv.scratch, path, NULL, &data, &len));
 		assert_int_equal(len, new_size);
 		assert_memory_equal(data, want, new_size);
 		free(data);
@@ -1671,14 +1219,11 @@ static void test_attribute_list_single_extent(void **state)
 int main(void)
 {
 	const char *v = getenv("NTFSD_TEST_TIMEOUT");
-	struct sigaction sa = { .sa_handler = on_timeout };
 
 	if (v && atoi(v) > 0)
 		test_timeout = (unsigned)atoi(v);
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGALRM, &sa, NULL);
-	sa.sa_handler = on_abort;
-	sigaction(SIGABRT, &sa, NULL);
+	testvol_catch_timeout(&fx.tv, "test_attr_record: a test did not finish in time\n");
+	testvol_catch_abort(&fx.tv);
 #define T(fn) cmocka_unit_test_setup_teardown(fn, scratch_setup, scratch_teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_shrink),

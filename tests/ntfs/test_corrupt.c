@@ -23,9 +23,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <setjmp.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -35,8 +33,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -50,6 +46,7 @@
 #include "mft.h"
 #include "mst.h"
 #include "runlist.h"
+#include "testvol.h"
 #include "unistr.h"
 #include "volume.h"
 
@@ -77,16 +74,8 @@ struct range {
 };
 
 struct fixture {
-	char dir[256];
-	char img[300];          /* pristine image */
-	char scratch[300];      /* per-test copy */
-	char mnt[300];
-	char log[300];
-	char tool_mkntfs[256], tool_ntfscp[256], tool_ntfs3g[256], tool_ntfscat[256];
-	char tool_umount[256], tool_rm[256];
-	bool umount_is_fusermount;
-	bool mounted;
-	pid_t ntfs3g_pid;
+	struct testvol tv;      /* tv.img: the pristine image, tv.scratch: a test's copy */
+	char tool_ntfscat[256];
 
 	uint8_t *big;           /* source of /big.bin */
 	uint8_t *big_cat;       /* what ntfscat printed for /big.bin */
@@ -139,302 +128,6 @@ static uint8_t rng_byte(void)
 	rng_state ^= rng_state << 25;
 	rng_state ^= rng_state >> 27;
 	return (uint8_t)((rng_state * 0x2545f4914f6cdd1dull) >> 56);
-}
-
-static int write_file(const char *path, const void *data, size_t len)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	const uint8_t *p = data;
-
-	if (fd < 0)
-		return -1;
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			close(fd);
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return close(fd);
-}
-
-static uint8_t *read_whole(const char *path, size_t *len)
-{
-	struct stat st;
-	uint8_t *buf;
-	size_t got = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		return NULL;
-	if (fstat(fd, &st) < 0) {
-		close(fd);
-		return NULL;
-	}
-	buf = malloc((size_t)st.st_size + 1);
-	while (buf && got < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			free(buf);
-			buf = NULL;
-			break;
-		}
-		got += (size_t)n;
-	}
-	close(fd);
-	if (buf)
-		*len = got;
-	return buf;
-}
-
-static int copy_file(const char *from, const char *to)
-{
-	static uint8_t buf[1 << 20];
-	int in = open(from, O_RDONLY | O_CLOEXEC), out;
-	int ret = 0;
-
-	if (in < 0)
-		return -1;
-	out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (out < 0) {
-		close(in);
-		return -1;
-	}
-	for (;;) {
-		ssize_t n = read(in, buf, sizeof(buf)), w = 0;
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			ret = n < 0 ? -1 : 0;
-			break;
-		}
-		while (w < n) {
-			ssize_t k = write(out, buf + w, (size_t)(n - w));
-
-			if (k < 0 && errno == EINTR)
-				continue;
-			if (k <= 0) {
-				ret = -1;
-				break;
-			}
-			w += k;
-		}
-		if (ret)
-			break;
-	}
-	close(in);
-	if (close(out))
-		ret = -1;
-	return ret;
-}
-
-/* Find an executable in $PATH or the usual system directories. */
-static bool find_tool(const char *name, char *out, size_t len)
-{
-	const char *env = getenv("PATH");
-	char paths[4096];
-	char *save = NULL, *d;
-
-	snprintf(paths, sizeof(paths), "%s:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:"
-		 "/sbin:/bin", env ? env : "");
-	for (d = strtok_r(paths, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
-		if (!*d)
-			continue;
-		snprintf(out, len, "%s/%s", d, name);
-		if (access(out, X_OK) == 0)
-			return true;
-	}
-	out[0] = '\0';
-	return false;
-}
-
-/* Run argv[0] (a full path) with stdin from /dev/null, stdout to out_path
- * (or the tool log) and stderr to the tool log.  Returns the exit status, or
- * -1 if it could not be run or was killed. */
-static int run_tool(const char *out_path, char *const argv[])
-{
-	pid_t pid;
-	int status;
-
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0)
-		return -1;
-	if (pid == 0) {
-		int null = open("/dev/null", O_RDONLY);
-		int log = open(fx.log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-		int out = out_path ? open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644) : log;
-
-		if (null < 0 || log < 0 || out < 0)
-			_exit(126);
-		dup2(null, 0);
-		dup2(out, 1);
-		dup2(log, 2);
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return -1;
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-static void log_note(const char *fmt, ...)
-{
-	FILE *f = fopen(fx.log, "a");
-	va_list ap;
-
-	if (!f)
-		return;
-	va_start(ap, fmt);
-	vfprintf(f, fmt, ap);
-	va_end(ap);
-	fputc('\n', f);
-	fclose(f);
-}
-
-static void print_log_tail(void)
-{
-	size_t len = 0;
-	uint8_t *log = read_whole(fx.log, &len);
-
-	if (!log)
-		return;
-	log[len] = '\0';
-	/* Straight to stderr: cmocka's print_error truncates long messages. */
-	fflush(stdout);
-	fprintf(stderr, "---- tool output (%s) ----\n%s\n--------\n", fx.log,
-		len > 4000 ? (char *)log + len - 4000 : (char *)log);
-	free(log);
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-/* Wait for a child we started; give up (returning false) after ms. */
-static bool wait_child(pid_t pid, long ms, int *status)
-{
-	for (long t = 0; t <= ms; t += 50) {
-		pid_t r = waitpid(pid, status, WNOHANG);
-
-		if (r == pid)
-			return true;
-		if (r < 0 && errno != EINTR)
-			return true;  /* already reaped or not ours */
-		sleep_ms(50);
-	}
-	return false;
-}
-
-/* ------------------------------------------------------------------ */
-/* FUSE mount of the image with ntfs-3g                                 */
-/* ------------------------------------------------------------------ */
-
-static bool is_mounted(void)
-{
-	struct stat a, b;
-
-	return stat(fx.mnt, &a) == 0 && stat(fx.dir, &b) == 0 && a.st_dev != b.st_dev;
-}
-
-static int do_mount(void)
-{
-	pid_t pid;
-
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0)
-		return -1;
-	if (pid == 0) {
-		int null = open("/dev/null", O_RDONLY);
-		int log = open(fx.log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-
-		if (null < 0 || log < 0)
-			_exit(126);
-		dup2(null, 0);
-		dup2(log, 1);
-		dup2(log, 2);
-		/* no_detach: stay our child, so unmount can wait for it to flush. */
-		execl(fx.tool_ntfs3g, fx.tool_ntfs3g, "-o", "no_detach", fx.img, fx.mnt,
-		      (char *)NULL);
-		_exit(127);
-	}
-	fx.ntfs3g_pid = pid;
-	for (long t = 0; t < 20000; t += 50) {
-		int status;
-
-		if (is_mounted()) {
-			fx.mounted = true;
-			return 0;
-		}
-		if (waitpid(pid, &status, WNOHANG) == pid) {
-			fx.ntfs3g_pid = 0;
-			log_note("ntfs-3g exited (status 0x%x) before the mount appeared", status);
-			return -1;
-		}
-		sleep_ms(50);
-	}
-	log_note("ntfs-3g: the mount did not appear within 20 s");
-	return -1;
-}
-
-static int do_unmount(void)
-{
-	int ret = 0, status = 0;
-
-	if (fx.mounted) {
-		char *argv[4] = { fx.tool_umount, NULL, NULL, NULL };
-		int tries;
-
-		if (fx.umount_is_fusermount) {
-			argv[1] = "-u";
-			argv[2] = fx.mnt;
-		} else {
-			argv[1] = fx.mnt;
-		}
-		for (tries = 0; tries < 50 && is_mounted(); tries++) {
-			if (run_tool(NULL, argv) == 0)
-				break;
-			sleep_ms(100);
-		}
-		if (is_mounted()) {
-			log_note("could not unmount %s", fx.mnt);
-			ret = -1;
-		} else {
-			fx.mounted = false;
-		}
-	}
-	if (fx.ntfs3g_pid > 0) {
-		/* ntfs-3g writes the volume back after the unmount: wait for it. */
-		if (!wait_child(fx.ntfs3g_pid, 30000, &status)) {
-			log_note("ntfs-3g did not exit after unmount; terminating it");
-			kill(fx.ntfs3g_pid, SIGTERM);
-			if (!wait_child(fx.ntfs3g_pid, 5000, &status)) {
-				kill(fx.ntfs3g_pid, SIGKILL);
-				wait_child(fx.ntfs3g_pid, 5000, &status);
-			}
-			ret = -1;
-		} else if (!WIFEXITED(status) || WEXITSTATUS(status)) {
-			log_note("ntfs-3g exited with status 0x%x", status);
-			ret = -1;
-		}
-		fx.ntfs3g_pid = 0;
-	}
-	return ret;
 }
 
 /* ------------------------------------------------------------------ */
@@ -494,13 +187,13 @@ static uint8_t *load_raw(const struct range *r)
 	uint8_t *buf = malloc(r->size);
 
 	assert_non_null(buf);
-	range_io(fx.scratch, r, buf, false);
+	range_io(fx.tv.scratch, r, buf, false);
 	return buf;
 }
 
 static void store_raw(const struct range *r, uint8_t *buf)
 {
-	range_io(fx.scratch, r, buf, true);
+	range_io(fx.tv.scratch, r, buf, true);
 	free(buf);
 }
 
@@ -594,7 +287,7 @@ static struct ntfs_volume *open_scratch(void)
 	struct ntfs_volume *vol = NULL;
 
 	ntfs_clear_error();
-	EXPECT_OK(ntfs_volume_open(fx.scratch, NTFS_OPEN_READ_ONLY, &vol));
+	EXPECT_OK(ntfs_volume_open(fx.tv.scratch, NTFS_OPEN_READ_ONLY, &vol));
 	return vol;
 }
 
@@ -605,7 +298,7 @@ static int open_scratch_fails(void)
 	int err;
 
 	ntfs_clear_error();
-	err = ntfs_volume_open(fx.scratch, NTFS_OPEN_READ_ONLY, &vol);
+	err = ntfs_volume_open(fx.tv.scratch, NTFS_OPEN_READ_ONLY, &vol);
 	if (!err) {
 		ntfs_volume_close(vol);
 		fail_msg("the corrupted volume opened");
@@ -778,35 +471,13 @@ static unsigned check_dir_corrupt(const char *const *keywords)
 /* group and per-test fixtures                                          */
 /* ------------------------------------------------------------------ */
 
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	if (type == FTW_DP || type == FTW_D)
-		rmdir(path);
-	else
-		unlink(path);
-	return 0;
-}
-
 static void cleanup_all(void)
 {
-	if (fx.mounted || fx.ntfs3g_pid > 0)
-		do_unmount();
-	if (fx.dir[0] && !fx.mounted)
-		nftw(fx.dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-	fx.dir[0] = '\0';
+	testvol_destroy(&fx.tv);
 	free(fx.big);
 	free(fx.big_cat);
 	fx.big = fx.big_cat = NULL;
 }
-
-#define SETUP_FAIL(...)                                    \
-	do {                                                \
-		print_error(__VA_ARGS__);                   \
-		print_error("\n");                          \
-		goto fail;                                  \
-	} while (0)
 
 /* Find the inodes, records and index blocks the tests corrupt. */
 static int locate_structures(void)
@@ -819,7 +490,7 @@ static int locate_structures(void)
 	char path[64];
 	int err, ret = -1;
 
-	err = ntfs_volume_open(fx.img, NTFS_OPEN_READ_ONLY, &vol);
+	err = ntfs_volume_open(fx.tv.img, NTFS_OPEN_READ_ONLY, &vol);
 	if (err)
 		SETUP_FAIL("the layer cannot open the pristine image: %s", ntfs_last_error());
 	fx.cluster_size = vol->geo.cluster_size;
@@ -934,50 +605,20 @@ fail:
 
 static int group_setup(void **state)
 {
-	const char *tmp = getenv("TMPDIR");
-	char src_big[320], src_small[320], cat_out[320], path[400];
-	int fd;
+	static const char *const need[] = { "mkntfs", "ntfscp", "ntfscat", NULL };
+	char cat_out[320], path[400];
 
 	memset(&fx, 0, sizeof(fx));
-	snprintf(fx.dir, sizeof(fx.dir), "%s/ntfsd-corrupt-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-	if (!mkdtemp(fx.dir)) {
-		print_error("mkdtemp %s: %s\n", fx.dir, strerror(errno));
-		fx.dir[0] = '\0';
+	if (testvol_create(&fx.tv, "corrupt", need))
 		return -1;
-	}
-	snprintf(fx.img, sizeof(fx.img), "%s/pristine.img", fx.dir);
-	snprintf(fx.scratch, sizeof(fx.scratch), "%s/scratch.img", fx.dir);
-	snprintf(fx.mnt, sizeof(fx.mnt), "%s/mnt", fx.dir);
-	snprintf(fx.log, sizeof(fx.log), "%s/tools.log", fx.dir);
-	snprintf(src_big, sizeof(src_big), "%s/big.src", fx.dir);
-	snprintf(src_small, sizeof(src_small), "%s/small.src", fx.dir);
-	snprintf(cat_out, sizeof(cat_out), "%s/big.cat", fx.dir);
-
-	if (!find_tool("mkntfs", fx.tool_mkntfs, sizeof(fx.tool_mkntfs)))
-		SETUP_FAIL("required tool mkntfs not found (install ntfs-3g)");
-	if (!find_tool("ntfscp", fx.tool_ntfscp, sizeof(fx.tool_ntfscp)))
-		SETUP_FAIL("required tool ntfscp not found (install ntfs-3g)");
-	if (!find_tool("ntfscat", fx.tool_ntfscat, sizeof(fx.tool_ntfscat)))
-		SETUP_FAIL("required tool ntfscat not found (install ntfs-3g)");
-	if (!find_tool("ntfs-3g", fx.tool_ntfs3g, sizeof(fx.tool_ntfs3g)))
-		SETUP_FAIL("required tool ntfs-3g not found (install ntfs-3g)");
-	if (find_tool("fusermount", fx.tool_umount, sizeof(fx.tool_umount)) ||
-	    find_tool("fusermount3", fx.tool_umount, sizeof(fx.tool_umount)))
-		fx.umount_is_fusermount = true;
-	else if (!find_tool("umount", fx.tool_umount, sizeof(fx.tool_umount)))
-		SETUP_FAIL("required tool fusermount (or umount) not found");
-	find_tool("rm", fx.tool_rm, sizeof(fx.tool_rm));  /* only for the watchdog */
+	/* The setup's own mount must also end with ntfs-3g exiting 0. */
+	fx.tv.ntfs3g_exit_checked = true;
+	snprintf(cat_out, sizeof(cat_out), "%s/big.cat", fx.tv.dir);
+	testvol_find_tool("ntfscat", fx.tool_ntfscat, sizeof(fx.tool_ntfscat));
 
 	/* The pristine image. */
-	fd = open(fx.img, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	if (fd < 0 || ftruncate(fd, IMAGE_SIZE) < 0 || close(fd) < 0)
-		SETUP_FAIL("cannot create %s: %s", fx.img, strerror(errno));
-	{
-		char *argv[] = { fx.tool_mkntfs, "-F", "-Q", "-q", "-c", "4096", fx.img, NULL };
-
-		if (run_tool(NULL, argv))
-			SETUP_FAIL("mkntfs failed");
-	}
+	if (testvol_mkntfs(&fx.tv, IMAGE_SIZE, 4096))
+		SETUP_FAIL("mkntfs failed");
 
 	/* Files copied in with ntfscp. */
 	fx.big = malloc(BIG_SIZE);
@@ -988,22 +629,15 @@ static int group_setup(void **state)
 	for (size_t i = 0; i < SMALL_SIZE; i++)
 		fx.small[i] = (uint8_t)('a' + i % 26);
 	fx.small[SMALL_SIZE - 1] = '\n';
-	if (write_file(src_big, fx.big, BIG_SIZE) || write_file(src_small, fx.small, SMALL_SIZE))
-		SETUP_FAIL("cannot write the source files: %s", strerror(errno));
-	{
-		char *argv1[] = { fx.tool_ntfscp, fx.img, src_big, "/big.bin", NULL };
-		char *argv2[] = { fx.tool_ntfscp, fx.img, src_small, "/small.txt", NULL };
+	if (testvol_ntfscp(&fx.tv, fx.tv.img, fx.big, BIG_SIZE, "/big.bin", NULL) ||
+	    testvol_ntfscp(&fx.tv, fx.tv.img, fx.small, SMALL_SIZE, "/small.txt", NULL))
+		SETUP_FAIL("ntfscp failed");
 
-		if (run_tool(NULL, argv1) || run_tool(NULL, argv2))
-			SETUP_FAIL("ntfscp failed");
-	}
-
-	/* /dir with DIR_FILES files, through a FUSE mount. */
-	if (mkdir(fx.mnt, 0755) < 0)
-		SETUP_FAIL("mkdir %s: %s", fx.mnt, strerror(errno));
-	if (do_mount())
-		SETUP_FAIL("ntfs-3g could not mount the image on %s", fx.mnt);
-	snprintf(path, sizeof(path), "%s/dir", fx.mnt);
+	/* /dir with DIR_FILES files, through a FUSE mount (no_detach: ntfs-3g
+	 * stays our child, so the unmount can wait for it to flush). */
+	if (testvol_mount(&fx.tv, fx.tv.img, "no_detach"))
+		SETUP_FAIL("ntfs-3g could not mount the image on %s", fx.tv.mnt);
+	snprintf(path, sizeof(path), "%s/dir", fx.tv.mnt);
 	if (mkdir(path, 0755) < 0)
 		SETUP_FAIL("mkdir %s: %s", path, strerror(errno));
 	for (int i = 0; i < DIR_FILES; i++) {
@@ -1011,21 +645,21 @@ static int group_setup(void **state)
 		int n;
 
 		dir_name(name, sizeof(name), i);
-		snprintf(path, sizeof(path), "%s/dir/%s", fx.mnt, name);
+		snprintf(path, sizeof(path), "%s/dir/%s", fx.tv.mnt, name);
 		n = snprintf(body, sizeof(body), "this is %s\n", name);
-		if (write_file(path, body, (size_t)n))
+		if (testvol_write_file(path, body, (size_t)n))
 			SETUP_FAIL("cannot write %s: %s", path, strerror(errno));
 	}
-	if (do_unmount())
-		SETUP_FAIL("unmounting %s failed", fx.mnt);
+	if (testvol_unmount(&fx.tv))
+		SETUP_FAIL("unmounting %s failed", fx.tv.mnt);
 
 	/* What the reference implementation reads back. */
 	{
-		char *argv[] = { fx.tool_ntfscat, fx.img, "/big.bin", NULL };
+		char *argv[] = { fx.tool_ntfscat, fx.tv.img, "/big.bin", NULL };
 
-		if (run_tool(cat_out, argv))
+		if (testvol_run(&fx.tv, cat_out, argv))
 			SETUP_FAIL("ntfscat failed");
-		fx.big_cat = read_whole(cat_out, &fx.big_cat_len);
+		fx.big_cat = testvol_read_whole(cat_out, &fx.big_cat_len);
 		if (!fx.big_cat)
 			SETUP_FAIL("cannot read %s", cat_out);
 	}
@@ -1035,9 +669,9 @@ static int group_setup(void **state)
 	*state = &fx;
 	return 0;
 fail:
-	if (fx.mounted || fx.ntfs3g_pid > 0)
-		do_unmount();   /* first, so ntfs-3g's own messages are in the log */
-	print_log_tail();
+	if (fx.tv.mounted || fx.tv.ntfs3g_pid > 0)
+		testvol_unmount(&fx.tv);   /* first, so ntfs-3g's own messages are in the log */
+	testvol_print_log_tail(&fx.tv);
 	cleanup_all();
 	return -1;
 }
@@ -1049,50 +683,16 @@ static int group_teardown(void **state)
 	return 0;
 }
 
-/* A corrupted structure that sends the layer into an endless loop must
- * fail the run, not hang it.  Only async-signal-safe calls here. */
-static void on_timeout(int sig)
-{
-	static const char msg[] = "test_corrupt: a test did not finish within the time "
-				   "limit (endless loop on corrupted data?)\n";
-	ssize_t n;
-	pid_t pid;
-
-	(void)sig;
-	n = write(2, msg, sizeof(msg) - 1);
-	(void)n;
-	/* Remove the temporary directory (nothing is mounted once tests run). */
-	if (fx.dir[0] && fx.tool_rm[0] && !fx.mounted) {
-		char *const argv[] = { fx.tool_rm, "-rf", "--", fx.dir, NULL };
-
-		pid = fork();
-		if (pid == 0) {
-			execv(fx.tool_rm, argv);
-			_exit(127);
-		}
-		if (pid > 0)
-			while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-				;
-	}
-	_exit(1);
-}
-
 static int scratch_setup(void **state)
 {
 	(void)state;
-	alarm(test_timeout);
-	if (copy_file(fx.img, fx.scratch)) {
-		print_error("cannot copy %s to %s: %s\n", fx.img, fx.scratch, strerror(errno));
-		return -1;
-	}
-	return 0;
+	return testvol_scratch_setup(&fx.tv, test_timeout);
 }
 
 static int scratch_teardown(void **state)
 {
 	(void)state;
-	alarm(0);
-	unlink(fx.scratch);
+	testvol_scratch_teardown(&fx.tv);
 	return 0;
 }
 
@@ -1141,7 +741,7 @@ static void test_refixup_roundtrip(void **state)
 
 static void patch_scratch(uint64_t off, const void *bytes, size_t len)
 {
-	int fd = open(fx.scratch, O_RDWR | O_CLOEXEC);
+	int fd = open(fx.tv.scratch, O_RDWR | O_CLOEXEC);
 
 	assert_true(fd >= 0);
 	assert_int_equal(pwrite(fd, bytes, len, (off_t)off), (ssize_t)len);
@@ -1152,7 +752,7 @@ static void test_boot_bad_oem(void **state)
 {
 	(void)state;
 	patch_scratch(offsetof(struct ntfs_boot_sector, oem_id), "MSDOS5.0", 8);
-	EXPECT_ERR(open_scratch_fails(), EINVAL, "boot sector", "OEM id", fx.scratch);
+	EXPECT_ERR(open_scratch_fails(), EINVAL, "boot sector", "OEM id", fx.tv.scratch);
 }
 
 static void test_boot_bytes_per_sector(void **state)
@@ -1227,7 +827,7 @@ static bool mentions_truncation(const char *msg)
 
 static void truncate_scratch(off_t size)
 {
-	assert_int_equal(truncate(fx.scratch, size), 0);
+	assert_int_equal(truncate(fx.tv.scratch, size), 0);
 }
 
 static void test_truncated_half(void **state)
@@ -1239,7 +839,7 @@ static void test_truncated_half(void **state)
 	(void)state;
 	truncate_scratch(IMAGE_SIZE / 2);
 	ntfs_clear_error();
-	err = ntfs_volume_open(fx.scratch, NTFS_OPEN_READ_ONLY, &vol);
+	err = ntfs_volume_open(fx.tv.scratch, NTFS_OPEN_READ_ONLY, &vol);
 	if (err) {
 		assert_true(err < 0);
 		assert_null(vol);
@@ -1271,7 +871,7 @@ static void test_truncated_tiny(void **state)
 	(void)state;
 	truncate_scratch(100);
 	err = open_scratch_fails();
-	EXPECT_ERR(err, EIO, fx.scratch, "past the end", "truncated");
+	EXPECT_ERR(err, EIO, fx.tv.scratch, "past the end", "truncated");
 }
 
 static void test_truncated_empty(void **state)
@@ -1998,8 +1598,8 @@ static void expect_rw_refused(const char *why)
 	struct ntfs_volume *vol = NULL;
 
 	ntfs_clear_error();
-	EXPECT_ERR(ntfs_volume_open(fx.scratch, 0, &vol), EPERM, why, "read-only",
-		   fx.scratch);
+	EXPECT_ERR(ntfs_volume_open(fx.tv.scratch, 0, &vol), EPERM, why, "read-only",
+		   fx.tv.scratch);
 	assert_null(vol);
 	vol = open_scratch();
 	ntfs_volume_close(vol);
@@ -2010,7 +1610,7 @@ static void test_state_clean_opens_rw(void **state)
 	struct ntfs_volume *vol = NULL;
 
 	(void)state;
-	EXPECT_OK(ntfs_volume_open(fx.scratch, 0, &vol));
+	EXPECT_OK(ntfs_volume_open(fx.tv.scratch, 0, &vol));
 	assert_false(ntfs_volume_is_dirty(vol));
 	assert_true(vol->logfile_clean);
 	assert_false(vol->hibernated);
@@ -2099,7 +1699,7 @@ static void test_state_clean_logfile_with_restart_page(void **state)
 
 	(void)state;
 	write_restart_page(true);
-	EXPECT_OK(ntfs_volume_open(fx.scratch, 0, &vol));
+	EXPECT_OK(ntfs_volume_open(fx.tv.scratch, 0, &vol));
 	assert_true(vol->logfile_clean);
 	ntfs_volume_close(vol);
 }
@@ -2107,14 +1707,15 @@ static void test_state_clean_logfile_with_restart_page(void **state)
 int main(void)
 {
 	const char *v = getenv("NTFSD_TEST_VERBOSE");
-	struct sigaction sa = { .sa_handler = on_timeout };
 
 	verbose = v && *v && strcmp(v, "0");
 	v = getenv("NTFSD_TEST_TIMEOUT");
 	if (v && atoi(v) > 0)
 		test_timeout = (unsigned)atoi(v);
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGALRM, &sa, NULL);
+	/* A corrupted structure that sends the layer into an endless loop must
+	 * fail the run, not hang it. */
+	testvol_catch_timeout(&fx.tv, "test_corrupt: a test did not finish within the time "
+			      "limit (endless loop on corrupted data?)\n");
 #define T(fn) cmocka_unit_test_setup_teardown(fn, scratch_setup, scratch_teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_pristine),
