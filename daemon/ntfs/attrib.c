@@ -277,6 +277,36 @@ int ntfs_attr_open_record(struct ntfs_inode *ni, const struct ntfs_attr_record *
 	return 0;
 }
 
+int ntfs_attr_clone(const struct ntfs_attr *na, struct ntfs_attr **out)
+{
+	struct ntfs_attr *c = attr_alloc(na->ni, na->type, na->name, na->name_len);
+
+	if (!c)
+		return -ENOMEM;
+	c->flags = na->flags;
+	c->resident = na->resident;
+	c->data_size = na->data_size;
+	c->initialized_size = na->initialized_size;
+	c->allocated_size = na->allocated_size;
+	c->compressed_size = na->compressed_size;
+	c->compression_block_size = na->compression_block_size;
+	c->compression_unit = na->compression_unit;
+	if (na->value) {
+		c->value = malloc(na->data_size ? na->data_size : 1);
+		if (!c->value) {
+			ntfs_attr_close(c);
+			return -ENOMEM;
+		}
+		memcpy(c->value, na->value, na->data_size);
+	}
+	if (na->rl.count && ntfs_rl_copy(&c->rl, &na->rl)) {
+		ntfs_attr_close(c);
+		return -ENOMEM;
+	}
+	*out = c;
+	return 0;
+}
+
 void ntfs_attr_close(struct ntfs_attr *na)
 {
 	if (!na)

@@ -50,6 +50,9 @@ int ntfs_attr_open_base_only(struct ntfs_inode *ni, uint32_t type, struct ntfs_a
 int ntfs_attr_open_record(struct ntfs_inode *ni, const struct ntfs_attr_record *a,
 			  struct ntfs_attr **out);
 void ntfs_attr_close(struct ntfs_attr *na);
+/* A deep copy of na (name, resident value and runlist copied): for building
+ * a changed attribute while others still read na.  0 or -ENOMEM. */
+int ntfs_attr_clone(const struct ntfs_attr *na, struct ntfs_attr **out);
 
 /* Read up to count bytes at pos.  Returns the bytes read (short only at
  * data_size), or -EACCES for encrypted data, -EIO for corruption or device

@@ -4,6 +4,9 @@
  * Invariants: see mft.h.  Records are located through $MFT's own $DATA
  * runlist (vol->mft_data), never by assuming the MFT is contiguous; the
  * bootstrap read of record 0 before that runlist exists is done by volume.c.
+ * $MFT may grow while records are read: a read checks the record number
+ * against nr_mft_records, then loads the $MFT/$DATA snapshot once
+ * (ntfs_volume_mft_data(), the rule in volume.h) and reads through it.
  */
 #include "mft.h"
 
@@ -99,13 +102,16 @@ int ntfs_mft_record_check(uint8_t *buf, uint32_t size, uint64_t mft_no)
 int ntfs_mft_record_read(struct ntfs_volume *vol, uint64_t mft_no, uint8_t *buf)
 {
 	uint32_t size = vol->geo.mft_record_size;
+	uint64_t nr = vol->nr_mft_records;
 	ssize_t n;
 
-	if (mft_no >= vol->nr_mft_records)
+	/* The count first, then the snapshot that maps at least that many
+	 * records (volume.h). */
+	if (mft_no >= nr)
 		return ntfs_fail(ENOENT, "MFT record %llu: beyond the end of the MFT (%llu "
-				 "records)", (unsigned long long)mft_no,
-				 (unsigned long long)vol->nr_mft_records);
-	n = ntfs_attr_pread(vol->mft_data, mft_no << vol->geo.mft_record_size_bits, size, buf);
+				 "records)", (unsigned long long)mft_no, (unsigned long long)nr);
+	n = ntfs_attr_pread(ntfs_volume_mft_data(vol), mft_no << vol->geo.mft_record_size_bits,
+			    size, buf);
 	if (n < 0)
 		return (int)n;
 	if ((uint32_t)n != size)

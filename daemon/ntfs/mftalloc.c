@@ -5,22 +5,46 @@
  * on disk whenever mb->lock is free.  A record handed out is at least
  * NTFS_MFT_FIRST_ALLOCATABLE and lies inside the bitmap, $MFT's data size
  * and its initialized size, so ntfs_mft_record_read() can read it back as
- * soon as it is formatted.  Allocation searches first-fit from record 24,
- * which keeps the MFT dense (ntfs-3g starts at 64 for its own files, which
- * is no concern of ours: it honours the bitmap).  The whole allocation
- * (bit, record, any growth) runs under mb->lock, and every record
- * read-modify-write under vol->mft_lock.
+ * soon as it is formatted.  Allocation searches first-fit from record 24
+ * (from mb->hint: no bit below it is clear), which keeps the MFT dense
+ * (ntfs-3g starts at 64 for its own files, which is no concern of ours: it
+ * honours the bitmap).  The whole allocation (bit, record, any growth) runs
+ * under mb->lock, and every record read-modify-write under vol->mft_lock.
  *
  * Growing $MFT (when every record inside its initialized data is in use)
- * takes the record just past the initialized data, provided $MFT's
- * allocation already covers it, in this order: the record's bit (growing
- * $MFT/$BITMAP by 8 zeroed bytes inside its allocation first if the bit lies
- * past it), the formatted record, then $MFT/$DATA's sizes in record 0.  Each
- * step leaves the disk consistent if the next one never happens: a set bit
- * past $MFT's data is a leak, a formatted record past the data is unseen.
- * Other threads read records through vol->mft_data without a lock while
- * this happens; its sizes and vol->nr_mft_records only grow, and nobody
- * can ask for the new record before the allocation returning it is done.
+ * adds MFT_GROW_RECORDS (64) free records at once: 64 KiB with 1 KiB
+ * records.  ntfs-3g and the Linux driver allocate 16 records' worth of
+ * clusters and initialize them one record at a time, rewriting record 0 for
+ * each; 64 formatted at once costs one write of record 0 per 64
+ * allocations, fewer runs in record 0 and fewer retired snapshots (below),
+ * while still being a small bite of the MFT zone.  One growth:
+ *  1. clusters: when $MFT's allocation does not already hold the records
+ *     past its initialized size, ntfs_cluster_alloc_mft() (the MFT zone
+ *     first, from the cluster after $MFT's last run, so growth usually
+ *     extends the last run); on ENOSPC one record's worth; with none free,
+ *     whatever the allocation already holds;
+ *  2. $MFT/$BITMAP: bits for every record of the new data, as zeroed bytes
+ *     written past its size, in a cluster allocated for it when its
+ *     allocation is full (ntfs-3g's choice too: one cluster, after its last);
+ *  3. the new records are written formatted and free (FILE, fixups,
+ *     sequence number 1, not in use: what ntfs-3g's record layout gives), so
+ *     every record inside $MFT's initialized data is a valid FILE record,
+ *     as chkdsk and ntfs-3g expect; then a device flush;
+ *  4. the commit: one write of record 0 (and $MFTMirr's copy) with
+ *     $MFT/$DATA's mapping pairs and sizes (allocated, data and initialized
+ *     all raised to the new records) and $MFT/$BITMAP's.  $MFT never gets an
+ *     extension record here: mapping pairs that no longer fit in record 0,
+ *     or attributes of $MFT that already continue in extension records,
+ *     fail the growth with -ENOSPC saying so;
+ *  5. publishing (volume.h): the new $MFT/$DATA snapshot is stored with
+ *     release order, then nr_mft_records raised; the old snapshot is kept
+ *     in mb->retired until the volume closes (a reader may still be using
+ *     it; each is a few hundred bytes, one per 64 records grown).
+ * Each step before the commit writes only where nothing on disk points yet,
+ * so a crash or an error leaves at worst clusters marked in use that
+ * nothing uses (given back when the error is ours, leaked on a crash).  A
+ * bit already set past $MFT's initialized data (such a leak from an older
+ * crash) stays set: that record is never handed out.
  */
 #include "mftalloc.h"
 
@@ -31,23 +55,30 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "attr_record.h"
 #include "attr_write.h"
 #include "attrib.h"
+#include "device.h"
 #include "error.h"
 #include "inode.h"
+#include "lcnalloc.h"
 #include "le.h"
 #include "mft.h"
 #include "mst.h"
+#include "runlist.h"
 #include "volume.h"
 
-/* NTFS keeps $MFT/$BITMAP's size a multiple of 8 bytes. */
-#define MFT_BITMAP_GROWTH 8u
+/* Records $MFT grows by at a time (see the module comment). */
+#define MFT_GROW_RECORDS 64u
 
 struct ntfs_mft_bitmap {
 	pthread_mutex_t lock;
 	struct ntfs_attr *na;           /* $MFT/$BITMAP */
 	uint8_t *bits;
 	uint64_t size;                  /* bytes in bits (the attribute's data_size) */
+	uint64_t hint;                  /* no clear bit in [NTFS_MFT_FIRST_ALLOCATABLE, hint) */
+	struct ntfs_attr **retired;     /* $MFT/$DATA snapshots growth replaced */
+	size_t nretired, retired_cap;
 };
 
 static inline bool bit_test(const uint8_t *b, uint64_t i)
@@ -90,6 +121,7 @@ int ntfs_mft_bitmap_load(struct ntfs_volume *vol)
 	if (!mb)
 		return -ENOMEM;
 	pthread_mutex_init(&mb->lock, NULL);
+	mb->hint = NTFS_MFT_FIRST_ALLOCATABLE;
 	vol->mft_bitmap = mb;
 	err = ntfs_attr_open(vol->mft_ni, AT_BITMAP, NULL, 0, &mb->na);
 	if (err)
@@ -123,6 +155,10 @@ void ntfs_mft_bitmap_free(struct ntfs_volume *vol)
 	if (!mb)
 		return;
 	ntfs_attr_close(mb->na);
+	/* The volume is closing: no reader can still hold one of these. */
+	for (size_t i = 0; i < mb->nretired; i++)
+		ntfs_attr_close(mb->retired[i]);
+	free(mb->retired);
 	free(mb->bits);
 	pthread_mutex_destroy(&mb->lock);
 	free(mb);
@@ -163,33 +199,6 @@ static int mft_bitmap_change(struct ntfs_volume *vol, struct ntfs_mft_bitmap *mb
 		ntfs_error("$MFT/$BITMAP: writing the bit of record %llu failed, change undone: %s",
 			   (unsigned long long)i, msg);
 	}
-	return err;
-}
-
-/* Grow $MFT/$BITMAP by MFT_BITMAP_GROWTH zeroed bytes inside its allocation. */
-static int mft_bitmap_grow(struct ntfs_volume *vol, struct ntfs_mft_bitmap *mb)
-{
-	uint64_t new_size = mb->size + MFT_BITMAP_GROWTH, sector = vol->geo.sector_size;
-	uint64_t start = mb->size - mb->size % sector;
-	uint8_t *bits;
-	int err;
-
-	if (mb->na->resident || new_size > mb->na->allocated_size)
-		return ntfs_fail(ENOSPC, "$MFT/$BITMAP is full (%llu bytes%s) and growing its "
-				 "allocation is not implemented",
-				 (unsigned long long)mb->size,
-				 mb->na->resident ? ", resident" : "");
-	bits = realloc(mb->bits, (size_t)new_size + 1);
-	if (!bits)
-		return -ENOMEM;
-	memset(bits + mb->size, 0, MFT_BITMAP_GROWTH + 1);
-	mb->bits = bits;
-	/* The new bytes lie past the initialized size: zero them on disk first. */
-	err = ntfs_attr_pwrite_mapped(mb->na, start, (size_t)(new_size - start), bits + start);
-	if (!err)
-		err = ntfs_attr_set_sizes(mb->na, new_size, new_size);
-	if (!err)
-		mb->size = new_size;
 	return err;
 }
 
@@ -277,11 +286,11 @@ out:
 
 /* Records usable without growing $MFT: inside its data, its initialized
  * data and the bitmap. */
-static uint64_t mft_records_usable(const struct ntfs_volume *vol, const struct ntfs_mft_bitmap *mb)
+static uint64_t mft_records_usable(struct ntfs_volume *vol, const struct ntfs_mft_bitmap *mb)
 {
 	uint64_t n = vol->nr_mft_records, init;
 
-	init = vol->mft_data->initialized_size >> vol->geo.mft_record_size_bits;
+	init = ntfs_volume_mft_data(vol)->initialized_size >> vol->geo.mft_record_size_bits;
 	if (init < n)
 		n = init;
 	if (mb->size * 8 < n)
@@ -289,31 +298,361 @@ static uint64_t mft_records_usable(const struct ntfs_volume *vol, const struct n
 	return n;
 }
 
-/* Make room for record `no`, the first past $MFT's initialized data:
- * $MFT's allocation must already hold it; the bitmap grows if needed. */
-static int mft_grow_prepare(struct ntfs_volume *vol, struct ntfs_mft_bitmap *mb, uint64_t no)
+/* ---- growing $MFT ---- */
+
+/* One growth of $MFT, built up privately and committed by one write of
+ * record 0. */
+struct mft_grow {
+	struct ntfs_attr *old;          /* the published $MFT/$DATA snapshot */
+	struct ntfs_attr *new;          /* the snapshot to publish */
+	uint64_t first, end;            /* records formatted free: [first, end) */
+	int64_t old_vcns;               /* $MFT's clusters before (new->rl past it: ours) */
+	bool committing;                /* record 0's write was attempted */
+	struct ntfs_runlist bm_rl;      /* $MFT/$BITMAP's runlist, when it gains clusters */
+	int64_t bm_old_vcns;
+	uint64_t bm_size;               /* $MFT/$BITMAP's new size (mb->size: unchanged) */
+	uint8_t *bits;                  /* the in-memory bitmap at bm_size, when it grows */
+};
+
+/* Clusters for `bytes` more bytes of an attribute whose allocation ends at
+ * a cluster boundary: at least one. */
+static int64_t clusters_for(const struct ntfs_volume *vol, uint64_t bytes)
+{
+	int64_t n = (int64_t)((bytes + vol->geo.cluster_size - 1) >> vol->geo.cluster_size_bits);
+
+	return n ? n : 1;
+}
+
+/* The lcn just past the runlist's last run (where a contiguous extension
+ * would go), or -1. */
+static int64_t rl_next_lcn(const struct ntfs_runlist *rl)
+{
+	const struct ntfs_run *r;
+
+	if (!rl->count)
+		return -1;
+	r = &rl->runs[rl->count - 1];
+	return r->lcn >= 0 ? r->lcn + r->length : -1;
+}
+
+/* Give $MFT/$DATA (g->new) clusters so that it reaches `want` records, in
+ * the MFT zone first; on ENOSPC one record's worth, then none at all when
+ * the allocation already holds records past the initialized data. */
+static int grow_data_clusters(struct ntfs_volume *vol, struct mft_grow *g, uint64_t want)
 {
 	uint32_t bits = vol->geo.mft_record_size_bits;
+	uint64_t alloc = g->new->allocated_size, have = alloc >> bits;
+	int64_t hint = rl_next_lcn(&g->new->rl), count, min;
+	int err;
 
-	if (((no + 1) << bits) > vol->mft_data->allocated_size)
-		return ntfs_fail(ENOSPC, "%s: every MFT record is in use (%llu records) and "
-				 "extending $MFT's allocation is not implemented yet",
-				 vol->dev->path, (unsigned long long)no);
-	if (no >= mb->size * 8)
-		return mft_bitmap_grow(vol, mb);
+	if (have >= want)
+		return 0;
+	count = clusters_for(vol, (want << bits) - alloc);
+	min = clusters_for(vol, ((have + 1) << bits) - alloc);
+	err = ntfs_cluster_alloc_mft(vol, count, hint, &g->new->rl);
+	if (err == -ENOSPC && count > min)
+		err = ntfs_cluster_alloc_mft(vol, count = min, hint, &g->new->rl);
+	if (err == -ENOSPC && have > g->first) {
+		ntfs_clear_error();
+		return 0;
+	}
+	if (err == -ENOSPC)
+		return ntfs_fail(ENOSPC, "%s: every MFT record is in use (%llu records) and no "
+				 "cluster is free to grow $MFT", vol->dev->path,
+				 (unsigned long long)g->first);
+	if (err)
+		return err;
+	g->new->allocated_size = (uint64_t)ntfs_rl_end_vcn(&g->new->rl) << vol->geo.cluster_size_bits;
 	return 0;
 }
 
-/* Raise $MFT/$DATA's sizes to cover record `no`. */
-static int mft_grow_commit(struct ntfs_volume *vol, uint64_t no)
+/* Make $MFT/$BITMAP hold bits for records [0, g->end): the new bytes are
+ * zeroes, written to disk now (past its size, so unseen until record 0
+ * says otherwise), in clusters allocated here when its allocation is too
+ * small.  A resident bitmap grows in record 0 at once (a longer bitmap
+ * with clear bits past $MFT's data is consistent). */
+static int grow_bitmap(struct ntfs_volume *vol, struct ntfs_mft_bitmap *mb, struct mft_grow *g)
 {
-	struct ntfs_attr *na = vol->mft_data;
-	uint64_t end = (no + 1) << vol->geo.mft_record_size_bits;
+	uint64_t need = (g->end + 63) / 64 * 8, sector = vol->geo.sector_size, start;
+	struct ntfs_attr tmp;
 	int err;
 
-	err = ntfs_attr_set_sizes(na, na->data_size > end ? na->data_size : end, end);
-	if (!err && no + 1 > vol->nr_mft_records)
-		vol->nr_mft_records = no + 1;
+	if (need <= mb->size)
+		return 0;
+	g->bits = calloc(1, (size_t)need + 1);
+	if (!g->bits)
+		return -ENOMEM;
+	memcpy(g->bits, mb->bits, (size_t)mb->size);
+	if (mb->na->resident) {
+		err = ntfs_attr_resize_resident(mb->na, need);
+		if (err == -E2BIG)
+			return ntfs_fail(ENOSPC, "%s: $MFT/$BITMAP is resident and record 0 has no "
+					 "room for it to grow; making it non-resident is not "
+					 "implemented", vol->dev->path);
+		if (err)
+			return err;
+		/* Done on disk: adopt it now, whatever happens next. */
+		free(mb->bits);
+		mb->bits = g->bits;
+		mb->size = need;
+		g->bits = NULL;
+		return 0;
+	}
+	g->bm_size = need;
+	tmp = *mb->na;
+	if (need > mb->na->allocated_size) {
+		err = ntfs_rl_copy(&g->bm_rl, &mb->na->rl);
+		if (err)
+			return err;
+		g->bm_old_vcns = ntfs_rl_end_vcn(&g->bm_rl);
+		err = ntfs_cluster_alloc(vol, clusters_for(vol, need - mb->na->allocated_size),
+					 rl_next_lcn(&g->bm_rl), &g->bm_rl);
+		if (err == -ENOSPC)
+			return ntfs_fail(ENOSPC, "%s: no cluster is free to grow $MFT/$BITMAP",
+					 vol->dev->path);
+		if (err)
+			return err;
+		tmp.rl = g->bm_rl;
+	}
+	start = mb->size - mb->size % sector;
+	return ntfs_attr_pwrite_mapped(&tmp, start, (size_t)(need - start), g->bits + start);
+}
+
+/* Write records [g->first, g->end) as free records (FILE, fixups, sequence
+ * number 1, not in use, no attributes), the way ntfs-3g lays out records it
+ * initializes: they lie past $MFT's initialized size until the commit. */
+static int grow_format_records(struct ntfs_volume *vol, struct mft_grow *g)
+{
+	uint32_t size = vol->geo.mft_record_size, bits = vol->geo.mft_record_size_bits;
+	size_t count = (size_t)(g->end - g->first);
+	uint8_t *buf = malloc(count * size);
+	int err = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	for (size_t i = 0; i < count && !err; i++) {
+		uint8_t *rec = buf + i * size;
+		struct ntfs_mft_record *m = (void *)rec;
+
+		ntfs_mft_record_format_empty(vol, rec, g->first + i, 1, 0, 0);
+		m->flags = 0;
+		if (ntfs_mst_pre_write(rec, size))
+			err = ntfs_fail(EIO, "MFT record %llu: cannot apply fixups",
+					(unsigned long long)(g->first + i));
+	}
+	if (!err)
+		err = ntfs_attr_pwrite_mapped(g->new, g->first << bits, count * size, buf);
+	free(buf);
+	return err;
+}
+
+/* The unnamed attribute record of `type` starting at vcn 0 in record 0. */
+static struct ntfs_attr_record *record0_find(uint8_t *rec, uint32_t type)
+{
+	struct ntfs_attr_iter it;
+	const struct ntfs_attr_record *a;
+
+	ntfs_attr_iter_init(&it, rec);
+	while (ntfs_attr_iter_next(&it, &a))
+		if (le32(a->type) == type && !a->name_length &&
+		    (!a->non_resident || sle64(a->u.nr.lowest_vcn) == 0))
+			return (struct ntfs_attr_record *)a;
+	return NULL;
+}
+
+/* a (non-resident, in record 0) must map its whole runlist, ending at
+ * end_vcn: $MFT's own attributes are only edited there. */
+static int record0_check_whole(const struct ntfs_volume *vol, const struct ntfs_attr_record *a,
+			       const char *name, int64_t end_vcn)
+{
+	if (!a || !a->non_resident)
+		return ntfs_fail(EIO, "%s: $MFT/%s is not a non-resident attribute of record 0",
+				 vol->dev->path, name);
+	if (sle64(a->u.nr.highest_vcn) + 1 != end_vcn)
+		return ntfs_fail(ENOSPC, "%s: $MFT/%s continues in extension records; growing it "
+				 "there is not implemented", vol->dev->path, name);
+	return 0;
+}
+
+/* Re-encode a's mapping pairs from rl in record 0; -ENOSPC when they do
+ * not fit there. */
+static int record0_set_runlist(struct ntfs_volume *vol, uint8_t *rec, struct ntfs_attr_record *a,
+			       const struct ntfs_runlist *rl, const char *name)
+{
+	int err = ntfs_attr_record_set_runlist(rec, a, rl, le16(a->flags), false, NULL);
+
+	if (err == -E2BIG)
+		return ntfs_fail(ENOSPC, "%s: $MFT/%s's runlist (%zu runs) no longer fits in MFT "
+				 "record 0 and $MFT would need an extension record for itself, "
+				 "which is not implemented", vol->dev->path, name, rl->count);
+	return err;
+}
+
+/* The commit: record 0 gets $MFT/$DATA's new runlist and sizes and
+ * $MFT/$BITMAP's, in one write (and its $MFTMirr copy). */
+static int grow_commit(struct ntfs_volume *vol, struct ntfs_mft_bitmap *mb, struct mft_grow *g)
+{
+	uint32_t size = vol->geo.mft_record_size;
+	uint8_t *rec = malloc(size);
+	struct ntfs_attr_record *a;
+	int err;
+
+	if (!rec)
+		return -ENOMEM;
+	pthread_mutex_lock(&vol->mft_lock);
+	err = ntfs_mft_record_read(vol, FILE_MFT, rec);
+	if (err)
+		goto out;
+	a = record0_find(rec, AT_DATA);
+	err = record0_check_whole(vol, a, "$DATA", g->old_vcns);
+	if (!err && ntfs_rl_end_vcn(&g->new->rl) != g->old_vcns)
+		err = record0_set_runlist(vol, rec, a, &g->new->rl, "$DATA");
+	if (err)
+		goto out;
+	a->u.nr.allocated_size = cpu_to_le64(g->new->allocated_size);
+	a->u.nr.data_size = cpu_to_le64(g->new->data_size);
+	a->u.nr.initialized_size = cpu_to_le64(g->new->initialized_size);
+	if (g->bm_size) {
+		a = record0_find(rec, AT_BITMAP);
+		err = record0_check_whole(vol, a, "$BITMAP", ntfs_rl_end_vcn(&mb->na->rl));
+		if (!err && g->bm_rl.count)
+			err = record0_set_runlist(vol, rec, a, &g->bm_rl, "$BITMAP");
+		if (err)
+			goto out;
+		if (g->bm_rl.count)
+			a->u.nr.allocated_size = cpu_to_le64((uint64_t)ntfs_rl_end_vcn(&g->bm_rl)
+							     << vol->geo.cluster_size_bits);
+		a->u.nr.data_size = cpu_to_le64(g->bm_size);
+		a->u.nr.initialized_size = cpu_to_le64(g->bm_size);
+	}
+	g->committing = true;
+	err = ntfs_mft_record_write(vol, FILE_MFT, rec);
+	if (!err)
+		memcpy(vol->mft_ni->mrec, rec, size);
+out:
+	pthread_mutex_unlock(&vol->mft_lock);
+	free(rec);
+	return err;
+}
+
+/* After a failed growth: give back the clusters it took (a failure to do
+ * so leaks them, logged).  When record 0's write failed, its main copy may
+ * have reached the disk and point at them: they are kept (leaked) then. */
+static void grow_undo(struct ntfs_volume *vol, struct mft_grow *g)
+{
+	char msg[512];
+	int err = 0;
+
+	snprintf(msg, sizeof(msg), "%s", ntfs_last_error());
+	if (g->committing) {
+		ntfs_error("%s: writing MFT record 0 failed while growing $MFT; the clusters "
+			   "taken for it stay marked in use (run chkdsk): %s", vol->dev->path, msg);
+		return;
+	}
+	if (g->new && ntfs_rl_end_vcn(&g->new->rl) > g->old_vcns)
+		err = ntfs_cluster_free_from_rl(vol, &g->new->rl, g->old_vcns);
+	if (ntfs_rl_end_vcn(&g->bm_rl) > g->bm_old_vcns &&
+	    ntfs_cluster_free_from_rl(vol, &g->bm_rl, g->bm_old_vcns) && !err)
+		err = -EIO;
+	if (err)
+		ntfs_error("%s: growing $MFT failed and the clusters it took could not all be "
+			   "freed (leaked): %s", vol->dev->path, ntfs_last_error());
+	ntfs_error("%s", msg);
+}
+
+/* Grow $MFT by up to MFT_GROW_RECORDS free records (see the module
+ * comment), with mb->lock held. */
+static int mft_grow(struct ntfs_volume *vol, struct ntfs_mft_bitmap *mb)
+{
+	uint32_t bits = vol->geo.mft_record_size_bits;
+	struct mft_grow g = { .old = ntfs_volume_mft_data(vol) };
+	uint64_t limit;
+	int err;
+
+	g.first = g.old->initialized_size >> bits;
+	if (g.first < NTFS_MFT_FIRST_ALLOCATABLE)
+		return ntfs_fail(EIO, "$MFT: only %llu records initialized",
+				 (unsigned long long)g.first);
+	if (mb->size * 8 < g.first)
+		return ntfs_fail(EIO, "$MFT/$BITMAP (%llu bytes) falls short of $MFT's %llu "
+				 "initialized records: the MFT is corrupted (run chkdsk)",
+				 (unsigned long long)mb->size, (unsigned long long)g.first);
+	if (g.first < vol->mirr_records || g.old->initialized_size & (vol->geo.mft_record_size - 1))
+		return ntfs_fail(EIO, "$MFT: initialized size %llu is not a whole number of "
+				 "records past $MFTMirr's",
+				 (unsigned long long)g.old->initialized_size);
+	/* Record numbers are 32 bits in NTFS 3.1 records (and the references'
+	 * 48 bits everywhere). */
+	limit = (uint64_t)UINT32_MAX + 1;
+	if (g.first >= limit)
+		return ntfs_fail(ENOSPC, "%s: $MFT holds the most records NTFS allows",
+				 vol->dev->path);
+	if (mb->nretired == mb->retired_cap) {
+		size_t cap = mb->retired_cap ? mb->retired_cap * 2 : 8;
+		struct ntfs_attr **r = realloc(mb->retired, cap * sizeof(*r));
+
+		if (!r)
+			return -ENOMEM;
+		mb->retired = r;
+		mb->retired_cap = cap;
+	}
+	err = ntfs_attr_clone(g.old, &g.new);
+	if (err)
+		return err;
+	g.old_vcns = ntfs_rl_end_vcn(&g.new->rl);
+	if ((uint64_t)g.old_vcns << vol->geo.cluster_size_bits != g.old->allocated_size) {
+		err = ntfs_fail(EIO, "$MFT/$DATA: runlist and allocated size disagree");
+		goto fail;
+	}
+	err = grow_data_clusters(vol, &g, g.first + MFT_GROW_RECORDS < limit ?
+						  g.first + MFT_GROW_RECORDS : limit);
+	if (err)
+		goto fail;
+	/* Every record the allocation holds when clusters were just added
+	 * (their count was rounded up to reach MFT_GROW_RECORDS), else the
+	 * next MFT_GROW_RECORDS of what it already held. */
+	g.end = g.new->allocated_size >> bits;
+	if (ntfs_rl_end_vcn(&g.new->rl) == g.old_vcns && g.end > g.first + MFT_GROW_RECORDS)
+		g.end = g.first + MFT_GROW_RECORDS;
+	if (g.end > limit)
+		g.end = limit;
+	g.new->initialized_size = g.end << bits;
+	if (g.new->data_size < g.new->initialized_size)
+		g.new->data_size = g.new->initialized_size;
+	err = grow_bitmap(vol, mb, &g);
+	if (!err)
+		err = grow_format_records(vol, &g);
+	/* What record 0 is about to point at must be on disk first. */
+	if (!err)
+		err = ntfs_device_flush(vol->dev);
+	if (!err)
+		err = grow_commit(vol, mb, &g);
+	if (err)
+		goto fail;
+
+	/* Committed: publish the new snapshot, then the count (volume.h). */
+	atomic_store_explicit(&vol->mft_data, g.new, memory_order_release);
+	mb->retired[mb->nretired++] = g.old;
+	if (g.new->data_size >> bits > vol->nr_mft_records)
+		vol->nr_mft_records = g.new->data_size >> bits;
+	if (g.bm_size) {
+		free(mb->bits);
+		mb->bits = g.bits;
+		mb->size = g.bm_size;
+		if (g.bm_rl.count) {
+			ntfs_runlist_free(&mb->na->rl);
+			mb->na->rl = g.bm_rl;
+			mb->na->allocated_size = (uint64_t)ntfs_rl_end_vcn(&g.bm_rl)
+						 << vol->geo.cluster_size_bits;
+		}
+		mb->na->data_size = mb->na->initialized_size = g.bm_size;
+	}
+	return 0;
+fail:
+	grow_undo(vol, &g);
+	ntfs_attr_close(g.new);
+	ntfs_runlist_free(&g.bm_rl);
+	free(g.bits);
 	return err;
 }
 
@@ -322,7 +661,7 @@ int ntfs_mft_record_alloc(struct ntfs_volume *vol, uint64_t base_mft_no, uint16_
 {
 	struct ntfs_mft_bitmap *mb = vol->mft_bitmap;
 	uint64_t usable, no;
-	bool grow, in_use = false;
+	bool in_use = false;
 	int err;
 
 	if (!mb)
@@ -332,46 +671,29 @@ int ntfs_mft_record_alloc(struct ntfs_volume *vol, uint64_t base_mft_no, uint16_
 		return ntfs_fail(EINVAL, "MFT record allocation: base record %llu is past the MFT",
 				 (unsigned long long)base_mft_no);
 	pthread_mutex_lock(&mb->lock);
-	usable = mft_records_usable(vol, mb);
-	no = find_clear(mb->bits, NTFS_MFT_FIRST_ALLOCATABLE, usable);
-	grow = no == usable;
-	if (grow) {
-		no = vol->mft_data->initialized_size >> vol->geo.mft_record_size_bits;
-		if (no < NTFS_MFT_FIRST_ALLOCATABLE) {
-			err = ntfs_fail(EIO, "$MFT: only %llu records initialized",
-					(unsigned long long)no);
-			goto out;
-		}
-		err = mft_grow_prepare(vol, mb, no);
+	for (;;) {
+		usable = mft_records_usable(vol, mb);
+		no = find_clear(mb->bits, mb->hint < usable ? mb->hint : usable, usable);
+		if (no < usable)
+			break;
+		err = mft_grow(vol, mb);
 		if (err)
 			goto out;
-		if (no >= mb->size * 8) {
-			err = ntfs_fail(EIO, "$MFT/$BITMAP (%llu bytes) falls short of $MFT's %llu "
-					"initialized records: the MFT is corrupted (run chkdsk)",
-					(unsigned long long)mb->size, (unsigned long long)no);
-			goto out;
-		}
-		if (bit_test(mb->bits, no)) {
-			err = ntfs_fail(EIO, "$MFT/$BITMAP marks record %llu, past $MFT's initialized "
-					"data, in use: the MFT is corrupted (run chkdsk)",
-					(unsigned long long)no);
-			goto out;
-		}
 	}
 	err = mft_bitmap_change(vol, mb, no, true);
 	if (err)
 		goto out;
+	mb->hint = no + 1;
 	err = mft_record_format(vol, no, (uint64_t)base_seq << 48 | MREF(base_mft_no), &in_use);
-	if (!err && grow)
-		err = mft_grow_commit(vol, no);
 	if (err && !in_use) {
 		char msg[512];
 
-		/* The record is unused (or unseen past $MFT's data): free its bit.
-		 * A record found in use keeps the bit just set: now the bitmap
-		 * tells the truth and the next allocation moves on. */
+		/* The record is unused: free its bit.  A record found in use
+		 * keeps the bit just set: now the bitmap tells the truth and
+		 * the next allocation moves on. */
 		snprintf(msg, sizeof(msg), "%s", ntfs_last_error());
-		mft_bitmap_change(vol, mb, no, false);
+		if (!mft_bitmap_change(vol, mb, no, false))
+			mb->hint = no;
 		ntfs_error("%s", msg);
 	}
 	if (err)
@@ -421,6 +743,8 @@ int ntfs_mft_record_free(struct ntfs_volume *vol, uint64_t mft_no)
 	pthread_mutex_unlock(&vol->mft_lock);
 	if (!err)
 		err = mft_bitmap_change(vol, mb, mft_no, false);
+	if (!err && mft_no < mb->hint)
+		mb->hint = mft_no;
 out:
 	pthread_mutex_unlock(&mb->lock);
 	free(buf);

@@ -17,10 +17,15 @@
  *    read-modify-write (see attr_write.h).  Nothing here is called with
  *    vol->mft_lock held.
  *  - When no free record lies inside $MFT's initialized data, $MFT grows by
- *    one record into clusters it already owns (its allocated size), raising
- *    $MFT/$BITMAP's size by 8 bytes inside its own allocation when needed.
- *    Growing $MFT past its allocation (new clusters and new mapping pairs)
- *    is not implemented: that case fails with -ENOSPC and says so.
+ *    64 free records (formatted, not in use), into clusters its allocation
+ *    already holds or fresh ones from the MFT zone, with $MFT/$BITMAP grown
+ *    to match, committed by one write of record 0 (mftalloc.c has the
+ *    steps).  It fails with -ENOSPC when no cluster is free, or when $MFT
+ *    would need an extension record for its own runlist (not implemented).
+ *  - $MFT/$DATA (vol->mft_data) is replaced, never changed in place, when
+ *    $MFT grows, so record reads need no lock (the rule is in volume.h).
+ *    $MFTMirr is not affected: it mirrors the first records only, and the
+ *    new ones are past them (record 0's new contents go to both copies).
  */
 #ifndef NTFS_MFTALLOC_H
 #define NTFS_MFTALLOC_H
@@ -44,7 +49,8 @@ void ntfs_mft_bitmap_free(struct ntfs_volume *vol);
  * the record number; its sequence number is in the record.  Returns 0,
  * -EROFS, -EINVAL (bad base), -ENOSPC (no free record and $MFT cannot
  * grow), -EIO (the record's bit was clear but the record is in use: a
- * corrupted $MFT/$BITMAP) or a write error (nothing allocated). */
+ * corrupted $MFT/$BITMAP) or a write error (nothing allocated; a growth of
+ * $MFT that was committed before the error stays). */
 int ntfs_mft_record_alloc(struct ntfs_volume *vol, uint64_t base_mft_no, uint16_t base_seq,
 			  uint64_t *mft_no_out);
 

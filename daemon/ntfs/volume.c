@@ -6,7 +6,9 @@
  * read straight from mft_lcn, a provisional $DATA runlist is built from the
  * extents in that record alone, and with it the extension records named by
  * $MFT's attribute list are read to build the complete runlist, which then
- * replaces the provisional one.
+ * replaces the provisional one.  The snapshots of $MFT/$DATA that growth
+ * retired are freed by ntfs_mft_bitmap_free(), the current one here, when
+ * no reader can be left.
  */
 #include "volume.h"
 
@@ -30,7 +32,7 @@ static int volume_load_mft(struct ntfs_volume *vol)
 {
 	const struct ntfs_geometry *g = &vol->geo;
 	uint8_t *buf = malloc(g->mft_record_size);
-	struct ntfs_attr *full;
+	struct ntfs_attr *base, *full;
 	int err;
 
 	if (!buf)
@@ -44,12 +46,14 @@ static int volume_load_mft(struct ntfs_volume *vol)
 	free(buf);
 	if (err)
 		return err;
-	err = ntfs_attr_open_base_only(vol->mft_ni, AT_DATA, &vol->mft_data);
+	err = ntfs_attr_open_base_only(vol->mft_ni, AT_DATA, &base);
 	if (err)
 		return err == -ENOENT ? ntfs_fail(EIO, "$MFT has no $DATA attribute") : err;
-	if (vol->mft_data->resident)
+	/* Nobody else sees the volume yet: plain stores are enough. */
+	atomic_store_explicit(&vol->mft_data, base, memory_order_relaxed);
+	if (base->resident)
 		return ntfs_fail(EIO, "$MFT/$DATA is resident");
-	vol->nr_mft_records = vol->mft_data->data_size >> g->mft_record_size_bits;
+	vol->nr_mft_records = base->data_size >> g->mft_record_size_bits;
 	if (vol->nr_mft_records < FILE_first_user)
 		return ntfs_fail(EIO, "$MFT holds only %llu records",
 				 (unsigned long long)vol->nr_mft_records);
@@ -58,8 +62,8 @@ static int volume_load_mft(struct ntfs_volume *vol)
 	err = ntfs_attr_open(vol->mft_ni, AT_DATA, NULL, 0, &full);
 	if (err)
 		return err;
-	ntfs_attr_close(vol->mft_data);
-	vol->mft_data = full;
+	atomic_store_explicit(&vol->mft_data, full, memory_order_relaxed);
+	ntfs_attr_close(base);
 	return 0;
 }
 
@@ -378,7 +382,7 @@ void ntfs_volume_close(struct ntfs_volume *vol)
 	ntfs_lcn_bitmap_free(vol);
 	ntfs_attr_close(vol->mirr_data);
 	ntfs_inode_close(vol->mirr_ni);
-	ntfs_attr_close(vol->mft_data);
+	ntfs_attr_close(atomic_load_explicit(&vol->mft_data, memory_order_relaxed));
 	ntfs_inode_close(vol->mft_ni);
 	pthread_mutex_destroy(&vol->mft_lock);
 	free(vol->upcase);

@@ -8,13 +8,26 @@
  * opened, and holds its cluster bitmap and MFT bitmap in memory, each with
  * its own lock (lcnalloc.h, mftalloc.h); a read-only open loads neither.
  * After open the fields here are only read, except what the allocators
- * change under their locks: the bitmaps, and nr_mft_records with $MFT's
- * sizes when the MFT grows.  So a volume may be shared by many threads.
+ * change under their locks: the bitmaps, and mft_data with nr_mft_records
+ * when the MFT grows.  So a volume may be shared by many threads.
+ *
+ * $MFT/$DATA (mft_data) is published, not edited: every ntfs_attr it ever
+ * points at is immutable (runlist, sizes) and stays allocated until
+ * ntfs_volume_close().  Growing $MFT (mftalloc.c, under the MFT bitmap
+ * lock) builds a new snapshot, writes record 0, then stores the pointer
+ * with release order and only after that raises nr_mft_records.  Readers
+ * take no lock: they check a record number against nr_mft_records first,
+ * then load mft_data once with ntfs_volume_mft_data() (acquire) and use
+ * that one snapshot for the whole operation.  A reader that saw the new
+ * record count therefore sees the snapshot that maps it; one that still
+ * holds an older snapshot reads the records that snapshot maps, which
+ * never move.
  */
 #ifndef NTFS_VOLUME_H
 #define NTFS_VOLUME_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -34,7 +47,8 @@ struct ntfs_volume {
 	struct ntfs_geometry geo;
 	unsigned flags;                 /* NTFS_OPEN_* */
 	struct ntfs_inode *mft_ni;      /* $MFT */
-	struct ntfs_attr *mft_data;     /* $MFT/$DATA: locates every record */
+	struct ntfs_attr *_Atomic mft_data; /* $MFT/$DATA: locates every record;
+					     * load with ntfs_volume_mft_data() */
 	_Atomic uint64_t nr_mft_records; /* grows when mftalloc.c extends $MFT */
 	ntfschar *upcase;               /* $UpCase, upcase_len entries */
 	uint32_t upcase_len;
@@ -58,6 +72,13 @@ struct ntfs_volume {
  * are negative errno with ntfs_last_error() describing them. */
 int ntfs_volume_open(const char *path, unsigned flags, struct ntfs_volume **out);
 void ntfs_volume_close(struct ntfs_volume *vol);
+
+/* The current $MFT/$DATA snapshot (see the rule above): load it once per
+ * operation, after checking the record number against nr_mft_records. */
+static inline struct ntfs_attr *ntfs_volume_mft_data(struct ntfs_volume *vol)
+{
+	return atomic_load_explicit(&vol->mft_data, memory_order_acquire);
+}
 
 static inline bool ntfs_volume_is_dirty(const struct ntfs_volume *vol)
 {

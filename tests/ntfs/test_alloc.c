@@ -1168,53 +1168,156 @@ static void test_mft_records(void **state)
 	free(mft2);
 }
 
-/* On a fresh mkntfs volume every record inside $MFT's data is in use; the
- * one record $MFT's allocation still holds is taken by growing $MFT, then
- * allocation fails cleanly with ENOSPC.  ntfs-3g is happy with the grown
- * $MFT and extends it further itself. */
-static void test_mft_grow_then_enospc(void **state)
+/* `ntfsinfo -i 0`'s "KEY" line (e.g. "Allocated size:") in the dump of
+ * $MFT's attribute ATTR (e.g. "$BITMAP"). */
+static int64_t mft_attr_field(const char *attr, const char *key)
 {
+	const char *argv[] = { tool.ntfsinfo, "-i", "0", tc.img, NULL };
+	char *out = NULL, *p, head[64];
+	long long v;
+
+	run_ok(argv, &out, NULL);
+	snprintf(head, sizeof(head), "Dumping attribute %s ", attr);
+	p = strstr(out, head);
+	if (p)
+		p = strstr(p, key);
+	if (!p || sscanf(p + strlen(key), " %lld", &v) != 1) {
+		free(out);
+		fail_msg("ntfsinfo -i 0 printed no %s \"%s\"", attr, key);
+	}
+	free(out);
+	return v;
+}
+
+/* Records in use according to ntfs-3g: f_files - f_ffree of a fresh mount
+ * (ntfs-3g counts f_files as $MFT/$BITMAP's allocation in bits plus the
+ * free clusters in records, and f_ffree as those free clusters in records
+ * plus the clear bits and the unused allocation of $MFT/$BITMAP: the
+ * difference is the set bits). */
+static int64_t ntfs3g_records_in_use(const struct statvfs *st)
+{
+	return (int64_t)st->f_files - (int64_t)st->f_ffree;
+}
+
+/* The records of $MFT as ntfs-3g reads them after a growth: every record
+ * inside its data is a FILE record with sound fixups; ours (mine[no]) are
+ * in use extension records of 5 with sequence number 2 (formatted free with
+ * 1 by the growth, bumped by the allocation), the others past the old data
+ * are free; records 1 .. old_records - 1 are byte for byte what they were;
+ * $MFTMirr equals $MFT's first records. */
+static void check_grown_mft(const uint8_t *mft0, size_t len0, const uint8_t *mft, size_t len,
+			    const bool *mine, uint32_t rs)
+{
+	uint64_t nrec = len / rs, old = len0 / rs;
+	uint8_t *mirr;
+	size_t mlen;
+
+	for (uint64_t r = 0; r < nrec; r++) {
+		struct rec_view v = rec_view(mft, len, rs, r);
+
+		if (!v.file || !v.fixups_ok)
+			fail_msg("$MFT record %llu: not a sound FILE record", (unsigned long long)r);
+		if (r >= 1 && r < old && memcmp(mft + r * rs, mft0 + r * rs, rs))
+			fail_msg("$MFT record %llu changed", (unsigned long long)r);
+		if (r < old)
+			continue;
+		assert_int_equal(v.number, r);
+		assert_int_equal(v.bytes_allocated, rs);
+		if (mine[r]) {
+			assert_true(v.in_use);
+			assert_int_equal(v.seq, 2);
+			assert_int_equal(v.base, 5 | (uint64_t)5 << 48);
+			assert_int_equal(v.first_attr, 0xffffffffu);
+		} else if (v.in_use) {
+			fail_msg("$MFT record %llu: in use but not allocated by us",
+				 (unsigned long long)r);
+		}
+	}
+	mirr = ntfs3g_cat("/$MFTMirr", &mlen);
+	assert_true(mlen >= 4 * rs && mlen <= len);
+	assert_memory_equal(mirr, mft, mlen);
+	free(mirr);
+}
+
+/* On a fresh mkntfs volume every record inside $MFT's data is in use (24
+ * to 26 are $Extend's files), so 200 extension records make $MFT grow
+ * several times, into the MFT zone.  ntfs-3g reads the grown $MFT, counts
+ * the records, is happy with it (ntfsfix), creates files of its own in the
+ * free records we formatted; freeing ours gives them back. */
+static void test_mft_grow(void **state)
+{
+	enum { K = 200 };
 	struct ntfs_volume *vol;
 	struct oracle_attr before, after;
-	uint8_t *mft;
-	size_t len;
-	uint64_t no, records0;
-	int err;
+	struct statvfs st0, st1, st2;
+	uint8_t *mft0, *mft1, *mft2;
+	size_t len0, len1, len2;
+	uint64_t no[K], records0, records1, max_no = 0;
+	int64_t zs, ze, mft_clusters;
+	bool *mine;
+	uint32_t rs;
 
 	(void)state;
 	make_image(64 * MiB, 4096);
 	assert_int_equal(oracle_info(tc.img, "/$MFT", NULL, &before), 0);
 	assert_true(before.found && !before.resident);
+	ntfs3g_statfs(&st0);
+	mft0 = ntfs3g_cat("/$MFT", &len0);
+
 	vol = open_rw();
+	rs = vol->geo.mft_record_size;
 	records0 = vol->nr_mft_records;
-	assert_int_equal(records0 * vol->geo.mft_record_size, before.data_size);
-	/* Take every free record, growing as far as the allocation allows. */
-	for (;;) {
-		err = ntfs_mft_record_alloc(vol, 5, 5, &no);
-		if (err)
-			break;
-		assert_true(no >= 24);
+	assert_int_equal(records0 * rs, before.data_size);
+	ntfs_mft_zone(vol, &zs, &ze);
+	mine = calloc(1u << 16, sizeof(*mine));
+	assert_non_null(mine);
+	for (int i = 0; i < K; i++) {
+		uint8_t *buf = malloc(rs);
+
+		EXPECT_OK(ntfs_mft_record_alloc(vol, 5, 5, &no[i]));
+		assert_true(no[i] >= 24 && no[i] < (1u << 16));
+		assert_false(mine[no[i]]);
+		mine[no[i]] = true;
+		if (no[i] > max_no)
+			max_no = no[i];
+		EXPECT_OK(ntfs_mft_record_read(vol, no[i], buf));
+		assert_int_equal(get_le64(buf + 32), 5 | (uint64_t)5 << 48);
+		free(buf);
 	}
-	assert_int_equal(err, -ENOSPC);
-	assert_non_null(strstr(ntfs_last_error(), "not implemented"));
-	assert_int_equal(vol->nr_mft_records * vol->geo.mft_record_size,
-			 before.allocated_size);
+	records1 = vol->nr_mft_records;
+	assert_true(records1 > max_no && records1 >= records0 + K);
+	{
+		struct ntfs_attr *md = ntfs_volume_mft_data(vol);
+
+		check_runlist(&md->rl, (int64_t)vol->geo.nr_clusters);
+		mft_clusters = rl_clusters(&md->rl);
+		assert_int_equal(md->allocated_size, (uint64_t)mft_clusters * vol->geo.cluster_size);
+		assert_int_equal(md->data_size, records1 * rs);
+		assert_int_equal(md->initialized_size, records1 * rs);
+		/* Grown in the MFT zone. */
+		for (size_t r = 0; r < md->rl.count; r++)
+			assert_true(md->rl.runs[r].lcn >= zs &&
+				    md->rl.runs[r].lcn + md->rl.runs[r].length <= ze);
+	}
 	ntfs_volume_close(vol);
 
 	assert_int_equal(oracle_info(tc.img, "/$MFT", NULL, &after), 0);
-	assert_int_equal(after.data_size, before.allocated_size);
-	assert_int_equal(after.initialized_size, before.allocated_size);
-	mft = ntfs3g_cat("/$MFT", &len);
-	assert_int_equal(len, after.data_size);
-	{
-		struct rec_view v = rec_view(mft, len, 1024, before.data_size / 1024);
-
-		assert_true(v.file && v.fixups_ok && v.in_use);
-		assert_int_equal(v.base, 5 | (uint64_t)5 << 48);
-	}
-	free(mft);
+	assert_int_equal(after.data_size, records1 * rs);
+	assert_int_equal(after.initialized_size, after.data_size);
+	assert_int_equal(after.allocated_size, (uint64_t)mft_clusters * 4096);
+	mft1 = ntfs3g_cat("/$MFT", &len1);
+	assert_int_equal(len1, after.data_size);
+	check_grown_mft(mft0, len0, mft1, len1, mine, rs);
 	ntfsfix_clean();
-	/* ntfs-3g grows it further for files of its own. */
+	ntfs3g_statfs(&st1);
+	/* The clusters $MFT took (its $BITMAP had room), and K more records. */
+	assert_int_equal((int64_t)(st0.f_bfree - st1.f_bfree),
+			 (int64_t)(after.allocated_size - before.allocated_size) / 4096);
+	assert_int_equal(ntfs3g_records_in_use(&st1) - ntfs3g_records_in_use(&st0), K);
+	assert_int_equal((int64_t)st0.f_ffree - (int64_t)st1.f_ffree,
+			 K + (int64_t)(st0.f_bfree - st1.f_bfree) * (int64_t)(st1.f_bsize / rs));
+
+	/* ntfs-3g creates files in our free records, never in ours. */
 	{
 		char path[400];
 
@@ -1224,8 +1327,404 @@ static void test_mft_grow_then_enospc(void **state)
 			write_file(path, "y", 1);
 		}
 		unmount_ok();
+		ntfsfix_clean();
+		vol = open_rw();
+		for (int i = 0; i < 30; i++) {
+			uint64_t m;
+
+			snprintf(path, sizeof(path), "/h%03d", i);
+			EXPECT_OK(ntfs_path_lookup(vol, path, 0, &m));
+			assert_false(MREF(m) < (1u << 16) && mine[MREF(m)]);
+		}
+		for (int i = 0; i < K; i++)
+			EXPECT_OK(ntfs_mft_record_free(vol, no[i]));
+		ntfs_volume_close(vol);
 	}
 	ntfsfix_clean();
+	mft2 = ntfs3g_cat("/$MFT", &len2);
+	for (int i = 0; i < K; i++) {
+		struct rec_view v = rec_view(mft2, len2, rs, no[i]);
+
+		assert_true(v.file && v.fixups_ok && !v.in_use);
+	}
+	ntfs3g_statfs(&st2);
+	assert_int_equal(ntfs3g_records_in_use(&st2) - ntfs3g_records_in_use(&st1), 30 - K);
+	/* Reopened, the freed records are handed out again, lowest first. */
+	vol = open_rw();
+	{
+		uint64_t n;
+
+		EXPECT_OK(ntfs_mft_record_alloc(vol, 5, 5, &n));
+		assert_int_equal(n, 27);
+		EXPECT_OK(ntfs_mft_record_free(vol, n));
+	}
+	ntfs_volume_close(vol);
+	ntfsfix_clean();
+	free(mine);
+	free(mft0);
+	free(mft1);
+	free(mft2);
+}
+
+/* With 512-byte clusters mkntfs gives $MFT/$BITMAP one cluster: bits for
+ * 4096 records.  Growing $MFT past that gives the bitmap a cluster too. */
+static void test_mft_grow_bitmap(void **state)
+{
+	enum { K = 4200 };
+	struct ntfs_volume *vol;
+	struct oracle_attr before, after;
+	struct statvfs st0, st1, st2;
+	uint8_t *mft0, *mft1;
+	size_t len0, len1;
+	uint64_t *no, records1;
+	int64_t bm_alloc0, bm_alloc1, bm_size1;
+	bool *mine;
+	uint32_t rs;
+
+	(void)state;
+	make_image(64 * MiB, 512);
+	assert_int_equal(oracle_info(tc.img, "/$MFT", NULL, &before), 0);
+	bm_alloc0 = mft_attr_field("$BITMAP", "Allocated size:");
+	assert_int_equal(bm_alloc0, 512);
+	ntfs3g_statfs(&st0);
+	mft0 = ntfs3g_cat("/$MFT", &len0);
+	no = calloc(K, sizeof(*no));
+	mine = calloc(1u << 16, sizeof(*mine));
+	assert_true(no && mine);
+
+	vol = open_rw();
+	rs = vol->geo.mft_record_size;
+	for (int i = 0; i < K; i++) {
+		EXPECT_OK(ntfs_mft_record_alloc(vol, 5, 5, &no[i]));
+		assert_true(no[i] >= 24 && no[i] < (1u << 16) && !mine[no[i]]);
+		mine[no[i]] = true;
+	}
+	records1 = vol->nr_mft_records;
+	assert_true(records1 > 4096);
+	check_runlist(&ntfs_volume_mft_data(vol)->rl, (int64_t)vol->geo.nr_clusters);
+	{
+		uint8_t *buf = malloc(rs);
+
+		for (int i = 0; i < K; i += 97)
+			EXPECT_OK(ntfs_mft_record_read(vol, no[i], buf));
+		EXPECT_OK(ntfs_mft_record_read(vol, records1 - 1, buf));
+		free(buf);
+	}
+	ntfs_volume_close(vol);
+
+	assert_int_equal(oracle_info(tc.img, "/$MFT", NULL, &after), 0);
+	assert_int_equal(after.data_size, records1 * rs);
+	assert_int_equal(after.initialized_size, after.data_size);
+	bm_alloc1 = mft_attr_field("$BITMAP", "Allocated size:");
+	bm_size1 = mft_attr_field("$BITMAP", "Data size:");
+	assert_int_equal(bm_alloc1, 1024);
+	assert_int_equal(bm_size1, (int64_t)(records1 + 63) / 64 * 8);
+	assert_int_equal(mft_attr_field("$BITMAP", "Initialized size:"), bm_size1);
+	mft1 = ntfs3g_cat("/$MFT", &len1);
+	check_grown_mft(mft0, len0, mft1, len1, mine, rs);
+	ntfsfix_clean();
+	ntfs3g_statfs(&st1);
+	/* $MFT's clusters and the bitmap's one; f_files counts the bitmap's
+	 * allocation in bits and the free clusters in records (two to one). */
+	assert_int_equal((int64_t)(st0.f_bfree - st1.f_bfree),
+			 (int64_t)(after.allocated_size - before.allocated_size) / 512 + 1);
+	assert_int_equal(st0.f_files, 512 * 8 + st0.f_bfree / 2);
+	assert_int_equal(st1.f_files, 1024 * 8 + st1.f_bfree / 2);
+	assert_int_equal(ntfs3g_records_in_use(&st1) - ntfs3g_records_in_use(&st0), K);
+
+	/* ntfs-3g writes on it; ours all go back. */
+	{
+		char path[400];
+
+		do_mount(false);
+		for (int i = 0; i < 10; i++) {
+			snprintf(path, sizeof(path), "%s/b%03d", tc.mnt, i);
+			write_file(path, "z", 1);
+		}
+		unmount_ok();
+	}
+	ntfsfix_clean();
+	vol = open_rw();
+	for (int i = 0; i < K; i++)
+		EXPECT_OK(ntfs_mft_record_free(vol, no[i]));
+	ntfs_volume_close(vol);
+	ntfsfix_clean();
+	ntfs3g_statfs(&st2);
+	assert_int_equal(ntfs3g_records_in_use(&st2) - ntfs3g_records_in_use(&st1), 10 - K);
+	free(no);
+	free(mine);
+	free(mft0);
+	free(mft1);
+}
+
+/* When free space is so fragmented that $MFT's runlist outgrows record 0,
+ * growing fails with ENOSPC and says why, without leaking a cluster; what
+ * was grown before stays, consistent. */
+static void test_mft_grow_record0_full(void **state)
+{
+	struct ntfs_volume *vol;
+	struct ntfs_runlist all = { 0 };
+	struct statvfs st0, st1;
+	uint8_t *mft0, *mft1;
+	size_t len0, len1;
+	uint64_t no, records1;
+	int64_t free_left;
+	bool *mine;
+	int err, got = 0;
+	uint32_t rs;
+
+	(void)state;
+	make_image(64 * MiB, 4096);
+	mft0 = ntfs3g_cat("/$MFT", &len0);
+	mine = calloc(1u << 16, sizeof(*mine));
+	assert_non_null(mine);
+	vol = open_rw();
+	rs = vol->geo.mft_record_size;
+	/* Every other cluster free: each cluster $MFT gets is a run of its own. */
+	EXPECT_OK(ntfs_cluster_alloc(vol, ntfs_volume_free_clusters(vol), -1, &all));
+	for (size_t r = 0; r < all.count; r++)
+		for (int64_t c = 0; c < all.runs[r].length; c += 2)
+			EXPECT_OK(ntfs_cluster_free(vol, all.runs[r].lcn + c, 1));
+	ntfs_volume_close(vol);
+	ntfs3g_statfs(&st0);
+
+	vol = open_rw();
+	for (;;) {
+		int64_t free0 = ntfs_volume_free_clusters(vol);
+		size_t runs0 = ntfs_volume_mft_data(vol)->rl.count;
+
+		err = ntfs_mft_record_alloc(vol, 5, 5, &no);
+		if (err) {
+			/* Nothing taken by the failed growth. */
+			assert_int_equal(ntfs_volume_free_clusters(vol), free0);
+			assert_int_equal(ntfs_volume_mft_data(vol)->rl.count, runs0);
+			break;
+		}
+		assert_true(no < (1u << 16) && !mine[no]);
+		mine[no] = true;
+		got++;
+	}
+	assert_int_equal(err, -ENOSPC);
+	assert_non_null(strstr(ntfs_last_error(), "record 0"));
+	assert_non_null(strstr(ntfs_last_error(), "extension record"));
+	assert_true(got > 200);
+	records1 = vol->nr_mft_records;
+	assert_true(ntfs_volume_mft_data(vol)->rl.count > 100);
+	free_left = ntfs_volume_free_clusters(vol);
+	assert_true(free_left > 1000);
+	ntfs_volume_close(vol);
+
+	assert_int_equal(ntfs3g_free_clusters(), free_left);
+	mft1 = ntfs3g_cat("/$MFT", &len1);
+	assert_int_equal(len1, records1 * rs);
+	check_grown_mft(mft0, len0, mft1, len1, mine, rs);
+	ntfsfix_clean();
+	ntfs3g_statfs(&st1);
+	assert_int_equal(ntfs3g_records_in_use(&st1) - ntfs3g_records_in_use(&st0), got);
+	ntfs_runlist_free(&all);
+	free(mine);
+	free(mft0);
+	free(mft1);
+}
+
+/* A growth that fails on a write changes nothing: no record, no cluster,
+ * the same $MFT/$DATA snapshot; the next one works. */
+static void test_mft_grow_write_error(void **state)
+{
+	struct ntfs_volume *vol;
+	struct ntfs_attr *md0;
+	uint64_t records0, no;
+	int64_t free0;
+	int rw_fd, ro_fd, dev_fd;
+
+	(void)state;
+	make_image(64 * MiB, 4096);
+	vol = open_rw();
+	records0 = vol->nr_mft_records;
+	free0 = ntfs_volume_free_clusters(vol);
+	md0 = ntfs_volume_mft_data(vol);
+	dev_fd = vol->dev->fd;
+	rw_fd = dup(dev_fd);
+	ro_fd = open(tc.img, O_RDONLY | O_CLOEXEC);
+	assert_true(rw_fd >= 0 && ro_fd >= 0);
+	assert_true(dup2(ro_fd, dev_fd) == dev_fd);
+	assert_int_equal(ntfs_mft_record_alloc(vol, 5, 5, &no), -EBADF);
+	assert_int_equal(vol->nr_mft_records, records0);
+	assert_int_equal(ntfs_volume_free_clusters(vol), free0);
+	assert_ptr_equal(ntfs_volume_mft_data(vol), md0);
+	assert_true(dup2(rw_fd, dev_fd) == dev_fd);
+	close(rw_fd);
+	close(ro_fd);
+	EXPECT_OK(ntfs_mft_record_alloc(vol, 5, 5, &no));
+	assert_int_equal(no, records0);
+	assert_true(vol->nr_mft_records > records0);
+	free0 = ntfs_volume_free_clusters(vol);
+	ntfs_volume_close(vol);
+	assert_int_equal(ntfs3g_free_clusters(), free0);
+	ntfsfix_clean();
+}
+
+/* Threads allocating records, growing $MFT several times, while other
+ * threads read records through ntfs_mft_record_read(): the system records
+ * and every record an allocator has finished with, located through
+ * whatever $MFT/$DATA snapshot is current.  Every read succeeds and finds
+ * what it should; the records are distinct and ntfs-3g counts exactly the
+ * ones kept. */
+#define GROW_ALLOCATORS 4
+#define GROW_READERS 3
+#define GROW_PER_THREAD 96
+
+struct grow_alloc {
+	struct ntfs_volume *vol;
+	uint64_t got[GROW_PER_THREAD];
+	_Atomic int published;          /* got[0 .. published) may be read */
+	int freed, errors;
+	char first_error[256];
+};
+
+struct grow_reader {
+	struct ntfs_volume *vol;
+	struct grow_alloc *allocs;
+	_Atomic bool *stop;
+	uint64_t seed;
+	long reads, errors;
+	char first_error[256];
+};
+
+static void *grow_alloc_main(void *arg)
+{
+	struct grow_alloc *w = arg;
+
+	for (int i = 0; i < GROW_PER_THREAD; i++) {
+		uint64_t no;
+		int err = ntfs_mft_record_alloc(w->vol, 5, 5, &no);
+
+		/* Every fourth one is freed at once (and never published). */
+		if (!err && i % 4 == 3) {
+			err = ntfs_mft_record_free(w->vol, no);
+			w->freed++;
+		} else if (!err) {
+			int k = atomic_load_explicit(&w->published, memory_order_relaxed);
+
+			w->got[k] = no;
+			atomic_store_explicit(&w->published, k + 1, memory_order_release);
+		}
+		if (err && !w->errors++)
+			snprintf(w->first_error, sizeof(w->first_error), "alloc/free: %d %s", err,
+				 ntfs_last_error());
+	}
+	return NULL;
+}
+
+static void *grow_reader_main(void *arg)
+{
+	struct grow_reader *r = arg;
+	uint32_t rs = r->vol->geo.mft_record_size;
+	uint8_t *buf = malloc(rs);
+
+	while (buf && !atomic_load(r->stop)) {
+		uint64_t x = rng_next(&r->seed), no, want_base = 0;
+		struct grow_alloc *a = &r->allocs[x % GROW_ALLOCATORS];
+		int n = atomic_load_explicit(&a->published, memory_order_acquire), err;
+
+		if (n && (x >> 8) % 4) {
+			no = a->got[(x >> 16) % (uint64_t)n];
+			want_base = 5 | (uint64_t)5 << 48;
+		} else {
+			no = 1 + (x >> 16) % 15;
+		}
+		/* The publishing order: a snapshot loaded after the count maps
+		 * at least that many records. */
+		{
+			uint64_t nr = r->vol->nr_mft_records;
+			struct ntfs_attr *md = ntfs_volume_mft_data(r->vol);
+
+			if (md->initialized_size < nr * rs ||
+			    (uint64_t)ntfs_rl_end_vcn(&md->rl) << r->vol->geo.cluster_size_bits <
+				    nr * rs) {
+				if (!r->errors++)
+					snprintf(r->first_error, sizeof(r->first_error),
+						 "%llu records, but the $MFT/$DATA snapshot maps "
+						 "%llu bytes", (unsigned long long)nr,
+						 (unsigned long long)md->initialized_size);
+			}
+		}
+		err = ntfs_mft_record_read(r->vol, no, buf);
+		if (!err && want_base && get_le64(buf + 32) != want_base)
+			err = -EUCLEAN;
+		if (!err && !(get_le16(buf + 22) & MFT_RECORD_IN_USE))
+			err = -EUCLEAN;
+		r->reads++;
+		if (err && !r->errors++)
+			snprintf(r->first_error, sizeof(r->first_error), "record %llu: %d %s",
+				 (unsigned long long)no, err, ntfs_last_error());
+	}
+	free(buf);
+	return NULL;
+}
+
+static void test_mft_grow_threads(void **state)
+{
+	static struct grow_alloc a[GROW_ALLOCATORS];
+	static struct grow_reader rd[GROW_READERS];
+	pthread_t ta[GROW_ALLOCATORS], tr[GROW_READERS];
+	_Atomic bool stop = false;
+	struct ntfs_volume *vol;
+	struct statvfs st0, st1;
+	uint64_t records0;
+	bool *seen;
+	int kept = 0;
+
+	(void)state;
+	make_image(64 * MiB, 4096);
+	ntfs3g_statfs(&st0);
+	seen = calloc(1u << 16, sizeof(*seen));
+	assert_non_null(seen);
+	vol = open_rw();
+	records0 = vol->nr_mft_records;
+	memset(a, 0, sizeof(a));
+	memset(rd, 0, sizeof(rd));
+	for (int i = 0; i < GROW_READERS; i++) {
+		rd[i] = (struct grow_reader){ .vol = vol, .allocs = a, .stop = &stop,
+					      .seed = rng_next(&rng) | 1 };
+		assert_int_equal(pthread_create(&tr[i], NULL, grow_reader_main, &rd[i]), 0);
+	}
+	for (int i = 0; i < GROW_ALLOCATORS; i++) {
+		a[i].vol = vol;
+		assert_int_equal(pthread_create(&ta[i], NULL, grow_alloc_main, &a[i]), 0);
+	}
+	for (int i = 0; i < GROW_ALLOCATORS; i++)
+		pthread_join(ta[i], NULL);
+	sleep_ms(50);
+	atomic_store(&stop, true);
+	for (int i = 0; i < GROW_READERS; i++)
+		pthread_join(tr[i], NULL);
+	for (int i = 0; i < GROW_ALLOCATORS; i++) {
+		if (a[i].errors)
+			fail_msg("allocator %d: %d errors, first: %s", i, a[i].errors,
+				 a[i].first_error);
+		assert_int_equal(a[i].published + a[i].freed, GROW_PER_THREAD);
+		for (int k = 0; k < a[i].published; k++) {
+			assert_true(a[i].got[k] >= 24 && a[i].got[k] < (1u << 16));
+			assert_false(seen[a[i].got[k]]);
+			seen[a[i].got[k]] = true;
+		}
+		kept += a[i].published;
+	}
+	for (int i = 0; i < GROW_READERS; i++) {
+		if (rd[i].errors)
+			fail_msg("reader %d: %ld of %ld reads failed, first: %s", i, rd[i].errors,
+				 rd[i].reads, rd[i].first_error);
+		assert_true(rd[i].reads > 0);
+	}
+	/* $MFT grew several times while the readers ran. */
+	assert_true(vol->nr_mft_records >= records0 + (uint64_t)kept);
+	assert_true(vol->nr_mft_records >= records0 + 4 * 64);
+	ntfs_volume_close(vol);
+	ntfsfix_clean();
+	ntfs3g_statfs(&st1);
+	assert_int_equal(ntfs3g_records_in_use(&st1) - ntfs3g_records_in_use(&st0), kept);
+	free(seen);
 }
 
 struct mft_worker {
@@ -1306,7 +1805,11 @@ int main(void)
 		T(test_alloc_for_mft),
 		T(test_threads),
 		T(test_mft_records),
-		T(test_mft_grow_then_enospc),
+		T(test_mft_grow),
+		T(test_mft_grow_bitmap),
+		T(test_mft_grow_record0_full),
+		T(test_mft_grow_write_error),
+		T(test_mft_grow_threads),
 		T(test_mft_threads),
 #undef T
 	};
