@@ -130,6 +130,10 @@ static int truncate_nonresident(struct cache_inode *ci, uint64_t size)
 	} else if (!err && end_vcn > alloc_vcn) {
 		err = ntfs_rl_replace(&rl, alloc_vcn, end_vcn - alloc_vcn, LCN_HOLE);
 	}
+	/* the record gets the in-memory initialized_size: what it covers must
+	 * be on the disk first */
+	if (!err && ci->sizes_dirty)
+		err = ntfs_device_flush(vol->dev);
 	if (!err)
 		err = cache_commit_runlist(ci, &rl, size, na->initialized_size > size ?
 					   size : na->initialized_size);
