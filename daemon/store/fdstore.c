@@ -2,7 +2,9 @@
  * fdstore.c — see fdstore.h.  The keeper's protocol is one SOCK_SEQPACKET
  * message per verb: "PUT name" (+ one fd), "DEL name", "FETCH" answered by
  * "FD name" (+ one fd) per entry and "END"; on connect the keeper says "OK"
- * or "BUSY".  Only a peer with the keeper's own uid is served.
+ * or "BUSY".  Both ends check the other's uid (SO_PEERCRED): only a peer
+ * with the same uid is served, and a daemon never talks to a keeper socket
+ * some other user planted in the shared directory.
  */
 #include "fdstore.h"
 
@@ -378,6 +380,19 @@ static int keeper_connect(struct fdstore *s)
 		log_error("segment store: cannot reach or start the keeper at %s: %s", s->path,
 			  strerror(-err));
 		return err ? err : -EIO;
+	}
+	/* /dev/shm is everyone's: a socket someone else planted there must
+	 * never see our segments nor hand us theirs */
+	if (!peer_is_us(s->sock)) {
+		struct ucred cred = { 0 };
+		socklen_t len = sizeof(cred);
+
+		getsockopt(s->sock, SOL_SOCKET, SO_PEERCRED, &cred, &len);
+		log_error("segment store: %s is served by uid %u, not by us (uid %u): refusing it",
+			  s->path, (unsigned)cred.uid, (unsigned)getuid());
+		close(s->sock);
+		s->sock = -1;
+		return -EPERM;
 	}
 	n = msg_recv(s->sock, text, sizeof(text), &fd);
 	if (fd >= 0)

@@ -20,6 +20,8 @@
  *    first: that file's segments must be refused (its old bytes stay on
  *    the volume), the other file's written back; a clean stop then removes
  *    every stored fd.
+ *  - a keeper socket planted by another user (uid 65534) where ours would
+ *    be: the daemon refuses it and exits 1.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -557,11 +559,75 @@ static void systemd_store_survives_sigkill(void **state)
 	}
 }
 
+/*
+ * Another user plants a socket where the keeper of our volume would
+ * listen: the daemon must refuse to use it (it would hand over every
+ * segment, or adopt planted ones), say why, and exit 1.
+ */
+static void planted_keeper_refused(void **state)
+{
+	const char *args[] = { "--fd-store", "keeper", "--fd-store-dir", store_dir, NULL };
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct statx stx;
+	int ready[2], st;
+	char c;
+	unsigned long long btime = 0;
+
+	(void)state;
+	/* the other user may reach and write the keeper directory */
+	assert_int_equal(chmod(tmpdir, 0711), 0);
+	assert_int_equal(chmod(store_dir, 0777), 0);
+	assert_int_equal(statx(AT_FDCWD, image, 0, STATX_INO | STATX_BTIME, &stx), 0);
+	if (stx.stx_mask & STATX_BTIME)
+		btime = (unsigned long long)stx.stx_btime.tv_sec * 1000000000ull +
+			stx.stx_btime.tv_nsec;
+	assert_true((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path),
+				     "%s/ntfsd-%x.%x-%llx-%llx.fdstore", store_dir,
+				     stx.stx_dev_major, stx.stx_dev_minor,
+				     (unsigned long long)stx.stx_ino, btime) < sizeof(sa.sun_path));
+	assert_int_equal(pipe2(ready, O_CLOEXEC), 0);
+	kids[0] = fork();
+	assert_true(kids[0] >= 0);
+	if (kids[0] == 0) {
+		int l;
+
+		if (setgid(65534) || setuid(65534))
+			_exit(1);
+		l = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+		if (l < 0 || bind(l, (struct sockaddr *)&sa, sizeof(sa)) || listen(l, 4) ||
+		    write(ready[1], "r", 1) != 1)
+			_exit(2);
+		for (;;) {
+			int s = accept(l, NULL, NULL);
+
+			if (s >= 0)
+				(void)!write(s, "OK", 2);
+		}
+	}
+	close(ready[1]);
+	if (read(ready[0], &c, 1) != 1)
+		fail_msg("the planted keeper (uid 65534) could not listen at %s", sa.sun_path);
+	close(ready[0]);
+	if (daemon_start(&dmn, ntfsd_bin, image, args) != -ECHILD)
+		fail_msg("ntfsd started although the keeper socket belongs to another user");
+	st = dmn.exit_status;
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 1)
+		fail_msg("ntfsd exited with wait status 0x%x, want exit 1", st);
+	if (!log_has(dmn.log, "not by us"))
+		fail_msg("ntfsd did not say why it refused the keeper");
+	daemon_stop(&dmn);
+	kill(kids[0], SIGKILL);
+	waitpid(kids[0], NULL, 0);
+	kids[0] = 0;
+	unlink(sa.sun_path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(keeper_survives_sigkill, setup, teardown),
 		cmocka_unit_test_setup_teardown(systemd_store_survives_sigkill, setup, teardown),
+		cmocka_unit_test_setup_teardown(planted_keeper_refused, setup, teardown),
 	};
 
 	ntfsd_bin = getenv("NTFSD_BIN");
