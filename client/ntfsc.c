@@ -1333,7 +1333,8 @@ static bool all_zero(const uint8_t *p, size_t n)
  * allocate clusters (the old NTFS driver's check for zero buffers): the
  * part inside the file is checked by reading it, the part past the end
  * becomes a (sparse) size change.  Returns 1 when the write was done so,
- * 0 when it must go the normal way, -1 on error.
+ * 0 when it must go the normal way (also when the size change is refused),
+ * -1 on error.
  */
 static int pwrite_zeroes(ntfsc_file *f, uint64_t start, uint64_t end)
 {
@@ -1359,8 +1360,10 @@ static int pwrite_zeroes(ntfsc_file *f, uint64_t start, uint64_t end)
 			pos += (uint64_t)got;
 	}
 	free(tmp);
+	/* a size change the daemon refuses: let the write itself say why (or
+	 * do it), so zeroes are never refused where other bytes would not be */
 	if (ret == 1 && end > file_size(f) && ntfsc_ftruncate(f, (off_t)end))
-		ret = -1;
+		ret = 0;
 	return ret;
 }
 

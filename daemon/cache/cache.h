@@ -156,13 +156,14 @@ int cache_check_writable(struct cache_inode *ci);
 int cache_resident_grow(struct cache_inode *ci, uint64_t new_size);
 /* Change a resident value's length within its record (-E2BIG: no room). */
 int cache_resident_resize(struct cache_inode *ci, uint64_t size);
-/* Make *rl the attribute's runlist, data_size and initialized_size the
- * given values (UINT64_MAX: unchanged), and write them into the MFT record,
- * under init_lock and rl_lock.  On success *rl is the old runlist (the
- * caller frees it); on failure the attribute is as it was and *rl still
- * the caller's. */
+/* Make *rl the attribute's runlist, data_size the given value (UINT64_MAX:
+ * unchanged), initialized_size at most init_cap (UINT64_MAX: unchanged),
+ * and write them into the MFT record, under init_lock and rl_lock (the
+ * sizes are read there, so a concurrent raise by writeback is kept).  On
+ * success *rl is the old runlist (the caller frees it); on failure the
+ * attribute is as it was and *rl still the caller's. */
 int cache_commit_runlist(struct cache_inode *ci, struct ntfs_runlist *rl, uint64_t data_size,
-			 uint64_t initialized_size);
+			 uint64_t init_cap);
 /* Store compression unit `unit` of a compressed file uncompressed (fresh
  * clusters, record rewritten, old clusters freed; size_lock held). */
 int cache_store_unit_uncompressed(struct cache_inode *ci, uint64_t unit);

@@ -5,8 +5,8 @@
  * so writeback never meets a write it cannot do: system files and metadata
  * under $Extend (EPERM), compressed data and anything that would need new
  * a resident value growing (EOPNOTSUPP, until that exists).  Clusters are
- * allocated here and only here — holes filled (zeroed on disk first when
- * below initialized_size), the allocation grown — and the MFT record
+ * allocated here and only here — holes filled (zeroed on disk first), the
+ * allocation grown — and the MFT record
  * rewritten with the new runlist before any page over them may be dirtied,
  * so writeback never allocates and a full volume is ENOSPC at the writer.  i_size only grows here, under
  * size_lock, and when it does the bytes between the old and new i_size are
@@ -65,19 +65,22 @@ int cache_check_writable(struct cache_inode *ci)
 /* ---- allocation ---- */
 
 int cache_commit_runlist(struct cache_inode *ci, struct ntfs_runlist *rl, uint64_t data_size,
-			 uint64_t initialized_size)
+			 uint64_t init_cap)
 {
 	struct ntfs_attr *na = ci->data;
-	struct ntfs_attr saved = *na;
+	struct ntfs_attr saved;
 	int err;
 
+	/* sizes are read and written under init_lock: writeback raises
+	 * initialized_size under it, and its raise must not be lost */
 	pthread_mutex_lock(&ci->init_lock);
 	pthread_rwlock_wrlock(&ci->rl_lock);
+	saved = *na;
 	na->rl = *rl;
 	if (data_size != UINT64_MAX)
 		na->data_size = data_size;
-	if (initialized_size != UINT64_MAX)
-		na->initialized_size = initialized_size;
+	if (na->initialized_size > init_cap)
+		na->initialized_size = init_cap;
 	err = ntfs_attr_update_mapping_pairs(na);
 	if (err) {
 		na->rl = saved.rl;
@@ -130,8 +133,12 @@ static int64_t hint_before(const struct ntfs_runlist *rl, int64_t vcn)
 
 /* Map [vcn, vcn + count) to newly allocated clusters in rl (it was a hole or
  * past the end); zero them on disk first when below initialized_size. */
+/* Map [vcn, vcn + count) to new clusters in rl; a hole being filled gets
+ * zeroes on disk first (always: writeback may raise initialized_size past
+ * it at any moment, having skipped the hole when it zero-filled), clusters
+ * past the allocation need none (initialized_size never passes it). */
 static int allocate_clusters(struct cache_inode *ci, struct ntfs_runlist *rl, int64_t vcn,
-			     int64_t count, struct ntfs_runlist *fresh)
+			     int64_t count, bool zero, struct ntfs_runlist *fresh)
 {
 	struct ntfs_volume *vol = ci->cache->vol;
 	struct ntfs_runlist got = { 0 };
@@ -145,7 +152,7 @@ static int allocate_clusters(struct cache_inode *ci, struct ntfs_runlist *rl, in
 	for (i = 0; i < got.count && !err; i++) {
 		const struct ntfs_run *r = &got.runs[i];
 
-		if ((uint64_t)at << vol->geo.cluster_size_bits < ci->data->initialized_size)
+		if (zero)
 			err = zero_clusters(vol, r->lcn, r->length);
 		if (!err)
 			err = ntfs_rl_replace(rl, at, r->length, r->lcn);
@@ -198,7 +205,7 @@ static int allocate_range(struct cache_inode *ci, uint64_t pos, uint64_t end)
 		changed = true;
 		if (run > last + 1 - vcn)
 			run = last + 1 - vcn;
-		err = allocate_clusters(ci, &rl, vcn, run, &fresh);
+		err = allocate_clusters(ci, &rl, vcn, run, true, &fresh);
 		if (err)
 			goto undo;
 	}
@@ -209,11 +216,13 @@ static int allocate_range(struct cache_inode *ci, uint64_t pos, uint64_t end)
 			return err;
 		changed = true;
 		want_end = last + 1;
-		err = allocate_clusters(ci, &rl, alloc_end, want_end + extra - alloc_end, &fresh);
+		err = allocate_clusters(ci, &rl, alloc_end, want_end + extra - alloc_end, false,
+					&fresh);
 		if (!err)
 			ci->trim_pending = true;
 		else if (err == -ENOSPC)  /* the room to spare is a wish, not a need */
-			err = allocate_clusters(ci, &rl, alloc_end, want_end - alloc_end, &fresh);
+			err = allocate_clusters(ci, &rl, alloc_end, want_end - alloc_end, false,
+						&fresh);
 		if (err)
 			goto undo;
 	}

@@ -135,8 +135,7 @@ static int truncate_nonresident(struct cache_inode *ci, uint64_t size)
 	if (!err && ci->sizes_dirty)
 		err = ntfs_device_flush(vol->dev);
 	if (!err)
-		err = cache_commit_runlist(ci, &rl, size, na->initialized_size > size ?
-					   size : na->initialized_size);
+		err = cache_commit_runlist(ci, &rl, size, size);
 	ntfs_runlist_free(&rl);
 	/* Only now does nothing on the disk point at them. */
 	for (i = 0; !err && i < freed.count; i++)
@@ -151,7 +150,7 @@ static int truncate_nonresident(struct cache_inode *ci, uint64_t size)
 
 int cache_truncate(struct cache_inode *ci, uint64_t size)
 {
-	uint64_t old, old_init = ci->data->initialized_size, i, keep, used;
+	uint64_t old, old_init = UINT64_MAX, i, keep, used;
 	int err;
 
 	if (ci->cache->read_only)
@@ -172,9 +171,11 @@ int cache_truncate(struct cache_inode *ci, uint64_t size)
 	if (size < old) {
 		/* i_size first: writeback from here on discards what lies past it */
 		ci->i_size = size;
-		if (!ci->data->resident && ci->data->initialized_size > size) {
+		if (!ci->data->resident) {
 			pthread_mutex_lock(&ci->init_lock);
-			ci->data->initialized_size = size;
+			old_init = ci->data->initialized_size;
+			if (old_init > size)
+				ci->data->initialized_size = size;
 			pthread_mutex_unlock(&ci->init_lock);
 		}
 		publish_sizes(ci);
@@ -198,8 +199,11 @@ int cache_truncate(struct cache_inode *ci, uint64_t size)
 		/* the record is as it was: so is the size (dropped pages reread) */
 		ci->i_size = old;
 		if (!ci->data->resident) {
+			pthread_mutex_lock(&ci->init_lock);
 			ci->data->data_size = old;
-			ci->data->initialized_size = old_init;
+			if (old_init != UINT64_MAX)
+				ci->data->initialized_size = old_init;
+			pthread_mutex_unlock(&ci->init_lock);
 		}
 	} else {
 		ci->i_size = size;
