@@ -63,10 +63,8 @@ static int make_nonresident(struct cache_inode *ci)
 		}
 	}
 	lock_page(p0, ci->cache->owner);
-	if (page_test(p0, PG_uptodate))
-		memcpy(buf, ci->data_map, (size_t)len);
-	else if (len)
-		memcpy(buf, na->value, (size_t)len);
+	if (len)
+		memcpy(buf, page_test(p0, PG_uptodate) ? ci->data_map : na->value, (size_t)len);
 	for (i = 0, err = 0; i < rl.count && !err; i++) {
 		uint64_t off = (uint64_t)rl.runs[i].vcn * csize;
 
