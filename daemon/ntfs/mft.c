@@ -110,13 +110,24 @@ int ntfs_mft_record_read(struct ntfs_volume *vol, uint64_t mft_no, uint8_t *buf)
 	if (mft_no >= nr)
 		return ntfs_fail(ENOENT, "MFT record %llu: beyond the end of the MFT (%llu "
 				 "records)", (unsigned long long)mft_no, (unsigned long long)nr);
-	n = ntfs_attr_pread(ntfs_volume_mft_data(vol), mft_no << vol->geo.mft_record_size_bits,
-			    size, buf);
-	if (n < 0)
-		return (int)n;
-	if ((uint32_t)n != size)
-		return ntfs_fail(EIO, "MFT record %llu: short read", (unsigned long long)mft_no);
-	return ntfs_mft_record_check(buf, size, mft_no);
+	/* A read racing a write of the same record (another thread's
+	 * read-modify-write under mft_lock) may mix old and new sectors; the
+	 * update sequence numbers then disagree.  Such a tear heals on a
+	 * second read, real corruption does not. */
+	for (int attempt = 0;; attempt++) {
+		int err;
+
+		n = ntfs_attr_pread(ntfs_volume_mft_data(vol),
+				    mft_no << vol->geo.mft_record_size_bits, size, buf);
+		if (n < 0)
+			return (int)n;
+		if ((uint32_t)n != size)
+			return ntfs_fail(EIO, "MFT record %llu: short read",
+					 (unsigned long long)mft_no);
+		err = ntfs_mft_record_check(buf, size, mft_no);
+		if (err != -EIO || attempt == 2)
+			return err;
+	}
 }
 
 void ntfs_attr_iter_init(struct ntfs_attr_iter *it, const uint8_t *rec)
