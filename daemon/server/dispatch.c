@@ -808,6 +808,15 @@ static bool need_handle(struct work *w, uint64_t id)
 	return w->h != NULL;
 }
 
+/* The handle already found must be open for writing; err is what a
+ * read-only one gets (EBADF like write(2), EINVAL like ftruncate(2)). */
+static bool need_writable(struct work *w, int err)
+{
+	if (!w->h->writable)
+		work_fail(w, err, "handle %llu was opened read-only", (unsigned long long)w->h->id);
+	return w->h->writable;
+}
+
 /* A request naming a handle and a page count the daemon takes at once. */
 static bool need_handle_pages(struct work *w, uint64_t id, uint64_t nr_pages, const char *what)
 {
@@ -881,13 +890,8 @@ static bool route(struct work *w)
 		return false;
 	case NTFSD__REQUEST__BODY_PREPARE_WRITE:
 		if (!need_handle_pages(w, rq->prepare_write->handle, rq->prepare_write->nr_pages,
-				       "prepare-write"))
+				       "prepare-write") || !need_writable(w, EBADF))
 			return false;
-		if (!w->h->writable) {
-			work_fail(w, EBADF, "handle %llu was opened read-only",
-				  (unsigned long long)w->h->id);
-			return false;
-		}
 		w->run = run_prepare_write;
 		return true;
 	case NTFSD__REQUEST__BODY_SYNC:
@@ -899,13 +903,8 @@ static bool route(struct work *w)
 		w->run = run_balance_dirty;
 		return true;
 	case NTFSD__REQUEST__BODY_TRUNCATE:
-		if (!need_handle(w, rq->truncate->handle))
+		if (!need_handle(w, rq->truncate->handle) || !need_writable(w, EINVAL))
 			return false;
-		if (!w->h->writable) {
-			work_fail(w, EINVAL, "handle %llu was opened read-only",
-				  (unsigned long long)w->h->id);
-			return false;
-		}
 		w->run = run_truncate;
 		return true;
 	default:
