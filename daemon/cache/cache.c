@@ -23,6 +23,8 @@
 #include "fdstore.h"
 #include "inode.h"
 #include "layout.h"
+#include "le.h"
+#include "mft.h"
 #include "page.h"
 #include "segment.h"
 #include "seqcount.h"
@@ -244,6 +246,19 @@ static int cache_inode_segments(struct cache_inode *ci)
 	return cache_inode_map(ci, data_fd, state_fd, nr_pages);
 }
 
+static int parent_is_extend(void *ctx, const struct ntfs_attr_record *a, uint64_t mft_no)
+{
+	const struct ntfs_file_name *fn;
+	uint32_t len;
+
+	(void)ctx;
+	(void)mft_no;
+	if (le32(a->type) != AT_FILE_NAME || a->non_resident)
+		return 0;
+	fn = (const void *)ntfs_attr_value(a, &len);
+	return len >= sizeof(*fn) && MREF(le64(fn->parent_directory)) == FILE_Extend;
+}
+
 int cache_inode_alloc(struct cache *c, uint64_t mft_no, struct cache_inode **out)
 {
 	struct cache_inode *ci = calloc(1, sizeof(*ci));
@@ -284,6 +299,10 @@ int cache_inode_alloc(struct cache *c, uint64_t mft_no, struct cache_inode **out
 		return err;
 	}
 	ci->i_size = ci->data->data_size;
+	/* NTFS metadata: the reserved records and everything under $Extend
+	 * (ntfsd renames nothing, so this never changes while cached) */
+	ci->system_file = mft_no < FILE_first_user ||
+			  ntfs_inode_foreach_attr(ci->ni, parent_is_extend, NULL) > 0;
 	*out = ci;
 	return 0;
 }

@@ -76,6 +76,7 @@ struct cache_inode {
 	_Atomic uint32_t wb_err;          /* errseq: counter << 1 | seen */
 	_Atomic int wb_errno;             /* the last writeback error */
 	bool stored;                      /* its segments are in c->store */
+	bool system_file;                 /* NTFS metadata: never written through the cache */
 };
 
 struct cache {

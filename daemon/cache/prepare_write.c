@@ -26,25 +26,9 @@
 #include "device.h"
 #include "lcnalloc.h"
 #include "error.h"
-#include "inode.h"
-#include "le.h"
-#include "mft.h"
 #include "page.h"
 #include "seqcount.h"
 #include "volume.h"
-
-static int parent_is_extend(void *ctx, const struct ntfs_attr_record *a, uint64_t mft_no)
-{
-	const struct ntfs_file_name *fn;
-	uint32_t len;
-
-	(void)ctx;
-	(void)mft_no;
-	if (le32(a->type) != AT_FILE_NAME || a->non_resident)
-		return 0;
-	fn = (const void *)ntfs_attr_value(a, &len);
-	return len >= sizeof(*fn) && MREF(le64(fn->parent_directory)) == FILE_Extend;
-}
 
 int cache_check_writable(struct cache_inode *ci)
 {
@@ -52,8 +36,7 @@ int cache_check_writable(struct cache_inode *ci)
 
 	if (ci->cache->read_only)
 		return ntfs_fail(EROFS, "the volume is served read-only");
-	if (ci->mft_no < FILE_first_user ||
-	    ntfs_inode_foreach_attr_under_lock(ci->ni, parent_is_extend, NULL) > 0)
+	if (ci->system_file)
 		return ntfs_fail(EPERM, "MFT record %llu is a system file: ntfsd never writes "
 				 "NTFS metadata through the cache", (unsigned long long)ci->mft_no);
 	if (na->flags & ATTR_IS_ENCRYPTED)
