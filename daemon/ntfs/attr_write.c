@@ -95,8 +95,8 @@ static int locate_first_extent(void *ctx, const struct ntfs_attr_record *a, uint
 }
 
 /* Read the record holding na's first extent; *a points into *buf. */
-static int load_first_extent(struct ntfs_attr *na, uint8_t **buf, uint64_t *rec_no,
-			     struct ntfs_attr_record **a)
+int ntfs_attr_load_first_extent(struct ntfs_attr *na, uint8_t **buf, uint64_t *rec_no,
+				struct ntfs_attr_record **a)
 {
 	struct locate l = { .type = na->type, .name = na->name, .name_len = na->name_len };
 	struct ntfs_attr_iter it;
@@ -130,12 +130,6 @@ static int load_first_extent(struct ntfs_attr *na, uint8_t **buf, uint64_t *rec_
 			 ntfs_attr_describe(na, what, sizeof(what)), (unsigned long long)l.rec);
 }
 
-int ntfs_attr_load_first_extent(struct ntfs_attr *na, uint8_t **buf, uint64_t *rec_no,
-				struct ntfs_attr_record **a)
-{
-	return load_first_extent(na, buf, rec_no, a);
-}
-
 int ntfs_attr_set_sizes(struct ntfs_attr *na, uint64_t data_size, uint64_t initialized_size)
 {
 	struct ntfs_volume *vol = na->ni->vol;
@@ -150,7 +144,7 @@ int ntfs_attr_set_sizes(struct ntfs_attr *na, uint64_t data_size, uint64_t initi
 				 ntfs_attr_describe(na, what, sizeof(what)),
 				 (unsigned long long)data_size, (unsigned long long)initialized_size);
 	pthread_mutex_lock(&vol->mft_lock);
-	err = load_first_extent(na, &buf, &rec_no, &a);
+	err = ntfs_attr_load_first_extent(na, &buf, &rec_no, &a);
 	if (!err) {
 		a->u.nr.data_size = cpu_to_le64(data_size);
 		a->u.nr.initialized_size = cpu_to_le64(initialized_size);
@@ -179,7 +173,7 @@ int ntfs_attr_write_resident(struct ntfs_attr *na, uint64_t pos, const void *dat
 				 ntfs_attr_describe(na, what, sizeof(what)), len,
 				 (unsigned long long)pos);
 	pthread_mutex_lock(&vol->mft_lock);
-	err = load_first_extent(na, &buf, &rec_no, &a);
+	err = ntfs_attr_load_first_extent(na, &buf, &rec_no, &a);
 	if (!err) {
 		uint32_t vlen;
 		uint8_t *v = (uint8_t *)ntfs_attr_value(a, &vlen);

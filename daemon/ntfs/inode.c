@@ -183,19 +183,6 @@ static int foreach_in_record(const uint8_t *rec, uint64_t mft_no, ntfs_attr_visi
 	return 0;
 }
 
-static const struct ntfs_attr_record *record_find_instance(const uint8_t *rec, uint32_t type,
-							   uint16_t instance)
-{
-	struct ntfs_attr_iter it;
-	const struct ntfs_attr_record *a;
-
-	ntfs_attr_iter_init(&it, rec);
-	while (ntfs_attr_iter_next(&it, &a))
-		if (le32(a->type) == type && le16(a->instance) == instance)
-			return a;
-	return NULL;
-}
-
 /* Load extension record ext_no into buf and check it belongs to ni. */
 static int load_extension(struct ntfs_inode *ni, uint64_t ext_no, uint8_t *buf)
 {
@@ -245,7 +232,7 @@ int ntfs_inode_foreach_attr(struct ntfs_inode *ni, ntfs_attr_visit_fn fn, void *
 			}
 			rec = ext;
 		}
-		a = record_find_instance(rec, le32(e->type), le16(e->instance));
+		a = ntfs_mft_record_find_instance((uint8_t *)rec, le32(e->type), le16(e->instance));
 		if (!a) {
 			ret = ntfs_fail(EIO, "MFT record %llu: attribute list entry (type 0x%x, "
 					"instance %u) not found in record %llu",
