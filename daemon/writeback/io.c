@@ -227,11 +227,17 @@ static int write_uring(struct io *io, const struct dev_write *w, unsigned n)
 }
 
 int io_write_extents(struct io *io, struct ntfs_attr *na, const struct io_extent *ext,
-		     unsigned n)
+		     unsigned n, pthread_rwlock_t *map_lock)
 {
 	struct dev_write *w = NULL;
 	unsigned k = 0;
-	int err = map_extents(io, na, ext, n, &w, &k);
+	int err;
+
+	if (map_lock)
+		pthread_rwlock_rdlock(map_lock);
+	err = map_extents(io, na, ext, n, &w, &k);
+	if (map_lock)
+		pthread_rwlock_unlock(map_lock);
 
 	if (err)
 		return err;

@@ -12,6 +12,7 @@
 #ifndef NTFSD_IO_H
 #define NTFSD_IO_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -33,7 +34,11 @@ struct io;
 int io_create(struct ntfs_volume *vol, enum io_engine want, struct io **out);
 void io_destroy(struct io *io);
 const char *io_engine_name(const struct io *io);
+/* Write the extents of na.  map_lock (may be NULL when the caller holds it
+ * already) is read-locked while the extents are mapped through na's
+ * runlist, not during the I/O: the clusters cannot be freed under the
+ * write, since whoever frees them first waits for the pages' writeback. */
 int io_write_extents(struct io *io, struct ntfs_attr *na, const struct io_extent *ext,
-		     unsigned n);
+		     unsigned n, pthread_rwlock_t *map_lock);
 
 #endif

@@ -245,9 +245,7 @@ static int wb_submit(struct wb_batch *bt)
 	} else {
 		for (i = 0; i < bt->n; i++)
 			n += page_extents(ci, bt->index[i], bt->bufs[i], bt->limit[i], ext + n);
-		pthread_rwlock_rdlock(&ci->rl_lock);
-		err = n ? io_write_extents(ci->cache->io, ci->data, ext, n) : 0;
-		pthread_rwlock_unlock(&ci->rl_lock);
+		err = n ? io_write_extents(ci->cache->io, ci->data, ext, n, &ci->rl_lock) : 0;
 		free(ext);
 	}
 	for (i = 0; i < bt->n; i++)
@@ -333,7 +331,7 @@ static int writepage_batch(struct cache_inode *ci, uint64_t index, struct wb_bat
 			err = -ENOMEM;  /* stands for this write's allocations */
 		n = err ? 0 : page_extents(ci, index, bufs, limit, ext);
 		if (n)
-			err = io_write_extents(c->io, ci->data, ext, n);
+			err = io_write_extents(c->io, ci->data, ext, n, NULL);
 	}
 	pthread_rwlock_unlock(&ci->rl_lock);
 	if (!err && limit > ci->data->initialized_size) {
