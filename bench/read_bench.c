@@ -23,28 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "ntfsc.h"
-
-#define SEQ_CHUNK (1u << 20)
-#define BLOCK 4096u
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
-
-static uint64_t next_offset(uint64_t size)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return (rng % (size / BLOCK)) * BLOCK;
-}
+#include "bench_common.h"
 
 static volatile uint64_t sink;
 
@@ -58,20 +37,12 @@ static void consume(const uint8_t *p, size_t len)
 	sink += s;
 }
 
-static int die(const char *what)
-{
-	perror(what);
-	return 1;
-}
-
 int main(int argc, char **argv)
 {
-	const char *mode, *pattern;
-	uint64_t size, done = 0, ops = 20000, i;
+	struct bench_target t = { .ops = 20000 };
+	uint64_t done = 0, i;
 	uint8_t *buf = malloc(SEQ_CHUNK);
-	ntfsc *c = NULL;
-	ntfsc_file *f = NULL;
-	int fd = -1;
+	int rc;
 	double t0, t1, map_seconds = -1;
 
 	if (argc < 4 || !buf) {
@@ -79,47 +50,25 @@ int main(int argc, char **argv)
 				"       read_bench file-pread FILE seq|rand [OPS]\n");
 		return 2;
 	}
-	mode = argv[1];
-	if (!strncmp(mode, "ntfsd-", 6)) {
-		struct ntfsc_stat st;
-
-		if (argc < 5)
-			return 2;
-		pattern = argv[4];
-		if (argc > 5)
-			ops = strtoull(argv[5], NULL, 10);
-		c = ntfsc_connect(argv[2]);
-		if (!c)
-			return die("ntfsc_connect");
-		f = ntfsc_open(c, argv[3], O_RDONLY);
-		if (!f || ntfsc_fstat(f, &st))
-			return die(argv[3]);
-		size = st.size;
-	} else {
-		pattern = argv[3];
-		if (argc > 4)
-			ops = strtoull(argv[4], NULL, 10);
-		fd = open(argv[2], O_RDONLY);
-		if (fd < 0)
-			return die(argv[2]);
-		size = (uint64_t)lseek(fd, 0, SEEK_END);
-	}
-	if (size < BLOCK)
+	rc = bench_open(&t, argc, argv, O_RDONLY);
+	if (rc)
+		return rc;
+	if (t.size < BLOCK)
 		return 2;
 	t0 = now();
-	if (!strcmp(pattern, "seq")) {
-		if (!strcmp(mode, "ntfsd-mmap")) {
-			uint8_t *m = ntfsc_mmap(f, 0, size, PROT_READ);
+	if (!strcmp(t.pattern, "seq")) {
+		if (!strcmp(t.mode, "ntfsd-mmap")) {
+			uint8_t *m = ntfsc_mmap(t.f, 0, t.size, PROT_READ);
 
 			if (m == MAP_FAILED)
 				return die("ntfsc_mmap");
-			consume(m, size);
-			ntfsc_munmap(f, m, size);
-			done = size;
+			consume(m, t.size);
+			ntfsc_munmap(t.f, m, t.size);
+			done = t.size;
 		} else {
-			for (done = 0; done < size;) {
-				ssize_t n = f ? ntfsc_pread(f, buf, SEQ_CHUNK, (off_t)done)
-					      : pread(fd, buf, SEQ_CHUNK, (off_t)done);
+			for (done = 0; done < t.size;) {
+				ssize_t n = t.f ? ntfsc_pread(t.f, buf, SEQ_CHUNK, (off_t)done)
+					      : pread(t.fd, buf, SEQ_CHUNK, (off_t)done);
 
 				if (n <= 0)
 					return die("read");
@@ -130,21 +79,21 @@ int main(int argc, char **argv)
 	} else {
 		uint8_t *m = NULL;
 
-		if (!strcmp(mode, "ntfsd-mmap")) {
-			m = ntfsc_mmap(f, 0, size, PROT_READ);
+		if (!strcmp(t.mode, "ntfsd-mmap")) {
+			m = ntfsc_mmap(t.f, 0, t.size, PROT_READ);
 			if (m == MAP_FAILED)
 				return die("ntfsc_mmap");
 			map_seconds = now() - t0;
 			t0 = now();  /* the accesses are timed on their own */
 		}
-		for (i = 0; i < ops; i++) {
-			uint64_t off = next_offset(size);
+		for (i = 0; i < t.ops; i++) {
+			uint64_t off = next_offset(t.size);
 
 			if (m) {
 				consume(m + off, BLOCK);
 			} else {
-				ssize_t n = f ? ntfsc_pread(f, buf, BLOCK, (off_t)off)
-					      : pread(fd, buf, BLOCK, (off_t)off);
+				ssize_t n = t.f ? ntfsc_pread(t.f, buf, BLOCK, (off_t)off)
+					      : pread(t.fd, buf, BLOCK, (off_t)off);
 
 				if (n != BLOCK)
 					return die("read");
@@ -153,19 +102,14 @@ int main(int argc, char **argv)
 			done += BLOCK;
 		}
 		if (m)
-			ntfsc_munmap(f, m, size);
+			ntfsc_munmap(t.f, m, t.size);
 	}
 	t1 = now();
 	if (map_seconds >= 0)
 		printf("%.1f %.3f\n", (double)done / (t1 - t0) / 1e6, map_seconds);
 	else
 		printf("%.1f\n", (double)done / (t1 - t0) / 1e6);
-	if (f)
-		ntfsc_close(f);
-	if (c)
-		ntfsc_disconnect(c);
-	if (fd >= 0)
-		close(fd);
+	bench_close(&t);
 	free(buf);
 	return 0;
 }

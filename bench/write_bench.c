@@ -38,34 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "ntfsc.h"
-
-#define SEQ_CHUNK (1u << 20)
-#define BLOCK 4096u
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
-
-static uint64_t next_offset(uint64_t size)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return (rng % (size / BLOCK)) * BLOCK;
-}
-
-static int die(const char *what)
-{
-	perror(what);
-	return 1;
-}
+#include "bench_common.h"
 
 static int usage(void)
 {
@@ -217,12 +190,10 @@ static int run_append(int argc, char **argv, uint8_t *buf)
 
 int main(int argc, char **argv)
 {
-	const char *mode, *pattern;
-	uint64_t size, done = 0, ops = 100000, i;
+	struct bench_target t = { .ops = 100000 };
+	uint64_t done = 0, i;
 	uint8_t *buf = malloc(SEQ_CHUNK);
-	ntfsc *c = NULL;
-	ntfsc_file *f = NULL;
-	int fd = -1;
+	int rc;
 	double t0, t1;
 
 	if (!buf)
@@ -241,81 +212,54 @@ int main(int argc, char **argv)
 	if (argc < 4)
 		return usage();
 	fill_chunk(buf);
-	mode = argv[1];
-	if (!strncmp(mode, "ntfsd-", 6)) {
-		struct ntfsc_stat st;
-
-		if (argc < 5)
-			return 2;
-		pattern = argv[4];
-		if (argc > 5)
-			ops = strtoull(argv[5], NULL, 10);
-		c = ntfsc_connect(argv[2]);
-		if (!c)
-			return die("ntfsc_connect");
-		f = ntfsc_open(c, argv[3], O_RDWR);
-		if (!f || ntfsc_fstat(f, &st))
-			return die(argv[3]);
-		size = st.size;
-	} else {
-		pattern = argv[3];
-		if (argc > 4)
-			ops = strtoull(argv[4], NULL, 10);
-		fd = open(argv[2], O_RDWR);
-		if (fd < 0)
-			return die(argv[2]);
-		size = (uint64_t)lseek(fd, 0, SEEK_END);
-	}
-	if (size < SEQ_CHUNK)
+	rc = bench_open(&t, argc, argv, O_RDWR);
+	if (rc)
+		return rc;
+	if (t.size < SEQ_CHUNK)
 		return 2;
 	t0 = now();
-	if (!strcmp(pattern, "seq") && !strcmp(mode, "ntfsd-mmap")) {
-		uint8_t *m = ntfsc_mmap(f, 0, size, PROT_READ | PROT_WRITE);
+	if (!strcmp(t.pattern, "seq") && !strcmp(t.mode, "ntfsd-mmap")) {
+		uint8_t *m = ntfsc_mmap(t.f, 0, t.size, PROT_READ | PROT_WRITE);
 
 		if (m == MAP_FAILED)
 			return die("ntfsc_mmap");
-		for (done = 0; done < size; done += SEQ_CHUNK) {
-			uint64_t n = size - done < SEQ_CHUNK ? size - done : SEQ_CHUNK;
+		for (done = 0; done < t.size; done += SEQ_CHUNK) {
+			uint64_t n = t.size - done < SEQ_CHUNK ? t.size - done : SEQ_CHUNK;
 
 			memcpy(m + done, buf, n);
-			if (ntfsc_set_dirty(f, m + done, n))
+			if (ntfsc_set_dirty(t.f, m + done, n))
 				return die("ntfsc_set_dirty");
 		}
-		done = size;
-		if (ntfsc_fsync(f))
+		done = t.size;
+		if (ntfsc_fsync(t.f))
 			return die("ntfsc_fsync");
-		ntfsc_munmap(f, m, size);
-	} else if (!strcmp(pattern, "seq")) {
-		for (done = 0; done < size;) {
-			size_t n = size - done < SEQ_CHUNK ? (size_t)(size - done) : SEQ_CHUNK;
+		ntfsc_munmap(t.f, m, t.size);
+	} else if (!strcmp(t.pattern, "seq")) {
+		for (done = 0; done < t.size;) {
+			size_t n = t.size - done < SEQ_CHUNK ? (size_t)(t.size - done) : SEQ_CHUNK;
 
-			if (ntfsc_pwrite(f, buf, n, (off_t)done) != (ssize_t)n)
+			if (ntfsc_pwrite(t.f, buf, n, (off_t)done) != (ssize_t)n)
 				return die("ntfsc_pwrite");
 			done += n;
 		}
-		if (ntfsc_fsync(f))
+		if (ntfsc_fsync(t.f))
 			return die("ntfsc_fsync");
 	} else {
-		for (i = 0; i < ops; i++) {
-			uint64_t off = next_offset(size);
-			ssize_t n = f ? ntfsc_pwrite(f, buf + (i % 256) * 16, BLOCK, (off_t)off)
-				      : pwrite(fd, buf + (i % 256) * 16, BLOCK, (off_t)off);
+		for (i = 0; i < t.ops; i++) {
+			uint64_t off = next_offset(t.size);
+			ssize_t n = t.f ? ntfsc_pwrite(t.f, buf + (i % 256) * 16, BLOCK, (off_t)off)
+				      : pwrite(t.fd, buf + (i % 256) * 16, BLOCK, (off_t)off);
 
 			if (n != BLOCK)
 				return die("write");
 			done += BLOCK;
 		}
-		if (f ? ntfsc_fsync(f) : fsync(fd))
+		if (t.f ? ntfsc_fsync(t.f) : fsync(t.fd))
 			return die("sync");
 	}
 	t1 = now();
 	printf("%.1f\n", (double)done / (t1 - t0) / 1e6);
-	if (f)
-		ntfsc_close(f);
-	if (c)
-		ntfsc_disconnect(c);
-	if (fd >= 0)
-		close(fd);
+	bench_close(&t);
 	free(buf);
 	return 0;
 }
