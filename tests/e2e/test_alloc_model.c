@@ -81,6 +81,7 @@
 #include <cmocka.h>
 
 #include "daemon.h"
+#include "kids.h"
 #include "ntfsc.h"
 #include "oracle.h"
 #include "testvol.h"
@@ -151,8 +152,7 @@ static const char *const *daemon_args;  /* extra ntfsd options of this test */
 static unsigned log_seq;
 static char last_log[160];          /* the last stopped daemon's kept log */
 
-static pid_t kids[NCHILD];
-static int kid_fds[2 * NCHILD];     /* the parent's pipe ends, -1 when closed */
+static struct kids kids;                /* the model's clients */
 
 /* ---- small helpers ---- */
 
@@ -171,16 +171,6 @@ static void write_all(int fd, const void *data, size_t len, off_t off, const cha
 		off += n;
 		len -= (size_t)n;
 	}
-}
-
-static uint64_t xorshift(uint64_t *s)
-{
-	uint64_t x = *s;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return *s = x;
 }
 
 static uint64_t mix_seed(uint64_t seed, uint64_t k)
@@ -348,40 +338,19 @@ static int setup_dir(void **state)
 
 	(void)state;
 	memset(&dmn, 0, sizeof(dmn));
-	memset(kids, 0, sizeof(kids));
-	for (int i = 0; i < 2 * NCHILD; i++)
-		kid_fds[i] = -1;
+	kids_init(&kids, 0);
 	daemon_args = NULL;
 	log_seq = 0;
 	last_log[0] = '\0';
 	return testvol_create(&tv, "allocmodel", need);
 }
 
-static void close_kid_fds(void)
-{
-	for (int i = 0; i < 2 * NCHILD; i++)
-		if (kid_fds[i] >= 0) {
-			close(kid_fds[i]);
-			kid_fds[i] = -1;
-		}
-}
-
-static void kill_kids(void)
-{
-	for (int i = 0; i < NCHILD; i++)
-		if (kids[i] > 0) {
-			kill(kids[i], SIGKILL);
-			waitpid(kids[i], NULL, 0);
-			kids[i] = 0;
-		}
-}
-
 /* Whatever the test left: children, the daemon, a mount, the temp dir. */
 static int teardown_dir(void **state)
 {
 	(void)state;
-	kill_kids();
-	close_kid_fds();
+	kids_kill(&kids);
+	kids_close_fds(&kids);
 	if (dmn.pid || dmn.dir[0])
 		daemon_stop(&dmn);      /* also the keeper and the socket dir */
 	free_files();
@@ -1474,30 +1443,10 @@ static void child_close(struct child *ch, bool fsync_first)
 	ch->c = NULL;
 }
 
-/* Read a socket path from the parent; false at EOF. */
-#define SOCK_MSG 108
-
-static bool child_wait_go(int fd, char *sock, size_t size)
-{
-	size_t n = 0;
-
-	while (n < size) {
-		ssize_t r = read(fd, sock + n, size - n);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return false;
-		n += (size_t)r;
-	}
-	sock[size - 1] = '\0';
-	return true;
-}
-
 static int child_main(int k, int down, int up)
 {
 	static struct child ch;
-	char sock[SOCK_MSG];
+	char sock[KIDS_SOCK_MSG];
 
 	memset(&ch, 0, sizeof(ch));
 	ch.k = k;
@@ -1507,7 +1456,7 @@ static int child_main(int k, int down, int up)
 	if (!ch.buf)
 		child_fail(&ch, "out of memory");
 	for (int phase = 0; phase < 2; phase++) {
-		if (!child_wait_go(down, sock, sizeof(sock)))
+		if (!kids_wait_go(down, sock, sizeof(sock)))
 			child_fail(&ch, "the parent went away");
 		child_open(&ch, sock);
 		for (unsigned i = 0; i < ops_per_phase; i++, ch.op++)
@@ -1530,53 +1479,16 @@ static int child_main(int k, int down, int up)
 
 /* ---- the parent ---- */
 
-static void send_go(int fds[NCHILD])
-{
-	char msg[SOCK_MSG] = { 0 };
-
-	snprintf(msg, sizeof(msg), "%s", dmn.socket);
-	for (int k = 0; k < NCHILD; k++)
-		assert_int_equal(write(fds[k], msg, sizeof(msg)), (ssize_t)sizeof(msg));
-}
-
 /* Wait for a byte from every child; a child that dies fails the test. */
-static void wait_phase(int ups[NCHILD])
+static void wait_phase(void)
 {
-	bool done[NCHILD] = { false };
-	int left = NCHILD;
-	time_t deadline = time(NULL) + CHILD_TIMEOUT_S + 10;
+	int st, k = kids_wait_phase(&kids, CHILD_TIMEOUT_S + 10, 200, NULL, &st);
 
-	while (left) {
-		struct pollfd p[NCHILD];
-		int n = 0, idx[NCHILD];
-
-		for (int k = 0; k < NCHILD; k++)
-			if (!done[k]) {
-				p[n].fd = ups[k];
-				p[n].events = POLLIN;
-				idx[n++] = k;
-			}
-		if (time(NULL) > deadline)
-			fail_msg("the clients did not finish in time");
-		if (poll(p, (nfds_t)n, 200) <= 0)
-			continue;
-		for (int i = 0; i < n; i++) {
-			char c;
-			int k = idx[i], st = 0;
-
-			if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
-				continue;
-			if (read(ups[k], &c, 1) != 1) {
-				waitpid(kids[k], &st, 0);
-				kids[k] = 0;
-				if (dmn.pid)
-					daemon_dump_log(&dmn);
-				fail_msg("client %d failed (wait status 0x%x): see its output above "
-					 "(seed: NTFSD_ALLOC_SEED=%#" PRIx64 ")", k, st, seed_base);
-			}
-			done[k] = true;
-			left--;
-		}
+	if (k >= 0) {
+		if (dmn.pid)
+			daemon_dump_log(&dmn);
+		fail_msg("client %d failed (wait status 0x%x): see its output above "
+			 "(seed: NTFSD_ALLOC_SEED=%#" PRIx64 ")", k, st, seed_base);
 	}
 }
 
@@ -1665,50 +1577,25 @@ static void compare_mount(const char *when)
 
 static void model_run(const char *const *args)
 {
-	int downs[NCHILD], ups[NCHILD];
-
 	daemon_args = args;
 	print_message("seed %#" PRIx64 " (NTFSD_ALLOC_SEED to change it), %u operations per "
 		      "client and phase (NTFSD_ALLOC_OPS)\n", seed_base, ops_per_phase);
 	make_model_volume();
 	load_models();
 	start_daemon();
-	for (int k = 0; k < NCHILD; k++) {
-		int d[2], u[2];
-
-		assert_int_equal(pipe2(d, O_CLOEXEC), 0);
-		assert_int_equal(pipe2(u, O_CLOEXEC), 0);
-		fflush(NULL);
-		kids[k] = fork();
-		assert_true(kids[k] >= 0);
-		if (kids[k] == 0) {
-			close(d[1]);
-			close(u[0]);
-			_exit(child_main(k, d[0], u[1]));
-		}
-		close(d[0]);
-		close(u[1]);
-		kid_fds[2 * k] = downs[k] = d[1];
-		kid_fds[2 * k + 1] = ups[k] = u[0];
-	}
-	send_go(downs);
-	wait_phase(ups);
+	kids_init(&kids, NCHILD);
+	kids_spawn(&kids, child_main);
+	kids_send_go(&kids, dmn.socket);
+	wait_phase();
 
 	/* half way: stop (everything must be written back), check, restart */
 	stop_daemon_clean();
 	compare_models("after the first SIGTERM");
 	start_daemon();
-	send_go(downs);
-	wait_phase(ups);
-	for (int k = 0; k < NCHILD; k++) {
-		int st;
-
-		assert_int_equal(waitpid(kids[k], &st, 0), kids[k]);
-		kids[k] = 0;
-		if (!WIFEXITED(st) || WEXITSTATUS(st))
-			fail_msg("client %d exited with status 0x%x", k, st);
-	}
-	close_kid_fds();
+	kids_send_go(&kids, dmn.socket);
+	wait_phase();
+	kids_reap(&kids);
+	kids_close_fds(&kids);
 	stop_daemon_clean();
 	compare_models("after the final SIGTERM");
 	compare_mount("after the final SIGTERM");

@@ -88,16 +88,10 @@ static int ntfsctl(char **out, size_t *len, int *status, ...)
 {
 	const char *argv[16];
 	va_list ap;
-	int n = 0;
 
-	argv[n++] = ntfsctl_bin;
-	argv[n++] = "-s";
-	argv[n++] = dmn.socket;
 	va_start(ap, status);
-	while (n < 15 && (argv[n] = va_arg(ap, const char *)))
-		n++;
+	daemon_ctl_argv(argv, 16, ntfsctl_bin, &dmn, ap);
 	va_end(ap);
-	argv[n] = NULL;
 	return oracle_run(argv, out, len, status);
 }
 
@@ -165,14 +159,7 @@ static void compare_ls(const char *img, const char *dir)
 	for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
 		ours[on++] = line;
 	assert_int_equal(oracle_ls(img, dir, &theirs, &tn), 0);
-	for (i = 0; i < tn;) {
-		if (!strcmp(theirs[i], ".") || !strcmp(theirs[i], "..")) {
-			free(theirs[i]);
-			theirs[i] = theirs[--tn];
-		} else {
-			i++;
-		}
-	}
+	oracle_drop_dots(theirs, &tn);
 	qsort(ours, on, sizeof(char *), strcmp_p);
 	qsort(theirs, tn, sizeof(char *), strcmp_p);
 	if (on != tn)
@@ -758,14 +745,8 @@ int main(void)
 		cmocka_unit_test_teardown(malformed_traffic, teardown_daemon),
 	};
 
-	ntfsd_bin = getenv("NTFSD_BIN");
-	ntfsctl_bin = getenv("NTFSCTL_BIN");
-	fixture_dir = getenv("NTFSD_FIXTURE_DIR");
-	if (!ntfsd_bin || !ntfsctl_bin || !fixture_dir) {
-		fprintf(stderr, "NTFSD_BIN, NTFSCTL_BIN and NTFSD_FIXTURE_DIR must be set: run "
-				"through meson test\n");
+	if (!daemon_test_env(&ntfsd_bin, &ntfsctl_bin, &fixture_dir))
 		return 1;
-	}
 	signal(SIGPIPE, SIG_IGN);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

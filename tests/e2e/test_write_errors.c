@@ -361,16 +361,10 @@ static int ntfsctl(const char *stdin_path, char **out, char **err, ...)
 {
 	const char *argv[16];
 	va_list ap;
-	int n = 0;
 
-	argv[n++] = ntfsctl_bin;
-	argv[n++] = "-s";
-	argv[n++] = dmn.socket;
 	va_start(ap, err);
-	while (n < 15 && (argv[n] = va_arg(ap, const char *)))
-		n++;
+	daemon_ctl_argv(argv, 16, ntfsctl_bin, &dmn, ap);
 	va_end(ap);
-	argv[n] = NULL;
 	return run_tool(argv, stdin_path, out, err);
 }
 
@@ -1373,14 +1367,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(encrypted_file_refused, setup, teardown),
 	};
 
-	ntfsd_bin = getenv("NTFSD_BIN");
-	ntfsctl_bin = getenv("NTFSCTL_BIN");
-	fixture_dir = getenv("NTFSD_FIXTURE_DIR");
-	if (!ntfsd_bin || !ntfsctl_bin || !fixture_dir) {
-		fprintf(stderr, "NTFSD_BIN, NTFSCTL_BIN and NTFSD_FIXTURE_DIR must be set: run "
-				"through meson test\n");
+	if (!daemon_test_env(&ntfsd_bin, &ntfsctl_bin, &fixture_dir))
 		return 1;
-	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc > 1)
 		cmocka_set_test_filter(argv[1]);

@@ -61,6 +61,7 @@
 #include <cmocka.h>
 
 #include "daemon.h"
+#include "kids.h"
 #include "ntfsc.h"
 #include "oracle.h"
 #include "testvol.h"
@@ -73,18 +74,7 @@ static char image[128];
 static struct test_daemon dmn;
 static unsigned log_seq;
 
-#define MAX_KIDS 8
-static pid_t kids[MAX_KIDS];
-static int kid_fds[2 * MAX_KIDS];  /* the parent's pipe ends, -1 when closed */
-
-static void close_kid_fds(void)
-{
-	for (int i = 0; i < 2 * MAX_KIDS; i++)
-		if (kid_fds[i] >= 0) {
-			close(kid_fds[i]);
-			kid_fds[i] = -1;
-		}
-}
+static struct kids kids;     /* the model test's clients */
 
 static void free_initial(void);
 
@@ -107,9 +97,7 @@ static int setup_image(void **state)
 
 	(void)state;
 	memset(&dmn, 0, sizeof(dmn));
-	memset(kids, 0, sizeof(kids));
-	for (int i = 0; i < 2 * MAX_KIDS; i++)
-		kid_fds[i] = -1;
+	kids_init(&kids, 0);
 	log_seq = 0;
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/ntfsd-write.XXXXXX");
 	if (!mkdtemp(tmpdir)) {
@@ -127,16 +115,6 @@ static int setup_image(void **state)
 	return err ? -1 : 0;
 }
 
-static void kill_kids(void)
-{
-	for (int i = 0; i < MAX_KIDS; i++)
-		if (kids[i] > 0) {
-			kill(kids[i], SIGKILL);
-			waitpid(kids[i], NULL, 0);
-			kids[i] = 0;
-		}
-}
-
 /* Whatever the test left: children, the daemon, the temp dir. */
 static int teardown_image(void **state)
 {
@@ -144,8 +122,8 @@ static int teardown_image(void **state)
 	struct dirent *e;
 
 	(void)state;
-	kill_kids();
-	close_kid_fds();
+	kids_kill(&kids);
+	kids_close_fds(&kids);
 	free_initial();
 	if (dmn.pid)
 		daemon_stop(&dmn);
@@ -282,16 +260,11 @@ static void run_ctl(struct ctl_result *r, const char *in, ...)
 {
 	const char *argv[16];
 	va_list ap;
-	int n = 0, rc;
+	int rc;
 
-	argv[n++] = ntfsctl_bin;
-	argv[n++] = "-s";
-	argv[n++] = dmn.socket;
 	va_start(ap, in);
-	while (n < 15 && (argv[n] = va_arg(ap, const char *)))
-		n++;
+	daemon_ctl_argv(argv, 16, ntfsctl_bin, &dmn, ap);
 	va_end(ap);
-	argv[n] = NULL;
 	memset(r, 0, sizeof(*r));
 	rc = oracle_run_input(argv, in, &r->out, &r->out_len, &r->status);
 	if (rc)
@@ -308,16 +281,6 @@ static void expect_ctl_ok(struct ctl_result *r, const char *what)
 }
 
 /* ---- random data ---- */
-
-static uint64_t xorshift(uint64_t *s)
-{
-	uint64_t x = *s;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return *s = x;
-}
 
 static void fill_random(uint64_t *s, void *buf, size_t len)
 {
@@ -642,30 +605,10 @@ static void child_save_models(struct child *ch)
 		child_fail(ch, "cannot save the /small.txt model");
 }
 
-/* Read a socket path from the parent; false at EOF. */
-static bool child_wait_go(int fd, char *sock, size_t size)
-{
-	size_t n = 0;
-
-	while (n < size) {
-		ssize_t r = read(fd, sock + n, size - n);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return false;
-		n += (size_t)r;
-	}
-	sock[size - 1] = '\0';
-	return true;
-}
-
-#define SOCK_MSG 108
-
 static int child_main(int k, int down, int up)
 {
 	struct child ch = { .k = k, .path = own_path[k] };
-	char sock[SOCK_MSG];
+	char sock[KIDS_SOCK_MSG];
 
 	alarm(CHILD_TIMEOUT_S);
 	/* NTFSD_WRITE_SEED=S replays a run: child k then uses S + k */
@@ -687,7 +630,7 @@ static int child_main(int k, int down, int up)
 	memcpy(ch.small_model, initial.small, SMALL_SIZE);
 
 	for (int phase = 0; phase < 2; phase++) {
-		if (!child_wait_go(down, sock, sizeof(sock)))
+		if (!kids_wait_go(down, sock, sizeof(sock)))
 			child_fail(&ch, "the parent went away");
 		child_open(&ch, sock);
 		for (int i = 0; i < OPS_PER_PHASE; i++, ch.op++)
@@ -705,15 +648,6 @@ static int child_main(int k, int down, int up)
 	free(ch.model);
 	free(ch.buf);
 	return 0;
-}
-
-static void send_go(int fds[NCHILD])
-{
-	char msg[SOCK_MSG] = { 0 };
-
-	snprintf(msg, sizeof(msg), "%s", dmn.socket);
-	for (int k = 0; k < NCHILD; k++)
-		assert_int_equal(write(fds[k], msg, sizeof(msg)), (ssize_t)sizeof(msg));
 }
 
 /* The most dirty data seen while the children ran, from VolumeStatus
@@ -736,43 +670,13 @@ static void sample_dirty(void)
 }
 
 /* Wait for a byte from every child; a child that dies fails the test. */
-static void wait_phase(int ups[NCHILD])
+static void wait_phase(void)
 {
-	bool done[NCHILD] = { false };
-	int left = NCHILD;
-	time_t deadline = time(NULL) + CHILD_TIMEOUT_S + 10;
+	int st, k = kids_wait_phase(&kids, CHILD_TIMEOUT_S + 10, 10, sample_dirty, &st);
 
-	while (left) {
-		struct pollfd p[NCHILD];
-		int n = 0, idx[NCHILD];
-
-		for (int k = 0; k < NCHILD; k++)
-			if (!done[k]) {
-				p[n].fd = ups[k];
-				p[n].events = POLLIN;
-				idx[n++] = k;
-			}
-		if (time(NULL) > deadline)
-			fail_msg("the clients did not finish in time");
-		sample_dirty();
-		if (poll(p, (nfds_t)n, 10) <= 0)
-			continue;
-		for (int i = 0; i < n; i++) {
-			char c;
-			int k = idx[i], st;
-
-			if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
-				continue;
-			if (read(ups[k], &c, 1) != 1) {
-				waitpid(kids[k], &st, 0);
-				kids[k] = 0;
-				fail_msg("client %d (%s) failed (wait status 0x%x): see its output above",
-					 k, own_path[k], st);
-			}
-			done[k] = true;
-			left--;
-		}
-	}
+	if (k >= 0)
+		fail_msg("client %d (%s) failed (wait status 0x%x): see its output above", k,
+			 own_path[k], st);
 }
 
 /* Every file on the image equals the children's saved models. */
@@ -829,7 +733,6 @@ static void compare_models(const char *when)
  * --dirty-limit among them (0: the default, not checked). */
 static void model_run(const char *const *args, uint64_t dirty_limit)
 {
-	int downs[NCHILD], ups[NCHILD];
 	struct oracle_attr a;
 	size_t slen;
 
@@ -847,41 +750,19 @@ static void model_run(const char *const *args, uint64_t dirty_limit)
 	assert_true(initial.alloc[2] >= initial.size[2] + 65536);
 
 	start_daemon(args);
-	for (int k = 0; k < NCHILD; k++) {
-		int d[2], u[2];
-
-		assert_int_equal(pipe2(d, O_CLOEXEC), 0);
-		assert_int_equal(pipe2(u, O_CLOEXEC), 0);
-		kids[k] = fork();
-		assert_true(kids[k] >= 0);
-		if (kids[k] == 0) {
-			close(d[1]);
-			close(u[0]);
-			_exit(child_main(k, d[0], u[1]));
-		}
-		close(d[0]);
-		close(u[1]);
-		kid_fds[2 * k] = downs[k] = d[1];
-		kid_fds[2 * k + 1] = ups[k] = u[0];
-	}
-	send_go(downs);
-	wait_phase(ups);
+	kids_init(&kids, NCHILD);
+	kids_spawn(&kids, child_main);
+	kids_send_go(&kids, dmn.socket);
+	wait_phase();
 
 	/* half way: stop (everything must be written back), check, restart */
 	stop_daemon_clean();
 	compare_models("after the first SIGTERM");
 	start_daemon(args);
-	send_go(downs);
-	wait_phase(ups);
-	for (int k = 0; k < NCHILD; k++) {
-		int st;
-
-		assert_int_equal(waitpid(kids[k], &st, 0), kids[k]);
-		kids[k] = 0;
-		if (!WIFEXITED(st) || WEXITSTATUS(st))
-			fail_msg("client %d exited with status 0x%x", k, st);
-	}
-	close_kid_fds();
+	kids_send_go(&kids, dmn.socket);
+	wait_phase();
+	kids_reap(&kids);
+	kids_close_fds(&kids);
 	stop_daemon_clean();
 	compare_models("after the final SIGTERM");
 	free_initial();
@@ -1820,14 +1701,8 @@ int main(void)
 						teardown_image),
 	};
 
-	ntfsd_bin = getenv("NTFSD_BIN");
-	ntfsctl_bin = getenv("NTFSCTL_BIN");
-	fixture_dir = getenv("NTFSD_FIXTURE_DIR");
-	if (!ntfsd_bin || !ntfsctl_bin || !fixture_dir) {
-		fprintf(stderr, "NTFSD_BIN, NTFSCTL_BIN and NTFSD_FIXTURE_DIR must be set: run "
-				"through meson test\n");
+	if (!daemon_test_env(&ntfsd_bin, &ntfsctl_bin, &fixture_dir))
 		return 1;
-	}
 	signal(SIGPIPE, SIG_IGN);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -131,15 +131,7 @@ static void compare_listing(const char *img, const char *dir, const struct listi
 			ours[n++] = l->e[i].name;
 	if (oracle_ls(img, dir, &theirs, &tn))
 		fail_msg("%s: ntfsls %s failed", img, dir);
-	/* ntfsls prints "." and ".." (made up by libntfs-3g) first: not index entries. */
-	for (i = 0; i < tn;) {
-		if (!strcmp(theirs[i], ".") || !strcmp(theirs[i], "..")) {
-			free(theirs[i]);
-			theirs[i] = theirs[--tn];
-		} else {
-			i++;
-		}
-	}
+	oracle_drop_dots(theirs, &tn);
 	qsort(ours, n, sizeof(char *), strcmp_p);
 	qsort(theirs, tn, sizeof(char *), strcmp_p);
 	if (n != tn)

@@ -189,3 +189,29 @@ void daemon_dump_log(const struct test_daemon *d)
 	fprintf(stderr, "---- end of log ----\n");
 	fclose(f);
 }
+
+bool daemon_test_env(const char **ntfsd, const char **ntfsctl, const char **fixture_dir)
+{
+	*ntfsd = getenv("NTFSD_BIN");
+	*ntfsctl = getenv("NTFSCTL_BIN");
+	*fixture_dir = getenv("NTFSD_FIXTURE_DIR");
+	if (!*ntfsd || !*ntfsctl || !*fixture_dir) {
+		fprintf(stderr, "NTFSD_BIN, NTFSCTL_BIN and NTFSD_FIXTURE_DIR must be set: run "
+				"through meson test\n");
+		return false;
+	}
+	return true;
+}
+
+void daemon_ctl_argv(const char **argv, int max, const char *ntfsctl,
+		     const struct test_daemon *d, va_list ap)
+{
+	int n = 0;
+
+	argv[n++] = ntfsctl;
+	argv[n++] = "-s";
+	argv[n++] = d->socket;
+	while (n < max - 1 && (argv[n] = va_arg(ap, const char *)))
+		n++;
+	argv[n] = NULL;
+}

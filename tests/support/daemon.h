@@ -8,6 +8,7 @@
 #ifndef NTFSD_TESTS_DAEMON_H
 #define NTFSD_TESTS_DAEMON_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <sys/types.h>
 
@@ -30,5 +31,13 @@ bool daemon_stop(struct test_daemon *d);
 int keeper_kill_in(const char *dir);
 /* Print the daemon's log (for failures). */
 void daemon_dump_log(const struct test_daemon *d);
+/* The e2e tests' programs and fixtures, from the environment meson test
+ * sets (NTFSD_BIN, NTFSCTL_BIN, NTFSD_FIXTURE_DIR); false, having said so
+ * on stderr, when one is missing. */
+bool daemon_test_env(const char **ntfsd, const char **ntfsctl, const char **fixture_dir);
+/* Fill argv (room for max entries) with: NTFSCTL -s d's socket, the
+ * strings of ap up to a NULL (as many as fit), and a NULL. */
+void daemon_ctl_argv(const char **argv, int max, const char *ntfsctl,
+		     const struct test_daemon *d, va_list ap);
 
 #endif

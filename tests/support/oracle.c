@@ -403,6 +403,18 @@ void oracle_free_names(char **names, size_t count)
     free(names);
 }
 
+void oracle_drop_dots(char **names, size_t *count)
+{
+    for (size_t i = 0; i < *count;) {
+        if (!strcmp(names[i], ".") || !strcmp(names[i], "..")) {
+            free(names[i]);
+            names[i] = names[--*count];
+        } else {
+            i++;
+        }
+    }
+}
+
 int oracle_ls(const char *img, const char *dir, char ***names, size_t *count)
 {
     char *tmp, *out = NULL;

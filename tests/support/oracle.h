@@ -91,6 +91,9 @@ int oracle_cat(const char *img, const char *path, const char *stream, char **dat
  */
 int oracle_ls(const char *img, const char *dir, char ***names, size_t *count);
 void oracle_free_names(char **names, size_t count);
+/* Free and remove the "." and ".." entries ntfsls makes up (they are not
+ * index entries); the order of the rest changes. */
+void oracle_drop_dots(char **names, size_t *count);
 
 /* One $DATA attribute as ntfsinfo reports it. */
 struct oracle_attr {
