@@ -5,8 +5,12 @@
  * checked against the volume or against the segment's real size: the
  * names, the header geometry (recomputed by shm_file_layout()), the volume
  * serial, the MFT record number and sequence number, i_size (bounded by
- * the data segment and, when non-resident, by the allocation on disk) and
- * every page's buffer bits (masked to the page's buffers).  Page locks are
+ * the data segment and, when non-resident, by the allocation on disk; a
+ * crash in the middle of a size change may leave it past the allocation or
+ * beside a resident value of another length: the record's size is taken
+ * then) and every page's buffer bits (masked to the page's buffers, dirty
+ * only where uptodate).  The sizes it keeps are a valid triple
+ * (initialized <= data <= allocated) whatever step a crash cut short.  Page locks are
  * broken (their holders belonged to the dead daemon or to clients whose
  * connection died with it), pins are reset, and a page that was under
  * writeback is dirty again in every uptodate buffer, since nobody knows
@@ -130,6 +134,7 @@ static uint64_t rebuild_pages(struct cache_inode *ci)
 			dirty |= upt;
 		if ((f & PG_dirty) && !(f & PG_buffers))
 			dirty |= upt;   /* dirty without buffers: the whole page */
+		dirty &= upt;           /* bytes the cache never held are never written */
 		if (i >= end)
 			dirty = 0;      /* nothing past i_size reaches the disk */
 		atomic_store(&p->pincount, 0);
@@ -176,16 +181,38 @@ static int adopt_pair(struct cache *c, struct adopt_pair *p, uint64_t *dirty_out
 	limit = h.nr_pages << NTFSD_PAGE_SHIFT;
 	if (!ci->data->resident && ci->data->allocated_size < limit)
 		limit = ci->data->allocated_size;
-	if (ci->data->resident ? i_size != ci->data->data_size : i_size > limit) {
-		cache_inode_destroy(ci);
-		return ntfs_fail(EINVAL, "i_size %" PRIu64 " does not fit the file on disk "
-				 "(data size %" PRIu64 ", room for %" PRIu64 ")", i_size,
-				 ci->data->data_size, limit);
+	if (ci->data->resident && i_size != ci->data->data_size) {
+		/* a resize of the value or a move out of the record was cut
+		 * short: the record is the truth, the cached bytes below its
+		 * size are still written */
+		log_warning("segment store: MFT record %" PRIu64 ": i_size %" PRIu64 " is not the "
+			    "resident size %" PRIu64 " (a size change was cut short): keeping "
+			    "the record's", p->mft_no, i_size, ci->data->data_size);
+		i_size = ci->data->data_size;
+	} else if (!ci->data->resident && i_size > limit) {
+		/* a shrink reached the record before the header: the record wins */
+		log_warning("segment store: MFT record %" PRIu64 ": i_size %" PRIu64 " lies past "
+			    "the allocation on disk (%" PRIu64 "; a truncate was cut short): "
+			    "keeping the record's size %" PRIu64, p->mft_no, i_size, limit,
+			    ci->data->data_size);
+		i_size = ci->data->data_size;
 	}
 	ci->i_size = i_size;
-	ci->sizes_dirty = i_size != ci->data->data_size;
-	if (!ci->data->resident)
-		ci->data->data_size = i_size;
+	if (!ci->data->resident) {
+		struct ntfs_attr *na = ci->data;
+
+		/* whatever step a crash cut short, the sizes must be a valid
+		 * triple again: initialized <= data <= allocated */
+		ci->sizes_dirty = i_size != na->data_size;
+		if (i_size < na->data_size)
+			ci->trim_pending = true;  /* clusters past the end go back */
+		na->data_size = i_size;
+		if (na->initialized_size > i_size) {
+			na->initialized_size = i_size;
+			atomic_store(&ci->disk_init, i_size);
+			ci->sizes_dirty = true;
+		}
+	}
 	err = cache_inode_map(ci, p->data_fd, p->state_fd, h.nr_pages);
 	p->data_fd = p->state_fd = -1;  /* the inode owns them now */
 	if (err) {

@@ -299,6 +299,8 @@ int cache_inode_alloc(struct cache *c, uint64_t mft_no, struct cache_inode **out
 		return err;
 	}
 	ci->i_size = ci->data->data_size;
+	atomic_store(&ci->disk_init, ci->data->initialized_size);
+	atomic_store(&ci->wb_fence, UINT64_MAX);
 	/* NTFS metadata: the reserved records and everything under $Extend
 	 * (ntfsd renames nothing, so this never changes while cached) */
 	ci->system_file = mft_no < FILE_first_user ||

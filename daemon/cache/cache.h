@@ -71,6 +71,16 @@ struct cache_inode {
 	pthread_rwlock_t rl_lock;         /* data->rl, ->resident, ->allocated_size:
 					   * read to map, written to allocate or truncate */
 	bool sizes_dirty;                 /* MFT record sizes lag the in-memory ones */
+	_Atomic uint64_t disk_init;       /* initialized_size the MFT record holds (written
+					   * under init_lock): every byte below it is
+					   * durable on the device, so a power cut never
+					   * exposes a cluster's stale bytes; only
+					   * writeback_sizes() raises it, after a flush */
+	_Atomic uint64_t wb_fence;        /* pages ending past this byte are not written
+					   * back (left dirty): a shrinking truncate holds
+					   * them until its record is written */
+	_Atomic uint64_t wb_enomem;       /* pages re-dirtied for lack of memory */
+	_Atomic bool warned_not_uptodate; /* logged a dirty page that was not uptodate */
 	bool trim_pending;                /* clusters allocated past i_size as room to
 					   * grow: freed once nobody has it open */
 	_Atomic uint32_t wb_err;          /* errseq: counter << 1 | seen */
@@ -160,7 +170,9 @@ int cache_resident_resize(struct cache_inode *ci, uint64_t size);
 /* Make *rl the attribute's runlist, data_size the given value (UINT64_MAX:
  * unchanged), initialized_size at most init_cap (UINT64_MAX: unchanged),
  * and write them into the MFT record, under init_lock and rl_lock (the
- * sizes are read there, so a concurrent raise by writeback is kept).  On
+ * sizes are read there, so a concurrent raise by writeback is kept).  The
+ * record's initialized_size is disk_init (capped), never the in-memory
+ * value, which may cover data not yet flushed.  On
  * success *rl is the old runlist (the caller frees it); on failure the
  * attribute is as it was and *rl still the caller's. */
 int cache_commit_runlist(struct cache_inode *ci, struct ntfs_runlist *rl, uint64_t data_size,

@@ -52,6 +52,7 @@ int cache_commit_runlist(struct cache_inode *ci, struct ntfs_runlist *rl, uint64
 {
 	struct ntfs_attr *na = ci->data;
 	struct ntfs_attr saved;
+	uint64_t rec_init;
 	int err;
 
 	/* sizes are read and written under init_lock: writeback raises
@@ -64,7 +65,17 @@ int cache_commit_runlist(struct cache_inode *ci, struct ntfs_runlist *rl, uint64
 		na->data_size = data_size;
 	if (na->initialized_size > init_cap)
 		na->initialized_size = init_cap;
-	err = ntfs_attr_update_mapping_pairs(na);
+	if (na->initialized_size > na->data_size)
+		na->initialized_size = na->data_size;
+	rec_init = atomic_load(&ci->disk_init);
+	if (rec_init > na->initialized_size)
+		rec_init = na->initialized_size;
+	err = ntfs_attr_update_mapping_pairs_init(na, rec_init);
+	if (!err) {
+		atomic_store(&ci->disk_init, rec_init);
+		if (data_size != UINT64_MAX)
+			ci->i_size = data_size;  /* with the record, under init_lock */
+	}
 	if (err) {
 		na->rl = saved.rl;
 		na->data_size = saved.data_size;
@@ -114,8 +125,6 @@ static int64_t hint_before(const struct ntfs_runlist *rl, int64_t vcn)
 	return hint;
 }
 
-/* Map [vcn, vcn + count) to newly allocated clusters in rl (it was a hole or
- * past the end); zero them on disk first when below initialized_size. */
 /* Map [vcn, vcn + count) to new clusters in rl; a hole being filled gets
  * zeroes on disk first (always: writeback may raise initialized_size past
  * it at any moment, having skipped the hole when it zero-filled), clusters
@@ -168,7 +177,7 @@ static int allocate_range(struct cache_inode *ci, uint64_t pos, uint64_t end)
 	uint32_t bits = vol->geo.cluster_size_bits;
 	int64_t vcn, last, run, lcn, alloc_end, want_end;
 	struct ntfs_runlist rl = { 0 }, fresh = { 0 };
-	bool changed = false;
+	bool changed = false, zeroed = false;
 	size_t i;
 	int err;
 
@@ -191,6 +200,7 @@ static int allocate_range(struct cache_inode *ci, uint64_t pos, uint64_t end)
 		err = allocate_clusters(ci, &rl, vcn, run, true, &fresh);
 		if (err)
 			goto undo;
+		zeroed = true;
 	}
 	if (last >= alloc_end) {
 		int64_t extra = alloc_end / 8 > 256 ? alloc_end / 8 : 256;
@@ -211,9 +221,10 @@ static int allocate_range(struct cache_inode *ci, uint64_t pos, uint64_t end)
 	}
 	if (!changed)
 		return 0;
-	/* New sizes go to the record with the runlist: the data they cover
-	 * must be on the disk first (the Linux driver's ordering). */
-	if (ci->sizes_dirty && (err = ntfs_device_flush(vol->dev)))
+	/* Holes filled below initialized_size were zeroed: the zeroes must be
+	 * durable before the record maps those clusters.  The record's
+	 * initialized_size is disk_init, durable by definition. */
+	if (zeroed && (err = ntfs_device_flush(vol->dev)))
 		goto undo;
 	err = cache_commit_runlist(ci, &rl, UINT64_MAX, UINT64_MAX);
 	if (err)

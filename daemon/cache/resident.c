@@ -77,6 +77,8 @@ static int make_nonresident(struct cache_inode *ci)
 		pthread_mutex_lock(&ci->init_lock);
 		pthread_rwlock_wrlock(&ci->rl_lock);
 		err = ntfs_attr_make_nonresident(na, &rl, (uint64_t)clusters * csize);
+		if (!err)       /* the value was flushed to its clusters above */
+			atomic_store(&ci->disk_init, na->initialized_size);
 		pthread_rwlock_unlock(&ci->rl_lock);
 		pthread_mutex_unlock(&ci->init_lock);
 	}
@@ -102,6 +104,8 @@ int cache_resident_resize(struct cache_inode *ci, uint64_t size)
 	pthread_mutex_lock(&ci->init_lock);
 	pthread_rwlock_wrlock(&ci->rl_lock);
 	err = ntfs_attr_resize_resident(ci->data, size);
+	if (!err)
+		atomic_store(&ci->disk_init, size);
 	pthread_rwlock_unlock(&ci->rl_lock);
 	pthread_mutex_unlock(&ci->init_lock);
 	unlock_page(p0);

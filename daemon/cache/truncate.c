@@ -4,10 +4,11 @@
  *
  * Invariants:
  *  - Everything happens under the inode's size_lock, so it is ordered with
- *    prepare-write; i_size is lowered before the pages past it are dropped,
- *    so a writeback racing with us discards them (writepage never writes
- *    past i_size) and we wait for any I/O already under way before the
- *    clusters under those pages are freed.
+ *    prepare-write.  A shrink first fences the pages past the new end off
+ *    from writeback (wb_fence: they stay dirty, unwritten) and waits for
+ *    I/O already under way, then writes the record; only when that
+ *    succeeded are i_size lowered and the pages dropped, so a failed
+ *    truncate loses no write, and no write lands on clusters being freed.
  *  - Dropping a page: it is locked, waited out of writeback, cleaned, made
  *    not uptodate, its generation bumped and its memory punched out of the
  *    data segment, so every client mapping and pread sees it gone.  The
@@ -130,10 +131,7 @@ static int truncate_nonresident(struct cache_inode *ci, uint64_t size)
 	} else if (!err && end_vcn > alloc_vcn) {
 		err = ntfs_rl_replace(&rl, alloc_vcn, end_vcn - alloc_vcn, LCN_HOLE);
 	}
-	/* the record gets the in-memory initialized_size: what it covers must
-	 * be on the disk first */
-	if (!err && ci->sizes_dirty)
-		err = ntfs_device_flush(vol->dev);
+	/* the record's initialized_size is disk_init: already durable */
 	if (!err)
 		err = cache_commit_runlist(ci, &rl, size, size);
 	ntfs_runlist_free(&rl);
@@ -148,9 +146,65 @@ static int truncate_nonresident(struct cache_inode *ci, uint64_t size)
 	return err;
 }
 
+/* Keep writeback off page index (it ends past the fence) and clients from
+ * dirtying it anew without prepare-write, then wait out I/O under way. */
+static void fence_page(struct cache_inode *ci, uint64_t index)
+{
+	struct shm_page *p = &ci->pages[index];
+
+	lock_page(p, ci->cache->owner);
+	page_clear_bits(p, PG_write_ready);
+	unlock_page(p);
+	wait_on_page_writeback(p);
+}
+
+/*
+ * Shrink to size.  The record is written first, while the pages past the
+ * new end are fenced off from writeback but keep their data and dirty
+ * bits: if it fails, nothing a client wrote is lost, the file is as it
+ * was.  Only then do i_size and the pages follow.
+ */
+static int truncate_shrink(struct cache_inode *ci, uint64_t size)
+{
+	uint64_t i, used = cache_used_pages(ci), first = size >> NTFSD_PAGE_SHIFT;
+	int err;
+
+	atomic_store(&ci->wb_fence, size);
+	for (i = first; i < used; i++)
+		fence_page(ci, i);
+	err = ci->data->resident ? truncate_resident(ci, size) : truncate_nonresident(ci, size);
+	if (err) {
+		atomic_store(&ci->wb_fence, UINT64_MAX);
+		return err;
+	}
+	ci->i_size = size;
+	publish_sizes(ci);
+	for (i = cache_pages_for(size); i < used; i++)
+		truncate_page(ci, i);
+	zero_page_tail(ci, size);
+	atomic_store(&ci->wb_fence, UINT64_MAX);
+	return 0;
+}
+
+/* Grow to size: the new range is a hole (or zeroes in the record). */
+static int truncate_grow(struct cache_inode *ci, uint64_t size)
+{
+	int err;
+
+	zero_page_tail(ci, ci->i_size);
+	err = cache_resident_grow(ci, size);
+	if (!err)
+		err = ci->data->resident ? truncate_resident(ci, size)
+					 : truncate_nonresident(ci, size);
+	if (err)
+		return err;
+	ci->i_size = size;
+	cache_use_pages(ci, size);
+	return 0;
+}
+
 int cache_truncate(struct cache_inode *ci, uint64_t size)
 {
-	uint64_t old, old_init = UINT64_MAX, i, keep, used;
 	int err;
 
 	if (ci->cache->read_only)
@@ -163,52 +217,10 @@ int cache_truncate(struct cache_inode *ci, uint64_t size)
 				 "can hold while it is open; close every handle of it and reopen",
 				 (unsigned long long)ci->mft_no, (unsigned long long)size);
 	pthread_mutex_lock(&ci->size_lock);
-	old = ci->i_size;
-	if (size == old) {
-		pthread_mutex_unlock(&ci->size_lock);
-		return 0;
-	}
-	if (size < old) {
-		/* i_size first: writeback from here on discards what lies past it */
-		ci->i_size = size;
-		if (!ci->data->resident) {
-			pthread_mutex_lock(&ci->init_lock);
-			old_init = ci->data->initialized_size;
-			if (old_init > size)
-				ci->data->initialized_size = size;
-			pthread_mutex_unlock(&ci->init_lock);
-		}
-		publish_sizes(ci);
-		keep = cache_pages_for(size);
-		used = cache_used_pages(ci);
-		for (i = keep; i < used; i++)
-			truncate_page(ci, i);
-		/* the page that straddles the new end: wait out its I/O, zero the tail */
-		if (size % NTFSD_PAGE_SIZE) {
-			wait_on_page_writeback(&ci->pages[size >> NTFSD_PAGE_SHIFT]);
-			zero_page_tail(ci, size);
-		}
-	} else {
-		zero_page_tail(ci, old);
-	}
-	err = size > old ? cache_resident_grow(ci, size) : 0;
-	if (!err)
-		err = ci->data->resident ? truncate_resident(ci, size)
-					 : truncate_nonresident(ci, size);
-	if (err) {
-		/* the record is as it was: so is the size (dropped pages reread) */
-		ci->i_size = old;
-		if (!ci->data->resident) {
-			pthread_mutex_lock(&ci->init_lock);
-			ci->data->data_size = old;
-			if (old_init != UINT64_MAX)
-				ci->data->initialized_size = old_init;
-			pthread_mutex_unlock(&ci->init_lock);
-		}
-	} else {
-		ci->i_size = size;
-		cache_use_pages(ci, size);
-	}
+	if (size < ci->i_size)
+		err = truncate_shrink(ci, size);
+	else if (size > ci->i_size)
+		err = truncate_grow(ci, size);
 	publish_sizes(ci);
 	pthread_mutex_unlock(&ci->size_lock);
 	return err;

@@ -292,6 +292,7 @@ struct xupdate {
 	uint8_t cu;                     /* compression unit every extent gets */
 	int64_t end;
 	uint64_t allocated, compressed;
+	uint64_t init;                  /* initialized_size the record gets */
 	/* records allocated for this call, all formatted as our extension records */
 	uint64_t *spare;
 	size_t nspare, spare_cap;
@@ -586,8 +587,7 @@ static int extent_placed(struct xupdate *x, size_t ri, struct ntfs_attr_record *
 	if (err)
 		return err;
 	if (vcn == 0)
-		record_set_sizes(a, x->allocated, x->na->data_size, x->na->initialized_size,
-				 x->compressed);
+		record_set_sizes(a, x->allocated, x->na->data_size, x->init, x->compressed);
 	else
 		record_set_sizes(a, 0, 0, 0, 0);
 	a->u.nr.compression_unit = x->cu;
@@ -1086,10 +1086,15 @@ static void xupdate_finish(struct xupdate *x)
 
 int ntfs_attr_update_mapping_pairs(struct ntfs_attr *na)
 {
+	return ntfs_attr_update_mapping_pairs_init(na, na->initialized_size);
+}
+
+int ntfs_attr_update_mapping_pairs_init(struct ntfs_attr *na, uint64_t record_init)
+{
 	struct ntfs_volume *vol = na->ni->vol;
 	uint32_t bits = vol->geo.cluster_size_bits;
 	int64_t end = ntfs_rl_end_vcn(&na->rl), alloc_clusters;
-	struct xupdate x = { .na = na, .ni = na->ni, .vol = vol };
+	struct xupdate x = { .na = na, .ni = na->ni, .vol = vol, .init = record_init };
 	char what[160];
 	int err;
 
@@ -1105,7 +1110,8 @@ int ntfs_attr_update_mapping_pairs(struct ntfs_attr *na)
 	x.rec_size = vol->geo.mft_record_size;
 	x.end = end;
 	x.allocated = (uint64_t)end << bits;
-	if (na->initialized_size > na->data_size || na->data_size > x.allocated)
+	if (na->initialized_size > na->data_size || record_init > na->initialized_size ||
+	    na->data_size > x.allocated)
 		return ntfs_fail(EINVAL, "%s: sizes do not fit the runlist (data %llu, initialized "
 				 "%llu, runlist %llu bytes)", what,
 				 (unsigned long long)na->data_size,

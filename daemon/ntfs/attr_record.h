@@ -120,6 +120,11 @@ int ntfs_attr_record_set_runlist(uint8_t *rec, struct ntfs_attr_record *a,
  * is logged with ntfs_error() (so the caller never takes back clusters the
  * disk now maps). */
 int ntfs_attr_update_mapping_pairs(struct ntfs_attr *na);
+/* The same, but the MFT record gets initialized_size record_init (at most
+ * na->initialized_size) instead of na's: for an owner whose in-memory
+ * initialized_size may cover data not yet durable on the device.  na keeps
+ * its own initialized_size. */
+int ntfs_attr_update_mapping_pairs_init(struct ntfs_attr *na, uint64_t record_init);
 
 /* Turn resident attribute na into a non-resident one mapped by rl, whose
  * clusters the caller has allocated and already holds the value (the rest

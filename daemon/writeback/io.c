@@ -2,10 +2,13 @@
  * io.c — see io.h.
  *
  * Invariants: extents are split at run boundaries into device writes;
- * adjacent device writes are merged when both their file and disk ranges
- * touch.  With io_uring every write of one call is submitted before any is
- * waited for, and all completions are reaped before returning, so no
- * completion can be left behind for another caller.
+ * adjacent device writes of one extent are merged when both their file and
+ * disk ranges touch, so every device write belongs to one extent and its
+ * result to that extent alone.  Every write is tried, whatever failed
+ * before it.  With io_uring all completions of a call are reaped before it
+ * returns; when the ring refuses a submission, the writes the kernel took
+ * are waited for and the ring is thrown away with the entries it did not
+ * take, so no completion or stale entry is ever left for another call.
  */
 #include "io.h"
 
@@ -32,6 +35,7 @@ struct dev_write {
 	uint64_t off;
 	uint64_t len;
 	const uint8_t *buf;
+	unsigned ext;           /* the extent it is part of */
 };
 
 static void ring_free(void *p)
@@ -92,7 +96,7 @@ const char *io_engine_name(const struct io *io)
 
 /* Map the extents to device writes, merging neighbours. */
 static int map_extents(struct io *io, struct ntfs_attr *na, const struct io_extent *ext,
-		       unsigned n, struct dev_write **out, unsigned *nout)
+		       unsigned n, int *ext_err, struct dev_write **out, unsigned *nout)
 {
 	uint32_t bits = io->vol->geo.cluster_size_bits;
 	unsigned cap = n * 2 + 4, k = 0, i;
@@ -111,16 +115,25 @@ static int map_extents(struct io *io, struct ntfs_attr *na, const struct io_exte
 			uint64_t avail = ((uint64_t)run << bits) - ofs, chunk, dev;
 
 			if (lcn < 0) {
-				free(w);
-				return ntfs_fail(EIO, "%s: byte %llu maps to %s: refusing to write",
-						 ntfs_attr_describe(na, what, sizeof(what)),
-						 (unsigned long long)pos,
-						 lcn == LCN_HOLE ? "a hole" : "nothing");
+				int err = ntfs_fail(EIO, "%s: byte %llu maps to %s: refusing to write",
+						    ntfs_attr_describe(na, what, sizeof(what)),
+						    (unsigned long long)pos,
+						    lcn == LCN_HOLE ? "a hole" : "nothing");
+
+				if (!ext_err) {
+					free(w);
+					return err;
+				}
+				/* this extent fails; what it mapped so far is not written */
+				while (k && w[k - 1].ext == i)
+					k--;
+				ext_err[i] = err;
+				break;
 			}
 			chunk = avail < left ? avail : left;
 			dev = ((uint64_t)lcn << bits) + ofs;
 			if (k && w[k - 1].off + w[k - 1].len == dev &&
-			    w[k - 1].buf + w[k - 1].len == buf) {
+			    w[k - 1].buf + w[k - 1].len == buf && w[k - 1].ext == i) {
 				w[k - 1].len += chunk;
 			} else {
 				if (k == cap) {
@@ -133,7 +146,8 @@ static int map_extents(struct io *io, struct ntfs_attr *na, const struct io_exte
 					w = nw;
 					cap *= 2;
 				}
-				w[k++] = (struct dev_write){ .off = dev, .len = chunk, .buf = buf };
+				w[k++] = (struct dev_write){ .off = dev, .len = chunk, .buf = buf,
+							     .ext = i };
 			}
 			pos += chunk;
 			buf += chunk;
@@ -145,17 +159,31 @@ static int map_extents(struct io *io, struct ntfs_attr *na, const struct io_exte
 	return 0;
 }
 
-static int write_threads(struct io *io, const struct dev_write *w, unsigned n)
+/* Record the result of device write w (the first error of its extent). */
+static int note_result(int *ext_err, const struct dev_write *w, int err)
+{
+	if (err && ext_err && !ext_err[w->ext])
+		ext_err[w->ext] = err;
+	return err;
+}
+
+/* Write w[i] for every i not yet done, synchronously; returns the first
+ * error, having tried every write. */
+static int write_sync(struct io *io, const struct dev_write *w, unsigned n, const bool *done,
+		      int *ext_err)
 {
 	unsigned i;
-	int err;
+	int err, first = 0;
 
 	for (i = 0; i < n; i++) {
-		err = ntfs_device_pwrite(io->vol->dev, w[i].buf, (size_t)w[i].len, w[i].off);
-		if (err)
-			return err;
+		if (done && done[i])
+			continue;
+		err = note_result(ext_err, &w[i], ntfs_device_pwrite(io->vol->dev, w[i].buf,
+								     (size_t)w[i].len, w[i].off));
+		if (err && !first)
+			first = err;
 	}
-	return 0;
+	return first;
 }
 
 static struct io_uring *thread_ring(struct io *io)
@@ -175,17 +203,78 @@ static struct io_uring *thread_ring(struct io *io)
 	return ring;
 }
 
-static int write_uring(struct io *io, const struct dev_write *w, unsigned n)
+/* Reap one completion of this call; returns the write's result. */
+static int reap_one(struct io *io, struct io_uring_cqe *cqe, const struct dev_write *w,
+		    bool *done, int *ext_err)
+{
+	uint64_t idx = io_uring_cqe_get_data64(cqe);
+	int res = cqe->res, err = 0;
+
+	done[idx] = true;
+	if (res < 0)
+		err = ntfs_fail(-res, "%s: write at offset %llu: %s", io->vol->dev->path,
+				(unsigned long long)w[idx].off, strerror(-res));
+	else if ((uint64_t)res < w[idx].len)
+		/* a short write: finish it synchronously */
+		err = ntfs_device_pwrite(io->vol->dev, w[idx].buf + res,
+					 (size_t)(w[idx].len - (uint64_t)res),
+					 w[idx].off + (uint64_t)res);
+	return note_result(ext_err, &w[idx], err);
+}
+
+/*
+ * The ring refused a submission: wait for every write the kernel took
+ * (their completions belong to this call, never to a later one), then
+ * throw the ring away with the entries it did not take, so they can never
+ * be submitted later, and write what is left without io_uring.
+ */
+static int uring_abandon(struct io *io, struct io_uring *ring, int ret, const struct dev_write *w,
+			 unsigned n, unsigned inflight, bool *done, int *ext_err)
+{
+	unsigned taken = inflight - io_uring_sq_ready(ring);
+	int err, first = 0;
+
+	log_warning("%s: io_uring submit: %s: finishing %u write%s in flight, then writing the "
+		    "rest without io_uring", io->vol->dev->path, strerror(-ret), taken,
+		    taken == 1 ? "" : "s");
+	while (taken) {
+		struct io_uring_cqe *cqe;
+
+		ret = io_uring_wait_cqe(ring, &cqe);
+		if (ret == -EINTR)
+			continue;
+		if (ret < 0) {
+			/* cannot wait: what was in flight is written again below,
+			 * and the ring is not reused */
+			break;
+		}
+		err = reap_one(io, cqe, w, done, ext_err);
+		io_uring_cqe_seen(ring, cqe);
+		if (err && !first)
+			first = err;
+		taken--;
+	}
+	pthread_setspecific(io->ring_key, NULL);
+	ring_free(ring);
+	err = write_sync(io, w, n, done, ext_err);
+	return first ? first : err;
+}
+
+static int write_uring(struct io *io, const struct dev_write *w, unsigned n, int *ext_err)
 {
 	struct io_uring *ring = thread_ring(io);
-	unsigned done = 0, submitted = 0, inflight = 0;
-	int err = 0;
+	unsigned ndone = 0, submitted = 0, inflight = 0;
+	bool *done;
+	int err = 0, e;
 
 	if (!ring)
-		return write_threads(io, w, n);  /* this thread could not get a ring */
+		return write_sync(io, w, n, NULL, ext_err);  /* no ring for this thread */
 	if (io->vol->dev->read_only)
 		return ntfs_fail(EROFS, "%s: opened read-only", io->vol->dev->path);
-	while (done < n) {
+	done = calloc(n ? n : 1, sizeof(*done));
+	if (!done)
+		return write_sync(io, w, n, NULL, ext_err);
+	while (ndone < n) {
 		struct io_uring_cqe *cqe;
 		int ret;
 
@@ -201,47 +290,51 @@ static int write_uring(struct io *io, const struct dev_write *w, unsigned n)
 			inflight++;
 		}
 		ret = io_uring_submit_and_wait(ring, 1);
-		if (ret < 0 && ret != -EINTR)
-			return ntfs_fail(-ret, "%s: io_uring submit: %s", io->vol->dev->path,
-					 strerror(-ret));
+		if (ret < 0 && ret != -EINTR) {
+			e = uring_abandon(io, ring, ret, w, n, inflight, done, ext_err);
+			free(done);
+			return err ? err : e;
+		}
 		while (io_uring_peek_cqe(ring, &cqe) == 0) {
-			uint64_t idx = io_uring_cqe_get_data64(cqe);
-			int res = cqe->res;
-
+			e = reap_one(io, cqe, w, done, ext_err);
 			io_uring_cqe_seen(ring, cqe);
 			inflight--;
-			done++;
-			if (res < 0 && !err)
-				err = ntfs_fail(-res, "%s: write at offset %llu: %s",
-						io->vol->dev->path,
-						(unsigned long long)w[idx].off, strerror(-res));
-			else if (res >= 0 && (uint64_t)res < w[idx].len && !err) {
-				/* a short write: finish it synchronously */
-				err = ntfs_device_pwrite(io->vol->dev, w[idx].buf + res,
-							 (size_t)(w[idx].len - (uint64_t)res),
-							 w[idx].off + (uint64_t)res);
-			}
+			ndone++;
+			if (e && !err)
+				err = e;
 		}
 	}
+	free(done);
 	return err;
 }
 
 int io_write_extents(struct io *io, struct ntfs_attr *na, const struct io_extent *ext,
-		     unsigned n, pthread_rwlock_t *map_lock)
+		     unsigned n, pthread_rwlock_t *map_lock, int *ext_err)
 {
 	struct dev_write *w = NULL;
-	unsigned k = 0;
+	unsigned k = 0, i;
 	int err;
 
+	if (ext_err)
+		for (i = 0; i < n; i++)
+			ext_err[i] = 0;
 	if (map_lock)
 		pthread_rwlock_rdlock(map_lock);
-	err = map_extents(io, na, ext, n, &w, &k);
+	err = map_extents(io, na, ext, n, ext_err, &w, &k);
 	if (map_lock)
 		pthread_rwlock_unlock(map_lock);
 
-	if (err)
+	if (err) {
+		if (ext_err)
+			for (i = 0; i < n; i++)
+				ext_err[i] = err;
 		return err;
-	err = io->engine == IO_ENGINE_URING ? write_uring(io, w, k) : write_threads(io, w, k);
+	}
+	err = io->engine == IO_ENGINE_URING ? write_uring(io, w, k, ext_err)
+					    : write_sync(io, w, k, NULL, ext_err);
 	free(w);
+	if (!err && ext_err)
+		for (i = 0; i < n && !err; i++)
+			err = ext_err[i];
 	return err;
 }

@@ -37,8 +37,10 @@ const char *io_engine_name(const struct io *io);
 /* Write the extents of na.  map_lock (may be NULL when the caller holds it
  * already) is read-locked while the extents are mapped through na's
  * runlist, not during the I/O: the clusters cannot be freed under the
- * write, since whoever frees them first waits for the pages' writeback. */
+ * write, since whoever frees them first waits for the pages' writeback.
+ * ext_err (may be NULL) gets each extent's own result, 0 or -errno: one
+ * failed write fails only its extent.  Returns the first error. */
 int io_write_extents(struct io *io, struct ntfs_attr *na, const struct io_extent *ext,
-		     unsigned n, pthread_rwlock_t *map_lock);
+		     unsigned n, pthread_rwlock_t *map_lock, int *ext_err);
 
 #endif

@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "attr_write.h"
 #include "attrib.h"
@@ -145,8 +146,16 @@ static void page_failed(struct cache_inode *ci, uint64_t index, int err)
 		  (unsigned long long)index, (unsigned long long)ci->mft_no, ntfs_last_error());
 }
 
+/* Give the buffers back to be written by a later pass: out of memory is
+ * not an error.  Page locked. */
+static void redirty_page_locked(struct cache_inode *ci, uint64_t index, uint32_t bufs)
+{
+	set_page_dirty(ci->state, &ci->dirty, index, bufs);
+	atomic_fetch_add(&ci->wb_enomem, 1);
+}
+
 /* Resident: copy into the MFT record.  Page locked; unlocks. */
-static int writepage_resident(struct cache_inode *ci, uint64_t index)
+static int writepage_resident(struct cache_inode *ci, uint64_t index, uint32_t bufs)
 {
 	struct shm_page *p = &ci->pages[index];
 	uint64_t pos = index << NTFSD_PAGE_SHIFT, len;
@@ -155,26 +164,39 @@ static int writepage_resident(struct cache_inode *ci, uint64_t index)
 	len = ci->data->data_size > pos ? ci->data->data_size - pos : 0;
 	if (len > NTFSD_PAGE_SIZE)
 		len = NTFSD_PAGE_SIZE;
-	if (len)
+	if (len && wb_inject_enomem())
+		err = -ENOMEM;  /* stands for the record buffer's allocation */
+	else if (len)
 		err = ntfs_attr_write_resident(ci->data, pos, ci->data_map + pos, (size_t)len);
-	if (err)
+	if (err == -ENOMEM) {
+		log_debug("writeback of resident MFT record %llu: out of memory, re-dirtied",
+			  (unsigned long long)ci->mft_no);
+		redirty_page_locked(ci, index, bufs);
+		err = 0;
+	} else if (err) {
 		page_failed(ci, index, err);
-	else
+	} else {
 		atomic_fetch_add(&ci->cache->pages_written, 1);
+	}
 	unlock_page(p);
 	return err;
 }
 
 /* Pages under writeback whose buffers go to the device together, so
- * neighbouring pages become one large write. */
+ * neighbouring pages become one large write; and pages whose bytes are
+ * written but lie past the record's initialized_size (disk_init): their
+ * writeback ends only once the sizes covering them are in the record. */
 #define WB_BATCH_PAGES 256u
 
 struct wb_batch {
 	struct cache_inode *ci;
-	unsigned n;
+	unsigned n, nsized;
 	uint64_t index[WB_BATCH_PAGES];
 	uint32_t bufs[WB_BATCH_PAGES];
 	uint64_t limit[WB_BATCH_PAGES];
+	unsigned next[WB_BATCH_PAGES];  /* extents of each page, at submit */
+	uint64_t sized_index[WB_BATCH_PAGES];
+	uint32_t sized_bufs[WB_BATCH_PAGES];
 };
 
 /* Extents of the buffers `bufs` of page index, below limit. */
@@ -206,16 +228,15 @@ static unsigned page_extents(struct cache_inode *ci, uint64_t index, uint32_t bu
 	return n;
 }
 
-/* Complete one page of a batch: the last step of its writeback. */
+/* Complete one page: the last step of its writeback. */
 static void wb_end_page(struct cache_inode *ci, uint64_t index, uint32_t bufs, int err)
 {
 	struct cache *c = ci->cache;
 	struct shm_page *p = &ci->pages[index];
 
 	if (err == -ENOMEM) {
-		/* Not an error: give the buffers back and try again later. */
 		lock_page(p, c->owner);
-		set_page_dirty(ci->state, &ci->dirty, index, bufs);
+		redirty_page_locked(ci, index, bufs);
 		unlock_page(p);
 	} else if (err) {
 		page_failed(ci, index, err);
@@ -227,31 +248,104 @@ static void wb_end_page(struct cache_inode *ci, uint64_t index, uint32_t bufs, i
 	end_page_writeback(p);
 }
 
-/* Submit the batch and end writeback of its pages. */
+/* The record's sizes cover every written page of the sized list: write
+ * them (after a flush of the data), then end those pages' writeback.  A
+ * crash before that leaves them under writeback, which the next daemon
+ * adopts as dirty. */
+static int wb_end_sized(struct wb_batch *bt)
+{
+	unsigned i;
+	int err;
+
+	if (!bt->nsized)
+		return 0;
+	err = writeback_sizes(bt->ci);
+	for (i = 0; i < bt->nsized; i++)
+		wb_end_page(bt->ci, bt->sized_index[i], bt->sized_bufs[i], err);
+	bt->nsized = 0;
+	return err == -ENOMEM ? 0 : err;
+}
+
+/* A page whose bytes are written: end it, or keep it under writeback until
+ * the sizes are written when the record does not cover it yet. */
+static int wb_written(struct wb_batch *bt, uint64_t index, uint32_t bufs, uint64_t limit)
+{
+	int err = 0;
+
+	if (limit <= atomic_load(&bt->ci->disk_init)) {
+		wb_end_page(bt->ci, index, bufs, 0);
+		return 0;
+	}
+	if (bt->nsized == WB_BATCH_PAGES)
+		err = wb_end_sized(bt);
+	bt->sized_index[bt->nsized] = index;
+	bt->sized_bufs[bt->nsized++] = bufs;
+	return err;
+}
+
+/* Submit the batch and end (or hand to the sized list) its pages; an error
+ * fails only the pages whose own writes failed. */
 static int wb_submit(struct wb_batch *bt)
 {
 	struct cache_inode *ci = bt->ci;
 	struct io_extent *ext;
-	unsigned i, n = 0;
-	int err = 0;
+	unsigned i, n = 0, k, e;
+	int *ext_err = NULL, err = 0, first_err = 0;
 
 	if (!bt->n)
 		return 0;
 	ext = wb_alloc(sizeof(*ext) * bt->n * ci->state->buffers_per_page);
-	if (!ext) {
-		err = -ENOMEM;
+	if (ext)
+		ext_err = wb_alloc(sizeof(*ext_err) * bt->n * ci->state->buffers_per_page);
+	if (!ext_err) {
+		free(ext);
 		log_debug("writeback of MFT record %llu: out of memory, %u pages re-dirtied",
 			  (unsigned long long)ci->mft_no, bt->n);
-	} else {
 		for (i = 0; i < bt->n; i++)
-			n += page_extents(ci, bt->index[i], bt->bufs[i], bt->limit[i], ext + n);
-		err = n ? io_write_extents(ci->cache->io, ci->data, ext, n, &ci->rl_lock) : 0;
-		free(ext);
+			wb_end_page(ci, bt->index[i], bt->bufs[i], -ENOMEM);
+		bt->n = 0;
+		return 0;
 	}
-	for (i = 0; i < bt->n; i++)
-		wb_end_page(ci, bt->index[i], bt->bufs[i], err);
+	for (i = 0; i < bt->n; i++) {
+		bt->next[i] = page_extents(ci, bt->index[i], bt->bufs[i], bt->limit[i], ext + n);
+		n += bt->next[i];
+	}
+	if (n)
+		io_write_extents(ci->cache->io, ci->data, ext, n, &ci->rl_lock, ext_err);
+	for (i = 0, k = 0; i < bt->n; i++) {
+		for (e = 0, err = 0; e < bt->next[i]; e++)
+			if (ext_err[k + e] && !err)
+				err = ext_err[k + e];
+		k += bt->next[i];
+		if (err)
+			wb_end_page(ci, bt->index[i], bt->bufs[i], err);
+		else
+			err = wb_written(bt, bt->index[i], bt->bufs[i], bt->limit[i]);
+		if (err && err != -ENOMEM && !first_err)
+			first_err = err;
+	}
+	free(ext);
+	free(ext_err);
 	bt->n = 0;
-	return err == -ENOMEM ? 0 : err;
+	return first_err;
+}
+
+/* Everything queued goes out: the batch, then the sized list. */
+static int wb_flush_batch(struct wb_batch *bt)
+{
+	int err = wb_submit(bt), err2 = wb_end_sized(bt);
+
+	return err ? err : err2;
+}
+
+static void warn_not_uptodate(struct cache_inode *ci, uint64_t index)
+{
+	if (!atomic_exchange(&ci->warned_not_uptodate, true))
+		log_warning("MFT record %llu: page %llu is marked dirty but was never made "
+			    "uptodate (a client wrote page state it should not have): its "
+			    "bytes are not written, and the same for other pages of the file "
+			    "is not logged again", (unsigned long long)ci->mft_no,
+			    (unsigned long long)index);
 }
 
 /*
@@ -277,6 +371,19 @@ static int writepage_batch(struct cache_inode *ci, uint64_t index, struct wb_bat
 		return 0;
 	}
 	page_end = pos + NTFSD_PAGE_SIZE;
+	if (page_end > atomic_load(&ci->wb_fence)) {
+		/* a shrinking truncate holds it: it stays dirty */
+		unlock_page(p);
+		return 0;
+	}
+	if (!page_test(p, PG_uptodate)) {
+		/* dirty but never read nor wholly written: the cache does not
+		 * hold the file's bytes, so they must never reach the disk */
+		clear_page_dirty_for_io(ci->state, &ci->dirty, index);
+		warn_not_uptodate(ci, index);
+		unlock_page(p);
+		return 0;
+	}
 	if (page_end > i_size)
 		memset(ci->data_map + i_size, 0, (size_t)(page_end - i_size));
 	bufs = clear_page_dirty_for_io(ci->state, &ci->dirty, index);
@@ -285,7 +392,7 @@ static int writepage_batch(struct cache_inode *ci, uint64_t index, struct wb_bat
 			unlock_page(p);
 			return 0;
 		}
-		return writepage_resident(ci, index);
+		return writepage_resident(ci, index, bufs);
 	}
 	/* Buffers wholly past i_size are clean and uptodate without I/O. */
 	limit = page_end < i_size ? page_end : i_size;
@@ -331,7 +438,7 @@ static int writepage_batch(struct cache_inode *ci, uint64_t index, struct wb_bat
 			err = -ENOMEM;  /* stands for this write's allocations */
 		n = err ? 0 : page_extents(ci, index, bufs, limit, ext);
 		if (n)
-			err = io_write_extents(c->io, ci->data, ext, n, NULL);
+			err = io_write_extents(c->io, ci->data, ext, n, NULL, NULL);
 	}
 	pthread_rwlock_unlock(&ci->rl_lock);
 	if (!err && limit > ci->data->initialized_size) {
@@ -339,9 +446,13 @@ static int writepage_batch(struct cache_inode *ci, uint64_t index, struct wb_bat
 		ci->sizes_dirty = true;
 	}
 	pthread_mutex_unlock(&ci->init_lock);
-	wb_end_page(ci, index, bufs, err);
-	if (err == -ENOMEM)
-		err = 0;
+	if (err) {
+		wb_end_page(ci, index, bufs, err);
+		if (err == -ENOMEM)
+			err = 0;
+	} else {
+		err = wb_written(bt, index, bufs, limit);
+	}
 	return err ? err : berr;
 }
 
@@ -350,23 +461,38 @@ static int writepage_batch(struct cache_inode *ci, uint64_t index, struct wb_bat
 int writeback_sizes(struct cache_inode *ci)
 {
 	struct ntfs_attr *na = ci->data;
+	uint64_t init, size;
+	bool need;
 	int err;
 
-	if (!ci->sizes_dirty || na->resident) {
+	if (na->resident) {
 		ci->sizes_dirty = false;
 		return 0;
 	}
+	pthread_mutex_lock(&ci->init_lock);
+	need = ci->sizes_dirty || na->initialized_size != atomic_load(&ci->disk_init);
+	init = na->initialized_size;    /* all of it is written: flushed next */
+	pthread_mutex_unlock(&ci->init_lock);
+	if (!need)
+		return 0;
 	/* The data the new sizes cover must be durable before they are. */
 	err = ntfs_device_flush(ci->cache->vol->dev);
 	if (!err) {
 		pthread_mutex_lock(&ci->init_lock);
 		ci->sizes_dirty = false;
-		err = ntfs_attr_set_sizes(na, ci->i_size, na->initialized_size);
+		size = ci->i_size;
+		if (init > na->initialized_size)
+			init = na->initialized_size;    /* a truncate lowered it */
+		if (init > size)
+			init = size;
+		err = ntfs_attr_set_sizes(na, size, init);
 		if (err)
 			ci->sizes_dirty = true;
+		else
+			atomic_store(&ci->disk_init, init);
 		pthread_mutex_unlock(&ci->init_lock);
 	}
-	if (err) {
+	if (err && err != -ENOMEM) {
 		errseq_set(ci, -err);
 		atomic_fetch_add(&ci->cache->wb_errors, 1);
 		log_error("MFT record %llu: cannot write its sizes: %s",
@@ -385,22 +511,23 @@ int writeback_inode(struct cache_inode *ci, bool sync)
 	return err;
 }
 
-int writeback_inode_locked(struct cache_inode *ci, bool sync)
+/* One pass over the dirty pages.  -ENOMEM only if it could not start. */
+static int writeback_pass(struct cache_inode *ci)
 {
 	struct wb_batch *bt = calloc(1, sizeof(*bt));
 	uint64_t i = 0;
 	int err = 0, first_err = 0;
 
 	if (!bt)
-		return 0;  /* out of memory: the pages stay dirty for a later pass */
+		return -ENOMEM;  /* the pages stay dirty for a later pass */
 	bt->ci = ci;
 	dirty_bitmap_trim(&ci->dirty);
 	while ((i = dirty_bitmap_next(&ci->dirty, i)) != UINT64_MAX) {
 		struct shm_page *p = &ci->pages[i];
 
 		if (!trylock_page(p, ci->cache->owner)) {
-			/* its holder may wait for a page of our batch: send it first */
-			err = wb_submit(bt);
+			/* its holder may wait for a page we hold under writeback */
+			err = wb_flush_batch(bt);
 			if (err && !first_err)
 				first_err = err;
 			lock_page(p, ci->cache->owner);
@@ -414,7 +541,7 @@ int writeback_inode_locked(struct cache_inode *ci, bool sync)
 		}
 		if (page_test(p, PG_writeback)) {
 			unlock_page(p);
-			err = wb_submit(bt);
+			err = wb_flush_batch(bt);
 			if (err && !first_err)
 				first_err = err;
 			wait_on_page_writeback(p);
@@ -425,24 +552,66 @@ int writeback_inode_locked(struct cache_inode *ci, bool sync)
 			first_err = err;
 		i++;
 	}
-	err = wb_submit(bt);
+	err = wb_flush_batch(bt);
 	if (err && !first_err)
 		first_err = err;
 	free(bt);
-	if (sync) {
-		for (i = 0; i < cache_used_pages(ci); i++)
-			wait_on_page_writeback(&ci->pages[i]);
-		err = writeback_sizes(ci);
-		if (!first_err)
+	return first_err;
+}
+
+/* How long a sync keeps retrying pages that writeback re-dirtied for lack
+ * of memory before it reports ENOMEM: about 5 s, backing off to 100 ms. */
+#define SYNC_ENOMEM_TRIES 60
+
+static void sync_backoff(unsigned try)
+{
+	unsigned ms = try < 7 ? 1u << try : 100;
+	struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)ms * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+int writeback_inode_locked(struct cache_inode *ci, bool sync)
+{
+	uint64_t i, before;
+	unsigned try;
+	int err = 0, first_err = 0;
+
+	if (!sync) {
+		err = writeback_pass(ci);
+		return err == -ENOMEM ? 0 : err;
+	}
+	/* A sync covers every page dirty when it began: pages given back for
+	 * lack of memory are written again until they are clean. */
+	for (try = 0;; try++) {
+		before = atomic_load(&ci->wb_enomem);
+		err = writeback_pass(ci);
+		if (err && err != -ENOMEM && !first_err)
 			first_err = err;
-		/* nobody is appending: the room to grow can go (sizes are on disk) */
-		if (!err && ci->trim_pending && !ci->openers && !atomic_load(&ci->state->nr_dirty))
-			cache_trim_allocation(ci);
-		err = ntfs_device_flush(ci->cache->vol->dev);
-		if (err && !first_err) {
-			errseq_set(ci, -err);
-			first_err = err;
+		if (err != -ENOMEM && atomic_load(&ci->wb_enomem) == before)
+			break;
+		if (try == SYNC_ENOMEM_TRIES) {
+			log_error("MFT record %llu: sync gives up: write-back kept running out "
+				  "of memory; its dirty pages stay dirty",
+				  (unsigned long long)ci->mft_no);
+			if (!first_err)
+				first_err = -ENOMEM;
+			break;
 		}
+		sync_backoff(try);
+	}
+	for (i = 0; i < cache_used_pages(ci); i++)
+		wait_on_page_writeback(&ci->pages[i]);
+	err = writeback_sizes(ci);
+	if (!first_err)
+		first_err = err;
+	/* nobody is appending: the room to grow can go (sizes are on disk) */
+	if (!err && ci->trim_pending && !ci->openers && !atomic_load(&ci->state->nr_dirty))
+		cache_trim_allocation(ci);
+	err = ntfs_device_flush(ci->cache->vol->dev);
+	if (err && !first_err) {
+		errseq_set(ci, -err);
+		first_err = err;
 	}
 	return first_err;
 }
