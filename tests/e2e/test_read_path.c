@@ -42,6 +42,8 @@
 #include "ntfsd.pb-c.h"
 #include "oracle.h"
 #include "page.h"
+#include "dirty.h"
+#include "dirty_bitmap.h"
 #include "segment.h"
 
 static struct test_daemon dmn;
@@ -603,6 +605,109 @@ static void killed_client_releases_lock_and_pins(void **state)
 	ntfsc_disconnect(cl);
 }
 
+/* ---- page state a client should never write ---- */
+
+/*
+ * A read-write client marks a page dirty that was never read nor written
+ * through the daemon (not uptodate) and fills the data segment under it
+ * with 0xEE: the daemon must not write those bytes (the cache never held
+ * the file's contents there), sync still succeeds, and the volume keeps
+ * its old bytes, which ntfscat reads after the daemon stops.
+ */
+static void dirty_page_not_uptodate_is_not_written(void **state)
+{
+	char dir[] = "/tmp/ntfsd-rp-XXXXXX", img[64], *src = fixture("vol4k.img"), *out = NULL;
+	char *before, *after;
+	uint8_t *data;
+	size_t blen, alen, outlen;
+	const uint64_t index = 100;
+	Ntfsd__Request rq = NTFSD__REQUEST__INIT;
+	Ntfsd__OpenRequest o = NTFSD__OPEN_REQUEST__INIT;
+	Ntfsd__Reply *r;
+	struct shm_file_header *h;
+	struct shm_page *pages;
+	struct dirty_bitmap b;
+	struct stat ds, ss;
+	int fds[4], nfds = 0, rfd, status, e;
+	char *log;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(img, sizeof(img), "%s/v.img", dir);
+	{
+		const char *argv[] = { "cp", "--sparse=always", src, img, NULL };
+
+		assert_int_equal(oracle_run(argv, NULL, NULL, &status), 0);
+		assert_int_equal(status, 0);
+	}
+	free(src);
+	assert_int_equal(oracle_cat(img, "/big.bin", NULL, &before, &blen), 0);
+	assert_true(blen > (index + 1) * 4096);
+	e = daemon_start(&dmn, ntfsd_bin, img,
+			 (const char *const[]){ "--dirty-expire-ms", "100", NULL });
+	if (e)
+		fail_msg("cannot start ntfsd on %s: %s", img, strerror(-e));
+
+	rfd = raw_connect();
+	raw_hello(rfd);
+	o.path = "/big.bin";
+	o.write = true;
+	rq.id = 2;
+	rq.body_case = NTFSD__REQUEST__BODY_OPEN;
+	rq.open = &o;
+	raw_send(rfd, &rq);
+	r = raw_recv(rfd, fds, &nfds);
+	assert_non_null(r);
+	assert_int_equal(r->error, 0);
+	ntfsd__reply__free_unpacked(r, NULL);
+	assert_int_equal(nfds, 2);
+	assert_int_equal(fstat(fds[0], &ds), 0);
+	assert_int_equal(fstat(fds[1], &ss), 0);
+	data = mmap(NULL, (size_t)ds.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
+	h = mmap(NULL, (size_t)ss.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fds[1], 0);
+	assert_true(data != MAP_FAILED && h != MAP_FAILED);
+	pages = shm_file_pages(h);
+	if (page_test(&pages[index], PG_uptodate))
+		fail_msg("page %llu is uptodate before anyone read it",
+			 (unsigned long long)index);
+	memset(data + index * 4096, 0xEE, 4096);
+	dirty_bitmap_init(&b, h);
+	lock_page(&pages[index], (uint32_t)getpid());
+	set_page_dirty(h, &b, index, page_all_buffers(h->buffers_per_page));
+	unlock_page(&pages[index]);
+
+	/* background write-back (100 ms expiry) and an explicit sync pass over it */
+	sleep_ms(300);
+	assert_int_equal(ntfsctl(&out, &outlen, &status, "sync", (char *)NULL), 0);
+	if (status != 0)
+		fail_msg("ntfsctl sync: exit status %d", status);
+	free(out);
+	munmap(data, (size_t)ds.st_size);
+	munmap(h, (size_t)ss.st_size);
+	close(fds[0]);
+	close(fds[1]);
+	close(rfd);
+	assert_daemon_serves();
+	{
+		const char *argv[] = { "cat", dmn.log, NULL };
+
+		assert_int_equal(oracle_run(argv, &log, NULL, NULL), 0);
+	}
+	if (!daemon_stop(&dmn))
+		fail_msg("ntfsd did not exit cleanly (status 0x%x)", dmn.exit_status);
+	assert_int_equal(oracle_cat(img, "/big.bin", NULL, &after, &alen), 0);
+	assert_int_equal(alen, blen);
+	if (memcmp(before, after, blen))
+		fail_msg("the volume changed: bytes of a page the cache never held were written");
+	if (!log || !strstr(log, "never made uptodate"))
+		fail_msg("the daemon did not log the page it refused to write:\n%s", log ? log : "");
+	free(log);
+	free(before);
+	free(after);
+	unlink(img);
+	rmdir(dir);
+}
+
 /* ---- malformed traffic ---- */
 
 static void send_bytes(int fd, const void *p, size_t n)
@@ -743,6 +848,7 @@ int main(void)
 		cmocka_unit_test_teardown(concurrent_readers_small_cache, teardown_daemon),
 		cmocka_unit_test_teardown(killed_client_releases_lock_and_pins, teardown_daemon),
 		cmocka_unit_test_teardown(malformed_traffic, teardown_daemon),
+		cmocka_unit_test_teardown(dirty_page_not_uptodate_is_not_written, teardown_daemon),
 	};
 
 	if (!daemon_test_env(&ntfsd_bin, &ntfsctl_bin, &fixture_dir))

@@ -11,6 +11,7 @@
  *     ntfsctl's exit status and message, the daemon keeps serving, and once
  *     the disk works again the rewritten data reaches it: ntfscat equals the
  *     model and ntfsfix -n passes.
+ *  1b. A truncate whose record write fails keeps every write, ten times.
  *  2. Out of memory in writepage (NTFSD_FAULT_WRITEPAGE_ENOMEM=3) only
  *     re-dirties: fsync never fails and leaves nothing dirty (it writes the
  *     re-dirtied pages again), for non-resident and resident files alike;
@@ -809,6 +810,81 @@ static void eio_from_failing_device(void **state)
 	passed = true;
 }
 
+/*
+ * 1b. A truncate whose record write fails loses nothing: dirty data past
+ * the new end (and before it) is still in the cache and reaches the disk
+ * with the next fsync once the disk works; the size stays the old one.
+ * Ten rounds on one daemon, each with new data.
+ */
+static void failed_truncate_keeps_writes(void **state)
+{
+	static const char *const args[] = { "--dirty-expire-ms", "600000", NULL };
+	char *img, *out = NULL, *err = NULL;
+	uint8_t *model;
+	size_t len;
+	struct ntfsc_stat st;
+	ntfsc *c;
+	ntfsc_file *f;
+	unsigned round;
+	int e, status;
+
+	(void)state;
+	alarm(150);
+	if (!have_program("nbdkit") || !have_program("nbdfuse") || !have_program("fusermount3"))
+		fail_msg("needs nbdkit (error filter), nbdfuse and fusermount3");
+	img = copy_fixture("vol4k.img");
+	model = cat_image(img, "/big.bin", &len);
+	e = nbd_error_start(&nbd, img);
+	if (e)
+		fail_msg("cannot serve %s through nbdkit + nbdfuse: %s", img, strerror(-e));
+	start_daemon(nbd.file, args);
+	c = connect_daemon();
+	f = ntfsc_open(c, "/big.bin", O_RDWR);
+	if (!f)
+		fail_msg("ntfsc_open(/big.bin, O_RDWR): %s", strerror(errno));
+	for (round = 0; round < 10; round++) {
+		uint64_t cut = len / 2 + round * 12345;
+
+		/* dirty data on both sides of the cut, then the disk fails */
+		write_range(f, model, cut - 7000, 3000, 100 + round);
+		write_range(f, model, cut + 5000, 70000, 200 + round);
+		write_range(f, model, len - 100, 100, 300 + round);
+		assert_int_equal(nbd_error_set(&nbd, true), 0);
+		if (ntfsc_ftruncate(f, (off_t)cut) == 0)
+			fail_msg("round %u: ftruncate to %llu succeeded on a failing disk", round,
+				 (unsigned long long)cut);
+		if (errno != EIO)
+			fail_msg("round %u: ftruncate failed with %s, not EIO", round,
+				 strerror(errno));
+		assert_int_equal(nbd_error_set(&nbd, false), 0);
+		assert_int_equal(ntfsc_fstat(f, &st), 0);
+		if (st.size != len)
+			fail_msg("round %u: the failed truncate left size %llu, not %zu", round,
+				 (unsigned long long)st.size, len);
+		assert_cache_file(f, model, len);
+		expect_fsync(f, "after the failed truncate", 0);
+	}
+	assert_int_equal(ntfsc_close(f), 0);
+	disconnect_daemon(c);
+	stop_daemon_clean(NULL);
+	if (nbd_error_stop(&nbd))
+		fail_msg("unmounting nbdfuse / stopping nbdkit was not clean");
+	assert_image_file(img, "/big.bin", model, len);
+	{
+		const char *argv[] = { "ntfsfix", "-n", img, NULL };
+
+		status = run_tool(argv, NULL, &out, &err);
+		if (status != 0)
+			fail_msg("ntfsfix -n: exit %d\n%s%s", status, out, err);
+		free(out);
+		free(err);
+	}
+	printf("    10 failed truncates, every write kept\n");
+	free(model);
+	free(img);
+	passed = true;
+}
+
 /* ---- 2. out of memory in writeback ---- */
 
 static uint64_t rnd_state = 0x2545F4914F6CDD1Dull;
@@ -1388,6 +1464,7 @@ int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(eio_from_failing_device, setup, teardown),
+		cmocka_unit_test_setup_teardown(failed_truncate_keeps_writes, setup, teardown),
 		cmocka_unit_test_setup_teardown(enomem_is_not_an_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(enomem_at_shutdown_loses_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(throttle_io_threads, setup, teardown),
