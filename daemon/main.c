@@ -608,6 +608,7 @@ int main(int argc, char **argv)
 
 		effective_flusher_config(&o, o.cache_size, &fc);
 		writeback_init_faults();
+		io_init_faults();
 		io_create(vol, o.io && !strcmp(o.io, "threads") ? IO_ENGINE_THREADS : IO_ENGINE_URING,
 			  &cache->io);
 		if (flusher_start(cache, &fc, &flushers)) {

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <liburing.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -260,6 +261,29 @@ static int uring_abandon(struct io *io, struct io_uring *ring, int ret, const st
 	return first ? first : err;
 }
 
+/* Fault injection (tests): NTFSD_FAULT_URING_SUBMIT=N makes every N-th
+ * io_uring submission look refused after the kernel took its writes, the
+ * worst case for uring_abandon(). */
+static _Atomic unsigned long submit_calls;
+static unsigned long submit_fail_every;
+
+void io_init_faults(void)
+{
+	const char *v = getenv("NTFSD_FAULT_URING_SUBMIT");
+
+	if (v && atol(v) > 0) {
+		submit_fail_every = (unsigned long)atol(v);
+		log_warning("fault injection: every %lu-th io_uring submission fails",
+			    submit_fail_every);
+	}
+}
+
+static bool uring_inject_fail(void)
+{
+	return submit_fail_every &&
+	       (atomic_fetch_add(&submit_calls, 1) + 1) % submit_fail_every == 0;
+}
+
 static int write_uring(struct io *io, const struct dev_write *w, unsigned n, int *ext_err)
 {
 	struct io_uring *ring = thread_ring(io);
@@ -290,6 +314,8 @@ static int write_uring(struct io *io, const struct dev_write *w, unsigned n, int
 			inflight++;
 		}
 		ret = io_uring_submit_and_wait(ring, 1);
+		if (ret >= 0 && uring_inject_fail())
+			ret = -EBUSY;
 		if (ret < 0 && ret != -EINTR) {
 			e = uring_abandon(io, ring, ret, w, n, inflight, done, ext_err);
 			free(done);

@@ -33,6 +33,8 @@ struct io;
  * threads with a logged reason.  Never fails for lack of io_uring. */
 int io_create(struct ntfs_volume *vol, enum io_engine want, struct io **out);
 void io_destroy(struct io *io);
+/* Read the fault-injection setting of the environment (tests). */
+void io_init_faults(void);
 const char *io_engine_name(const struct io *io);
 /* Write the extents of na.  map_lock (may be NULL when the caller holds it
  * already) is read-locked while the extents are mapped through na's
