@@ -190,6 +190,9 @@ static int writepage_resident(struct cache_inode *ci, uint64_t index, uint32_t b
 
 struct wb_batch {
 	struct cache_inode *ci;
+	bool crossing;                  /* the batch is one run of pages from
+					 * initialized_size on: it rises over
+					 * them when they are written */
 	unsigned n, nsized;
 	uint64_t index[WB_BATCH_PAGES];
 	uint32_t bufs[WB_BATCH_PAGES];
@@ -283,8 +286,33 @@ static int wb_written(struct wb_batch *bt, uint64_t index, uint32_t bufs, uint64
 	return err;
 }
 
+/* The bytes below limit are on the device (written, zeroes before them):
+ * initialized_size may cover them. */
+static void raise_initialized_size(struct cache_inode *ci, uint64_t limit)
+{
+	pthread_mutex_lock(&ci->init_lock);
+	if (limit > ci->data->initialized_size) {
+		ci->data->initialized_size = limit;
+		ci->sizes_dirty = true;
+	}
+	pthread_mutex_unlock(&ci->init_lock);
+}
+
+static void redirty_after_failed_run(struct cache_inode *ci, uint64_t index, uint32_t bufs)
+{
+	struct shm_page *p = &ci->pages[index];
+
+	lock_page(p, ci->cache->owner);
+	set_page_dirty(ci->state, &ci->dirty, index, bufs);
+	unlock_page(p);
+	atomic_fetch_sub(&ci->cache->header->counters.writeback_pages, 1);
+	end_page_writeback(p);
+}
+
 /* Submit the batch and end (or hand to the sized list) its pages; an error
- * fails only the pages whose own writes failed. */
+ * fails only the pages whose own writes failed (in a run past
+ * initialized_size, the pages after a failed one are written again later,
+ * after zeroes over it). */
 static int wb_submit(struct wb_batch *bt)
 {
 	struct cache_inode *ci = bt->ci;
@@ -304,6 +332,7 @@ static int wb_submit(struct wb_batch *bt)
 		for (i = 0; i < bt->n; i++)
 			wb_end_page(ci, bt->index[i], bt->bufs[i], -ENOMEM);
 		bt->n = 0;
+		bt->crossing = false;
 		return 0;
 	}
 	for (i = 0; i < bt->n; i++) {
@@ -317,17 +346,26 @@ static int wb_submit(struct wb_batch *bt)
 			if (ext_err[k + e] && !err)
 				err = ext_err[k + e];
 		k += bt->next[i];
+		if (!err && bt->crossing && first_err) {
+			/* written, but past a page of the run that failed:
+			 * initialized_size cannot cover it, write it again */
+			redirty_after_failed_run(ci, bt->index[i], bt->bufs[i]);
+			continue;
+		}
+		if (!err && bt->crossing)
+			raise_initialized_size(ci, bt->limit[i]);
 		if (err)
 			wb_end_page(ci, bt->index[i], bt->bufs[i], err);
 		else
 			err = wb_written(bt, bt->index[i], bt->bufs[i], bt->limit[i]);
-		if (err && err != -ENOMEM && !first_err)
+		if (err && !first_err)
 			first_err = err;
 	}
 	free(ext);
 	free(ext_err);
 	bt->n = 0;
-	return first_err;
+	bt->crossing = false;
+	return first_err == -ENOMEM ? 0 : first_err;
 }
 
 /* Everything queued goes out: the batch, then the sized list. */
@@ -349,10 +387,13 @@ static void warn_not_uptodate(struct cache_inode *ci, uint64_t index)
 }
 
 /*
- * Page locked; returns with it unlocked.  Pages that need plain buffer
- * I/O join the batch (submitted when full or by the caller); pages that
- * need none, resident pages and pages crossing initialized_size are done
- * here, the last after submitting what the batch holds, in order.
+ * Page locked; returns with it unlocked.  Pages that need buffer I/O join
+ * the batch (submitted when full or by the caller); pages that need none
+ * and resident pages are done here.  A page past initialized_size starts a
+ * run (the batch is submitted first, zeroes go to the disk up to the page)
+ * unless it continues the run the batch holds: initialized_size rises over
+ * the run's pages as they are written, so appends are written in large
+ * batches too.
  */
 static int writepage_batch(struct cache_inode *ci, uint64_t index, struct wb_batch *bt)
 {
@@ -362,7 +403,7 @@ static int writepage_batch(struct cache_inode *ci, uint64_t index, struct wb_bat
 	uint64_t pos = index << NTFSD_PAGE_SHIFT, i_size = ci->i_size, page_end, limit;
 	bool crosses_init = false;
 	uint32_t b;
-	int err = 0, berr;
+	int err = 0, berr = 0;
 
 	if (pos >= i_size) {
 		/* Wholly past i_size (truncate raced us): discard, not an error. */
@@ -416,43 +457,34 @@ static int writepage_batch(struct cache_inode *ci, uint64_t index, struct wb_bat
 	atomic_fetch_add(&c->header->counters.writeback_pages, 1);
 	unlock_page(p);
 
-	if (!crosses_init) {
-		bt->index[bt->n] = index;
-		bt->bufs[bt->n] = bufs;
-		bt->limit[bt->n] = limit;
-		if (++bt->n == WB_BATCH_PAGES)
-			return wb_submit(bt);
-		return 0;
+	if (crosses_init && !(bt->crossing && bt->n && bt->index[bt->n - 1] + 1 == index &&
+			      bt->limit[bt->n - 1] == pos)) {
+		/* A new run past initialized_size: what the batch holds goes
+		 * out first, then zeroes up to this page, then the run. */
+		berr = wb_submit(bt);
+		pthread_mutex_lock(&ci->init_lock);
+		pthread_rwlock_rdlock(&ci->rl_lock);
+		if (pos > ci->data->initialized_size)
+			err = write_zeroes(ci, ci->data->initialized_size, pos);
+		pthread_rwlock_unlock(&ci->rl_lock);
+		if (!err && pos > ci->data->initialized_size) {
+			ci->data->initialized_size = pos;       /* zeroes up to here */
+			ci->sizes_dirty = true;
+		}
+		pthread_mutex_unlock(&ci->init_lock);
+		if (err) {
+			wb_end_page(ci, index, bufs, err);
+			return err == -ENOMEM ? berr : err;
+		}
+		bt->crossing = true;
+	} else if (!crosses_init && bt->crossing) {
+		berr = wb_submit(bt);
 	}
-	/* Past initialized_size: everything before it goes out first. */
-	berr = wb_submit(bt);
-	pthread_mutex_lock(&ci->init_lock);
-	pthread_rwlock_rdlock(&ci->rl_lock);
-	if (pos > ci->data->initialized_size)
-		err = write_zeroes(ci, ci->data->initialized_size, pos);
-	if (!err) {
-		struct io_extent ext[NTFSD_MAX_BUFFERS_PER_PAGE];
-		unsigned n;
-
-		if (wb_inject_enomem())
-			err = -ENOMEM;  /* stands for this write's allocations */
-		n = err ? 0 : page_extents(ci, index, bufs, limit, ext);
-		if (n)
-			err = io_write_extents(c->io, ci->data, ext, n, NULL, NULL);
-	}
-	pthread_rwlock_unlock(&ci->rl_lock);
-	if (!err && limit > ci->data->initialized_size) {
-		ci->data->initialized_size = limit;
-		ci->sizes_dirty = true;
-	}
-	pthread_mutex_unlock(&ci->init_lock);
-	if (err) {
-		wb_end_page(ci, index, bufs, err);
-		if (err == -ENOMEM)
-			err = 0;
-	} else {
-		err = wb_written(bt, index, bufs, limit);
-	}
+	bt->index[bt->n] = index;
+	bt->bufs[bt->n] = bufs;
+	bt->limit[bt->n] = limit;
+	if (++bt->n == WB_BATCH_PAGES)
+		err = wb_submit(bt);
 	return err ? err : berr;
 }
 
