@@ -3,11 +3,14 @@
  *
  * Invariants: every option has one key, usable both as --KEY on the command
  * line and as "KEY = VALUE" in the --config file; the command line wins.
+ * The client limits (limit_keys) have one table for parsing, range checks
+ * and defaults; SIGHUP applies them, like the dirty thresholds, at once.
  * Bad usage exits 2 with a message, a volume or socket that cannot be
  * served exits 1 with the path and the reason, a clean shutdown exits 0.
  */
 #include <errno.h>
 #include <getopt.h>
+#include <stddef.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -44,7 +47,33 @@ struct options {
 	uint64_t cache_size;
 	char *config;
 	int log_level;
+	/* client limits (server_limits); 0: not given */
+	uint64_t max_conn_inflight, max_inflight, max_conn_handles, max_conn_replies;
+	uint64_t max_conn_reply_bytes;
 };
+
+/* The client limits: their keys, where struct options keeps them, their
+ * defaults and the values they may take. */
+struct limit_key {
+	const char *key;
+	size_t offset;          /* of a uint64_t in struct options */
+	bool bytes;             /* a size (K, M, G suffixes) or a plain count */
+	uint64_t dflt, min, max;
+};
+
+static const struct limit_key limit_keys[] = {
+	{ "max-conn-inflight", offsetof(struct options, max_conn_inflight), true,
+	  SERVER_DEFAULT_CONN_INFLIGHT, SERVER_MIN_CONN_INFLIGHT, 1ull << 30 },
+	{ "max-inflight", offsetof(struct options, max_inflight), true,
+	  SERVER_DEFAULT_INFLIGHT, SERVER_MIN_CONN_INFLIGHT, 1ull << 40 },
+	{ "max-conn-handles", offsetof(struct options, max_conn_handles), false,
+	  SERVER_DEFAULT_CONN_HANDLES, 1, 1000000 },
+	{ "max-conn-replies", offsetof(struct options, max_conn_replies), false,
+	  SERVER_DEFAULT_CONN_REPLIES, 1, 1000000 },
+	{ "max-conn-reply-bytes", offsetof(struct options, max_conn_reply_bytes), true,
+	  SERVER_DEFAULT_CONN_REPLY_BYTES, 4096, 1ull << 30 },
+};
+#define NR_LIMIT_KEYS (sizeof(limit_keys) / sizeof(limit_keys[0]))
 
 static void usage(FILE *f)
 {
@@ -76,6 +105,19 @@ static void usage(FILE *f)
 		"                          --fd-store-dir), none, or auto (default: systemd\n"
 		"                          when it announces a store, else keeper)\n"
 		"      --fd-store-dir DIR  the keeper's socket directory (default /dev/shm)\n"
+		"Limits on what one client can make the daemon hold (over a limit the\n"
+		"connection is dropped and a warning names the client and the limit):\n"
+		"      --max-conn-inflight BYTES  requests received and not yet processed,\n"
+		"                          per connection; a larger request frame is refused\n"
+		"                          (64K..1G, default 1M)\n"
+		"      --max-inflight BYTES  the same over all connections; past it the\n"
+		"                          connection holding the most is dropped (default 64M)\n"
+		"      --max-conn-handles N  open files per connection; past it an open fails\n"
+		"                          with EMFILE and the connection stays (default 4096)\n"
+		"      --max-conn-replies N  replies queued because the client does not read\n"
+		"                          them, per connection (default 64)\n"
+		"      --max-conn-reply-bytes BYTES  their bytes; a single reply may be larger\n"
+		"                          (default 4M)\n"
 		"  -h, --help              show this help and exit\n"
 		"  -V, --version           show the version and exit\n\n"
 		"Exit status: 0 after a clean shutdown (SIGTERM or SIGINT), 1 when the volume\n"
@@ -118,6 +160,54 @@ static bool parse_bool(const char *s, bool *out)
 	else
 		return false;
 	return true;
+}
+
+static const struct limit_key *limit_key_find(const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < NR_LIMIT_KEYS; i++)
+		if (!strcmp(limit_keys[i].key, key))
+			return &limit_keys[i];
+	return NULL;
+}
+
+static uint64_t *limit_slot(struct options *o, const struct limit_key *k)
+{
+	return (uint64_t *)((char *)o + k->offset);
+}
+
+/* What o asks for limit k, or its default. */
+static uint64_t limit_value(const struct options *o, const struct limit_key *k)
+{
+	uint64_t v = *limit_slot((struct options *)o, k);
+
+	return v ? v : k->dflt;
+}
+
+static int apply_limit(struct options *o, const struct limit_key *k, const char *val,
+		       bool from_file, const char *where)
+{
+	uint64_t v, *dst = limit_slot(o, k);
+	char *end;
+	int bad;
+
+	if (k->bytes) {
+		bad = parse_size(val, &v);
+	} else {
+		errno = 0;
+		v = strtoull(val, &end, 10);
+		bad = errno || end == val || *end || *val == '-';
+	}
+	if (bad || v < k->min || v > k->max) {
+		fprintf(stderr, "ntfsd: %s: %s must be %s from %llu to %llu, not \"%s\"\n", where,
+			k->key, k->bytes ? "a size in bytes" : "a number", (unsigned long long)k->min,
+			(unsigned long long)k->max, val);
+		return -1;
+	}
+	if (!from_file || !*dst)
+		*dst = v;
+	return 0;
 }
 
 /* Apply one setting; from_file settings never override the command line. */
@@ -216,6 +306,8 @@ static int apply_setting(struct options *o, const char *key, const char *val, bo
 			free(o->fd_store_dir);
 			o->fd_store_dir = strdup(val);
 		}
+	} else if (limit_key_find(key)) {
+		return apply_limit(o, limit_key_find(key), val, from_file, where);
 	} else {
 		fprintf(stderr, "ntfsd: %s: unknown setting \"%s\"\n", where, key);
 		return -1;
@@ -284,6 +376,11 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "io", required_argument, NULL, 5 },
 		{ "fd-store", required_argument, NULL, 6 },
 		{ "fd-store-dir", required_argument, NULL, 7 },
+		{ "max-conn-inflight", required_argument, NULL, 8 },
+		{ "max-inflight", required_argument, NULL, 9 },
+		{ "max-conn-handles", required_argument, NULL, 10 },
+		{ "max-conn-replies", required_argument, NULL, 11 },
+		{ "max-conn-reply-bytes", required_argument, NULL, 12 },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -315,10 +412,14 @@ static int parse_args(int argc, char **argv, struct options *o)
 			if (apply_setting(o, "log-level", optarg, false, "--log-level"))
 				return 2;
 			break;
-		case 1: case 2: case 3: case 4: case 5: case 6: case 7: {
+		case 1: case 2: case 3: case 4: case 5: case 6: case 7:
+		case 8: case 9: case 10: case 11: case 12: {
 			static const char *const keys[] = { NULL, "flushers", "dirty-background",
 							    "dirty-limit", "dirty-expire-ms", "io",
-							    "fd-store", "fd-store-dir" };
+							    "fd-store", "fd-store-dir",
+							    "max-conn-inflight", "max-inflight",
+							    "max-conn-handles", "max-conn-replies",
+							    "max-conn-reply-bytes" };
 
 			if (apply_setting(o, keys[opt], optarg, false, keys[opt]))
 				return 2;
@@ -377,6 +478,16 @@ static void effective_flusher_config(const struct options *o, uint64_t cache_siz
 		fc->dirty_background = fc->dirty_limit;
 }
 
+/* The client limits o asks for, with their defaults. */
+static void effective_limits(const struct options *o, struct server_limits *l)
+{
+	l->conn_inflight = limit_value(o, limit_key_find("max-conn-inflight"));
+	l->inflight = limit_value(o, limit_key_find("max-inflight"));
+	l->conn_handles = (unsigned)limit_value(o, limit_key_find("max-conn-handles"));
+	l->conn_replies = (unsigned)limit_value(o, limit_key_find("max-conn-replies"));
+	l->conn_reply_bytes = limit_value(o, limit_key_find("max-conn-reply-bytes"));
+}
+
 /* What SIGHUP needs: the command line to parse again, and what is running. */
 struct reload_ctx {
 	int argc;
@@ -384,8 +495,36 @@ struct reload_ctx {
 	const struct options *cur;      /* as started (socket and cache-size defaulted) */
 	struct flusher_pool *flushers;  /* NULL on a read-only volume */
 	struct flusher_config fc;       /* in force */
+	struct server_limits *limits;   /* in force; the server reads them live */
 	int default_log_level;
 };
+
+static unsigned log_limit_change(const char *key, uint64_t old, uint64_t new)
+{
+	if (old == new)
+		return 0;
+	log_notice("SIGHUP: %s %llu -> %llu", key, (unsigned long long)old,
+		   (unsigned long long)new);
+	return 1;
+}
+
+/* SIGHUP: the client limits from n take effect at once (on the loop
+ * thread, where the server reads them); returns how many changed. */
+static unsigned reload_limits(struct reload_ctx *r, const struct options *n)
+{
+	struct server_limits nl, *l = r->limits;
+	unsigned changes = 0;
+
+	effective_limits(n, &nl);
+	changes += log_limit_change("max-conn-inflight", l->conn_inflight, nl.conn_inflight);
+	changes += log_limit_change("max-inflight", l->inflight, nl.inflight);
+	changes += log_limit_change("max-conn-handles", l->conn_handles, nl.conn_handles);
+	changes += log_limit_change("max-conn-replies", l->conn_replies, nl.conn_replies);
+	changes += log_limit_change("max-conn-reply-bytes", l->conn_reply_bytes,
+				    nl.conn_reply_bytes);
+	*l = nl;
+	return changes;
+}
 
 static bool str_differs(const char *a, const char *b, const char *dflt)
 {
@@ -456,6 +595,8 @@ static void reload_config(void *arg)
 			flusher_set_config(r->flushers, &fc);
 		r->fc = fc;
 	}
+
+	changes += reload_limits(r, &n);
 
 	/* the rest is fixed while the daemon runs */
 	{
@@ -549,7 +690,8 @@ int main(int argc, char **argv)
 	struct ntfs_volume *vol = NULL;
 	struct cache *cache = NULL;
 	struct flusher_pool *flushers = NULL;
-	struct reload_ctx reload = { .argc = argc, .argv = argv, .cur = &o };
+	struct server_limits limits;
+	struct reload_ctx reload = { .argc = argc, .argv = argv, .cur = &o, .limits = &limits };
 	char activated_path[sizeof(((struct sockaddr_un *)0)->sun_path) + 1];
 	struct fdstore_entry *segs = NULL;
 	struct fdstore *store = NULL;
@@ -637,6 +779,8 @@ int main(int argc, char **argv)
 	sc.read_only = o.read_only;
 	sc.reload = reload_config;
 	sc.reload_arg = &reload;
+	effective_limits(&o, &limits);
+	sc.limits = &limits;
 	rc = server_run(&sc, vol, cache);
 	flusher_stop(flushers);
 	if (cache && flushers)

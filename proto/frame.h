@@ -5,7 +5,8 @@
  * (1..NTFSD_MAX_FRAME); file descriptors ride on the first byte of a frame
  * (SCM_RIGHTS), at most NTFSD_MAX_FRAME_FDS of them.  These blocking helpers
  * serve libntfsc; the daemon does its own non-blocking reads with the same
- * limits.
+ * limits, and refuses a request frame longer than its max-conn-inflight
+ * setting (1 MiB by default) allows.
  */
 #ifndef NTFSD_PROTO_FRAME_H
 #define NTFSD_PROTO_FRAME_H

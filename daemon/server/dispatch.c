@@ -31,6 +31,7 @@
 #include "memstats.h"
 #include "ntfsd.pb-c.h"
 #include "page.h"
+#include "server.h"
 #include "unistr.h"
 #include "volume.h"
 #include "writeback.h"
@@ -104,7 +105,7 @@ static void send_reply(struct conn *cn, Ntfsd__Reply *r, const int *fds, int nfd
 		return;
 	}
 	ntfsd__reply__pack(r, buf);
-	if (conn_send(cn, buf, len ? len : 1, fds, nfds))
+	if (conn_send(cn, buf, len ? len : 1, fds, nfds) == -ENOMEM)
 		conn_shutdown(cn, "out of memory");
 	free(buf);
 }
@@ -308,6 +309,27 @@ static void do_hello(struct work *w)
 }
 
 /* ---- open / close ---- */
+
+/* An open the connection has no room for: EMFILE, as open(2) past
+ * RLIMIT_NOFILE; logged once per connection, as a client that ignores
+ * the refusal could repeat it without end.  True when refused. */
+static bool open_over_limit(struct work *w)
+{
+	struct conn *cn = w->cn;
+	unsigned max = cn->srv->limits->conn_handles;
+
+	if (cn->nr_handles < max)
+		return false;
+	if (!cn->handles_warned) {
+		log_warning("client pid %d uid %u: over the max-conn-handles limit of %u (an open "
+			    "of %s with %u handles open): refused with EMFILE", (int)cn->pid,
+			    (unsigned)cn->uid, max, w->rq->open->path, cn->nr_handles);
+		cn->handles_warned = true;
+	}
+	work_fail(w, EMFILE, "%s: this connection already has %u files open, this daemon's "
+		  "max-conn-handles limit", w->rq->open->path, cn->nr_handles);
+	return true;
+}
 
 static void run_open(struct work *w)
 {
@@ -851,6 +873,8 @@ static bool route(struct work *w)
 			work_fail(w, EROFS, "%s: the volume is served read-only", rq->open->path);
 			return false;
 		}
+		if (open_over_limit(w))
+			return false;
 		w->run = run_open;
 		w->done = done_open;
 		return true;

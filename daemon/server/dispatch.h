@@ -6,7 +6,9 @@
  * array counts the page pins this handle took, so releasing a handle drops
  * exactly those.  Request bodies that do disk I/O run on the thread pool
  * with conn->busy set; nothing else touches that connection's handles
- * meanwhile.
+ * meanwhile.  An open is refused with EMFILE (before it touches the disk)
+ * while the connection holds limits->conn_handles handles, so nr_handles
+ * never exceeds the limit in force when each open was routed.
  */
 #ifndef NTFSD_DISPATCH_H
 #define NTFSD_DISPATCH_H
@@ -21,6 +23,7 @@ struct cache;
 struct cache_inode;
 struct ntfs_volume;
 struct outmsg;
+struct server_limits;
 
 struct server {
 	uv_loop_t *loop;
@@ -37,6 +40,8 @@ struct server {
 	struct flusher_pool *flushers;
 	unsigned nr_flushers;
 	uv_timer_t stats_timer;
+	const struct server_limits *limits;
+	uint64_t inflight;              /* sum of every connection's in_charged */
 };
 
 struct handle {
@@ -65,11 +70,15 @@ struct conn {
 	bool busy;                      /* a request runs on the thread pool */
 	bool closing;
 	bool poll_closed;
-	bool close_after_flush;
 	bool processing;                /* inside conn_process() */
-	uint8_t *in;
+	bool handles_warned;            /* max-conn-handles already logged */
+	uint8_t *in;                    /* received, not yet dispatched; NULL when empty */
 	size_t in_len, in_cap;
+	size_t in_running;              /* frame length of the request running */
+	uint64_t in_charged;            /* in_cap + in_running, counted in srv->inflight */
 	struct outmsg *out;
+	unsigned out_count;             /* replies queued, not yet wholly sent */
+	size_t out_bytes;               /* their unsent bytes */
 	struct handle *handles;
 	unsigned nr_handles;
 };

@@ -7,6 +7,23 @@
  * buffer), and queues replies, with the file descriptors they carry, until
  * the socket takes them.  A connection is freed only when no request of
  * its is running.
+ *
+ * Resources (server_limits):
+ *  - cn->in holds only bytes received and not yet dispatched, is freed
+ *    whenever it empties, and never grows past limits->conn_inflight; a
+ *    frame whose announced length does not fit is refused (EMSGSIZE) and
+ *    the connection dropped before more of it is read.
+ *  - cn->in_charged == cn->in_cap + cn->in_running, and srv->inflight is
+ *    the sum of in_charged over every connection not yet freed; a buffer
+ *    grows only once srv->inflight stays within limits->inflight, dropping
+ *    the live connection charged the most (the grower on a tie) until it
+ *    does.
+ *  - A reply is first offered to the socket; only what the socket refuses
+ *    stays queued, counted in out_count and out_bytes.  More than
+ *    limits->conn_replies queued, or more than limits->conn_reply_bytes
+ *    with more than one queued, drops the connection.
+ *  - A connection being dropped gives back its input and queued replies
+ *    (and their fds) at once, not when it is freed.
  */
 #include "server.h"
 
@@ -34,11 +51,19 @@
 
 #define CONN_READ_CHUNK 65536
 
+static const struct server_limits server_default_limits = {
+	.conn_inflight = SERVER_DEFAULT_CONN_INFLIGHT,
+	.inflight = SERVER_DEFAULT_INFLIGHT,
+	.conn_handles = SERVER_DEFAULT_CONN_HANDLES,
+	.conn_replies = SERVER_DEFAULT_CONN_REPLIES,
+	.conn_reply_bytes = SERVER_DEFAULT_CONN_REPLY_BYTES,
+};
+
 static void conn_maybe_free(struct conn *cn);
 static void conn_process(struct conn *cn);
 static void conn_update_poll(struct conn *cn);
 
-/* ---- output ---- */
+/* ---- the reply queue ---- */
 
 struct outmsg {
 	struct outmsg *next;
@@ -58,32 +83,16 @@ static void outmsg_free(struct outmsg *m)
 	free(m);
 }
 
-/* Queue a frame; takes ownership of fds (closed once sent or dropped). */
-int conn_send(struct conn *cn, const uint8_t *payload, size_t len, const int *fds, int nfds)
+static void conn_out_free(struct conn *cn)
 {
-	struct outmsg *m = calloc(1, sizeof(*m)), **pp;
-	int i;
+	struct outmsg *m;
 
-	if (!m || !(m->data = malloc(len + 4))) {
-		free(m);
-		for (i = 0; i < nfds; i++)
-			close(fds[i]);
-		return -ENOMEM;
+	while ((m = cn->out)) {
+		cn->out = m->next;
+		outmsg_free(m);
 	}
-	m->data[0] = (uint8_t)len;
-	m->data[1] = (uint8_t)(len >> 8);
-	m->data[2] = (uint8_t)(len >> 16);
-	m->data[3] = (uint8_t)(len >> 24);
-	memcpy(m->data + 4, payload, len);
-	m->len = len + 4;
-	for (i = 0; i < nfds; i++)
-		m->fds[i] = fds[i];
-	m->nfds = nfds;
-	for (pp = &cn->out; *pp; pp = &(*pp)->next)
-		;
-	*pp = m;
-	conn_update_poll(cn);
-	return 0;
+	cn->out_count = 0;
+	cn->out_bytes = 0;
 }
 
 static int conn_flush(struct conn *cn)
@@ -127,12 +136,219 @@ static int conn_flush(struct conn *cn)
 			m->nfds = 0;
 		}
 		m->off += (size_t)n;
+		cn->out_bytes -= (size_t)n;
 		if (m->off == m->len) {
 			cn->out = m->next;
+			cn->out_count--;
 			outmsg_free(m);
 		}
 	}
 	return 0;
+}
+
+/* ---- limits ---- */
+
+static void conn_log_limit(const struct conn *cn, const char *key, uint64_t value,
+			   const char *unit, const char *detail, const char *action)
+{
+	log_warning("client pid %d uid %u: over the %s limit of %llu%s (%s): %s", (int)cn->pid,
+		    (unsigned)cn->uid, key, (unsigned long long)value, unit, detail, action);
+}
+
+/* cn went over the limit key: say so and drop it. */
+static void conn_drop_over(struct conn *cn, const char *key, uint64_t value, const char *unit,
+			   const char *detail)
+{
+	char why[64];
+
+	conn_log_limit(cn, key, value, unit, detail, "disconnecting");
+	snprintf(why, sizeof(why), "over the %s limit", key);
+	conn_shutdown(cn, why);
+}
+
+/* Keep cn->in_charged, and the server's total, equal to what cn holds. */
+static void conn_recharge(struct conn *cn)
+{
+	uint64_t now = cn->in_cap + cn->in_running;
+
+	cn->srv->inflight = cn->srv->inflight - cn->in_charged + now;
+	cn->in_charged = now;
+}
+
+static void conn_set_running(struct conn *cn, size_t len)
+{
+	cn->in_running = len;
+	conn_recharge(cn);
+}
+
+/* Drop queued replies past the limits; a lone reply always may wait. */
+static void conn_check_replies(struct conn *cn)
+{
+	const struct server_limits *lim = cn->srv->limits;
+	char detail[96];
+
+	if (cn->out_count <= 1)
+		return;
+	if (cn->out_count > lim->conn_replies) {
+		snprintf(detail, sizeof(detail), "%u replies queued that it does not read",
+			 cn->out_count);
+		conn_drop_over(cn, "max-conn-replies", lim->conn_replies, "", detail);
+	} else if (cn->out_bytes > lim->conn_reply_bytes) {
+		snprintf(detail, sizeof(detail), "%zu bytes of replies queued that it does not read",
+			 cn->out_bytes);
+		conn_drop_over(cn, "max-conn-reply-bytes", lim->conn_reply_bytes, " bytes", detail);
+	}
+}
+
+/*
+ * Make room under the total for cn to be charged extra more bytes: drop
+ * the live connection charged the most (counting extra for cn, which loses
+ * ties) until it fits.  0, or -ENOBUFS when cn itself was dropped.
+ */
+static int server_make_room(struct server *srv, struct conn *cn, uint64_t extra)
+{
+	const struct server_limits *lim = srv->limits;
+
+	while (srv->inflight + extra > lim->inflight) {
+		struct conn *big = cn, *o;
+		uint64_t most = cn->in_charged + extra;
+		char detail[128];
+
+		for (o = srv->conns; o; o = o->next)
+			if (o != cn && o->in_charged > most) {
+				big = o;
+				most = o->in_charged;
+			}
+		snprintf(detail, sizeof(detail), "clients' unprocessed requests would take %llu "
+			 "bytes, %llu of them this client's", (unsigned long long)(srv->inflight + extra),
+			 (unsigned long long)most);
+		conn_drop_over(big, "max-inflight", lim->inflight, " bytes", detail);
+		if (big == cn)
+			return -ENOBUFS;
+	}
+	return 0;
+}
+
+/* ---- sending ---- */
+
+/*
+ * Queue a frame and offer it to the socket at once; takes ownership of fds
+ * (closed once sent or dropped).  A reply that leaves the connection over
+ * a limit, or a send error, drops the connection; 0 then too (the reply is
+ * dealt with).  -ENOMEM when it could not be queued.
+ */
+int conn_send(struct conn *cn, const uint8_t *payload, size_t len, const int *fds, int nfds)
+{
+	struct outmsg *m, **pp;
+	int i, err;
+
+	if (cn->closing) {
+		for (i = 0; i < nfds; i++)
+			close(fds[i]);
+		return 0;
+	}
+	m = calloc(1, sizeof(*m));
+	if (!m || !(m->data = malloc(len + 4))) {
+		free(m);
+		for (i = 0; i < nfds; i++)
+			close(fds[i]);
+		return -ENOMEM;
+	}
+	m->data[0] = (uint8_t)len;
+	m->data[1] = (uint8_t)(len >> 8);
+	m->data[2] = (uint8_t)(len >> 16);
+	m->data[3] = (uint8_t)(len >> 24);
+	memcpy(m->data + 4, payload, len);
+	m->len = len + 4;
+	for (i = 0; i < nfds; i++)
+		m->fds[i] = fds[i];
+	m->nfds = nfds;
+	for (pp = &cn->out; *pp; pp = &(*pp)->next)
+		;
+	*pp = m;
+	cn->out_count++;
+	cn->out_bytes += m->len;
+	err = conn_flush(cn);
+	if (err) {
+		conn_shutdown(cn, strerror(-err));
+		return 0;
+	}
+	conn_check_replies(cn);
+	conn_update_poll(cn);
+	return 0;
+}
+
+/* ---- input ---- */
+
+static void conn_in_free(struct conn *cn)
+{
+	free(cn->in);
+	cn->in = NULL;
+	cn->in_len = cn->in_cap = 0;
+	conn_recharge(cn);
+}
+
+/*
+ * Append n received bytes to cn's input, growing the buffer (doubling, at
+ * most to the per-connection limit, exactly what is needed when the total
+ * is tight) once the total has room.  0, -ENOMEM, or -ENOBUFS when cn was
+ * dropped for the total.
+ */
+static int conn_in_append(struct conn *cn, const uint8_t *p, size_t n)
+{
+	struct server *srv = cn->srv;
+	size_t need = cn->in_len + n, cap = cn->in_cap;
+
+	if (need > cap) {
+		uint8_t *in;
+		int err;
+
+		cap = cap * 2 > need ? cap * 2 : need;
+		if (cap > srv->limits->conn_inflight)
+			cap = need > srv->limits->conn_inflight ? need : srv->limits->conn_inflight;
+		if (srv->inflight - cn->in_cap + cap > srv->limits->inflight)
+			cap = need;
+		err = server_make_room(srv, cn, cap - cn->in_cap);
+		if (err)
+			return err;
+		in = realloc(cn->in, cap);
+		if (!in)
+			return -ENOMEM;
+		cn->in = in;
+		cn->in_cap = cap;
+		conn_recharge(cn);
+	}
+	memcpy(cn->in + cn->in_len, p, n);
+	cn->in_len = need;
+	return 0;
+}
+
+/* Take n bytes off the front of cn's input. */
+static void conn_in_consume(struct conn *cn, size_t n)
+{
+	memmove(cn->in, cn->in + n, cn->in_len - n);
+	cn->in_len -= n;
+	if (!cn->in_len)
+		conn_in_free(cn);
+}
+
+static uint32_t conn_in_frame_len(const struct conn *cn)
+{
+	return (uint32_t)cn->in[0] | (uint32_t)cn->in[1] << 8 | (uint32_t)cn->in[2] << 16 |
+	       (uint32_t)cn->in[3] << 24;
+}
+
+/* Is there something for conn_process to do: a whole frame, or a length
+ * it refuses? */
+static bool conn_in_ready(const struct conn *cn)
+{
+	uint32_t len;
+
+	if (cn->in_len < 4)
+		return false;
+	len = conn_in_frame_len(cn);
+	return len == 0 || len > NTFSD_MAX_FRAME ||
+	       (uint64_t)len + 4 > cn->srv->limits->conn_inflight || cn->in_len >= (size_t)len + 4;
 }
 
 /* ---- connection lifetime ---- */
@@ -163,25 +379,22 @@ void conn_shutdown(struct conn *cn, const char *why)
 	atomic_fetch_sub(&srv->cache->header->counters.clients, 1);
 	uv_poll_stop(&cn->poll);
 	uv_close((uv_handle_t *)&cn->poll, conn_poll_closed);
+	/* nothing will read these: give them back now, not once cn is freed */
+	conn_in_free(cn);
+	conn_out_free(cn);
 }
 
 static void conn_maybe_free(struct conn *cn)
 {
-	struct outmsg *m;
-
 	if (!cn->closing || cn->busy || !cn->poll_closed)
 		return;
 	dispatch_release_conn(cn);
-	while ((m = cn->out)) {
-		cn->out = m->next;
-		outmsg_free(m);
-	}
+	conn_out_free(cn);
+	conn_set_running(cn, 0);
 	close(cn->fd);
 	free(cn->in);
 	free(cn);
 }
-
-/* ---- input ---- */
 
 static void conn_update_poll(struct conn *cn)
 {
@@ -189,7 +402,7 @@ static void conn_update_poll(struct conn *cn)
 
 	if (cn->closing)
 		return;
-	if (!cn->busy && !cn->close_after_flush)
+	if (!cn->busy)
 		events |= UV_READABLE;
 	if (cn->out)
 		events |= UV_WRITABLE;
@@ -202,17 +415,38 @@ static void conn_update_poll(struct conn *cn)
 	}
 }
 
-/* Reply that cannot be tied to a request and hang up after sending it. */
-static void conn_fatal(struct conn *cn, int err, const char *fmt, const char *detail)
+/* Reply that cannot be tied to a request, then hang up: the reply goes
+ * if the socket takes it at once (a client that does not read loses it). */
+static void conn_fatal(struct conn *cn, int err, const char *msg, const char *why)
 {
-	char msg[256];
-
-	snprintf(msg, sizeof(msg), fmt, detail);
-	log_warning("client pid %d: %s", (int)cn->pid, msg);
 	dispatch_send_error(cn, 0, err, msg);
-	cn->close_after_flush = true;
-	cn->in_len = 0;
-	conn_update_poll(cn);
+	conn_shutdown(cn, why);
+}
+
+/* The frame at the front of cn's input has a length it may not have:
+ * refuse it.  Returns true when it did. */
+static bool conn_refuse_frame(struct conn *cn, uint32_t n)
+{
+	uint64_t limit = cn->srv->limits->conn_inflight;
+	char msg[160];
+
+	if (n == 0 || n > NTFSD_MAX_FRAME) {
+		snprintf(msg, sizeof(msg), "frame length %u is outside 1..16 MiB: closing", n);
+		log_warning("client pid %d uid %u: %s", (int)cn->pid, (unsigned)cn->uid, msg);
+		conn_fatal(cn, EMSGSIZE, msg, "protocol error");
+		return true;
+	}
+	if ((uint64_t)n + 4 > limit) {
+		char detail[64];
+
+		snprintf(msg, sizeof(msg), "a request frame of %u bytes is over this daemon's "
+			 "max-conn-inflight limit of %llu bytes: closing", n, (unsigned long long)limit);
+		snprintf(detail, sizeof(detail), "a request frame of %u bytes", n);
+		conn_log_limit(cn, "max-conn-inflight", limit, " bytes", detail, "disconnecting");
+		conn_fatal(cn, EMSGSIZE, msg, "over the max-conn-inflight limit");
+		return true;
+	}
+	return false;
 }
 
 /* Run requests from the input buffer while none is in flight. */
@@ -221,57 +455,51 @@ static void conn_process(struct conn *cn)
 	if (cn->processing)
 		return;  /* a request completed synchronously inside this loop */
 	cn->processing = true;
-	while (!cn->busy && !cn->closing && !cn->close_after_flush && cn->in_len >= 4) {
-		uint32_t n = (uint32_t)cn->in[0] | (uint32_t)cn->in[1] << 8 |
-			     (uint32_t)cn->in[2] << 16 | (uint32_t)cn->in[3] << 24;
-
+	while (!cn->busy && !cn->closing && cn->in_len >= 4) {
+		uint32_t n = conn_in_frame_len(cn);
 		uint8_t *frame;
 
-		if (n == 0 || n > NTFSD_MAX_FRAME) {
-			char len[32];
-
-			snprintf(len, sizeof(len), "%u", n);
-			conn_fatal(cn, EMSGSIZE, "frame length %s is outside 1..16 MiB: closing", len);
+		if (conn_refuse_frame(cn, n) || cn->in_len < (size_t)n + 4)
 			break;
-		}
-		if (cn->in_len < (size_t)n + 4)
-			break;
-		/* take the frame out of the buffer before running it */
+		/* take the frame out of the buffer before running it; it stays
+		 * charged as in-flight until the request is done */
 		frame = malloc(n);
 		if (!frame) {
-			conn_fatal(cn, ENOMEM, "%s", "out of memory");
+			log_warning("client pid %d uid %u: out of memory for a request of %u bytes",
+				    (int)cn->pid, (unsigned)cn->uid, n);
+			conn_fatal(cn, ENOMEM, "out of memory", "out of memory");
 			break;
 		}
 		memcpy(frame, cn->in + 4, n);
-		memmove(cn->in, cn->in + 4 + n, cn->in_len - 4 - n);
-		cn->in_len -= 4 + (size_t)n;
+		conn_in_consume(cn, 4 + (size_t)n);
+		conn_set_running(cn, n);
 		dispatch_request(cn, frame, n);
 		free(frame);
+		if (!cn->busy)
+			conn_set_running(cn, 0);
 	}
 	cn->processing = false;
 	conn_update_poll(cn);
 }
 
+/* Read what the socket has, up to the per-connection limit, stopping at a
+ * whole frame.  0, -ECONNRESET at EOF, -ENOBUFS when cn was dropped over
+ * the total, or -errno. */
 static int conn_read(struct conn *cn)
 {
+	static uint8_t buf[CONN_READ_CHUNK];  /* the loop thread's; copied out at once */
+
 	for (;;) {
+		uint64_t limit = cn->srv->limits->conn_inflight;
+		size_t want = sizeof(buf);
 		ssize_t n;
+		int err;
 
-		if (cn->in_cap - cn->in_len < CONN_READ_CHUNK) {
-			size_t cap = cn->in_cap ? cn->in_cap * 2 : CONN_READ_CHUNK * 2;
-			uint8_t *in;
-
-			if (cap > NTFSD_MAX_FRAME + 4 + CONN_READ_CHUNK * 2)
-				cap = NTFSD_MAX_FRAME + 4 + CONN_READ_CHUNK * 2;
-			if (cap <= cn->in_cap)
-				return 0;  /* full: a whole frame is buffered, process first */
-			in = realloc(cn->in, cap);
-			if (!in)
-				return -ENOMEM;
-			cn->in = in;
-			cn->in_cap = cap;
-		}
-		n = recv(cn->fd, cn->in + cn->in_len, cn->in_cap - cn->in_len, MSG_DONTWAIT);
+		if (cn->in_len >= limit)
+			return 0;  /* a whole frame is buffered: process first */
+		if (limit - cn->in_len < want)
+			want = (size_t)(limit - cn->in_len);
+		n = recv(cn->fd, buf, want, MSG_DONTWAIT);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -281,14 +509,11 @@ static int conn_read(struct conn *cn)
 		}
 		if (n == 0)
 			return -ECONNRESET;
-		cn->in_len += (size_t)n;
-		if (cn->in_len >= 4) {
-			uint32_t len = (uint32_t)cn->in[0] | (uint32_t)cn->in[1] << 8 |
-				       (uint32_t)cn->in[2] << 16 | (uint32_t)cn->in[3] << 24;
-
-			if (len == 0 || len > NTFSD_MAX_FRAME || cn->in_len >= (size_t)len + 4)
-				return 0;  /* let conn_process judge it */
-		}
+		err = conn_in_append(cn, buf, (size_t)n);
+		if (err)
+			return err;
+		if (conn_in_ready(cn))
+			return 0;  /* let conn_process judge it */
 	}
 }
 
@@ -309,13 +534,11 @@ static void conn_on_poll(uv_poll_t *h, int status, int events)
 			conn_shutdown(cn, strerror(-err));
 			return;
 		}
-		if (!cn->out && cn->close_after_flush) {
-			conn_shutdown(cn, "protocol error");
-			return;
-		}
 	}
 	if (events & UV_READABLE) {
 		err = conn_read(cn);
+		if (cn->closing)
+			return;  /* dropped over the in-flight total */
 		if (err == -ECONNRESET && !cn->in_len) {
 			conn_shutdown(cn, NULL);
 			return;
@@ -337,6 +560,7 @@ static void conn_on_poll(uv_poll_t *h, int status, int events)
 void conn_request_done(struct conn *cn)
 {
 	cn->busy = false;
+	conn_set_running(cn, 0);
 	if (cn->closing) {
 		conn_maybe_free(cn);
 		return;
@@ -467,7 +691,8 @@ int server_run(const struct server_config *cfg, struct ntfs_volume *vol, struct 
 	struct server srv = { .vol = vol, .cache = cache, .volume_path = cfg->volume_path,
 			      .socket_path = cfg->socket_path, .read_only = cfg->read_only,
 			      .next_handle = 1, .flushers = cfg->flushers,
-			      .nr_flushers = cfg->nr_flushers };
+			      .nr_flushers = cfg->nr_flushers,
+			      .limits = cfg->limits ? cfg->limits : &server_default_limits };
 	uv_loop_t loop;
 	uv_signal_t sig[3];
 	const int signums[3] = { SIGTERM, SIGINT, SIGHUP };
@@ -493,6 +718,11 @@ int server_run(const struct server_config *cfg, struct ntfs_volume *vol, struct 
 	log_notice("serving %s (%s) on %s, cache limit %llu MiB", cfg->volume_path,
 		   cfg->read_only ? "read-only" : "read-write", cfg->socket_path,
 		   (unsigned long long)(cache->limit_pages >> (20 - NTFSD_PAGE_SHIFT)));
+	log_info("client limits: max-conn-inflight %llu, max-inflight %llu, max-conn-handles %u, "
+		 "max-conn-replies %u, max-conn-reply-bytes %llu",
+		 (unsigned long long)srv.limits->conn_inflight,
+		 (unsigned long long)srv.limits->inflight, srv.limits->conn_handles,
+		 srv.limits->conn_replies, (unsigned long long)srv.limits->conn_reply_bytes);
 	notify_ready(&notify, &loop, cache, cfg->volume_path);
 	uv_run(&loop, UV_RUN_DEFAULT);
 

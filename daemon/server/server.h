@@ -12,6 +12,12 @@
  *  - Malformed input (bad length, undecodable frame, unknown request,
  *    request before hello) gets an error reply or closes that connection
  *    only.
+ *  - What a client can make the daemon hold is bounded by struct
+ *    server_limits: input received and not yet processed (per connection
+ *    and in total), open handles, replies queued because the client does
+ *    not read them.  Over a limit the connection is dropped, except that an
+ *    open past max-conn-handles is refused with EMFILE; either way a
+ *    warning names the client's pid and uid, the limit and its value.
  */
 #ifndef NTFSD_SERVER_H
 #define NTFSD_SERVER_H
@@ -23,6 +29,34 @@ struct cache;
 struct ntfs_volume;
 struct flusher_pool;
 
+/* Defaults of struct server_limits (documented in --help, ntfsd(8), the
+ * README and deploy/ntfsd.conf.example). */
+#define SERVER_DEFAULT_CONN_INFLIGHT (1ull << 20)
+#define SERVER_DEFAULT_INFLIGHT (64ull << 20)
+#define SERVER_DEFAULT_CONN_HANDLES 4096u
+#define SERVER_DEFAULT_CONN_REPLIES 64u
+#define SERVER_DEFAULT_CONN_REPLY_BYTES (4ull << 20)
+#define SERVER_MIN_CONN_INFLIGHT (64ull << 10)  /* the largest valid request fits */
+
+/*
+ * Per-client resource limits; every field is set (main fills the defaults).
+ * Read on every use, on the loop thread, so a SIGHUP reload may change them
+ * while clients are connected; a lowered limit applies from the next read,
+ * reply or open on (it closes no handle already open).
+ */
+struct server_limits {
+	/* bytes one connection's received, unprocessed requests may occupy
+	 * (its input buffer plus the request it runs); a frame announced
+	 * larger than this (with its 4-byte length) is refused at once */
+	uint64_t conn_inflight;
+	/* the same over all connections: past it, the connection holding the
+	 * most is dropped */
+	uint64_t inflight;
+	unsigned conn_handles;          /* open handles per connection (EMFILE) */
+	unsigned conn_replies;          /* replies queued unsent per connection */
+	uint64_t conn_reply_bytes;      /* their bytes; a lone reply may exceed it */
+};
+
 struct server_config {
 	const char *volume_path;
 	const char *socket_path;
@@ -33,6 +67,7 @@ struct server_config {
 	/* SIGHUP: re-read the configuration (on the loop thread); may be NULL */
 	void (*reload)(void *arg);
 	void *reload_arg;
+	const struct server_limits *limits;
 };
 
 /* Serve until SIGTERM or SIGINT; returns the process exit status.  Under
