@@ -42,6 +42,8 @@ struct server {
 	uv_timer_t stats_timer;
 	const struct server_limits *limits;
 	uint64_t inflight;              /* sum of every connection's in_charged */
+	uv_timer_t accept_timer;        /* resumes accepting after a backoff */
+	unsigned accept_pauses;         /* backoffs in this episode; 0: none */
 };
 
 struct handle {

@@ -24,6 +24,9 @@
  *    with more than one queued, drops the connection.
  *  - A connection being dropped gives back its input and queued replies
  *    (and their fds) at once, not when it is freed.
+ *  - The listener is polled except during an accept backoff, when
+ *    accept_timer is pending; accept_pauses counts the backoffs of the
+ *    current episode and is 0 outside one.
  */
 #include "server.h"
 
@@ -50,6 +53,7 @@
 #include "volume.h"
 
 #define CONN_READ_CHUNK 65536
+#define ACCEPT_BACKOFF_MS 200
 
 static const struct server_limits server_default_limits = {
 	.conn_inflight = SERVER_DEFAULT_CONN_INFLIGHT,
@@ -571,6 +575,34 @@ void conn_request_done(struct conn *cn)
 
 /* ---- accepting ---- */
 
+static void server_on_accept(uv_poll_t *h, int status, int events);
+
+static void server_accept_resume(uv_timer_t *t)
+{
+	struct server *srv = t->data;
+
+	if (!srv->stopping)
+		uv_poll_start(&srv->listen_poll, UV_READABLE, server_on_accept);
+}
+
+/* accept() is out of descriptors or memory: the listener stays readable,
+ * so stop polling it for a while instead of spinning; log once an episode. */
+static void server_accept_pause(struct server *srv, int err)
+{
+	uv_poll_stop(&srv->listen_poll);
+	uv_timer_start(&srv->accept_timer, server_accept_resume, ACCEPT_BACKOFF_MS, 0);
+	if (!srv->accept_pauses++) {
+		unsigned n = 0;
+		struct conn *cn;
+
+		for (cn = srv->conns; cn; cn = cn->next)
+			n++;
+		log_warning("accept on %s: %s (%u clients connected): not accepting connections "
+			    "for %d ms at a time until one is accepted again", srv->socket_path,
+			    strerror(err), n, ACCEPT_BACKOFF_MS);
+	}
+}
+
 static void server_on_accept(uv_poll_t *h, int status, int events)
 {
 	struct server *srv = h->data;
@@ -584,9 +616,16 @@ static void server_on_accept(uv_poll_t *h, int status, int events)
 		return;
 	fd = accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (fd < 0) {
-		if (errno != EAGAIN && errno != EINTR)
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+			server_accept_pause(srv, errno);
+		else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
 			log_warning("accept on %s: %m", srv->socket_path);
 		return;
+	}
+	if (srv->accept_pauses) {
+		log_notice("accepting connections on %s again (after %u pauses of %d ms)",
+			   srv->socket_path, srv->accept_pauses, ACCEPT_BACKOFF_MS);
+		srv->accept_pauses = 0;
 	}
 	cn = calloc(1, sizeof(*cn));
 	if (!cn) {
@@ -710,6 +749,8 @@ int server_run(const struct server_config *cfg, struct ntfs_volume *vol, struct 
 	uv_poll_init(&loop, &srv.listen_poll, srv.listen_fd);
 	srv.listen_poll.data = &srv;
 	uv_poll_start(&srv.listen_poll, UV_READABLE, server_on_accept);
+	uv_timer_init(&loop, &srv.accept_timer);
+	srv.accept_timer.data = &srv;
 	for (i = 0; i < 3; i++) {
 		uv_signal_init(&loop, &sig[i]);
 		sig[i].data = &sigctx;
@@ -729,6 +770,7 @@ int server_run(const struct server_config *cfg, struct ntfs_volume *vol, struct 
 	/* Shutdown: stop accepting, drop clients, let running requests finish,
 	 * then write back everything: nothing dirty is dropped. */
 	uv_poll_stop(&srv.listen_poll);
+	uv_timer_stop(&srv.accept_timer);
 	while ((cn = srv.conns))
 		conn_shutdown(cn, "daemon shutting down");
 	uv_walk(&loop, close_walk, NULL);

@@ -18,6 +18,9 @@
  *    not read them.  Over a limit the connection is dropped, except that an
  *    open past max-conn-handles is refused with EMFILE; either way a
  *    warning names the client's pid and uid, the limit and its value.
+ *  - When accept() runs out of descriptors (EMFILE, ENFILE) or memory the
+ *    listener is not polled for ACCEPT_BACKOFF_MS at a time, and the
+ *    episode is logged once, when it starts (and once when it ends).
  */
 #ifndef NTFSD_SERVER_H
 #define NTFSD_SERVER_H

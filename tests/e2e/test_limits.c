@@ -1,6 +1,7 @@
 /*
  * test_limits — a hostile local client cannot make the daemon hold memory,
- * handles or replies without bound (issue 11).
+ * handles or replies without bound (issue 11), and the accept loop backs
+ * off at the descriptor limit.
  *
  * Each test serves its own copy of vol4k.img (read-only) from its own
  * temp dir, with small limits: max-conn-inflight 64K, max-inflight 1M and
@@ -30,6 +31,11 @@
  *    are all queued, and a normal client reads; then again with
  *    max-conn-replies raised on the command line over the config file, so
  *    that max-conn-reply-bytes (4K) is what drops it.
+ *  - accept_backoff: the daemon's RLIMIT_NOFILE is lowered (prlimit) so a
+ *    few connections exhaust it and more wait in the backlog: for 2 s the
+ *    daemon uses under 0.4 s of CPU and logs the accept failure once;
+ *    after the limit is restored and the connections closed, a new client
+ *    is served and the log says accepting resumed.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -44,6 +50,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -186,6 +193,46 @@ static long vmrss_kib(pid_t pid)
 	if (kib < 0)
 		fail_msg("no VmRSS in %s", path);
 	return kib;
+}
+
+/* utime + stime in clock ticks */
+static long cpu_ticks(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long ut, st;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		fail_msg("%s: %s", path, strerror(errno));
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	p = strrchr(buf, ')');  /* the name may hold spaces */
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
+			 &st) != 2)
+		fail_msg("cannot parse %s", path);
+	return (long)(ut + st);
+}
+
+static int count_fds(pid_t pid)
+{
+	char path[64];
+	DIR *d;
+	struct dirent *e;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	d = opendir(path);
+	if (!d)
+		fail_msg("%s: %s", path, strerror(errno));
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
 }
 
 /* Lines of the daemon's log holding both a and b (b may be NULL). */
@@ -707,6 +754,46 @@ static void replies_dropped(void **state)
 	stop_expect_clean();
 }
 
+/* ---- accept at the descriptor limit ---- */
+
+static void accept_backoff(void **state)
+{
+	struct rlimit old, low;
+	long ticks0, ticks1, hz = sysconf(_SC_CLK_TCK);
+	int k;
+
+	(void)state;
+	start(NULL);
+	if (prlimit(dmn.pid, RLIMIT_NOFILE, NULL, &old))
+		fail_msg("prlimit: %s", strerror(errno));
+	low = old;
+	low.rlim_cur = (rlim_t)count_fds(dmn.pid) + 3;
+	if (prlimit(dmn.pid, RLIMIT_NOFILE, &low, NULL))
+		fail_msg("prlimit: %s", strerror(errno));
+	for (k = 0; k < 10; k++)
+		raw_connect(false);  /* 3 accepted, the rest wait in the backlog */
+	poll(NULL, 0, 200);
+	ticks0 = cpu_ticks(dmn.pid);
+	poll(NULL, 0, 2000);
+	ticks1 = cpu_ticks(dmn.pid);
+	print_message("at RLIMIT_NOFILE %llu with 7 connections waiting: %ld ms of CPU in 2 s, "
+		      "%d accept warnings\n", (unsigned long long)low.rlim_cur,
+		      (ticks1 - ticks0) * 1000 / hz, log_count("accept on", NULL));
+	if (ticks1 - ticks0 > hz * 4 / 10)
+		fail_msg("the daemon spun: %ld ms of CPU in 2 s at the descriptor limit",
+			 (ticks1 - ticks0) * 1000 / hz);
+	if (log_count("accept on", "not accepting") != 1 || log_count("accept on", NULL) != 1)
+		fail_msg("the accept failure was logged %d times, want once",
+			 log_count("accept on", NULL));
+	socks_close();
+	if (prlimit(dmn.pid, RLIMIT_NOFILE, &old, NULL))
+		fail_msg("prlimit: %s", strerror(errno));
+	client_reads("after the descriptor limit was restored");
+	if (log_count("accepting connections on", "again") != 1)
+		fail_msg("the log does not say that accepting resumed");
+	stop_expect_clean();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -714,6 +801,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(inflight_bounded, setup, teardown),
 		cmocka_unit_test_setup_teardown(handles_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(replies_dropped, setup, teardown),
+		cmocka_unit_test_setup_teardown(accept_backoff, setup, teardown),
 	};
 	int rc;
 
