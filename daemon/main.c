@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "cache.h"
+#include "crashpoint.h"
 #include "error.h"
 #include "fdstore.h"
 #include "flusher.h"
@@ -708,6 +709,7 @@ int main(int argc, char **argv)
 		o.socket = strdup(NTFSD_DEFAULT_SOCKET);
 	if (!o.cache_size)
 		o.cache_size = DEFAULT_CACHE_SIZE;
+	crashpoint_init();      /* the tests' NTFSD_CRASHPOINT (crashpoint.h) */
 
 	/* socket activation: systemd (or systemd-socket-activate) listens for us;
 	 * its file-descriptor store hands back segments of a crashed daemon */

@@ -23,6 +23,7 @@
 
 #include "attr_record.h"
 #include "attrib.h"
+#include "crashpoint.h"
 #include "device.h"
 #include "lcnalloc.h"
 #include "error.h"
@@ -226,10 +227,12 @@ static int allocate_range(struct cache_inode *ci, uint64_t pos, uint64_t end)
 	 * initialized_size is disk_init, durable by definition. */
 	if (zeroed && (err = ntfs_device_flush(vol->dev)))
 		goto undo;
+	crashpoint("alloc-before-record");
 	err = cache_commit_runlist(ci, &rl, UINT64_MAX, UINT64_MAX);
 	if (err)
 		goto undo;
 	cache_use_pages(ci, na->allocated_size);
+	crashpoint("alloc-after-record");
 	ntfs_runlist_free(&rl);
 	ntfs_runlist_free(&fresh);
 	return 0;
@@ -291,12 +294,14 @@ int cache_store_unit_uncompressed(struct cache_inode *ci, uint64_t unit)
 		err = ntfs_rl_extract(&na->rl, vcn0, ucl, &old_runs);
 	for (i = 0, at = vcn0; !err && i < got.count; at += got.runs[i].length, i++)
 		err = ntfs_rl_replace(&rl, at, got.runs[i].length, got.runs[i].lcn);
+	crashpoint("unit-before-record");
 	if (!err)
 		err = cache_commit_runlist(ci, &rl, UINT64_MAX, UINT64_MAX);
 	if (err) {
 		for (i = 0; i < got.count; i++)
 			ntfs_cluster_free(vol, got.runs[i].lcn, got.runs[i].length);
 	} else {
+		crashpoint("unit-after-record");
 		for (i = 0; i < old_runs.count; i++)
 			if (old_runs.runs[i].lcn >= 0)
 				ntfs_cluster_free(vol, old_runs.runs[i].lcn, old_runs.runs[i].length);

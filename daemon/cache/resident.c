@@ -25,6 +25,7 @@
 #include "attr_record.h"
 #include "attr_write.h"
 #include "attrib.h"
+#include "crashpoint.h"
 #include "device.h"
 #include "error.h"
 #include "lcnalloc.h"
@@ -73,6 +74,7 @@ static int make_nonresident(struct cache_inode *ci)
 	}
 	if (!err)
 		err = ntfs_device_flush(vol->dev);
+	crashpoint("resident-before-record");
 	if (!err) {
 		pthread_mutex_lock(&ci->init_lock);
 		pthread_rwlock_wrlock(&ci->rl_lock);
@@ -83,6 +85,7 @@ static int make_nonresident(struct cache_inode *ci)
 		pthread_mutex_unlock(&ci->init_lock);
 	}
 	unlock_page(p0);
+	crashpoint("resident-after-record");
 	if (err)
 		for (i = 0; i < rl.count; i++)
 			ntfs_cluster_free(vol, rl.runs[i].lcn, rl.runs[i].length);

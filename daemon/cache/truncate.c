@@ -32,6 +32,7 @@
 #include "attr_record.h"
 #include "attr_write.h"
 #include "attrib.h"
+#include "crashpoint.h"
 #include "device.h"
 #include "dirty.h"
 #include "error.h"
@@ -135,6 +136,7 @@ static int truncate_nonresident(struct cache_inode *ci, uint64_t size)
 	if (!err)
 		err = cache_commit_runlist(ci, &rl, size, size);
 	ntfs_runlist_free(&rl);
+	crashpoint("truncate-before-free");
 	/* Only now does nothing on the disk point at them. */
 	for (i = 0; !err && i < freed.count; i++)
 		if (freed.runs[i].lcn >= 0 &&
@@ -143,6 +145,7 @@ static int truncate_nonresident(struct cache_inode *ci, uint64_t size)
 				  (unsigned long long)ci->mft_no, (long long)freed.runs[i].lcn,
 				  (long long)freed.runs[i].length, ntfs_last_error());
 	ntfs_runlist_free(&freed);
+	crashpoint("truncate-after-free");
 	return err;
 }
 
@@ -172,6 +175,7 @@ static int truncate_shrink(struct cache_inode *ci, uint64_t size)
 	atomic_store(&ci->wb_fence, size);
 	for (i = first; i < used; i++)
 		fence_page(ci, i);
+	crashpoint("truncate-before-record");
 	err = ci->data->resident ? truncate_resident(ci, size) : truncate_nonresident(ci, size);
 	if (err) {
 		atomic_store(&ci->wb_fence, UINT64_MAX);
@@ -192,6 +196,7 @@ static int truncate_grow(struct cache_inode *ci, uint64_t size)
 	int err;
 
 	zero_page_tail(ci, ci->i_size);
+	crashpoint("truncate-before-record");
 	err = cache_resident_grow(ci, size);
 	if (!err)
 		err = ci->data->resident ? truncate_resident(ci, size)

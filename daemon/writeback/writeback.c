@@ -33,6 +33,7 @@
 
 #include "attr_write.h"
 #include "attrib.h"
+#include "crashpoint.h"
 #include "dirty.h"
 #include "error.h"
 #include "io.h"
@@ -509,6 +510,7 @@ int writeback_sizes(struct cache_inode *ci)
 		return 0;
 	/* The data the new sizes cover must be durable before they are. */
 	err = ntfs_device_flush(ci->cache->vol->dev);
+	crashpoint("wb-before-sizes");
 	if (!err) {
 		pthread_mutex_lock(&ci->init_lock);
 		ci->sizes_dirty = false;
