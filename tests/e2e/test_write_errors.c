@@ -53,6 +53,7 @@
 #include "nbd_error.h"
 #include "ntfsc.h"
 #include "oracle.h"
+#include "pattern.h"
 
 /* the on-disk layer, to mark a file encrypted */
 #include "attr_write.h"
@@ -373,25 +374,6 @@ static int ntfsctl(const char *stdin_path, char **out, char **err, ...)
 
 /* ---- data ---- */
 
-/* The byte at file offset off in version `seed` of the test data. */
-static uint8_t pattern_byte(unsigned seed, uint64_t off)
-{
-	uint64_t x = (off >> 3) * 0x9E3779B97F4A7C15ull ^ ((uint64_t)seed + 1) * 0xC2B2AE3D27D4EB4Full;
-
-	x ^= x >> 29;
-	x *= 0xBF58476D1CE4E5B9ull;
-	x ^= x >> 32;
-	return (uint8_t)(x >> ((off & 7) * 8));
-}
-
-static void fill_pattern(uint8_t *buf, size_t len, unsigned seed, uint64_t off)
-{
-	size_t i;
-
-	for (i = 0; i < len; i++)
-		buf[i] = pattern_byte(seed, off + i);
-}
-
 static uint8_t *cat_image(const char *img, const char *path, size_t *len)
 {
 	char *data = NULL;
@@ -450,7 +432,7 @@ static void write_range(ntfsc_file *f, uint8_t *model, uint64_t off, size_t len,
 	ssize_t n;
 
 	assert_non_null(buf);
-	fill_pattern(buf, len, seed, off);
+	pattern_fill(buf, len, seed, off);
 	n = ntfsc_pwrite(f, buf, len, (off_t)off);
 	if (n != (ssize_t)len)
 		fail_msg("ntfsc_pwrite(%zu bytes at %llu) = %zd: %s (%s)", len,
@@ -604,7 +586,7 @@ static void ntfsctl_write(uint8_t *model, uint64_t off, size_t len, unsigned see
 	int fd, status;
 
 	assert_non_null(buf);
-	fill_pattern(buf, len, seed, off);
+	pattern_fill(buf, len, seed, off);
 	fd = open(stdin_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, buf, len), (ssize_t)len);
@@ -1167,7 +1149,7 @@ static int writer_child(const char *sock, const struct writer_job *j)
 		     off += (uint64_t)j->stride * CHUNK) {
 			size_t n = j->len - off < CHUNK ? (size_t)(j->len - off) : CHUNK;
 
-			fill_pattern(buf, n, j->seed + pass, off);
+			pattern_fill(buf, n, j->seed + pass, off);
 			if (ntfsc_pwrite(f, buf, n, (off_t)off) != (ssize_t)n) {
 				fprintf(stderr, "writer of %s: pwrite at %llu: %s\n", j->path,
 					(unsigned long long)off, strerror(errno));
@@ -1209,7 +1191,7 @@ static void throttled_writers(const char *io, const char *const *paths, unsigned
 	img = copy_fixture("vol4k.img");
 	for (i = 0; i < npaths; i++) {
 		model[i] = cat_image(img, paths[i], &len[i]);
-		fill_pattern(model[i], len[i], 100 * (i + 1) + PASSES - 1, 0);
+		pattern_fill(model[i], len[i], 100 * (i + 1) + PASSES - 1, 0);
 	}
 	/* several writers of one file split its chunks; else one per file */
 	for (i = 0; i < nwriters; i++) {

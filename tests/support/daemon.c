@@ -37,7 +37,7 @@ static bool socket_ready(const char *path)
 	return ok;
 }
 
-int daemon_start(struct test_daemon *d, const char *ntfsd, const char *volume,
+int daemon_spawn(struct test_daemon *d, const char *ntfsd, const char *volume,
 		 const char *const *extra_args)
 {
 	const char *argv[32], *env_args;
@@ -46,8 +46,10 @@ int daemon_start(struct test_daemon *d, const char *ntfsd, const char *volume,
 
 	memset(d, 0, sizeof(*d));
 	snprintf(d->dir, sizeof(d->dir), "/tmp/ntfsd-test.XXXXXX");
-	if (!mkdtemp(d->dir))
+	if (!mkdtemp(d->dir)) {
+		d->dir[0] = '\0';
 		return -errno;
+	}
 	snprintf(d->socket, sizeof(d->socket), "%s/ntfsd.sock", d->dir);
 	snprintf(d->log, sizeof(d->log), "%s/ntfsd.log", d->dir);
 	argv[n++] = ntfsd;
@@ -79,9 +81,12 @@ int daemon_start(struct test_daemon *d, const char *ntfsd, const char *volume,
 	}
 	d->pid = fork();
 	if (d->pid < 0) {
+		int e = errno;
+
+		d->pid = 0;
 		close(logfd);
 		free(env_copy);
-		return -errno;
+		return -e;
 	}
 	if (d->pid == 0) {
 		dup2(logfd, STDERR_FILENO);
@@ -90,7 +95,12 @@ int daemon_start(struct test_daemon *d, const char *ntfsd, const char *volume,
 	}
 	close(logfd);
 	free(env_copy);
-	for (i = 0; i < 200; i++) {
+	return 0;
+}
+
+int daemon_wait_ready(struct test_daemon *d, long timeout_ms)
+{
+	for (long waited = 0; waited <= timeout_ms; waited += 50) {
 		int st;
 
 		if (socket_ready(d->socket))
@@ -98,14 +108,42 @@ int daemon_start(struct test_daemon *d, const char *ntfsd, const char *volume,
 		if (waitpid(d->pid, &st, WNOHANG) == d->pid) {
 			d->pid = 0;
 			d->exit_status = st;
-			daemon_dump_log(d);
 			return -ECHILD;
 		}
 		sleep_ms(50);
 	}
-	daemon_dump_log(d);
-	daemon_stop(d);
 	return -ETIMEDOUT;
+}
+
+int daemon_start(struct test_daemon *d, const char *ntfsd, const char *volume,
+		 const char *const *extra_args)
+{
+	int err = daemon_spawn(d, ntfsd, volume, extra_args);
+
+	if (err)
+		return err;
+	err = daemon_wait_ready(d, 10000);
+	if (err == -ECHILD) {
+		daemon_dump_log(d);
+	} else if (err) {
+		daemon_dump_log(d);
+		daemon_stop(d);
+	}
+	return err;
+}
+
+int daemon_kill9(struct test_daemon *d)
+{
+	int st = 0;
+
+	if (d->pid <= 0)
+		return -1;
+	kill(d->pid, SIGKILL);
+	while (waitpid(d->pid, &st, 0) < 0 && errno == EINTR)
+		;
+	d->pid = 0;
+	d->exit_status = st;
+	return st;
 }
 
 int keeper_kill_in(const char *dir)

@@ -24,6 +24,16 @@ struct test_daemon {
  * may be NULL); waits until the socket accepts connections (10 s). */
 int daemon_start(struct test_daemon *d, const char *ntfsd, const char *volume,
 		 const char *const *extra_args);
+/* The two halves of daemon_start(): fork and exec (d->pid, d->dir, the
+ * socket and log paths set; 0 or -errno), and wait up to timeout_ms until
+ * the socket accepts (0; -ECHILD with d->exit_status when it exited,
+ * d->pid then 0; -ETIMEDOUT, still running). */
+int daemon_spawn(struct test_daemon *d, const char *ntfsd, const char *volume,
+		 const char *const *extra_args);
+int daemon_wait_ready(struct test_daemon *d, long timeout_ms);
+/* SIGKILL and reap it (a crash); its directory and log stay for
+ * daemon_stop() to remove.  The wait status, or -1 if none was running. */
+int daemon_kill9(struct test_daemon *d);
 /* SIGTERM and wait; returns true if it exited 0. */
 bool daemon_stop(struct test_daemon *d);
 /* SIGKILL every segment keeper whose socket (*.fdstore) is in dir and

@@ -140,7 +140,13 @@ static bool fusermount(const char *mnt, bool lazy)
 
 int nbd_error_start(struct nbd_error_dev *d, const char *image)
 {
+	return nbd_error_start_rate(d, image, "100%");
+}
+
+int nbd_error_start_rate(struct nbd_error_dev *d, const char *image, const char *rate)
+{
 	char tmpl[] = "/tmp/ntfsd-nbd.XXXXXX", real[PATH_MAX], rule[128], pidfile[96];
+	char rate_arg[64];
 	struct stat ist, st;
 	int i, status, err;
 
@@ -166,16 +172,22 @@ int nbd_error_start(struct nbd_error_dev *d, const char *image)
 	snprintf(d->nbdkit_log, sizeof(d->nbdkit_log), "%s/nbdkit.log", d->dir);
 	snprintf(d->nbdfuse_log, sizeof(d->nbdfuse_log), "%s/nbdfuse.log", d->dir);
 	snprintf(rule, sizeof(rule), "error-pwrite-file=%s", d->trigger);
+	snprintf(rate_arg, sizeof(rate_arg), "error-pwrite-rate=%s", rate);
 	snprintf(pidfile, sizeof(pidfile), "%s/nbdkit.pid", d->dir);
 	if (mkdir(d->mnt, 0755) < 0) {
 		err = -errno;
+		goto fail;
+	}
+	if (is_mounted(d->mnt)) {       /* never mount over a stale mount */
+		fprintf(stderr, "nbd_error: something is mounted on %s already\n", d->mnt);
+		err = -EBUSY;
 		goto fail;
 	}
 
 	{
 		const char *argv[] = { "nbdkit", "-f", "--exit-with-parent", "-U", d->sock,
 				       "-P", pidfile, "--filter=error", "file", image,
-				       "error-pwrite=EIO", "error-pwrite-rate=100%", rule, NULL };
+				       "error-pwrite=EIO", rate_arg, rule, NULL };
 
 		d->nbdkit = spawn(argv, d->nbdkit_log);
 		if (d->nbdkit < 0) {

@@ -8,6 +8,7 @@
  *          error-pwrite=EIO error-pwrite-rate=100% error-pwrite-file=TRIGGER
  *   nbdfuse MNT/ --unix SOCK              (the file is MNT/nbd)
  *
+ * (nbd_error_start_rate() sets another error-pwrite-rate.)
  * Only NBD write requests fail, and only while TRIGGER exists (reads,
  * flushes, trims, zeroes keep working).  nbdfuse passes every write(2) to
  * the NBD server synchronously, so the writer's pwrite(2) itself returns
@@ -45,6 +46,9 @@ struct nbd_error_dev {
  * 0 or -errno (-ECHILD: nbdkit or nbdfuse exited, -ETIMEDOUT); on failure
  * everything started is stopped again. */
 int nbd_error_start(struct nbd_error_dev *d, const char *image);
+/* The same with NBD writes failing at rate (nbdkit's syntax: "3%", "0.03")
+ * while the trigger exists, instead of all of them. */
+int nbd_error_start_rate(struct nbd_error_dev *d, const char *image, const char *rate);
 /* Make every NBD write fail with EIO from now on (on = true) or not. */
 int nbd_error_set(struct nbd_error_dev *d, bool on);
 /* Unmount, stop nbdfuse and nbdkit, remove the dir.  0 when everything

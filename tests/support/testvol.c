@@ -412,8 +412,14 @@ int testvol_unmount(struct testvol *tv)
 int testvol_mount(struct testvol *tv, const char *img, const char *opts)
 {
 	char *argv[] = { tv->tool_ntfs3g, "-o", (char *)opts, (char *)img, tv->mnt, NULL };
-	pid_t pid = spawn_logged(tv, NULL, argv);
+	pid_t pid;
 
+	/* never over a stale mount: what it serves is not img */
+	if (tv->mounted || tv->ntfs3g_pid > 0 || is_mounted(tv)) {
+		testvol_log_note(tv, "%s is mounted already: refusing to mount over it", tv->mnt);
+		return -1;
+	}
+	pid = spawn_logged(tv, NULL, argv);
 	if (pid < 0)
 		return -1;
 	tv->ntfs3g_pid = pid;
