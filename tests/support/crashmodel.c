@@ -285,5 +285,17 @@ int cm_check(const struct cm_file *f, const uint8_t *got, uint64_t len, bool kee
 		put(&o, " %02x", got[b]);
 	put(&o, "\n    ops since the durable state at that byte (newest first):");
 	describe_ops_at(f, first, &o);
+	put(&o, "\n    the last ops on the file since the durable state (of %zu):", f->nops);
+	for (size_t i = f->nops > 12 ? f->nops - 12 : 0; i < f->nops; i++) {
+		const struct cm_op *op = &f->ops[i];
+
+		if (op->kind == CM_WRITE)
+			put(&o, "\n      op %u %s [%" PRIu64 ", +%" PRIu64 ") size %" PRIu64
+			    " -> %" PRIu64 "%s", op->id, op->what, op->off, op->len,
+			    op->size_before, op->size_after, op->returned ? "" : " (did not return)");
+		else
+			put(&o, "\n      op %u ftruncate %" PRIu64 " -> %" PRIu64 "%s", op->id,
+			    op->size_before, op->size_after, op->returned ? "" : " (did not return)");
+	}
 	return -1;
 }

@@ -491,6 +491,65 @@ int testvol_mount_write(struct testvol *tv, const char *img, const char *path, u
 	return ret;
 }
 
+int testvol_fill_free(struct testvol *tv, const char *img, uint8_t byte, uint64_t *filled)
+{
+	enum { CHUNK = 1 << 20 };
+	char p[700];
+	uint8_t *buf = malloc(CHUNK);
+	uint64_t total = 0;
+	int fd, ret = 0;
+
+	*filled = 0;
+	if (!buf)
+		return -1;
+	memset(buf, byte, CHUNK);
+	if (testvol_mount(tv, img, "no_detach")) {
+		free(buf);
+		testvol_print_log_tail(tv);
+		return -1;
+	}
+	snprintf(p, sizeof(p), "%s/.free-space-fill", tv->mnt);
+	fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		testvol_log_note(tv, "creating %s: %s", p, strerror(errno));
+		ret = -1;
+	}
+	/* whole chunks, then smaller pieces down to a cluster: until ENOSPC */
+	for (size_t n = CHUNK; fd >= 0 && n >= 4096;) {
+		ssize_t w = write(fd, buf, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w > 0) {
+			total += (uint64_t)w;
+			continue;
+		}
+		if (w < 0 && errno != ENOSPC) {
+			testvol_log_note(tv, "filling %s: %s", p, strerror(errno));
+			ret = -1;
+			break;
+		}
+		n /= 2;
+	}
+	if (fd >= 0) {
+		if (fsync(fd))
+			ret = -1;
+		if (close(fd))
+			ret = -1;
+		if (unlink(p)) {
+			testvol_log_note(tv, "removing %s: %s", p, strerror(errno));
+			ret = -1;
+		}
+	}
+	if (testvol_unmount(tv))
+		ret = -1;
+	if (ret)
+		testvol_print_log_tail(tv);
+	free(buf);
+	*filled = total;
+	return ret;
+}
+
 /* ------------------------------------------------------------------ */
 /* per test, and when a test hangs or aborts                            */
 /* ------------------------------------------------------------------ */

@@ -114,6 +114,12 @@ uint8_t *testvol_mount_read(struct testvol *tv, const char *img, const char *pat
 int testvol_mount_write(struct testvol *tv, const char *img, const char *path, uint64_t off,
 			const void *buf, size_t len);
 
+/* Fill the free space of img with byte: a file written through a
+ * read-write mount until ENOSPC, then deleted, so the clusters are free
+ * again but hold byte (stale contents a test can recognise when they leak
+ * into a file).  *filled: the bytes written.  -1 on any failure. */
+int testvol_fill_free(struct testvol *tv, const char *img, uint8_t byte, uint64_t *filled);
+
 /* Per test: arm alarm(timeout) and copy img to scratch; then disarm,
  * unmount whatever the test left mounted and remove scratch. */
 int testvol_scratch_setup(struct testvol *tv, unsigned timeout);
