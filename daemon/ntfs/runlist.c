@@ -86,10 +86,11 @@ int ntfs_mapping_pairs_decode(struct ntfs_runlist *rl, const uint8_t *mp, size_t
 			if (lcn < 0 || (uint64_t)lcn >= nr_clusters ||
 			    (uint64_t)length > nr_clusters - (uint64_t)lcn) {
 				rl->count = first;
-				return ntfs_fail(EIO, "%s: run at vcn %lld points to clusters "
-						 "%lld..%lld, outside the volume (%llu clusters)",
-						 what, (long long)vcn, (long long)lcn,
-						 (long long)(lcn + length - 1),
+				/* lcn + length may not be representable: print both. */
+				return ntfs_fail(EIO, "%s: run at vcn %lld points to %lld "
+						 "clusters from lcn %lld, outside the volume "
+						 "(%llu clusters)", what, (long long)vcn,
+						 (long long)length, (long long)lcn,
 						 (unsigned long long)nr_clusters);
 			}
 		}
