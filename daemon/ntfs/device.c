@@ -40,12 +40,18 @@ static int device_size(int fd, const char *path, uint64_t *size)
 
 int ntfs_device_open(const char *path, bool read_only, struct ntfs_device **out)
 {
-	struct ntfs_device *dev;
-	int fd, err;
+	int fd = open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
 
-	fd = open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
 	if (fd < 0)
 		return ntfs_fail(errno, "%s: cannot open: %s", path, strerror(errno));
+	return ntfs_device_open_fd(path, fd, read_only, out);
+}
+
+int ntfs_device_open_fd(const char *path, int fd, bool read_only, struct ntfs_device **out)
+{
+	struct ntfs_device *dev;
+	int err;
+
 	dev = calloc(1, sizeof(*dev));
 	if (!dev) {
 		close(fd);

@@ -23,6 +23,10 @@ struct ntfs_device {
 };
 
 int ntfs_device_open(const char *path, bool read_only, struct ntfs_device **out);
+/* The same on fd, already open on path (O_RDWR unless read_only); the
+ * device owns fd from then on, also when this fails.  The caller decides
+ * how it was opened and locked (the daemon: daemon/owner.c). */
+int ntfs_device_open_fd(const char *path, int fd, bool read_only, struct ntfs_device **out);
 void ntfs_device_close(struct ntfs_device *dev);
 int ntfs_device_pread(struct ntfs_device *dev, void *buf, size_t len, uint64_t off);
 /* Write every byte or fail (-EROFS on a read-only device, -errno). */

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "attrib.h"
 #include "dir.h"
@@ -328,15 +329,24 @@ static int volume_load_mirror(struct ntfs_volume *vol)
 
 int ntfs_volume_open(const char *path, unsigned flags, struct ntfs_volume **out)
 {
+	return ntfs_volume_open_fd(path, -1, flags, out);
+}
+
+int ntfs_volume_open_fd(const char *path, int fd, unsigned flags, struct ntfs_volume **out)
+{
 	struct ntfs_volume *vol = calloc(1, sizeof(*vol));
 	uint8_t boot[512];
 	int err;
 
-	if (!vol)
+	if (!vol) {
+		if (fd >= 0)
+			close(fd);
 		return -ENOMEM;
+	}
 	pthread_mutex_init(&vol->mft_lock, NULL);
 	vol->flags = flags;
-	err = ntfs_device_open(path, flags & NTFS_OPEN_READ_ONLY, &vol->dev);
+	err = fd >= 0 ? ntfs_device_open_fd(path, fd, flags & NTFS_OPEN_READ_ONLY, &vol->dev)
+		      : ntfs_device_open(path, flags & NTFS_OPEN_READ_ONLY, &vol->dev);
 	if (!err)
 		err = ntfs_device_pread(vol->dev, boot, sizeof(boot), 0);
 	if (!err) {

@@ -71,6 +71,9 @@ struct ntfs_volume {
  * -EPERM and a message that says why and how to open it read-only.  Errors
  * are negative errno with ntfs_last_error() describing them. */
 int ntfs_volume_open(const char *path, unsigned flags, struct ntfs_volume **out);
+/* The same on fd, already open on path (see ntfs_device_open_fd()), which
+ * the volume owns from then on, also when this fails; fd -1 opens path. */
+int ntfs_volume_open_fd(const char *path, int fd, unsigned flags, struct ntfs_volume **out);
 void ntfs_volume_close(struct ntfs_volume *vol);
 
 /* The current $MFT/$DATA snapshot (see the rule above): load it once per
