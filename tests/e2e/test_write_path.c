@@ -221,12 +221,28 @@ static void expect_bytes(const char *what, const void *got, size_t got_len, cons
 			fail_msg("%s: byte %zu is 0x%02x, want 0x%02x", what, i, g[i], w[i]);
 }
 
+/* ntfscat path: of the image, or, while the daemon runs and holds the image
+ * locked, of a copy of it. */
+static void cat_disk(const char *path, char **data, size_t *len)
+{
+	char snap[300];
+
+	if (!dmn.pid) {
+		testvol_cat(image, path, data, len);
+		return;
+	}
+	if (testvol_snapshot(image, snap, sizeof(snap)))
+		fail_msg("copying %s: %s", image, strerror(errno));
+	testvol_cat(snap, path, data, len);
+	unlink(snap);
+}
+
 static void expect_cat(const char *path, const void *want, size_t len)
 {
 	char *got, what[256];
 	size_t glen;
 
-	testvol_cat(image, path, &got, &glen);
+	cat_disk(path, &got, &glen);
 	snprintf(what, sizeof(what), "ntfscat %s", path);
 	expect_bytes(what, got, glen, want, len);
 	free(got);
@@ -234,7 +250,14 @@ static void expect_cat(const char *path, const void *want, size_t len)
 
 static void info_image(const char *path, struct oracle_attr *a)
 {
-	int err = oracle_info(image, path, NULL, a);
+	char snap[300];
+	int err;
+
+	if (dmn.pid && testvol_snapshot(image, snap, sizeof(snap)))
+		fail_msg("copying %s: %s", image, strerror(errno));
+	err = oracle_info(dmn.pid ? snap : image, path, NULL, a);
+	if (dmn.pid)
+		unlink(snap);
 
 	if (err || !a->found)
 		fail_msg("ntfsinfo %s: %s", path, err ? strerror(-err) : "no $DATA");
@@ -738,12 +761,12 @@ static void model_run(const char *const *args, uint64_t dirty_limit)
 
 	max_dirty_bytes = 0;
 	for (int k = 0; k < NCHILD; k++) {
-		testvol_cat(image, own_path[k], &initial.data[k], &initial.size[k]);
+		cat_disk(own_path[k], &initial.data[k], &initial.size[k]);
 		info_image(own_path[k], &a);
 		initial.alloc[k] = a.allocated_size;
 		assert_true(a.allocated_size >= initial.size[k]);
 	}
-	testvol_cat(image, "/small.txt", &initial.small, &slen);
+	cat_disk("/small.txt", &initial.small, &slen);
 	assert_int_equal(slen, SMALL_SIZE);
 	/* what the test relies on: room to grow in two of the files */
 	assert_true(initial.alloc[0] > initial.size[0]);
@@ -887,9 +910,9 @@ static void writes_that_allocate(void **state)
 
 	(void)state;
 	assert_non_null(huge);
-	testvol_cat(image, "/sparse.bin", &sparse, &sparse_len);
-	testvol_cat(image, "/big.bin", &big, &big_len);
-	testvol_cat(image, "/small.txt", &small, &small_len);
+	cat_disk("/sparse.bin", &sparse, &sparse_len);
+	cat_disk("/big.bin", &big, &big_len);
+	cat_disk("/small.txt", &small, &small_len);
 	assert_int_equal(small_len, SMALL_SIZE);
 	small = realloc(small, SMALL_BIG);
 	assert_non_null(small);
@@ -938,7 +961,7 @@ static void writes_that_allocate(void **state)
 		char *cdata;
 		size_t clen, off;
 
-		testvol_cat(image, path, &cdata, &clen);
+		cat_disk(path, &cdata, &clen);
 		assert_true(clen > 20000);
 		f = open_or_fail(c, path, O_RDWR);
 		memset(buf, 0x41 + k, sizeof(buf));
@@ -1055,12 +1078,12 @@ static void truncate_sizes(void **state)
 	const uint64_t down = 100001, up = 40u << 20;
 
 	(void)state;
-	testvol_cat(image, "/big.bin", &big, &big_len);
-	testvol_cat(image, "/small.txt", &small, &small_len);
+	cat_disk("/big.bin", &big, &big_len);
+	cat_disk("/small.txt", &small, &small_len);
 	assert_true(big_len > down);
 	info_image("/sparse.bin", &sparse_before);
-	testvol_cat(image, "/sparse.bin", &sparse, &sparse_len);
-	testvol_cat(image, "/comp/text.txt", &comp, &comp_len);
+	cat_disk("/sparse.bin", &sparse, &sparse_len);
+	cat_disk("/comp/text.txt", &comp, &comp_len);
 	start_daemon(NULL);
 	c = connect_daemon();
 	/* zeroes into holes, and past the end, allocate nothing */
@@ -1268,7 +1291,7 @@ static void refusals(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < NWATCHED; i++)
-		testvol_cat(image, watched[i], &before[i], &before_len[i]);
+		cat_disk(watched[i], &before[i], &before_len[i]);
 	memset(buf, 0xa5, sizeof(buf));
 	start_daemon(NULL);
 	c = connect_daemon();
@@ -1389,7 +1412,7 @@ static void whole_page_writes_skip_reads(void **state)
 	uint8_t *back;
 
 	(void)state;
-	testvol_cat(image, "/big.bin", &big, &big_len);
+	cat_disk("/big.bin", &big, &big_len);
 	start_daemon(NULL);
 	c = ntfsc_connect(dmn.socket);
 	assert_non_null(c);
@@ -1440,10 +1463,10 @@ static void ctl_write_sync(void **state)
 	struct ctl_result r;
 
 	(void)state;
-	testvol_cat(image, "/big.bin", &big, &big_len);
-	testvol_cat(image, "/small.txt", &small, &small_len);
-	testvol_cat(image, "/frag/a.bin", &frag, &frag_len);
-	testvol_cat(image, "/prealloc.bin", &pre, &pre_len);
+	cat_disk("/big.bin", &big, &big_len);
+	cat_disk("/small.txt", &small, &small_len);
+	cat_disk("/frag/a.bin", &frag, &frag_len);
+	cat_disk("/prealloc.bin", &pre, &pre_len);
 	in1 = data_file("in1", 1, 20000, &d1);
 	in2 = data_file("in2", 2, 50, &d2);
 	in3 = data_file("in3", 3, 3 * 4096 + 17, &d3);

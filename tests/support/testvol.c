@@ -179,6 +179,13 @@ out:
 	return err;
 }
 
+int testvol_snapshot(const char *img, char *out, size_t len)
+{
+	if ((size_t)snprintf(out, len, "%s.snapshot", img) >= len)
+		return -ENAMETOOLONG;
+	return testvol_copy_file(img, out);
+}
+
 /* ------------------------------------------------------------------ */
 /* the tool log                                                         */
 /* ------------------------------------------------------------------ */

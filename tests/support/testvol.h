@@ -76,6 +76,11 @@ int testvol_write_file(const char *path, const void *data, size_t len);
 /* The whole file, malloc()ed, with a '\0' after the *len bytes. */
 uint8_t *testvol_read_whole(const char *path, size_t *len);
 int testvol_copy_file(const char *from, const char *to);
+/* ntfs-3g's tools refuse an image that a read-write ntfsd, or the keeper
+ * of a crashed one, holds (its lock; see daemon/owner.h): to look at what
+ * is on disk meanwhile, copy img (plain reads ignore the lock) to
+ * IMG.snapshot; that path in out.  Remove it with unlink(). */
+int testvol_snapshot(const char *img, char *out, size_t len);
 
 /* ---- the volume ---- */
 
