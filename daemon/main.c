@@ -6,7 +6,9 @@
  * The client limits (limit_keys) have one table for parsing, range checks
  * and defaults; SIGHUP applies them, like the dirty thresholds, at once.
  * Bad usage exits 2 with a message, a volume or socket that cannot be
- * served exits 1 with the path and the reason, a clean shutdown exits 0.
+ * served exits 1 with the path and the reason, a volume that another
+ * owner holds (owner.h) exits 75 (EX_TEMPFAIL) naming the holder, a clean
+ * shutdown exits 0.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -16,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sysexits.h>
 
 #include "cache.h"
 #include "crashpoint.h"
@@ -26,6 +29,7 @@
 #include "frame.h"
 #include "log.h"
 #include "notify.h"
+#include "owner.h"
 #include "server.h"
 #include "volume.h"
 #include "writeback.h"
@@ -122,7 +126,8 @@ static void usage(FILE *f)
 		"  -h, --help              show this help and exit\n"
 		"  -V, --version           show the version and exit\n\n"
 		"Exit status: 0 after a clean shutdown (SIGTERM or SIGINT), 1 when the volume\n"
-		"or the socket cannot be served, 2 on a usage or configuration error.\n",
+		"or the socket cannot be served, 2 on a usage or configuration error, 75 when\n"
+		"another program (another ntfsd, its keeper, ntfs-3g, a mount) holds the volume.\n",
 		NTFSD_DEFAULT_SOCKET);
 }
 
@@ -684,6 +689,21 @@ static int recover(struct cache *cache, struct fdstore *store, struct fdstore_en
 	return 0;
 }
 
+/* Take the entry named name out of segs: its fd, or -1. */
+static int take_entry(struct fdstore_entry *segs, size_t *nsegs, const char *name)
+{
+	size_t i;
+	int fd;
+
+	for (i = 0; i < *nsegs; i++)
+		if (!strcmp(segs[i].name, name)) {
+			fd = segs[i].fd;
+			segs[i] = segs[--*nsegs];
+			return fd;
+		}
+	return -1;
+}
+
 int main(int argc, char **argv)
 {
 	struct options o = { 0 };
@@ -697,7 +717,8 @@ int main(int argc, char **argv)
 	struct fdstore_entry *segs = NULL;
 	struct fdstore *store = NULL;
 	size_t nsegs = 0;
-	int rc, err;
+	int rc, err, vfd = -1, handed;
+	bool store_busy = false;
 
 	rc = parse_args(argc, argv, &o);
 	if (rc >= 0)
@@ -718,26 +739,53 @@ int main(int argc, char **argv)
 		rc = 1;
 		goto out;
 	}
-	err = ntfs_volume_open(o.volume, o.read_only ? NTFS_OPEN_READ_ONLY : 0, &vol);
-	if (err) {
-		log_error("cannot open the volume: %s", ntfs_last_error());
-		rc = 1;
-		goto out;
-	}
-	if (o.read_only && nsegs) {
-		log_error("%s: systemd handed back %zu segments of a daemon that crashed with "
-			  "dirty data; start ntfsd read-write so it can write them back",
-			  o.volume, nsegs);
+	/* the volume's open file description, kept by systemd across a crash */
+	handed = take_entry(segs, &nsegs, FDSTORE_VOLUME_NAME);
+	if (o.read_only && (nsegs || handed >= 0)) {
+		log_error("%s: systemd handed back %s of a daemon that crashed; start ntfsd "
+			  "read-write so it can write back what it left and let go of the volume",
+			  o.volume, nsegs ? "the segments" : "the volume");
+		if (handed >= 0)
+			close(handed);
 		rc = 1;
 		goto out;
 	}
 	if (!o.read_only) {
-		/* before any thread exists: the keeper is forked */
+		/* before any thread exists: the keeper is forked.  A keeper
+		 * busy with another daemon: owner_open() below names who holds
+		 * the volume. */
 		err = open_fd_store(&o, &store);
-		if (err) {
+		if (err == -EBUSY)
+			store_busy = true;
+		else if (err) {
 			rc = 1;
 			goto out;
 		}
+		if (handed < 0)
+			handed = fdstore_take_volume(store);
+	}
+	/* one owner per volume: locked (and a block device opened
+	 * exclusively) before anything is read from it */
+	err = owner_open(o.volume, o.read_only, handed, &vfd);
+	if (err) {
+		rc = err == -EBUSY ? EX_TEMPFAIL : 1;
+		goto out;
+	}
+	if (store_busy) {
+		/* the daemon on the keeper does not lock (an older ntfsd) */
+		log_error("%s: the volume is in use: another ntfsd is connected to its segment "
+			  "keeper: not serving it", o.volume);
+		close(vfd);
+		rc = EX_TEMPFAIL;
+		goto out;
+	}
+	/* the store keeps the volume locked across a crash of ours */
+	fdstore_hold_volume(store, vfd);
+	err = ntfs_volume_open_fd(o.volume, vfd, o.read_only ? NTFS_OPEN_READ_ONLY : 0, &vol);
+	if (err) {
+		log_error("cannot open the volume: %s", ntfs_last_error());
+		rc = 1;
+		goto out;
 	}
 	err = cache_create(vol, o.cache_size, &cache);
 	if (err) {
@@ -791,7 +839,8 @@ out:
 	if (cache)
 		io_destroy(cache->io);
 	cache_destroy(cache);
-	fdstore_close(store);
+	/* rc 0: everything was written back, nothing is left stored */
+	fdstore_close(store, rc == 0);
 	while (nsegs)
 		close(segs[--nsegs].fd);
 	free(segs);

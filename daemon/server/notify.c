@@ -50,14 +50,15 @@ int notify_listen_fd(char *path, size_t size, struct fdstore_entry **segs, size_
 		log_error("socket activation: %s", strerror(-n));
 		return -2;
 	}
-	/* Segments systemd kept for us (FDSTORE=1) come back named seg.*; the
-	 * one other fd is the listening socket. */
+	/* Segments systemd kept for us (FDSTORE=1) come back named seg.*, the
+	 * volume's open file description named FDSTORE_VOLUME_NAME; the one
+	 * other fd is the listening socket. */
 	if (n > 0)
 		*segs = calloc((size_t)n, sizeof(**segs));
 	for (i = 0; i < n; i++) {
 		const char *name = names && names[i] ? names[i] : "";
 
-		if (!strncmp(name, "seg.", 4) && *segs) {
+		if ((!strncmp(name, "seg.", 4) || !strcmp(name, FDSTORE_VOLUME_NAME)) && *segs) {
 			snprintf((*segs)[*nsegs].name, sizeof((*segs)[*nsegs].name), "%s", name);
 			(*segs)[(*nsegs)++].fd = SD_LISTEN_FDS_START + i;
 			fcntl(SD_LISTEN_FDS_START + i, F_SETFD, FD_CLOEXEC);

@@ -31,8 +31,9 @@ struct fdstore_entry;
  * The listening socket systemd passed (LISTEN_FDS/LISTEN_PID), made
  * non-blocking and close-on-exec, with its path in path (if it has one);
  * -1 when none was passed, -2 (logged) when what was passed is unusable.
- * Segments from systemd's file-descriptor store (names seg.*) are returned
- * in *segs (the caller frees the array and owns the fds).
+ * Segments from systemd's file-descriptor store (names seg.*), and the
+ * volume's fd kept there (FDSTORE_VOLUME_NAME), are returned in *segs (the
+ * caller frees the array and owns the fds).
  */
 int notify_listen_fd(char *path, size_t size, struct fdstore_entry **segs, size_t *nsegs);
 

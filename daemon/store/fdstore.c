@@ -1,10 +1,16 @@
 /*
  * fdstore.c — see fdstore.h.  The keeper's protocol is one SOCK_SEQPACKET
  * message per verb: "PUT name" (+ one fd), "DEL name", "FETCH" answered by
- * "FD name" (+ one fd) per entry and "END"; on connect the keeper says "OK"
- * or "BUSY".  Both ends check the other's uid (SO_PEERCRED): only a peer
- * with the same uid is served, and a daemon never talks to a keeper socket
- * some other user planted in the shared directory.
+ * "FD name" (+ one fd) per entry and "END"; "VOL" (+ the volume's fd) to
+ * hold the volume's open file description, "GETVOL" answered by "VOL" (+
+ * fd) or "NOVOL"; "BYE" at a clean stop, answered by "GONE" once the
+ * keeper has let go of the volume (nothing stored: it exits) or "KEPT"
+ * (segments stay stored, and the volume with them).  On connect the keeper
+ * says "OK 2" (the version; a keeper from before the volume verbs says
+ * "OK") or "BUSY PID" naming the daemon it serves.  Both ends check the
+ * other's uid (SO_PEERCRED): only a peer with the same uid is served, and a
+ * daemon never talks to a keeper socket some other user planted in the
+ * shared directory.
  */
 #include "fdstore.h"
 
@@ -28,6 +34,7 @@
 
 #define MSG_MAX 128
 #define KEEPER_CHECK_MS 5000
+#define KEEPER_REPLY_MS 5000    /* how long a daemon waits for the keeper's answer */
 
 struct fdstore {
 	enum fdstore_mode mode;
@@ -35,6 +42,8 @@ struct fdstore {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	char what[160];
 	const char *volume;
+	bool keeper_v2;                 /* the keeper speaks VOL, GETVOL and BYE */
+	bool volume_stored;             /* systemd: the volume's fd is in the store */
 };
 
 int fdstore_parse_mode(const char *s, enum fdstore_mode *out)
@@ -130,11 +139,31 @@ static ssize_t msg_recv(int sock, char *text, size_t size, int *fd)
 	return n;
 }
 
+/* msg_recv, giving up (-ETIMEDOUT) when nothing comes within
+ * KEEPER_REPLY_MS: a keeper that does not answer must not hang a daemon. */
+static ssize_t msg_recv_timed(int sock, char *text, size_t size, int *fd)
+{
+	struct pollfd p = { .fd = sock, .events = POLLIN };
+	int r;
+
+	*fd = -1;
+	do
+		r = poll(&p, 1, KEEPER_REPLY_MS);
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return -errno;
+	if (r == 0)
+		return -ETIMEDOUT;
+	return msg_recv(sock, text, size, fd);
+}
+
 /* ---- the keeper process ---- */
 
 struct keeper {
 	struct fdstore_entry *e;
 	size_t n, cap;
+	int vol;                        /* the volume's open file description, or -1 */
+	const char *path;               /* the keeper's socket */
 };
 
 static void keeper_put(struct keeper *k, const char *name, int fd)
@@ -197,9 +226,30 @@ static bool keeper_serve(struct keeper *k, int conn)
 		keeper_put(k, text + 4, fd);
 		return true;
 	}
+	if (!strcmp(text, "VOL") && fd >= 0) {
+		/* a new daemon's, or the same description again: keep one */
+		if (k->vol >= 0)
+			close(k->vol);
+		k->vol = fd;
+		return true;
+	}
 	if (fd >= 0)
 		close(fd);
-	if (!strncmp(text, "DEL ", 4)) {
+	if (!strcmp(text, "GETVOL")) {
+		msg_send(conn, k->vol >= 0 ? "VOL" : "NOVOL", k->vol);
+	} else if (!strcmp(text, "BYE")) {
+		if (k->n == 0) {
+			/* let go of the volume before saying so: the daemon's
+			 * next owner may open it as soon as the daemon exits */
+			if (k->vol >= 0)
+				close(k->vol);
+			k->vol = -1;
+			unlink(k->path);
+			msg_send(conn, "GONE", -1);
+			_exit(0);
+		}
+		msg_send(conn, "KEPT", -1);
+	} else if (!strncmp(text, "DEL ", 4)) {
 		keeper_del(k, text + 4);
 	} else if (!strcmp(text, "FETCH")) {
 		for (i = 0; i < k->n; i++) {
@@ -222,7 +272,7 @@ static bool volume_gone(int vfd)
 
 static _Noreturn void keeper_run(int lfd, int vfd, const char *path)
 {
-	struct keeper k = { 0 };
+	struct keeper k = { .vol = -1, .path = path };
 	int conn = -1, r;
 
 	for (;;) {
@@ -245,11 +295,17 @@ static _Noreturn void keeper_run(int lfd, int vfd, const char *path)
 			if (s >= 0 && !peer_is_us(s)) {
 				close(s);
 			} else if (s >= 0 && conn >= 0) {
-				msg_send(s, "BUSY", -1);
+				struct ucred cred = { 0 };
+				socklen_t len = sizeof(cred);
+				char busy[32];
+
+				getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cred, &len);
+				snprintf(busy, sizeof(busy), "BUSY %d", (int)cred.pid);
+				msg_send(s, busy, -1);
 				close(s);
 			} else if (s >= 0) {
 				conn = s;
-				msg_send(conn, "OK", -1);
+				msg_send(conn, "OK 2", -1);
 			}
 		}
 		if (conn >= 0 && (p[1].revents & (POLLIN | POLLHUP | POLLERR)) &&
@@ -394,16 +450,27 @@ static int keeper_connect(struct fdstore *s)
 		s->sock = -1;
 		return -EPERM;
 	}
-	n = msg_recv(s->sock, text, sizeof(text), &fd);
+	n = msg_recv_timed(s->sock, text, sizeof(text), &fd);
 	if (fd >= 0)
 		close(fd);
-	if (n > 0 && !strcmp(text, "OK"))
+	if (n > 0 && (!strcmp(text, "OK") || !strcmp(text, "OK 2"))) {
+		s->keeper_v2 = !strcmp(text, "OK 2");
+		if (!s->keeper_v2)
+			log_warning("segment store: the keeper at %s is from an older ntfsd: it "
+				    "does not hold the volume's lock across a crash", s->path);
 		return 0;
+	}
 	close(s->sock);
 	s->sock = -1;
-	if (n > 0 && !strcmp(text, "BUSY")) {
-		log_error("segment store: another ntfsd is connected to the keeper at %s: "
-			  "is this volume already served?", s->path);
+	if (n > 0 && !strncmp(text, "BUSY", 4)) {
+		int pid = atoi(text + 4);
+
+		if (pid > 0)
+			log_notice("segment store: ntfsd (pid %d) is connected to the keeper at %s",
+				   pid, s->path);
+		else
+			log_notice("segment store: another ntfsd is connected to the keeper at %s",
+				   s->path);
 		return -EBUSY;
 	}
 	log_error("segment store: the keeper at %s did not answer", s->path);
@@ -435,7 +502,7 @@ int fdstore_open(enum fdstore_mode mode, const char *dir, const char *volume,
 		 * new file that happens to reuse the inode is another volume. */
 		if (statx(AT_FDCWD, volume, 0, STATX_INO | STATX_BTIME, &stx) < 0) {
 			err = -errno;
-			log_error("segment store: %s: %s", volume, strerror(errno));
+			log_error("%s: cannot open the volume: %s", volume, strerror(errno));
 			free(s);
 			return err;
 		}
@@ -561,10 +628,74 @@ void fdstore_remove(struct fdstore *s, const char *name)
 	}
 }
 
-void fdstore_close(struct fdstore *s)
+int fdstore_take_volume(struct fdstore *s)
 {
+	char text[MSG_MAX];
+	int fd = -1;
+	ssize_t n;
+
+	if (!s || s->mode != FDSTORE_KEEPER || !s->keeper_v2 || s->sock < 0)
+		return -1;
+	if (msg_send(s->sock, "GETVOL", -1))
+		return -1;
+	n = msg_recv_timed(s->sock, text, sizeof(text), &fd);
+	if (n > 0 && !strcmp(text, "VOL") && fd >= 0)
+		return fd;
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		log_warning("segment store: the keeper at %s did not say whether it holds the "
+			    "volume: %s", s->path, n ? strerror((int)-n) : "it hung up");
+	return -1;
+}
+
+int fdstore_hold_volume(struct fdstore *s, int fd)
+{
+	int err = 0;
+
+	if (!s || s->mode == FDSTORE_NONE)
+		return 0;
+	if (s->mode == FDSTORE_SYSTEMD) {
+		/* one volume in the store: drop what a previous daemon stored
+		 * (the same description, or one owner_open() refused); we hold
+		 * the lock meanwhile */
+		sd_notify(0, "FDSTOREREMOVE=1\nFDNAME=" FDSTORE_VOLUME_NAME);
+		err = sd_pid_notify_with_fds(0, 0, "FDSTORE=1\nFDNAME=" FDSTORE_VOLUME_NAME, &fd, 1);
+		err = err < 0 ? err : err == 0 ? -ENOTCONN : 0;
+		s->volume_stored = !err;
+	} else if (s->keeper_v2) {
+		err = msg_send(s->sock, "VOL", fd);
+	}
+	if (err)
+		log_warning("segment store: cannot hand the volume to the %s: %s (after a crash "
+			    "nothing keeps other programs off the volume until ntfsd is back)",
+			    s->what, strerror(-err));
+	return err;
+}
+
+void fdstore_close(struct fdstore *s, bool release_volume)
+{
+	char text[MSG_MAX];
+	int fd;
+	ssize_t n;
+
 	if (!s)
 		return;
+	if (s->mode == FDSTORE_SYSTEMD && s->volume_stored && release_volume)
+		sd_notify(0, "FDSTOREREMOVE=1\nFDNAME=" FDSTORE_VOLUME_NAME);
+	if (s->sock >= 0 && s->keeper_v2 && msg_send(s->sock, "BYE", -1) == 0) {
+		/* wait until the keeper has let go of the volume (GONE, or it
+		 * hung up exiting), or says it keeps segments and the volume */
+		n = msg_recv_timed(s->sock, text, sizeof(text), &fd);
+		if (fd >= 0)
+			close(fd);
+		if (n > 0 && !strcmp(text, "KEPT"))
+			log_notice("segment store: the keeper at %s keeps what could not be written "
+				   "back, and the volume with it, for the next ntfsd", s->path);
+		else if (n < 0 && n != -ECONNRESET)
+			log_warning("segment store: the keeper at %s did not answer at the stop: %s",
+				    s->path, strerror((int)-n));
+	}
 	if (s->sock >= 0)
 		close(s->sock);
 	free(s);

@@ -13,20 +13,33 @@
  *    exits once its daemon has gone with nothing stored, or once the
  *    volume file itself is gone (nobody could write the segments back).
  *
+ * The store also holds the volume itself: a duplicate of the daemon's
+ * open file description of it, which carries the daemon's lock and, on a
+ * block device, its exclusive open (daemon/owner.h).  So after a crash
+ * the volume stays locked while its dirty pages wait in the store, and the
+ * next daemon takes the same description back (fdstore_take_volume(), or
+ * LISTEN_FDS under systemd) instead of opening the volume afresh, which
+ * the lock would refuse.
+ *
  * Invariants: a segment is stored when it is created and removed when its
  * inode is freed, so the store holds exactly the live segments.  Nothing
  * fetched from a store is trusted: cache_adopt() validates every byte it
- * uses.  The keeper serves one daemon at a time; a second daemon for the
- * same volume file is refused (-EBUSY), which doubles as the lock that
- * keeps two daemons off one volume.  The keeper exits when its daemon
- * disconnects and the store is empty (a clean shutdown), and otherwise
- * keeps the segments for the next daemon.
+ * uses, owner_open() checks a handed-back volume.  The keeper serves one
+ * daemon at a time; a second daemon for the same volume file is refused
+ * (-EBUSY).  The keeper exits when its daemon disconnects, or says BYE,
+ * and the store is empty (a clean shutdown), letting go of the volume
+ * before it answers BYE; otherwise it keeps the segments, and the volume,
+ * for the next daemon.
  */
 #ifndef NTFSD_FDSTORE_H
 #define NTFSD_FDSTORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* The name the volume's fd is stored under in systemd's store. */
+#define FDSTORE_VOLUME_NAME "volume"
 
 enum fdstore_mode {
 	FDSTORE_NONE,
@@ -65,7 +78,18 @@ int fdstore_fetch(struct fdstore *s, struct fdstore_entry **out, size_t *n);
 int fdstore_put(struct fdstore *s, const char *name, int fd);
 void fdstore_remove(struct fdstore *s, const char *name);
 
-/* Disconnect.  The keeper exits if nothing is stored any more. */
-void fdstore_close(struct fdstore *s);
+/* The volume's fd the keeper kept for the previous daemon, or -1 (none,
+ * not keeper mode, a keeper too old to hold it).  The caller owns it. */
+int fdstore_take_volume(struct fdstore *s);
+/* Store a duplicate of the volume's fd (keeper, systemd; a no-op for
+ * none).  A failure is logged: the daemon runs on, unprotected after a
+ * crash. */
+int fdstore_hold_volume(struct fdstore *s, int fd);
+
+/* Disconnect.  The keeper exits if nothing is stored any more, and has let
+ * go of the volume when this returns (waiting at most 5 s for it).  Under
+ * systemd, release_volume removes the volume's fd from the store: pass it
+ * when nothing is left stored (everything was written back). */
+void fdstore_close(struct fdstore *s, bool release_volume);
 
 #endif

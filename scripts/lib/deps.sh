@@ -14,6 +14,7 @@ NTFSD_TEST_PACKAGES=(
   ntfs-3g attr fuse3 nbdkit libnbd-bin
   clang libclang-rt-14-dev
   systemd
+  mount                 # losetup: test_owner serves a loop device
 )
 
 ntfsd_missing_packages() {

@@ -16,10 +16,11 @@
  *  - systemd: the test plays systemd: a NOTIFY_SOCKET listener that keeps
  *    the fds sent with FDSTORE=1 (and drops them on FDSTOREREMOVE=1) and
  *    starts the daemon again with them in LISTEN_FDS / LISTEN_FDNAMES after
- *    the SIGKILL.  The page-state header of one file is tampered with
+ *    the SIGKILL.  The store holds the volume's fd too, so the image stays
+ *    locked in between.  The page-state header of one file is tampered with
  *    first: that file's segments must be refused (its old bytes stay on
  *    the volume), the other file's written back; a clean stop then removes
- *    every stored fd.
+ *    every stored fd, the volume's too.
  *  - a keeper socket planted by another user (uid 65534) where ours would
  *    be: the daemon refuses it and exits 1.
  */
@@ -183,6 +184,18 @@ static uint64_t dirty_pages(const char *sock)
 	ntfsc_volume_status_free(&st);
 	ntfsc_disconnect(c);
 	return n;
+}
+
+/* Someone holds a lock on the image that a writer would conflict with. */
+static bool image_locked(void)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	int fd = open(image, O_RDWR | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	assert_int_equal(fcntl(fd, F_OFD_GETLK, &fl), 0);
+	close(fd);
+	return fl.l_type != F_UNLCK;
 }
 
 static bool log_has(const char *log, const char *needle)
@@ -363,6 +376,14 @@ static struct stored store[64];
 static int nstored;
 static bool ready_seen;
 
+static bool stored_named(const char *name)
+{
+	for (int i = 0; i < nstored; i++)
+		if (!strcmp(store[i].name, name))
+			return true;
+	return false;
+}
+
 static void store_drop(const char *name)
 {
 	for (int i = 0; i < nstored; i++)
@@ -502,16 +523,22 @@ static void systemd_store_survives_sigkill(void **state)
 	assert_int_equal(write_pwrite(c), 0);
 	assert_int_equal(write_mmap(c), 0);
 	notify_pump(300, false);
-	/* /big.bin, /small.txt and /frag/a.bin: a data and a page-state segment each */
-	if (nstored != 6) {
+	/* /big.bin, /small.txt and /frag/a.bin: a data and a page-state segment
+	 * each, and the volume's open file description with its lock */
+	if (nstored != 7 || !stored_named("volume")) {
 		dump_sysd_log();
-		fail_msg("systemd's store holds %d fds, want 6", nstored);
+		fail_msg("systemd's store holds %d fds%s, want 6 segments and the volume",
+			 nstored, stored_named("volume") ? "" : " (no \"volume\")");
 	}
 	assert_true(dirty_pages(sock) > 0);
 	kill(sysd_pid, SIGKILL);
 	waitpid(sysd_pid, NULL, 0);
 	sysd_pid = 0;
 	notify_pump(100, false);
+	/* the store keeps the volume locked for the next daemon */
+	if (!image_locked())
+		fail_msg("the volume is not locked after the daemon died with dirty data in "
+			 "systemd's store");
 	expect_range("/big.bin", BIG_OFF, big_new, BIG_LEN, false);
 	if (ntfsc_sync(c) == 0)
 		fail_msg("a call on the dead daemon's connection succeeded");
