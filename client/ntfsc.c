@@ -95,6 +95,7 @@ struct ntfsc {
 
 	const struct shm_volume_header *hdr;
 	uint32_t max_inodes;
+	uint32_t lock_owner;            /* the id our page locks carry (HelloReply) */
 
 	pthread_mutex_t files_lock;     /* guards files */
 	struct ntfsc_file *files;
@@ -532,8 +533,11 @@ static int hello(ntfsc *c)
 		err = error_set(EPROTONOSUPPORT,
 				"ntfsd uses shared-memory layout %u, libntfsc %u",
 				h->layout_version, NTFSD_SHM_LAYOUT_VERSION);
+	else if (h->lock_owner <= NTFSD_LOCK_OWNER_DAEMON || h->lock_owner > NTFSD_LOCK_OWNER_MAX)
+		err = error_set(EPROTO, "ntfsd gave lock id %u", h->lock_owner);
 	else
 		err = map_header(c, fd);
+	c->lock_owner = h->lock_owner;
 	ntfsd__reply__free_unpacked(rep, NULL);
 	close(fd);
 	return err;
@@ -606,6 +610,7 @@ static uint64_t file_size(const ntfsc_file *f)
 /* Take the segments of a fresh OpenReply into f; closes both fds. */
 static int file_setup(ntfsc_file *f, const Ntfsd__OpenReply *o, int data_fd, int state_fd)
 {
+	struct shm_file_header layout;
 	struct stat st;
 	void *p;
 	uint64_t pages_bytes;
@@ -637,16 +642,19 @@ static int file_setup(ntfsc_file *f, const Ntfsd__OpenReply *o, int data_fd, int
 	}
 	f->state = p;
 	f->state_len = (size_t)st.st_size;
-	if (!shm_file_header_valid(f->state, (uint64_t)st.st_size) ||
-	    f->state->page_size != NTFSD_PAGE_SIZE || f->state->nr_pages != o->nr_pages) {
+	/* Validate a private copy and use only it: other writers of the file
+	 * can rewrite the mapped header at any time. */
+	memcpy(&layout, f->state, sizeof(layout));
+	if (!shm_file_header_valid(&layout, (uint64_t)st.st_size) ||
+	    layout.page_size != NTFSD_PAGE_SIZE || layout.nr_pages != o->nr_pages) {
 		error_set(EPROTO, "ntfsd sent a page-state segment with a bad header");
 		goto fail;
 	}
 	f->nr_pages = o->nr_pages;
-	f->pages = shm_file_pages(f->state);
-	f->buffer_size = f->state->buffer_size;  /* checked: a power of 2, 512..4096 */
+	dirty_bitmap_init(&f->dirty, f->state, &layout);
+	f->pages = f->dirty.pages;
+	f->buffer_size = layout.buffer_size;  /* checked: a power of 2, 512..4096 */
 	f->buffers_per_page = NTFSD_PAGE_SIZE / f->buffer_size;
-	dirty_bitmap_init(&f->dirty, f->state);
 
 	/* The data segment: sealed against shrinking, so mapping it never faults. */
 	if (fstat(data_fd, &st) < 0) {
@@ -1262,7 +1270,7 @@ static uint64_t dirty_unlock_run(ntfsc_file *f, uint64_t idx, uint64_t n, uint64
 			}
 		}
 		if (s < e)
-			set_page_dirty(f->state, &f->dirty, idx + i,
+			set_page_dirty(&f->dirty, idx + i,
 				       buffer_mask(f, (uint32_t)(s - ps), (uint32_t)(e - ps)));
 		unlock_page(p);
 	}
@@ -1408,7 +1416,7 @@ ssize_t ntfsc_pwrite(ntfsc_file *f, const void *buf, size_t len, off_t off)
 				 (unsigned long long)end, (unsigned long long)f->mft_no,
 				 (unsigned long long)f->readable);
 
-	owner = (uint32_t)getpid();
+	owner = f->c->lock_owner;
 	while (pos < end) {
 		uint64_t idx = pos >> PAGE_SHIFT_, lim = last, pinned = 0, n, done = 0;
 		int err = 0;
@@ -1670,7 +1678,7 @@ int ntfsc_set_dirty(ntfsc_file *f, void *addr, size_t len)
 	a -= (uintptr_t)m->base;        /* now the offset into the mapping */
 	first = m->first_page + (a >> PAGE_SHIFT_);
 	last = m->first_page + (a + len - 1) / PAGE_SIZE_;
-	owner = (uint32_t)getpid();
+	owner = f->c->lock_owner;
 	all = page_all_buffers(f->buffers_per_page);
 	for (uint64_t i = first; i <= last; i++) {
 		struct shm_page *p;
@@ -1689,7 +1697,7 @@ int ntfsc_set_dirty(ntfsc_file *f, void *addr, size_t len)
 					(unsigned long long)f->mft_no);
 			break;
 		}
-		set_page_dirty(f->state, &f->dirty, i, all);
+		set_page_dirty(&f->dirty, i, all);
 		unlock_page(p);
 	}
 	pthread_mutex_unlock(&f->maps_lock);

@@ -24,6 +24,7 @@
 #include "crashpoint.h"
 #include "error.h"
 #include "fdstore.h"
+#include "holders.h"
 #include "flusher.h"
 #include "io.h"
 #include "frame.h"
@@ -54,7 +55,7 @@ struct options {
 	int log_level;
 	/* client limits (server_limits); 0: not given */
 	uint64_t max_conn_inflight, max_inflight, max_conn_handles, max_conn_replies;
-	uint64_t max_conn_reply_bytes;
+	uint64_t max_conn_reply_bytes, max_uid_handles, max_uid_conns, max_lock_hold_ms;
 };
 
 /* The client limits: their keys, where struct options keeps them, their
@@ -77,6 +78,12 @@ static const struct limit_key limit_keys[] = {
 	  SERVER_DEFAULT_CONN_REPLIES, 1, 1000000 },
 	{ "max-conn-reply-bytes", offsetof(struct options, max_conn_reply_bytes), true,
 	  SERVER_DEFAULT_CONN_REPLY_BYTES, 4096, 1ull << 30 },
+	{ "max-uid-handles", offsetof(struct options, max_uid_handles), false,
+	  SERVER_DEFAULT_UID_HANDLES, 1, 1000000 },
+	{ "max-uid-conns", offsetof(struct options, max_uid_conns), false,
+	  SERVER_DEFAULT_UID_CONNS, 1, 1000000 },
+	{ "max-lock-hold-ms", offsetof(struct options, max_lock_hold_ms), false,
+	  CACHE_DEFAULT_MAX_LOCK_HOLD_MS, 10, 3600000 },
 };
 #define NR_LIMIT_KEYS (sizeof(limit_keys) / sizeof(limit_keys[0]))
 
@@ -123,6 +130,14 @@ static void usage(FILE *f)
 		"                          them, per connection (default 64)\n"
 		"      --max-conn-reply-bytes BYTES  their bytes; a single reply may be larger\n"
 		"                          (default 4M)\n"
+		"      --max-uid-handles N  open files of one user over all its connections;\n"
+		"                          past it an open fails with EMFILE (default 768,\n"
+		"                          below the 1024 files the daemon can have open)\n"
+		"      --max-uid-conns N   connections of one user; a connection past it is\n"
+		"                          closed at once (default 256)\n"
+		"      --max-lock-hold-ms MS  a client holding a page lock longer while the\n"
+		"                          daemon waits for it is disconnected and its lock\n"
+		"                          broken (default 10000)\n"
 		"  -h, --help              show this help and exit\n"
 		"  -V, --version           show the version and exit\n\n"
 		"Exit status: 0 after a clean shutdown (SIGTERM or SIGINT), 1 when the volume\n"
@@ -387,6 +402,9 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "max-conn-handles", required_argument, NULL, 10 },
 		{ "max-conn-replies", required_argument, NULL, 11 },
 		{ "max-conn-reply-bytes", required_argument, NULL, 12 },
+		{ "max-uid-handles", required_argument, NULL, 13 },
+		{ "max-uid-conns", required_argument, NULL, 14 },
+		{ "max-lock-hold-ms", required_argument, NULL, 15 },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -419,13 +437,14 @@ static int parse_args(int argc, char **argv, struct options *o)
 				return 2;
 			break;
 		case 1: case 2: case 3: case 4: case 5: case 6: case 7:
-		case 8: case 9: case 10: case 11: case 12: {
+		case 8: case 9: case 10: case 11: case 12: case 13: case 14: case 15: {
 			static const char *const keys[] = { NULL, "flushers", "dirty-background",
 							    "dirty-limit", "dirty-expire-ms", "io",
 							    "fd-store", "fd-store-dir",
 							    "max-conn-inflight", "max-inflight",
 							    "max-conn-handles", "max-conn-replies",
-							    "max-conn-reply-bytes" };
+							    "max-conn-reply-bytes", "max-uid-handles",
+							    "max-uid-conns", "max-lock-hold-ms" };
 
 			if (apply_setting(o, keys[opt], optarg, false, keys[opt]))
 				return 2;
@@ -492,6 +511,9 @@ static void effective_limits(const struct options *o, struct server_limits *l)
 	l->conn_handles = (unsigned)limit_value(o, limit_key_find("max-conn-handles"));
 	l->conn_replies = (unsigned)limit_value(o, limit_key_find("max-conn-replies"));
 	l->conn_reply_bytes = limit_value(o, limit_key_find("max-conn-reply-bytes"));
+	l->uid_handles = (unsigned)limit_value(o, limit_key_find("max-uid-handles"));
+	l->uid_conns = (unsigned)limit_value(o, limit_key_find("max-uid-conns"));
+	l->lock_hold_ms = (unsigned)limit_value(o, limit_key_find("max-lock-hold-ms"));
 }
 
 /* What SIGHUP needs: the command line to parse again, and what is running. */
@@ -502,6 +524,7 @@ struct reload_ctx {
 	struct flusher_pool *flushers;  /* NULL on a read-only volume */
 	struct flusher_config fc;       /* in force */
 	struct server_limits *limits;   /* in force; the server reads them live */
+	struct cache *cache;            /* takes max-lock-hold-ms */
 	int default_log_level;
 };
 
@@ -528,7 +551,12 @@ static unsigned reload_limits(struct reload_ctx *r, const struct options *n)
 	changes += log_limit_change("max-conn-replies", l->conn_replies, nl.conn_replies);
 	changes += log_limit_change("max-conn-reply-bytes", l->conn_reply_bytes,
 				    nl.conn_reply_bytes);
+	changes += log_limit_change("max-uid-handles", l->uid_handles, nl.uid_handles);
+	changes += log_limit_change("max-uid-conns", l->uid_conns, nl.uid_conns);
+	changes += log_limit_change("max-lock-hold-ms", l->lock_hold_ms, nl.lock_hold_ms);
 	*l = nl;
+	if (r->cache)
+		atomic_store(&r->cache->max_lock_hold_ms, nl.lock_hold_ms);
 	return changes;
 }
 
@@ -795,6 +823,12 @@ int main(int argc, char **argv)
 	}
 	cache->read_only = o.read_only;
 	cache->store = store;
+	if (cache_holders_init(cache)) {
+		log_error("cannot create the lock-id table: out of memory");
+		rc = 1;
+		goto out;
+	}
+	reload.cache = cache;
 	if (!o.read_only) {
 		struct flusher_config fc;
 
@@ -830,6 +864,7 @@ int main(int argc, char **argv)
 	sc.reload = reload_config;
 	sc.reload_arg = &reload;
 	effective_limits(&o, &limits);
+	atomic_store(&cache->max_lock_hold_ms, limits.lock_hold_ms);
 	sc.limits = &limits;
 	rc = server_run(&sc, vol, cache);
 	flusher_stop(flushers);

@@ -6,7 +6,6 @@
 #include <time.h>
 
 #include "page.h"
-#include "segment.h"
 
 static uint64_t now_ns(void)
 {
@@ -16,10 +15,9 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-bool set_page_dirty(struct shm_file_header *h, struct dirty_bitmap *b, uint64_t index,
-		    uint32_t mask)
+bool set_page_dirty(struct dirty_bitmap *b, uint64_t index, uint32_t mask)
 {
-	struct shm_page *p = &shm_file_pages(h)[index];
+	struct shm_page *p = &b->pages[index];
 	uint32_t old;
 
 	atomic_fetch_or_explicit(&p->buf_dirty, mask, memory_order_release);
@@ -28,21 +26,20 @@ bool set_page_dirty(struct shm_file_header *h, struct dirty_bitmap *b, uint64_t 
 		return false;
 	atomic_store_explicit(&p->first_dirtied_ns, now_ns(), memory_order_relaxed);
 	dirty_bitmap_set(b, index);
-	atomic_fetch_add_explicit(&h->nr_dirty, 1, memory_order_acq_rel);
+	atomic_fetch_add_explicit(b->nr_dirty, 1, memory_order_acq_rel);
 	return true;
 }
 
-uint32_t clear_page_dirty_for_io(struct shm_file_header *h, struct dirty_bitmap *b,
-				 uint64_t index)
+uint32_t clear_page_dirty_for_io(struct dirty_bitmap *b, uint64_t index)
 {
-	struct shm_page *p = &shm_file_pages(h)[index];
+	struct shm_page *p = &b->pages[index];
 	uint32_t old = page_clear_bits(p, PG_dirty);
 	uint32_t bufs = atomic_exchange_explicit(&p->buf_dirty, 0, memory_order_acq_rel);
 
 	if (old & PG_dirty) {
 		atomic_store_explicit(&p->first_dirtied_ns, 0, memory_order_relaxed);
 		dirty_bitmap_clear(b, index);
-		atomic_fetch_sub_explicit(&h->nr_dirty, 1, memory_order_acq_rel);
+		atomic_fetch_sub_explicit(b->nr_dirty, 1, memory_order_acq_rel);
 	}
 	return bufs;
 }

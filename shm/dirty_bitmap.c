@@ -11,15 +11,17 @@
 
 #include <assert.h>
 
-void dirty_bitmap_init(struct dirty_bitmap *b, struct shm_file_header *h)
+void dirty_bitmap_init(struct dirty_bitmap *b, void *base, const struct shm_file_header *layout)
 {
-	uint8_t *base = (uint8_t *)h;
+	uint8_t *p = base;
 
-	b->l1 = (_Atomic uint64_t *)(base + h->l1_offset);
-	b->l2 = (_Atomic uint64_t *)(base + h->l2_offset);
-	b->nr_pages = h->nr_pages;
-	b->l1_words = h->l1_words;
-	b->l2_words = h->l2_words;
+	b->l1 = (_Atomic uint64_t *)(p + layout->l1_offset);
+	b->l2 = (_Atomic uint64_t *)(p + layout->l2_offset);
+	b->pages = (struct shm_page *)(p + layout->pages_offset);
+	b->nr_dirty = &((struct shm_file_header *)p)->nr_dirty;
+	b->nr_pages = layout->nr_pages;
+	b->l1_words = layout->l1_words;
+	b->l2_words = layout->l2_words;
 }
 
 bool dirty_bitmap_set(struct dirty_bitmap *b, uint64_t page)
@@ -96,4 +98,21 @@ uint64_t dirty_bitmap_next(const struct dirty_bitmap *b, uint64_t from)
 		w++;
 	}
 	return UINT64_MAX;
+}
+
+uint64_t dirty_bitmap_count(const struct dirty_bitmap *b, uint64_t limit)
+{
+	uint64_t w, n = 0, words;
+
+	if (limit > b->nr_pages)
+		limit = b->nr_pages;
+	words = (limit + 63) / 64;
+	for (w = 0; w < words; w++) {
+		uint64_t bits = atomic_load_explicit(&b->l2[w], memory_order_relaxed);
+
+		if (w == words - 1 && limit % 64)
+			bits &= (1ull << (limit % 64)) - 1;
+		n += (uint64_t)__builtin_popcountll(bits);
+	}
+	return n;
 }

@@ -8,6 +8,11 @@
  * the level-2 words flagged in level 1 finds every dirty page.  All updates
  * are atomic; any process may set bits, and clearing is safe against a
  * concurrent set.
+ *
+ * The geometry (where the bitmaps and descriptors lie, how many pages) is
+ * copied into struct dirty_bitmap once, from a header the caller validated
+ * in its own memory: a segment's header can be rewritten by any writer of
+ * the file, so nothing here reads it again.
  */
 #ifndef NTFSD_SHM_DIRTY_BITMAP_H
 #define NTFSD_SHM_DIRTY_BITMAP_H
@@ -20,11 +25,15 @@
 struct dirty_bitmap {
 	_Atomic uint64_t *l1;
 	_Atomic uint64_t *l2;
+	struct shm_page *pages;           /* the descriptors of the same segment */
+	_Atomic uint64_t *nr_dirty;       /* the header's count (a hint for clients) */
 	uint64_t nr_pages;
 	uint64_t l1_words, l2_words;
 };
 
-void dirty_bitmap_init(struct dirty_bitmap *b, struct shm_file_header *h);
+/* Point b into the segment mapped at base, laid out as `layout` (a private,
+ * validated copy of its header, never the mapped header itself). */
+void dirty_bitmap_init(struct dirty_bitmap *b, void *base, const struct shm_file_header *layout);
 /* Returns true if the bit was clear before. */
 bool dirty_bitmap_set(struct dirty_bitmap *b, uint64_t page);
 /* Returns true if the bit was set before. */
@@ -35,5 +44,8 @@ bool dirty_bitmap_test(const struct dirty_bitmap *b, uint64_t page);
 void dirty_bitmap_trim(struct dirty_bitmap *b);
 /* First dirty page >= from, or UINT64_MAX. */
 uint64_t dirty_bitmap_next(const struct dirty_bitmap *b, uint64_t from);
+/* Pages below `limit` whose bit is set: the count the daemon acts on
+ * (bounded by limit, whatever a client wrote into the segment). */
+uint64_t dirty_bitmap_count(const struct dirty_bitmap *b, uint64_t limit);
 
 #endif

@@ -17,8 +17,12 @@
  *    changes whenever a byte of this file's meaning does.
  *  - Only the daemon writes the volume header, the inode table and pin
  *    counts.  Clients that opened a file read-only map its segments
- *    read-only.  The daemon validates any value it reads back from a
- *    segment a client can write before using it.
+ *    read-only (the memfds have mode 0600, so the descriptor cannot be
+ *    reopened writable either).  A page-state segment is writable by every
+ *    writer of its file, so the daemon keeps its geometry, its page locks,
+ *    writeback bits, pins and dirty counts in private memory and treats
+ *    what it reads there (flags, dirty bits, lock owners) as claims to
+ *    check: see daemon/cache/page_lock.h.
  *  - A page's flags word is the futex for its lock and for waiting on its
  *    bits (see page.h).
  */
@@ -28,7 +32,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#define NTFSD_SHM_LAYOUT_VERSION 4u
+#define NTFSD_SHM_LAYOUT_VERSION 5u
 #define NTFSD_SHM_VOLUME_MAGIC 0x31564453464e544eULL /* "NTNFSDV1" */
 #define NTFSD_SHM_FILE_MAGIC 0x31464453464e544eULL   /* "NTNFSDF1" */
 
@@ -49,11 +53,16 @@ _Static_assert(sizeof(_Atomic uint64_t) == 8, "atomic u64 size");
 #define PG_error       (1u << 5)  /* the last writeback of the page failed */
 #define PG_write_ready (1u << 6)  /* prepare-write done: may be dirtied */
 #define PG_buffers     (1u << 7)  /* buffer bitmaps are valid (page has buffers) */
-/* Bits 10..31 hold the pid of the lock holder while PG_locked is set, so
+/* Bits 10..31 hold the lock id of the holder while PG_locked is set, so
  * taking, dropping and breaking a lock are each one atomic operation and a
- * holder killed at any instruction leaves a lock that names it. */
+ * holder killed at any instruction leaves a lock that names it.  Lock ids
+ * are the daemon's to give: NTFSD_LOCK_OWNER_DAEMON for its own locks, and
+ * for each client connection the id in its HelloReply (not its pid, which
+ * the daemon cannot check across PID namespaces). */
 #define PG_OWNER_SHIFT 10u
 #define PG_OWNER_MASK  (~0u << PG_OWNER_SHIFT)
+#define NTFSD_LOCK_OWNER_DAEMON 1u
+#define NTFSD_LOCK_OWNER_MAX (PG_OWNER_MASK >> PG_OWNER_SHIFT)
 
 /* One per page of a file: 64 bytes, a cache line. */
 struct shm_page {

@@ -88,6 +88,9 @@ static int check_header(struct cache *c, struct adopt_pair *p, struct shm_file_h
 	if (seals < 0 || !(seals & F_SEAL_SHRINK) ||
 	    (seals = fcntl(p->state_fd, F_GET_SEALS)) < 0 || !(seals & F_SEAL_SHRINK))
 		return ntfs_fail(EINVAL, "not sealed against shrinking");
+	/* segments of an older daemon may still have memfd_create's 0777 */
+	if (fchmod(p->data_fd, 0600) < 0 || fchmod(p->state_fd, 0600) < 0)
+		return ntfs_fail(errno, "cannot restrict its mode: %s", strerror(errno));
 	if (pread(p->state_fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
 		return ntfs_fail(EINVAL, "page-state segment too short");
 	if (!shm_file_header_valid(&h, (uint64_t)ss.st_size) ||
@@ -113,7 +116,7 @@ static int check_header(struct cache *c, struct adopt_pair *p, struct shm_file_h
  * left; returns the number of dirty pages. */
 static uint64_t rebuild_pages(struct cache_inode *ci)
 {
-	uint32_t bpp = ci->state->buffers_per_page;
+	uint32_t bpp = ci->buffers_per_page;
 	uint32_t mask = bpp >= 32 ? ~0u : (1u << bpp) - 1;
 	uint64_t i, w, nr_dirty = 0, end = cache_pages_for(ci->i_size);
 
@@ -213,7 +216,7 @@ static int adopt_pair(struct cache *c, struct adopt_pair *p, uint64_t *dirty_out
 			ci->sizes_dirty = true;
 		}
 	}
-	err = cache_inode_map(ci, p->data_fd, p->state_fd, h.nr_pages);
+	err = cache_inode_map(ci, p->data_fd, p->state_fd, &h);
 	p->data_fd = p->state_fd = -1;  /* the inode owns them now */
 	if (err) {
 		cache_inode_destroy(ci);

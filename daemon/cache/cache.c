@@ -7,6 +7,7 @@
  * the daemon maps them read-write, clients get what their open mode allows.
  */
 #include "cache.h"
+#include "holders.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,13 +31,17 @@
 #include "seqcount.h"
 #include "volume.h"
 
+/* A sealed memfd of mode 0600: a client handed a read-only descriptor of
+ * it cannot reopen /proc/self/fd/N writable (memfds are created 0777),
+ * unless it runs as the daemon's user or as root, who are trusted anyway. */
 static int memfd_sized(const char *name, uint64_t size)
 {
 	int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
 
 	if (fd < 0)
 		return -errno;
-	if (ftruncate(fd, (off_t)size) < 0 || fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) < 0) {
+	if (fchmod(fd, 0600) < 0 || ftruncate(fd, (off_t)size) < 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) < 0) {
 		int err = -errno;
 
 		close(fd);
@@ -79,7 +84,7 @@ int cache_create(struct ntfs_volume *vol, uint64_t limit_bytes, struct cache **o
 	c->vol = vol;
 	c->header = h;
 	c->header_fd = fd;
-	c->owner = (uint32_t)getpid();
+	atomic_store(&c->max_lock_hold_ms, CACHE_DEFAULT_MAX_LOCK_HOLD_MS);
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_mutex_init(&c->reclaim_lock, NULL);
 	*out = c;
@@ -104,11 +109,12 @@ void cache_inode_destroy(struct cache_inode *ci)
 	if (ci->data_map && ci->data_size)
 		munmap(ci->data_map, ci->data_size);
 	if (ci->state)
-		munmap(ci->state, ci->state->segment_size);
+		munmap(ci->state, ci->state_size);
 	if (ci->data_fd >= 0)
 		close(ci->data_fd);
 	if (ci->state_fd >= 0)
 		close(ci->state_fd);
+	free(ci->priv);
 	free((void *)ci->referenced);
 	free((void *)ci->counted);
 	ntfs_attr_close(ci->data);
@@ -128,7 +134,7 @@ void cache_destroy(struct cache *c)
 		return;
 	for (ci = c->inodes; ci; ci = next) {
 		next = ci->next;
-		if (ci->stored && (atomic_load(&ci->state->nr_dirty) || ci->sizes_dirty)) {
+		if (ci->stored && (cache_has_dirty(ci) || ci->sizes_dirty)) {
 			/* writeback failed: the next daemon gets another chance */
 			ci->stored = false;
 			ntfs_error("MFT record %llu still has dirty data; its segments stay in the "
@@ -137,6 +143,7 @@ void cache_destroy(struct cache *c)
 		}
 		cache_inode_destroy(ci);
 	}
+	cache_holders_destroy(c);
 	munmap(c->header, sizeof(*c->header));
 	close(c->header_fd);
 	pthread_mutex_destroy(&c->lock);
@@ -144,14 +151,18 @@ void cache_destroy(struct cache *c)
 	free(c);
 }
 
-int cache_inode_map(struct cache_inode *ci, int data_fd, int state_fd, uint64_t nr_pages)
+int cache_inode_map(struct cache_inode *ci, int data_fd, int state_fd,
+		    const struct shm_file_header *layout)
 {
+	uint64_t nr_pages = layout->nr_pages;
 	struct shm_file_header *h;
 	struct stat st;
 
 	ci->data_fd = data_fd;
 	ci->state_fd = state_fd;
 	ci->nr_pages = nr_pages;
+	ci->buffer_size = layout->buffer_size;
+	ci->buffers_per_page = layout->buffers_per_page;
 	ci->data_size = nr_pages << NTFSD_PAGE_SHIFT;
 	if (ci->data_size) {
 		ci->data_map = mmap(NULL, ci->data_size, PROT_READ | PROT_WRITE, MAP_SHARED,
@@ -161,24 +172,26 @@ int cache_inode_map(struct cache_inode *ci, int data_fd, int state_fd, uint64_t 
 			return -errno;
 		}
 	}
+	/* Only the caller's private copy of the geometry counts from here on:
+	 * the mapped header is writable by every writer of the file. */
 	if (fstat(state_fd, &st) < 0)
 		return -errno;
-	h = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, state_fd, 0);
+	if ((uint64_t)st.st_size != layout->segment_size)
+		return -EINVAL;   /* the segment is not the one the layout describes */
+	h = mmap(NULL, (size_t)layout->segment_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+		 state_fd, 0);
 	if (h == MAP_FAILED)
 		return -errno;
-	if ((uint64_t)st.st_size != h->segment_size) {
-		/* the caller checked the header; a size that moved since is a lie */
-		munmap(h, (size_t)st.st_size);
-		return -EINVAL;
-	}
 	ci->state = h;
-	ci->pages = shm_file_pages(ci->state);
+	ci->state_size = layout->segment_size;
+	dirty_bitmap_init(&ci->dirty, h, layout);
+	ci->pages = ci->dirty.pages;
 	cache_use_pages(ci, ci->i_size);
 	cache_use_pages(ci, ci->data->allocated_size);
-	dirty_bitmap_init(&ci->dirty, ci->state);
+	ci->priv = calloc(ci->nr_pages ? ci->nr_pages : 1, sizeof(*ci->priv));
 	ci->referenced = calloc(ci->nr_pages ? ci->nr_pages : 1, 1);
 	ci->counted = calloc(ci->nr_pages ? ci->nr_pages : 1, 1);
-	return ci->referenced && ci->counted ? 0 : -ENOMEM;
+	return ci->priv && ci->referenced && ci->counted ? 0 : -ENOMEM;
 }
 
 /* Store the inode's segments so they outlive a crash of the daemon. */
@@ -243,7 +256,7 @@ static int cache_inode_segments(struct cache_inode *ci)
 		close(state_fd);
 		return err;
 	}
-	return cache_inode_map(ci, data_fd, state_fd, nr_pages);
+	return cache_inode_map(ci, data_fd, state_fd, &layout);
 }
 
 static int parent_is_extend(void *ctx, const struct ntfs_attr_record *a, uint64_t mft_no)
@@ -445,7 +458,7 @@ void cache_inode_release(struct cache_inode *ci)
  * reopening it finds them; reclaim frees it once its last page goes. */
 static void cache_inode_unused(struct cache_inode *ci)
 {
-	if (atomic_load(&ci->cached_pages) == 0 && !atomic_load(&ci->state->nr_dirty) &&
+	if (atomic_load(&ci->cached_pages) == 0 && !cache_has_dirty(ci) &&
 	    !ci->sizes_dirty && !ci->trim_pending)
 		cache_inode_release(ci);
 }
@@ -454,7 +467,7 @@ bool cache_evict_unused(struct cache *c)
 {
 	struct cache_inode *ci;
 
-	for (ci = c->inodes; ci && (ci->refs || atomic_load(&ci->state->nr_dirty) ||
+	for (ci = c->inodes; ci && (ci->refs || cache_has_dirty(ci) ||
 				    ci->sizes_dirty || ci->trim_pending); ci = ci->next)
 		;
 	if (!ci)
@@ -501,7 +514,7 @@ void cache_count_pages(struct cache *c, uint64_t mft_no, uint64_t *cached, uint6
 			uint32_t f = page_flags(&ci->pages[i]);
 
 			*dirty += !!(f & PG_dirty);
-			*writeback += !!(f & PG_writeback);
+			*writeback += cache_page_writeback(ci, i);
 		}
 	}
 	pthread_mutex_unlock(&c->lock);

@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "dirty_bitmap.h"
+#include "page_lock.h"
 #include "shm_layout.h"
 
 struct ntfs_volume;
@@ -30,6 +31,7 @@ struct ntfs_inode;
 struct ntfs_attr;
 struct io;
 struct fdstore;
+struct holder_table;
 struct fdstore_entry;
 struct ntfs_runlist;
 
@@ -39,6 +41,7 @@ struct ntfs_runlist;
 #define CACHE_GROWTH_PAGES (1ull << 18)
 #define CACHE_MAX_ROOM_PAGES (1ull << 24)   /* 64 GiB */
 #define CACHE_MAX_PAGES (1ull << 32)
+#define CACHE_DEFAULT_MAX_LOCK_HOLD_MS 10000u
 
 struct cache_inode {
 	struct cache *cache;
@@ -54,13 +57,18 @@ struct cache_inode {
 	int state_fd;                     /* memfd: struct shm_file_header + pages */
 	uint8_t *data_map;                /* daemon's read-write mapping */
 	uint64_t data_size;               /* bytes of the data segment */
-	struct shm_file_header *state;
+	struct shm_file_header *state;    /* mapped: writable by the file's writers, so
+					   * only i_size (for adoption) is written there
+					   * and nothing is read back from it */
+	uint64_t state_size;              /* the segment's geometry, private copies */
+	uint32_t buffer_size, buffers_per_page;
 	struct shm_page *pages;
 	uint64_t nr_pages;                /* capacity: the file may grow up to this */
 	_Atomic uint64_t used_pages;      /* high-water mark of pages below i_size or the
 					   * allocation: page state past it is untouched,
 					   * so loops over pages stop here */
 	struct dirty_bitmap dirty;
+	struct page_priv *priv;           /* daemon-private page state (page_lock.h) */
 	_Atomic uint8_t *referenced;      /* clock bits for reclaim, one per page */
 	_Atomic uint8_t *counted;         /* page counted in cached_pages (memory held) */
 	_Atomic uint64_t cached_pages;
@@ -81,6 +89,8 @@ struct cache_inode {
 					   * them until its record is written */
 	_Atomic uint64_t wb_enomem;       /* pages re-dirtied for lack of memory */
 	_Atomic bool warned_not_uptodate; /* logged a dirty page that was not uptodate */
+	_Atomic bool warned_forged;       /* logged a forged lock or writeback flag */
+	_Atomic bool warned_system;       /* logged dirty pages of a system file */
 	bool trim_pending;                /* clusters allocated past i_size as room to
 					   * grow: freed once nobody has it open */
 	_Atomic uint32_t wb_err;          /* errseq: counter << 1 | seen */
@@ -97,7 +107,9 @@ struct cache {
 	struct shm_volume_header *header;
 	uint8_t slot_used[NTFSD_MAX_INODES];
 	uint64_t limit_pages;             /* reclaim keeps cached pages at or below this */
-	uint32_t owner;                   /* pid used for the daemon's page locks */
+	struct holder_table *holders;     /* lock ids of clients (holders.h); NULL: trust all */
+	_Atomic uint32_t max_lock_hold_ms;/* a client holding a page lock longer is
+					   * disconnected (0: never) */
 	pthread_mutex_t reclaim_lock;
 	struct cache_inode *hand_inode;   /* clock hand: inode (by mft_no) and page */
 	uint64_t hand_mft, hand_page;
@@ -129,7 +141,8 @@ bool cache_evict_unused(struct cache *c);
  * takes both fds); linking it in with `openers` opener references (c->lock
  * held; stores its segments); freeing one. */
 int cache_inode_alloc(struct cache *c, uint64_t mft_no, struct cache_inode **out);
-int cache_inode_map(struct cache_inode *ci, int data_fd, int state_fd, uint64_t nr_pages);
+int cache_inode_map(struct cache_inode *ci, int data_fd, int state_fd,
+		    const struct shm_file_header *layout);
 int cache_inode_insert(struct cache_inode *ci, unsigned openers);
 void cache_inode_destroy(struct cache_inode *ci);
 
@@ -209,6 +222,19 @@ static inline uint64_t cache_used_pages(const struct cache_inode *ci)
 	uint64_t n = atomic_load(&ci->used_pages);
 
 	return n < ci->nr_pages ? n : ci->nr_pages;
+}
+
+/* Dirty pages as the daemon counts them: bits of the dirty bitmap below
+ * used_pages, never the header's nr_dirty (which any writer of the file
+ * can set to anything). */
+static inline uint64_t cache_nr_dirty(const struct cache_inode *ci)
+{
+	return dirty_bitmap_count(&ci->dirty, cache_used_pages(ci));
+}
+
+static inline bool cache_has_dirty(const struct cache_inode *ci)
+{
+	return dirty_bitmap_next(&ci->dirty, 0) < cache_used_pages(ci);
 }
 
 /* Raise the high-water mark to cover bytes [0, bytes). */

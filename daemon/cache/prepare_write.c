@@ -377,11 +377,9 @@ static void extend_i_size(struct cache_inode *ci, uint64_t new_size)
 	struct inode_sizes v;
 
 	if (old % NTFSD_PAGE_SIZE) {
-		struct shm_page *p = &ci->pages[old >> NTFSD_PAGE_SHIFT];
-
-		lock_page(p, ci->cache->owner);
+		cache_lock_page(ci, old >> NTFSD_PAGE_SHIFT);
 		memset(ci->data_map + old, 0, NTFSD_PAGE_SIZE - old % NTFSD_PAGE_SIZE);
-		unlock_page(p);
+		cache_unlock_page(ci, old >> NTFSD_PAGE_SHIFT);
 	}
 	cache_use_pages(ci, new_size);
 	ci->i_size = new_size;

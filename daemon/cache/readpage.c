@@ -33,9 +33,9 @@ int readpage(struct cache_inode *ci, uint64_t index)
 	atomic_store_explicit(&ci->referenced[index], 1, memory_order_relaxed);
 	if (page_test(p, PG_uptodate))
 		return 0;
-	lock_page(p, c->owner);
+	cache_lock_page(ci, index);
 	if (page_test(p, PG_uptodate)) {
-		unlock_page(p);
+		cache_unlock_page(ci, index);
 		return 0;
 	}
 	fresh = cache_account_page(ci, index);
@@ -46,15 +46,15 @@ int readpage(struct cache_inode *ci, uint64_t index)
 	if (n < 0) {
 		if (fresh)
 			cache_unaccount_page(ci, index);
-		unlock_page(p);
+		cache_unlock_page(ci, index);
 		return (int)n;
 	}
 	memset(buf + n, 0, NTFSD_PAGE_SIZE - (size_t)n);
 	atomic_store_explicit(&p->buf_uptodate,
-			      page_all_buffers(ci->state->buffers_per_page), memory_order_release);
+			      page_all_buffers(ci->buffers_per_page), memory_order_release);
 	page_set_bits(p, PG_buffers | PG_uptodate);
 	atomic_fetch_add(&c->header->counters.pages_read, 1);
-	unlock_page(p);
+	cache_unlock_page(ci, index);
 	return 0;
 }
 
@@ -91,7 +91,7 @@ static int readpages_locked(struct cache_inode *ci, uint64_t first, uint64_t n)
 
 		if (got >= 0) {
 			atomic_store_explicit(&p->buf_uptodate,
-					      page_all_buffers(ci->state->buffers_per_page),
+					      page_all_buffers(ci->buffers_per_page),
 					      memory_order_release);
 			page_set_bits(p, PG_buffers | PG_uptodate);
 			atomic_fetch_add(&c->header->counters.pages_read, 1);
@@ -99,7 +99,7 @@ static int readpages_locked(struct cache_inode *ci, uint64_t first, uint64_t n)
 			cache_unaccount_page(ci, i);
 		}
 		atomic_store_explicit(&ci->referenced[i], 1, memory_order_relaxed);
-		unlock_page(p);
+		cache_unlock_page(ci, i);
 	}
 	return got < 0 ? (int)got : 0;
 }
@@ -126,10 +126,10 @@ int cache_fault_in(struct cache_inode *ci, uint64_t first, uint64_t count)
 		for (n = 0; i + n < first + count && n < READ_BATCH_PAGES; n++) {
 			struct shm_page *q = &ci->pages[i + n];
 
-			if (page_test(q, PG_uptodate) || !trylock_page(q, ci->cache->owner))
+			if (page_test(q, PG_uptodate) || !cache_trylock_page(ci, i + n))
 				break;
 			if (page_test(q, PG_uptodate)) {
-				unlock_page(q);
+				cache_unlock_page(ci, i + n);
 				break;
 			}
 		}

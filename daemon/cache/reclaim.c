@@ -25,15 +25,19 @@ static bool try_drop_page(struct cache_inode *ci, uint64_t index)
 {
 	struct cache *c = ci->cache;
 	struct shm_page *p = &ci->pages[index];
-	const uint32_t busy = PG_locked | PG_dirty | PG_writeback;
+	const uint32_t busy = PG_locked | PG_dirty;
 
-	if ((page_flags(p) & busy) || atomic_load(&p->pincount))
+	/* writeback and pins from the daemon's own state: a client cannot
+	 * make a page unreclaimable by writing its flags */
+	if ((page_flags(p) & busy) || cache_page_pinned(ci, index) ||
+	    cache_page_writeback(ci, index))
 		return false;
-	if (!trylock_page(p, c->owner))
+	if (!cache_trylock_page(ci, index))
 		return false;
-	if (!page_test(p, PG_uptodate) || (page_flags(p) & (PG_dirty | PG_writeback)) ||
-	    atomic_load(&p->pincount) || atomic_load(&p->buf_dirty)) {
-		unlock_page(p);
+	if (!page_test(p, PG_uptodate) || page_test(p, PG_dirty) ||
+	    cache_page_writeback(ci, index) || cache_page_pinned(ci, index) ||
+	    atomic_load(&p->buf_dirty)) {
+		cache_unlock_page(ci, index);
 		return false;
 	}
 	page_clear_bits(p, PG_uptodate | PG_write_ready);
@@ -46,7 +50,7 @@ static bool try_drop_page(struct cache_inode *ci, uint64_t index)
 			    (unsigned long long)index, (unsigned long long)ci->mft_no);
 	cache_unaccount_page(ci, index);
 	atomic_fetch_add(&c->header->counters.pages_reclaimed, 1);
-	unlock_page(p);
+	cache_unlock_page(ci, index);
 	return true;
 }
 
@@ -93,7 +97,7 @@ static void reclaim_to(struct cache *c, uint64_t target)
 
 		next = ci->next ? ci->next : c->inodes;
 		if (!ci->refs && !atomic_load(&ci->cached_pages) &&
-		    !atomic_load(&ci->state->nr_dirty) && !ci->sizes_dirty) {
+		    !cache_has_dirty(ci) && !ci->sizes_dirty) {
 			/* an unused inode whose last page went: forget it */
 			if (next == ci)
 				next = NULL;

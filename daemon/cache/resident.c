@@ -63,7 +63,7 @@ static int make_nonresident(struct cache_inode *ci)
 			return err;
 		}
 	}
-	lock_page(p0, ci->cache->owner);
+	cache_lock_page(ci, 0);
 	if (len)
 		memcpy(buf, page_test(p0, PG_uptodate) ? ci->data_map : na->value, (size_t)len);
 	for (i = 0, err = 0; i < rl.count && !err; i++) {
@@ -84,7 +84,7 @@ static int make_nonresident(struct cache_inode *ci)
 		pthread_rwlock_unlock(&ci->rl_lock);
 		pthread_mutex_unlock(&ci->init_lock);
 	}
-	unlock_page(p0);
+	cache_unlock_page(ci, 0);
 	crashpoint("resident-after-record");
 	if (err)
 		for (i = 0; i < rl.count; i++)
@@ -99,11 +99,10 @@ static int make_nonresident(struct cache_inode *ci)
 
 int cache_resident_resize(struct cache_inode *ci, uint64_t size)
 {
-	struct shm_page *p0 = &ci->pages[0];
 	int err;
 
 	/* page 0 excludes writepage_resident, rl_lock the readers of na->value */
-	lock_page(p0, ci->cache->owner);
+	cache_lock_page(ci, 0);
 	pthread_mutex_lock(&ci->init_lock);
 	pthread_rwlock_wrlock(&ci->rl_lock);
 	err = ntfs_attr_resize_resident(ci->data, size);
@@ -111,7 +110,7 @@ int cache_resident_resize(struct cache_inode *ci, uint64_t size)
 		atomic_store(&ci->disk_init, size);
 	pthread_rwlock_unlock(&ci->rl_lock);
 	pthread_mutex_unlock(&ci->init_lock);
-	unlock_page(p0);
+	cache_unlock_page(ci, 0);
 	return err;
 }
 

@@ -57,13 +57,14 @@ static void truncate_page(struct cache_inode *ci, uint64_t index)
 {
 	struct shm_page *p = &ci->pages[index];
 
-	lock_page(p, ci->cache->owner);
-	while (page_test(p, PG_writeback)) {
-		unlock_page(p);
-		wait_on_page_writeback(p);
-		lock_page(p, ci->cache->owner);
+	cache_lock_page(ci, index);
+	while (cache_page_writeback(ci, index)) {
+		cache_unlock_page(ci, index);
+		cache_wait_on_page_writeback(ci, index);
+		cache_lock_page(ci, index);
 	}
-	clear_page_dirty_for_io(ci->state, &ci->dirty, index);
+	cache_clear_forged_writeback(ci, index);
+	clear_page_dirty_for_io(&ci->dirty, index);
 	page_clear_bits(p, PG_uptodate | PG_write_ready | PG_error);
 	atomic_store(&p->buf_uptodate, 0);
 	atomic_fetch_add_explicit(&p->generation, 1, memory_order_seq_cst);
@@ -72,20 +73,18 @@ static void truncate_page(struct cache_inode *ci, uint64_t index)
 		      (off_t)(index << NTFSD_PAGE_SHIFT), NTFSD_PAGE_SIZE) < 0)
 		memset(ci->data_map + (index << NTFSD_PAGE_SHIFT), 0, NTFSD_PAGE_SIZE);
 	cache_unaccount_page(ci, index);
-	unlock_page(p);
+	cache_unlock_page(ci, index);
 }
 
 /* Zero the cached bytes [from, end of its page). */
 static void zero_page_tail(struct cache_inode *ci, uint64_t from)
 {
-	struct shm_page *p;
 
 	if (!(from % NTFSD_PAGE_SIZE))
 		return;
-	p = &ci->pages[from >> NTFSD_PAGE_SHIFT];
-	lock_page(p, ci->cache->owner);
+	cache_lock_page(ci, from >> NTFSD_PAGE_SHIFT);
 	memset(ci->data_map + from, 0, NTFSD_PAGE_SIZE - from % NTFSD_PAGE_SIZE);
-	unlock_page(p);
+	cache_unlock_page(ci, from >> NTFSD_PAGE_SHIFT);
 }
 
 static int truncate_resident(struct cache_inode *ci, uint64_t size)
@@ -155,10 +154,10 @@ static void fence_page(struct cache_inode *ci, uint64_t index)
 {
 	struct shm_page *p = &ci->pages[index];
 
-	lock_page(p, ci->cache->owner);
+	cache_lock_page(ci, index);
 	page_clear_bits(p, PG_write_ready);
-	unlock_page(p);
-	wait_on_page_writeback(p);
+	cache_unlock_page(ci, index);
+	cache_wait_on_page_writeback(ci, index);
 }
 
 /*
@@ -258,7 +257,7 @@ void cache_trim_all(struct cache *c)
 		return;
 	/* at shutdown: no other thread touches the inode list */
 	for (ci = c->inodes; ci; ci = ci->next)
-		if (ci->trim_pending && !atomic_load(&ci->state->nr_dirty))
+		if (ci->trim_pending && !cache_has_dirty(ci))
 			cache_trim_allocation(ci);
 	ntfs_device_flush(c->vol->dev);
 }

@@ -25,6 +25,7 @@
 #include "io.h"
 #include "error.h"
 #include "frame.h"
+#include "holders.h"
 #include "inode.h"
 #include "le.h"
 #include "log.h"
@@ -145,17 +146,19 @@ static void handle_release(struct conn *cn, struct handle *h)
 
 	for (i = 0; i < cache_used_pages(ci); i++) {
 		if (h->pins && h->pins[i]) {
-			atomic_fetch_sub(&ci->pages[i].pincount, h->pins[i]);
+			cache_unpin_page(ci, i, h->pins[i]);
 			h->pins[i] = 0;
 		}
 		/* a lock the client still held when it went away */
-		if (cn->closing && cn->pid &&
-		    page_lock_owner(&ci->pages[i]) == (uint32_t)cn->pid &&
-		    unlock_page_if_owner(&ci->pages[i], (uint32_t)cn->pid))
+		if (cn->closing && h->writable &&
+		    page_lock_owner(&ci->pages[i]) == cn->lock_id &&
+		    unlock_page_if_owner(&ci->pages[i], cn->lock_id))
 			log_warning("client pid %d died holding the lock of page %llu of MFT "
 				    "record %llu: released", (int)cn->pid,
 				    (unsigned long long)i, (unsigned long long)ci->mft_no);
 	}
+	if (h->writable)
+		cache_holder_writer(cn->srv->cache, cn->lock_id, ci, -1);
 	free(h->pins);
 	cache_close(ci);
 	free(h);
@@ -302,6 +305,7 @@ static void do_hello(struct work *w)
 	w->body.hello.layout_version = NTFSD_SHM_LAYOUT_VERSION;
 	w->body.hello.volume = (char *)srv->volume_path;
 	w->body.hello.read_only = srv->read_only;
+	w->body.hello.lock_owner = w->cn->lock_id;
 	w->reply.body_case = NTFSD__REPLY__BODY_HELLO;
 	w->reply.hello = &w->body.hello;
 	w->cn->hello_done = true;
@@ -315,9 +319,28 @@ static void do_hello(struct work *w)
  * the refusal could repeat it without end.  True when refused. */
 static bool open_over_limit(struct work *w)
 {
-	struct conn *cn = w->cn;
-	unsigned max = cn->srv->limits->conn_handles;
+	struct conn *cn = w->cn, *o;
+	unsigned max = cn->srv->limits->conn_handles, uid_max = cn->srv->limits->uid_handles;
+	unsigned uid_handles = 0;
 
+	/* one user over all its connections: it must not take every inode
+	 * slot (or descriptor) of the daemon from the others */
+	for (o = cn->srv->conns; o; o = o->next)
+		if (o->uid == cn->uid)
+			uid_handles += o->nr_handles;
+	if (uid_handles >= uid_max) {
+		if (!cn->handles_warned) {
+			log_warning("client pid %d uid %u: over the max-uid-handles limit of %u (an "
+				    "open of %s with %u handles open by uid %u): refused with "
+				    "EMFILE", (int)cn->pid, (unsigned)cn->uid, uid_max,
+				    w->rq->open->path, uid_handles, (unsigned)cn->uid);
+			cn->handles_warned = true;
+		}
+		work_fail(w, EMFILE, "%s: user %u already has %u files open, this daemon's "
+			  "max-uid-handles limit", w->rq->open->path, (unsigned)cn->uid,
+			  uid_handles);
+		return true;
+	}
 	if (cn->nr_handles < max)
 		return false;
 	if (!cn->handles_warned) {
@@ -343,6 +366,14 @@ static void run_open(struct work *w)
 		return;
 	}
 	w->ci = ci;
+	if (in->write && ci->system_file) {
+		/* a writable segment of $MFT or $Boot would let a client
+		 * rewrite the metadata of every file */
+		w->ci = NULL;
+		cache_close(ci);
+		work_fail(w, EPERM, "%s: a system file (NTFS metadata) opens read-only only", in->path);
+		return;
+	}
 	/* Writers store into the data segment directly; readers cannot. */
 	w->fds[0] = reopen_fd(ci->data_fd, in->write);
 	w->fds[1] = w->fds[0] < 0 ? -1 : reopen_fd(ci->state_fd, in->write);
@@ -377,6 +408,8 @@ static void done_open(struct work *w)
 	h->ci = w->ci;
 	h->errseq = errseq_sample(w->ci);
 	h->writable = w->rq->open->write;
+	if (h->writable)
+		cache_holder_writer(cn->srv->cache, cn->lock_id, w->ci, 1);
 	h->next = cn->handles;
 	cn->handles = h;
 	cn->nr_handles++;
@@ -432,14 +465,14 @@ static void run_fault_in(struct work *w)
 	if (in->pin)
 		for (i = first; i < first + count; i++) {
 			h->pins[i]++;
-			page_pin(&ci->pages[i]);
+			cache_pin_page(ci, i, 1);
 		}
 	err = count ? cache_fault_in(ci, first, count) : 0;
 	if (err) {
 		if (in->pin)
 			for (i = first; i < first + count; i++) {
 				h->pins[i]--;
-				page_unpin(&ci->pages[i]);
+				cache_unpin_page(ci, i, 1);
 			}
 		work_fail_ntfs(w, err, "fault-in");
 		return;
@@ -483,7 +516,7 @@ static void do_unpin(struct work *w)
 	for (i = in->first_page; i < end; i++)
 		if (h->pins[i]) {
 			h->pins[i]--;
-			page_unpin(&h->ci->pages[i]);
+			cache_unpin_page(h->ci, i, 1);
 		}
 }
 

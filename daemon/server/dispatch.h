@@ -64,6 +64,7 @@ struct conn {
 	int fd;
 	pid_t pid;
 	uid_t uid;
+	uint32_t lock_id;               /* its page locks' owner id (holders.h) */
 	gid_t gid;
 	uv_poll_t poll;
 	uv_poll_cb poll_cb;

@@ -47,6 +47,7 @@
 #include "error.h"
 #include "flusher.h"
 #include "frame.h"
+#include "holders.h"
 #include "log.h"
 #include "notify.h"
 #include "shm_layout.h"
@@ -365,6 +366,36 @@ static void conn_poll_closed(uv_handle_t *h)
 	conn_maybe_free(cn);
 }
 
+/* A connection of uid past max-uid-conns: logged once per episode (a
+ * client retrying without end must not flood the log). */
+static bool uid_over_conns(struct server *srv, uid_t uid)
+{
+	static bool warned;
+	unsigned n = 0;
+	struct conn *c;
+
+	for (c = srv->conns; c; c = c->next)
+		n += c->uid == uid;
+	if (n < srv->limits->uid_conns) {
+		warned = false;
+		return false;
+	}
+	if (!warned)
+		log_warning("uid %u: over the max-uid-conns limit of %u connections: new "
+			    "connections closed at once", (unsigned)uid, srv->limits->uid_conns);
+	warned = true;
+	return true;
+}
+
+/* A page lock it held too long (worker thread, holder table locked, so cn
+ * is alive): shutting the socket down makes the loop see it go away. */
+static void conn_expire(void *arg)
+{
+	struct conn *cn = arg;
+
+	shutdown(cn->fd, SHUT_RDWR);
+}
+
 /* Stop serving cn: its requests are dropped, its handles released. */
 void conn_shutdown(struct conn *cn, const char *why)
 {
@@ -374,6 +405,8 @@ void conn_shutdown(struct conn *cn, const char *why)
 	if (cn->closing)
 		return;
 	cn->closing = true;
+	/* from now on its locks are nobody's: waiters break them */
+	cache_holder_remove(srv->cache, cn->lock_id);
 	log_info("client pid %d uid %u: disconnected%s%s", (int)cn->pid, (unsigned)cn->uid,
 		 why ? ": " : "", why ? why : "");
 	for (pp = &srv->conns; *pp && *pp != cn; pp = &(*pp)->next)
@@ -639,6 +672,18 @@ static void server_on_accept(uv_poll_t *h, int status, int events)
 	}
 	cn->srv = srv;
 	cn->fd = fd;
+	if (uid_over_conns(srv, cn->uid)) {
+		close(fd);
+		free(cn);
+		return;
+	}
+	if (cache_holder_add(srv->cache, cn->pid, cn->uid, conn_expire, cn, &cn->lock_id)) {
+		log_warning("client pid %d uid %u: no lock id left to give it: refused",
+			    (int)cn->pid, (unsigned)cn->uid);
+		close(fd);
+		free(cn);
+		return;
+	}
 	cn->poll_cb = conn_on_poll;
 	uv_poll_init(srv->loop, &cn->poll, fd);
 	cn->poll.data = cn;

@@ -39,6 +39,8 @@ struct flusher_pool;
 #define SERVER_DEFAULT_CONN_HANDLES 4096u
 #define SERVER_DEFAULT_CONN_REPLIES 64u
 #define SERVER_DEFAULT_CONN_REPLY_BYTES (4ull << 20)
+#define SERVER_DEFAULT_UID_HANDLES 768u
+#define SERVER_DEFAULT_UID_CONNS 256u
 #define SERVER_MIN_CONN_INFLIGHT (64ull << 10)  /* the largest valid request fits */
 
 /*
@@ -58,6 +60,9 @@ struct server_limits {
 	unsigned conn_handles;          /* open handles per connection (EMFILE) */
 	unsigned conn_replies;          /* replies queued unsent per connection */
 	uint64_t conn_reply_bytes;      /* their bytes; a lone reply may exceed it */
+	unsigned uid_handles;           /* open handles of one uid, all connections (EMFILE) */
+	unsigned uid_conns;             /* connections of one uid */
+	unsigned lock_hold_ms;          /* see cache.h max_lock_hold_ms */
 };
 
 struct server_config {

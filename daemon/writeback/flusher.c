@@ -40,7 +40,7 @@ uint64_t flusher_count_dirty(struct cache *c)
 
 	pthread_mutex_lock(&c->lock);
 	for (ci = c->inodes; ci; ci = ci->next)
-		n += atomic_load(&ci->state->nr_dirty);
+		n += cache_nr_dirty(ci);
 	pthread_mutex_unlock(&c->lock);
 	atomic_store(&c->header->counters.dirty_pages, n);
 	return n;
@@ -70,7 +70,7 @@ static struct cache_inode *next_dirty_inode(struct cache *c, uint64_t *cursor)
 	pthread_mutex_lock(&c->lock);
 	for (ci = c->inodes; ci; ci = ci->next)
 		if (ci->mft_no >= *cursor && (!pick || ci->mft_no < pick->mft_no) &&
-		    (atomic_load(&ci->state->nr_dirty) || ci->sizes_dirty))
+		    (cache_has_dirty(ci) || ci->sizes_dirty))
 			pick = ci;
 	if (pick) {
 		pick->refs++;

@@ -95,6 +95,22 @@ const char *io_engine_name(const struct io *io)
 	return io->engine == IO_ENGINE_URING ? "uring" : "threads";
 }
 
+/* True when device bytes [off, off + len) touch what no file's data may
+ * occupy: the boot sectors, the system records at the start of $MFT and
+ * their mirror.  A user file's runlist pointing there is corrupt, and
+ * writing through it would destroy the volume. */
+static bool hits_metadata(const struct io *io, uint64_t off, uint64_t len)
+{
+	const struct ntfs_geometry *g = &io->vol->geo;
+	uint64_t sys = (uint64_t)FILE_first_user * g->mft_record_size;
+	uint64_t mft = g->mft_lcn << g->cluster_size_bits;
+	uint64_t mirr = g->mftmirr_lcn << g->cluster_size_bits;
+	uint64_t end = off + len;
+
+	return off < 8192 || (off < mft + sys && end > mft) ||
+	       (off < mirr + 4ull * g->mft_record_size && end > mirr);
+}
+
 /* Map the extents to device writes, merging neighbours. */
 static int map_extents(struct io *io, struct ntfs_attr *na, const struct io_extent *ext,
 		       unsigned n, int *ext_err, struct dev_write **out, unsigned *nout)
@@ -115,11 +131,15 @@ static int map_extents(struct io *io, struct ntfs_attr *na, const struct io_exte
 			uint64_t ofs = pos & (io->vol->geo.cluster_size - 1);
 			uint64_t avail = ((uint64_t)run << bits) - ofs, chunk, dev;
 
-			if (lcn < 0) {
+			chunk = avail < left ? avail : left;
+			dev = lcn < 0 ? 0 : ((uint64_t)lcn << bits) + ofs;
+			if (lcn < 0 || hits_metadata(io, dev, chunk)) {
 				int err = ntfs_fail(EIO, "%s: byte %llu maps to %s: refusing to write",
 						    ntfs_attr_describe(na, what, sizeof(what)),
 						    (unsigned long long)pos,
-						    lcn == LCN_HOLE ? "a hole" : "nothing");
+						    lcn == LCN_HOLE ? "a hole"
+						    : lcn < 0 ? "nothing"
+						    : "the boot sector or the system MFT records");
 
 				if (!ext_err) {
 					free(w);
@@ -131,8 +151,6 @@ static int map_extents(struct io *io, struct ntfs_attr *na, const struct io_exte
 				ext_err[i] = err;
 				break;
 			}
-			chunk = avail < left ? avail : left;
-			dev = ((uint64_t)lcn << bits) + ofs;
 			if (k && w[k - 1].off + w[k - 1].len == dev &&
 			    w[k - 1].buf + w[k - 1].len == buf && w[k - 1].ext == i) {
 				w[k - 1].len += chunk;

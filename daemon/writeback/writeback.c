@@ -151,14 +151,13 @@ static void page_failed(struct cache_inode *ci, uint64_t index, int err)
  * not an error.  Page locked. */
 static void redirty_page_locked(struct cache_inode *ci, uint64_t index, uint32_t bufs)
 {
-	set_page_dirty(ci->state, &ci->dirty, index, bufs);
+	set_page_dirty(&ci->dirty, index, bufs);
 	atomic_fetch_add(&ci->wb_enomem, 1);
 }
 
 /* Resident: copy into the MFT record.  Page locked; unlocks. */
 static int writepage_resident(struct cache_inode *ci, uint64_t index, uint32_t bufs)
 {
-	struct shm_page *p = &ci->pages[index];
 	uint64_t pos = index << NTFSD_PAGE_SHIFT, len;
 	int err = 0;
 
@@ -179,7 +178,7 @@ static int writepage_resident(struct cache_inode *ci, uint64_t index, uint32_t b
 	} else {
 		atomic_fetch_add(&ci->cache->pages_written, 1);
 	}
-	unlock_page(p);
+	cache_unlock_page(ci, index);
 	return err;
 }
 
@@ -207,7 +206,7 @@ struct wb_batch {
 static unsigned page_extents(struct cache_inode *ci, uint64_t index, uint32_t bufs,
 			     uint64_t limit, struct io_extent *ext)
 {
-	uint32_t bsize = ci->state->buffer_size, nbuf = ci->state->buffers_per_page, b = 0;
+	uint32_t bsize = ci->buffer_size, nbuf = ci->buffers_per_page, b = 0;
 	uint64_t base = index << NTFSD_PAGE_SHIFT;
 	unsigned n = 0;
 
@@ -239,9 +238,9 @@ static void wb_end_page(struct cache_inode *ci, uint64_t index, uint32_t bufs, i
 	struct shm_page *p = &ci->pages[index];
 
 	if (err == -ENOMEM) {
-		lock_page(p, c->owner);
+		cache_lock_page(ci, index);
 		redirty_page_locked(ci, index, bufs);
-		unlock_page(p);
+		cache_unlock_page(ci, index);
 	} else if (err) {
 		page_failed(ci, index, err);
 	} else {
@@ -249,7 +248,7 @@ static void wb_end_page(struct cache_inode *ci, uint64_t index, uint32_t bufs, i
 		atomic_fetch_add(&c->pages_written, 1);
 	}
 	atomic_fetch_sub(&c->header->counters.writeback_pages, 1);
-	end_page_writeback(p);
+	cache_end_page_writeback(ci, index);
 }
 
 /* The record's sizes cover every written page of the sized list: write
@@ -301,13 +300,12 @@ static void raise_initialized_size(struct cache_inode *ci, uint64_t limit)
 
 static void redirty_after_failed_run(struct cache_inode *ci, uint64_t index, uint32_t bufs)
 {
-	struct shm_page *p = &ci->pages[index];
 
-	lock_page(p, ci->cache->owner);
-	set_page_dirty(ci->state, &ci->dirty, index, bufs);
-	unlock_page(p);
+	cache_lock_page(ci, index);
+	set_page_dirty(&ci->dirty, index, bufs);
+	cache_unlock_page(ci, index);
 	atomic_fetch_sub(&ci->cache->header->counters.writeback_pages, 1);
-	end_page_writeback(p);
+	cache_end_page_writeback(ci, index);
 }
 
 /* Submit the batch and end (or hand to the sized list) its pages; an error
@@ -323,9 +321,9 @@ static int wb_submit(struct wb_batch *bt)
 
 	if (!bt->n)
 		return 0;
-	ext = wb_alloc(sizeof(*ext) * bt->n * ci->state->buffers_per_page);
+	ext = wb_alloc(sizeof(*ext) * bt->n * ci->buffers_per_page);
 	if (ext)
-		ext_err = wb_alloc(sizeof(*ext_err) * bt->n * ci->state->buffers_per_page);
+		ext_err = wb_alloc(sizeof(*ext_err) * bt->n * ci->buffers_per_page);
 	if (!ext_err) {
 		free(ext);
 		log_debug("writeback of MFT record %llu: out of memory, %u pages re-dirtied",
@@ -400,7 +398,7 @@ static int writepage_batch(struct cache_inode *ci, uint64_t index, struct wb_bat
 {
 	struct cache *c = ci->cache;
 	struct shm_page *p = &ci->pages[index];
-	uint32_t nbuf = ci->state->buffers_per_page, bufs, bsize = ci->state->buffer_size;
+	uint32_t nbuf = ci->buffers_per_page, bufs, bsize = ci->buffer_size;
 	uint64_t pos = index << NTFSD_PAGE_SHIFT, i_size = ci->i_size, page_end, limit;
 	bool crosses_init = false;
 	uint32_t b;
@@ -408,30 +406,30 @@ static int writepage_batch(struct cache_inode *ci, uint64_t index, struct wb_bat
 
 	if (pos >= i_size) {
 		/* Wholly past i_size (truncate raced us): discard, not an error. */
-		clear_page_dirty_for_io(ci->state, &ci->dirty, index);
-		unlock_page(p);
+		clear_page_dirty_for_io(&ci->dirty, index);
+		cache_unlock_page(ci, index);
 		return 0;
 	}
 	page_end = pos + NTFSD_PAGE_SIZE;
 	if (page_end > atomic_load(&ci->wb_fence)) {
 		/* a shrinking truncate holds it: it stays dirty */
-		unlock_page(p);
+		cache_unlock_page(ci, index);
 		return 0;
 	}
 	if (!page_test(p, PG_uptodate)) {
 		/* dirty but never read nor wholly written: the cache does not
 		 * hold the file's bytes, so they must never reach the disk */
-		clear_page_dirty_for_io(ci->state, &ci->dirty, index);
+		clear_page_dirty_for_io(&ci->dirty, index);
 		warn_not_uptodate(ci, index);
-		unlock_page(p);
+		cache_unlock_page(ci, index);
 		return 0;
 	}
 	if (page_end > i_size)
 		memset(ci->data_map + i_size, 0, (size_t)(page_end - i_size));
-	bufs = clear_page_dirty_for_io(ci->state, &ci->dirty, index);
+	bufs = clear_page_dirty_for_io(&ci->dirty, index);
 	if (ci->data->resident) {
 		if (!bufs) {
-			unlock_page(p);
+			cache_unlock_page(ci, index);
 			return 0;
 		}
 		return writepage_resident(ci, index, bufs);
@@ -451,12 +449,12 @@ static int writepage_batch(struct cache_inode *ci, uint64_t index, struct wb_bat
 		}
 	}
 	if (!bufs) {
-		unlock_page(p);
+		cache_unlock_page(ci, index);
 		return 0;
 	}
-	page_set_bits(p, PG_writeback);
+	cache_set_page_writeback(ci, index);
 	atomic_fetch_add(&c->header->counters.writeback_pages, 1);
-	unlock_page(p);
+	cache_unlock_page(ci, index);
 
 	if (crosses_init && !(bt->crossing && bt->n && bt->index[bt->n - 1] + 1 == index &&
 			      bt->limit[bt->n - 1] == pos)) {
@@ -559,28 +557,35 @@ static int writeback_pass(struct cache_inode *ci)
 	while ((i = dirty_bitmap_next(&ci->dirty, i)) != UINT64_MAX) {
 		struct shm_page *p = &ci->pages[i];
 
-		if (!trylock_page(p, ci->cache->owner)) {
+		if (i >= cache_used_pages(ci)) {
+			/* no page of the file lies there: a client's bit */
+			clear_page_dirty_for_io(&ci->dirty, i);
+			i++;
+			continue;
+		}
+		if (!cache_trylock_page(ci, i)) {
 			/* its holder may wait for a page we hold under writeback */
 			err = wb_flush_batch(bt);
 			if (err && !first_err)
 				first_err = err;
-			lock_page(p, ci->cache->owner);
+			cache_lock_page(ci, i);
 		}
 		if (!page_test(p, PG_dirty) && !atomic_load(&p->buf_dirty)) {
 			/* a stale bitmap bit: clear it */
-			clear_page_dirty_for_io(ci->state, &ci->dirty, i);
-			unlock_page(p);
+			clear_page_dirty_for_io(&ci->dirty, i);
+			cache_unlock_page(ci, i);
 			i++;
 			continue;
 		}
-		if (page_test(p, PG_writeback)) {
-			unlock_page(p);
+		if (cache_page_writeback(ci, i)) {
+			cache_unlock_page(ci, i);
 			err = wb_flush_batch(bt);
 			if (err && !first_err)
 				first_err = err;
-			wait_on_page_writeback(p);
+			cache_wait_on_page_writeback(ci, i);
 			continue;
 		}
+		cache_clear_forged_writeback(ci, i);
 		err = writepage_batch(ci, i, bt);
 		if (err && !first_err)
 			first_err = err;
@@ -605,11 +610,38 @@ static void sync_backoff(unsigned try)
 	nanosleep(&ts, NULL);
 }
 
+/* Pages only a client's forgery can have dirtied: a read-only daemon's
+ * or a system file's (neither ever hands out a writable segment).  Their
+ * bits are dropped, never written; logged once per file. */
+static bool drop_forged_dirt(struct cache_inode *ci)
+{
+	uint64_t i = 0;
+
+	if (!ci->cache->read_only && !ci->system_file)
+		return false;
+	while ((i = dirty_bitmap_next(&ci->dirty, i)) != UINT64_MAX) {
+		cache_lock_page(ci, i);
+		clear_page_dirty_for_io(&ci->dirty, i);
+		cache_unlock_page(ci, i);
+		i++;
+	}
+	dirty_bitmap_trim(&ci->dirty);
+	if (!atomic_exchange(&ci->warned_system, true))
+		log_warning("MFT record %llu: dirty pages on a %s: dropped, never written "
+			    "(only a client writing page state it was not given can make them)",
+			    (unsigned long long)ci->mft_no,
+			    ci->system_file ? "system file" : "read-only volume");
+	return true;
+}
+
 int writeback_inode_locked(struct cache_inode *ci, bool sync)
 {
 	uint64_t i, before;
 	unsigned try;
 	int err = 0, first_err = 0;
+
+	if (drop_forged_dirt(ci))
+		return 0;
 
 	if (!sync) {
 		err = writeback_pass(ci);
@@ -635,12 +667,12 @@ int writeback_inode_locked(struct cache_inode *ci, bool sync)
 		sync_backoff(try);
 	}
 	for (i = 0; i < cache_used_pages(ci); i++)
-		wait_on_page_writeback(&ci->pages[i]);
+		cache_wait_on_page_writeback(ci, i);
 	err = writeback_sizes(ci);
 	if (!first_err)
 		first_err = err;
 	/* nobody is appending: the room to grow can go (sizes are on disk) */
-	if (!err && ci->trim_pending && !ci->openers && !atomic_load(&ci->state->nr_dirty))
+	if (!err && ci->trim_pending && !ci->openers && !cache_has_dirty(ci))
 		cache_trim_allocation(ci);
 	err = ntfs_device_flush(ci->cache->vol->dev);
 	if (err && !first_err) {

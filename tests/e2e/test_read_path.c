@@ -440,12 +440,14 @@ static Ntfsd__Reply *raw_recv(int fd, int *fds, int *nfds)
 	return r;
 }
 
-static void raw_hello(int fd)
+/* Returns the lock id the daemon gave the connection. */
+static uint32_t raw_hello(int fd)
 {
 	Ntfsd__Request rq = NTFSD__REQUEST__INIT;
 	Ntfsd__Hello h = NTFSD__HELLO__INIT;
 	Ntfsd__Reply *r;
 	int fds[4], nfds = 0, i;
+	uint32_t lock_owner;
 
 	h.protocol_version = NTFSD_PROTOCOL_VERSION;
 	rq.id = 1;
@@ -457,7 +459,9 @@ static void raw_hello(int fd)
 	assert_int_equal(r->error, 0);
 	for (i = 0; i < nfds; i++)
 		close(fds[i]);
+	lock_owner = r->hello->lock_owner;
 	ntfsd__reply__free_unpacked(r, NULL);
+	return lock_owner;
 }
 
 /* The daemon still serves a well-behaved client. */
@@ -502,9 +506,10 @@ static void killed_client_releases_lock_and_pins(void **state)
 		struct shm_file_header *h;
 		struct stat sb;
 		uint64_t handle;
+		uint32_t lock_owner;
 
 		fd = raw_connect();
-		raw_hello(fd);
+		lock_owner = raw_hello(fd);
 		o.path = "/big.bin";
 		o.write = true;
 		rq.id = 2;
@@ -533,7 +538,7 @@ static void killed_client_releases_lock_and_pins(void **state)
 			_exit(23);
 		if (page_test(&shm_file_pages(h)[400], PG_uptodate))
 			_exit(26);
-		lock_page(&shm_file_pages(h)[400], (uint32_t)getpid());
+		lock_page(&shm_file_pages(h)[400], lock_owner);
 		if (write(pfd[1], "x", 1) != 1)
 			_exit(24);
 		pause();
@@ -624,7 +629,8 @@ static void dirty_page_not_uptodate_is_not_written(void **state)
 	Ntfsd__Request rq = NTFSD__REQUEST__INIT;
 	Ntfsd__OpenRequest o = NTFSD__OPEN_REQUEST__INIT;
 	Ntfsd__Reply *r;
-	struct shm_file_header *h;
+	struct shm_file_header *h, layout;
+	uint32_t lock_owner;
 	struct shm_page *pages;
 	struct dirty_bitmap b;
 	struct stat ds, ss;
@@ -649,7 +655,7 @@ static void dirty_page_not_uptodate_is_not_written(void **state)
 		fail_msg("cannot start ntfsd on %s: %s", img, strerror(-e));
 
 	rfd = raw_connect();
-	raw_hello(rfd);
+	lock_owner = raw_hello(rfd);
 	o.path = "/big.bin";
 	o.write = true;
 	rq.id = 2;
@@ -671,9 +677,10 @@ static void dirty_page_not_uptodate_is_not_written(void **state)
 		fail_msg("page %llu is uptodate before anyone read it",
 			 (unsigned long long)index);
 	memset(data + index * 4096, 0xEE, 4096);
-	dirty_bitmap_init(&b, h);
-	lock_page(&pages[index], (uint32_t)getpid());
-	set_page_dirty(h, &b, index, page_all_buffers(h->buffers_per_page));
+	memcpy(&layout, h, sizeof(layout));
+	dirty_bitmap_init(&b, h, &layout);
+	lock_page(&pages[index], lock_owner);
+	set_page_dirty(&b, index, page_all_buffers(layout.buffers_per_page));
 	unlock_page(&pages[index]);
 
 	/* background write-back (100 ms expiry) and an explicit sync pass over it */

@@ -422,7 +422,7 @@ static bool seg_map_fd(struct seg *s, int fd)
 		return false;
 	}
 	s->pages = shm_file_pages(s->h);
-	dirty_bitmap_init(&s->bm, s->h);
+	dirty_bitmap_init(&s->bm, s->h, s->h);
 	return true;
 }
 
@@ -920,7 +920,7 @@ static void bm_alloc(struct bm_seg *s, uint64_t n)
 	shm_file_layout(&s->orig, n, 512);
 	s->h = t_alloc(4096, s->orig.segment_size);
 	memcpy(s->h, &s->orig, sizeof(s->orig));
-	dirty_bitmap_init(&s->b, s->h);
+	dirty_bitmap_init(&s->b, s->h, &s->orig);
 	s->n = n;
 	assert_int_equal(s->b.nr_pages, n);
 	assert_int_equal(s->b.l2_words, (n + 63) / 64);

@@ -1,0 +1,229 @@
+/*
+ * page_lock.c — see page_lock.h.
+ *
+ * Invariants: the private state word of a page is a futex private to the
+ * daemon (FUTEX_PRIVATE_FLAG); whoever clears a bit and sees PP_WAITERS
+ * wakes every sleeper, who re-arm it if they must sleep again (as the
+ * shared flags word does, shm/page.c).  The shared lock is taken only by
+ * the thread holding PP_LOCKED, and released before PP_LOCKED is.
+ */
+#include "page_lock.h"
+
+#include <limits.h>
+#include <linux/futex.h>
+#include <stdatomic.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cache.h"
+#include "holders.h"
+#include "log.h"
+#include "page.h"
+
+/* How long one wait on a client's lock sleeps before the holder is judged
+ * again (a holder that disconnects meanwhile is noticed this fast). */
+#define HOLDER_POLL_MS 50
+
+static void priv_wait(_Atomic uint32_t *w, uint32_t expected)
+{
+	syscall(SYS_futex, (uint32_t *)w, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
+}
+
+static void priv_wake(_Atomic uint32_t *w)
+{
+	syscall(SYS_futex, (uint32_t *)w, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+/* Sleep until none of bits is set in the private word. */
+static void priv_wait_clear(_Atomic uint32_t *w, uint32_t bits)
+{
+	uint32_t s = atomic_load(w);
+
+	while (s & bits) {
+		if (!(s & PP_WAITERS)) {
+			if (!atomic_compare_exchange_weak(w, &s, s | PP_WAITERS))
+				continue;
+			s |= PP_WAITERS;
+		}
+		priv_wait(w, s);
+		s = atomic_load(w);
+	}
+}
+
+static bool priv_trylock(_Atomic uint32_t *w)
+{
+	uint32_t s = atomic_load(w);
+
+	do {
+		if (s & PP_LOCKED)
+			return false;
+	} while (!atomic_compare_exchange_weak(w, &s, s | PP_LOCKED));
+	return true;
+}
+
+static void priv_clear_wake(_Atomic uint32_t *w, uint32_t bits)
+{
+	uint32_t old = atomic_fetch_and(w, ~(bits | PP_WAITERS));
+
+	if (old & PP_WAITERS)
+		priv_wake(w);
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Clear a shared lock word f the daemon judged not to be held: only if
+ * the word is still f (a real holder may have come and gone since). */
+static bool break_shared_lock(struct shm_page *p, uint32_t f)
+{
+	if (!atomic_compare_exchange_strong(&p->flags, &f,
+					    f & ~(PG_locked | PG_waiters | PG_OWNER_MASK)))
+		return false;
+	atomic_store(&p->lock_owner, 0);
+	if (f & PG_waiters)
+		syscall(SYS_futex, (uint32_t *)&p->flags, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+	return true;
+}
+
+static void warn_forged(struct cache_inode *ci, uint64_t index, const char *what)
+{
+	if (atomic_exchange(&ci->warned_forged, true))
+		return;
+	log_warning("MFT record %llu, page %llu: %s: broken (a client wrote page state it "
+		    "does not own; logged once per file)", (unsigned long long)ci->mft_no,
+		    (unsigned long long)index, what);
+}
+
+/* With PP_LOCKED held: take the shared lock, judging whoever holds it. */
+static void lock_shared(struct cache_inode *ci, uint64_t index)
+{
+	struct cache *c = ci->cache;
+	struct shm_page *p = &ci->pages[index];
+	uint64_t since = 0;
+	uint32_t held_by = 0;
+
+	while (!trylock_page(p, NTFSD_LOCK_OWNER_DAEMON)) {
+		uint32_t f = page_flags(p), owner = page_lock_owner_of(f);
+		uint64_t limit, t;
+
+		if (!(f & PG_locked))
+			continue;
+		if (owner == NTFSD_LOCK_OWNER_DAEMON || owner == 0) {
+			/* no daemon thread holds it: we hold PP_LOCKED */
+			if (break_shared_lock(p, f))
+				warn_forged(ci, index, owner ? "a lock in the daemon's name"
+							     : "a lock without an owner");
+			continue;
+		}
+		if (!cache_holder_may_lock(c, owner, ci)) {
+			if (break_shared_lock(p, f))
+				warn_forged(ci, index, "a lock held by no writer of the file");
+			continue;
+		}
+		t = now_ms();
+		if (owner != held_by) {
+			held_by = owner;
+			since = t;
+		}
+		limit = atomic_load(&c->max_lock_hold_ms);
+		if (limit && t - since >= limit) {
+			cache_holder_expire(c, owner, ci, index, t - since);
+			continue;       /* now no holder: broken on the next turn */
+		}
+		if (lock_page_timeout(p, NTFSD_LOCK_OWNER_DAEMON, HOLDER_POLL_MS))
+			return;
+	}
+}
+
+void cache_lock_page(struct cache_inode *ci, uint64_t index)
+{
+	_Atomic uint32_t *w = &ci->priv[index].state;
+
+	while (!priv_trylock(w))
+		priv_wait_clear(w, PP_LOCKED);
+	lock_shared(ci, index);
+}
+
+bool cache_trylock_page(struct cache_inode *ci, uint64_t index)
+{
+	struct shm_page *p = &ci->pages[index];
+	uint32_t f;
+
+	if (!priv_trylock(&ci->priv[index].state))
+		return false;
+	if (trylock_page(p, NTFSD_LOCK_OWNER_DAEMON))
+		return true;
+	f = page_flags(p);
+	if (page_lock_owner_of(f) == NTFSD_LOCK_OWNER_DAEMON || !page_lock_owner_of(f) ||
+	    !cache_holder_may_lock(ci->cache, page_lock_owner_of(f), ci)) {
+		/* forged: take the lock the slow way, which breaks it */
+		lock_shared(ci, index);
+		return true;
+	}
+	priv_clear_wake(&ci->priv[index].state, PP_LOCKED);
+	return false;
+}
+
+void cache_unlock_page(struct cache_inode *ci, uint64_t index)
+{
+	unlock_page(&ci->pages[index]);
+	priv_clear_wake(&ci->priv[index].state, PP_LOCKED);
+}
+
+void cache_set_page_writeback(struct cache_inode *ci, uint64_t index)
+{
+	atomic_fetch_or(&ci->priv[index].state, PP_WRITEBACK);
+	page_set_bits(&ci->pages[index], PG_writeback);
+}
+
+void cache_end_page_writeback(struct cache_inode *ci, uint64_t index)
+{
+	end_page_writeback(&ci->pages[index]);
+	priv_clear_wake(&ci->priv[index].state, PP_WRITEBACK);
+}
+
+bool cache_page_writeback(const struct cache_inode *ci, uint64_t index)
+{
+	return atomic_load(&ci->priv[index].state) & PP_WRITEBACK;
+}
+
+void cache_wait_on_page_writeback(struct cache_inode *ci, uint64_t index)
+{
+	priv_wait_clear(&ci->priv[index].state, PP_WRITEBACK);
+}
+
+bool cache_clear_forged_writeback(struct cache_inode *ci, uint64_t index)
+{
+	struct shm_page *p = &ci->pages[index];
+
+	if (!page_test(p, PG_writeback) || cache_page_writeback(ci, index))
+		return false;
+	clear_page_bits_wake(p, PG_writeback);
+	warn_forged(ci, index, "a writeback flag the daemon never set");
+	return true;
+}
+
+void cache_pin_page(struct cache_inode *ci, uint64_t index, uint32_t n)
+{
+	atomic_fetch_add(&ci->priv[index].pins, n);
+	page_pin(&ci->pages[index]);
+	if (n > 1)
+		atomic_fetch_add(&ci->pages[index].pincount, n - 1);
+}
+
+void cache_unpin_page(struct cache_inode *ci, uint64_t index, uint32_t n)
+{
+	atomic_fetch_sub(&ci->priv[index].pins, n);
+	atomic_fetch_sub(&ci->pages[index].pincount, n);
+}
+
+bool cache_page_pinned(const struct cache_inode *ci, uint64_t index)
+{
+	return atomic_load(&ci->priv[index].pins) != 0;
+}
