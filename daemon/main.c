@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <stddef.h>
 #include <inttypes.h>
 #include <stdbool.h>
@@ -50,6 +51,8 @@ struct options {
 	char *socket;
 	bool read_only;
 	bool read_only_set;
+	int socket_mode;                /* -1: not given (0660) */
+	int socket_gid;                 /* -1: not given (the daemon's group) */
 	uint64_t cache_size;
 	char *config;
 	int log_level;
@@ -95,6 +98,9 @@ static void usage(FILE *f)
 		"shared-memory page cache.  Runs in the foreground and logs to stderr.\n\n"
 		"  -v, --volume PATH       the volume to serve (required)\n"
 		"  -s, --socket PATH       control socket (default %s)\n"
+		"      --socket-mode MODE  the socket's mode (octal, default 0660): who may\n"
+		"                          connect; see ACCESS in ntfsd(8)\n"
+		"      --socket-group GROUP  the socket's group (default: the daemon's)\n"
 		"  -r, --read-only         open the volume read-only; refuse write opens\n"
 		"  -c, --cache-size BYTES  keep at most this much file data cached\n"
 		"                          (suffixes K, M, G, T, optionally KiB etc.;\n"
@@ -245,6 +251,29 @@ static int apply_setting(struct options *o, const char *key, const char *val, bo
 			free(o->socket);
 			o->socket = strdup(val);
 		}
+	} else if (!strcmp(key, "socket-mode")) {
+		char *end;
+		unsigned long v = strtoul(val, &end, 8);
+
+		if (!*val || *end || v > 0777 || (v & 0111)) {
+			fprintf(stderr, "ntfsd: %s: socket-mode must be an octal mode like 0660 "
+				"without execute bits, not \"%s\"\n", where, val);
+			return -1;
+		}
+		if (!from_file || o->socket_mode < 0)
+			o->socket_mode = (int)v;
+	} else if (!strcmp(key, "socket-group")) {
+		struct group *g = getgrnam(val);
+		char *end;
+		unsigned long v = strtoul(val, &end, 10);
+
+		if (!g && (!*val || *end || v > INT32_MAX)) {
+			fprintf(stderr, "ntfsd: %s: socket-group \"%s\" is no group name or "
+				"number\n", where, val);
+			return -1;
+		}
+		if (!from_file || o->socket_gid < 0)
+			o->socket_gid = g ? (int)g->gr_gid : (int)v;
 	} else if (!strcmp(key, "read-only")) {
 		bool b;
 
@@ -405,6 +434,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "max-uid-handles", required_argument, NULL, 13 },
 		{ "max-uid-conns", required_argument, NULL, 14 },
 		{ "max-lock-hold-ms", required_argument, NULL, 15 },
+		{ "socket-mode", required_argument, NULL, 16 },
+		{ "socket-group", required_argument, NULL, 17 },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -437,14 +468,16 @@ static int parse_args(int argc, char **argv, struct options *o)
 				return 2;
 			break;
 		case 1: case 2: case 3: case 4: case 5: case 6: case 7:
-		case 8: case 9: case 10: case 11: case 12: case 13: case 14: case 15: {
+		case 8: case 9: case 10: case 11: case 12: case 13: case 14: case 15:
+		case 16: case 17: {
 			static const char *const keys[] = { NULL, "flushers", "dirty-background",
 							    "dirty-limit", "dirty-expire-ms", "io",
 							    "fd-store", "fd-store-dir",
 							    "max-conn-inflight", "max-inflight",
 							    "max-conn-handles", "max-conn-replies",
 							    "max-conn-reply-bytes", "max-uid-handles",
-							    "max-uid-conns", "max-lock-hold-ms" };
+							    "max-uid-conns", "max-lock-hold-ms",
+							    "socket-mode", "socket-group" };
 
 			if (apply_setting(o, keys[opt], optarg, false, keys[opt]))
 				return 2;
@@ -574,7 +607,7 @@ static void reload_config(void *arg)
 {
 	struct reload_ctx *r = arg;
 	const struct options *cur = r->cur;
-	struct options n = { 0 };
+	struct options n = { .socket_mode = -1, .socket_gid = -1 };
 	struct flusher_config fc;
 	int level, old_level = log_max_level, rc;
 	unsigned changes = 0;
@@ -634,7 +667,7 @@ static void reload_config(void *arg)
 
 	/* the rest is fixed while the daemon runs */
 	{
-		const char *restart[8];
+		const char *restart[10];
 		int nr = 0, i;
 
 		if (str_differs(n.volume, cur->volume, ""))
@@ -653,6 +686,10 @@ static void reload_config(void *arg)
 			restart[nr++] = "fd-store";
 		if (str_differs(n.fd_store_dir, cur->fd_store_dir, "/dev/shm"))
 			restart[nr++] = "fd-store-dir";
+		if (n.socket_mode != cur->socket_mode)
+			restart[nr++] = "socket-mode";
+		if (n.socket_gid != cur->socket_gid)
+			restart[nr++] = "socket-group";
 		for (i = 0; i < nr; i++)
 			log_warning("SIGHUP: %s changed in %s: it takes effect only after a "
 				    "restart", restart[i], cur->config);
@@ -734,7 +771,7 @@ static int take_entry(struct fdstore_entry *segs, size_t *nsegs, const char *nam
 
 int main(int argc, char **argv)
 {
-	struct options o = { 0 };
+	struct options o = { .socket_mode = -1, .socket_gid = -1 };
 	struct server_config sc = { .listen_fd = -1 };
 	struct ntfs_volume *vol = NULL;
 	struct cache *cache = NULL;
@@ -861,6 +898,8 @@ int main(int argc, char **argv)
 	sc.volume_path = o.volume;
 	sc.socket_path = sc.listen_fd >= 0 && activated_path[0] ? activated_path : o.socket;
 	sc.read_only = o.read_only;
+	sc.socket_mode = o.socket_mode >= 0 ? (unsigned)o.socket_mode : 0660;
+	sc.socket_gid = o.socket_gid;
 	sc.reload = reload_config;
 	sc.reload_arg = &reload;
 	effective_limits(&o, &limits);

@@ -695,8 +695,9 @@ static void server_on_accept(uv_poll_t *h, int status, int events)
 	conn_update_poll(cn);
 }
 
-/* Create the listening socket, mode 0660, replacing a stale one. */
-static int server_listen(const char *path)
+/* Create the listening socket (mode and group as configured, by default
+ * 0660 and the daemon's group), replacing a stale one. */
+static int server_listen(const char *path, unsigned mode, int gid)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	char dir[sizeof(sa.sun_path)], *slash;
@@ -727,7 +728,8 @@ static int server_listen(const char *path)
 	unlink(path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    chmod(path, 0660) < 0 || listen(fd, 128) < 0) {
+	    (gid >= 0 && chown(path, (uid_t)-1, (gid_t)gid) < 0) || chmod(path, mode) < 0 ||
+	    listen(fd, 128) < 0) {
 		log_error("cannot listen on %s: %m", path);
 		if (fd >= 0)
 			close(fd);
@@ -786,7 +788,8 @@ int server_run(const struct server_config *cfg, struct ntfs_volume *vol, struct 
 	int i, rc;
 
 	signal(SIGPIPE, SIG_IGN);
-	srv.listen_fd = cfg->listen_fd >= 0 ? cfg->listen_fd : server_listen(cfg->socket_path);
+	srv.listen_fd = cfg->listen_fd >= 0 ? cfg->listen_fd : server_listen(cfg->socket_path, cfg->socket_mode,
+										  cfg->socket_gid);
 	if (srv.listen_fd < 0)
 		return 1;
 	uv_loop_init(&loop);
@@ -805,10 +808,12 @@ int server_run(const struct server_config *cfg, struct ntfs_volume *vol, struct 
 		   cfg->read_only ? "read-only" : "read-write", cfg->socket_path,
 		   (unsigned long long)(cache->limit_pages >> (20 - NTFSD_PAGE_SHIFT)));
 	log_info("client limits: max-conn-inflight %llu, max-inflight %llu, max-conn-handles %u, "
-		 "max-conn-replies %u, max-conn-reply-bytes %llu",
+		 "max-conn-replies %u, max-conn-reply-bytes %llu, max-uid-handles %u, "
+		 "max-uid-conns %u, max-lock-hold-ms %u",
 		 (unsigned long long)srv.limits->conn_inflight,
 		 (unsigned long long)srv.limits->inflight, srv.limits->conn_handles,
-		 srv.limits->conn_replies, (unsigned long long)srv.limits->conn_reply_bytes);
+		 srv.limits->conn_replies, (unsigned long long)srv.limits->conn_reply_bytes,
+		 srv.limits->uid_handles, srv.limits->uid_conns, srv.limits->lock_hold_ms);
 	notify_ready(&notify, &loop, cache, cfg->volume_path);
 	uv_run(&loop, UV_RUN_DEFAULT);
 

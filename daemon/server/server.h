@@ -69,6 +69,8 @@ struct server_config {
 	const char *volume_path;
 	const char *socket_path;
 	bool read_only;
+	unsigned socket_mode;           /* of the socket we create (not an activated one) */
+	int socket_gid;                 /* its group; -1: the daemon's */
 	int listen_fd;                  /* >= 0: already listening (socket activation) */
 	struct flusher_pool *flushers;
 	unsigned nr_flushers;

@@ -194,11 +194,17 @@ void flusher_set_config(struct flusher_pool *fp, const struct flusher_config *cf
 	pthread_mutex_unlock(&fp->lock);
 }
 
+/* A writer waits at most this long per request: pages that cannot be
+ * cleaned (held by a truncate, failing, or dirtied by a client as fast as
+ * they are written) must not keep a pool thread forever. */
+#define BALANCE_MAX_NS (5ull * 1000000000ull)
+
 void flusher_balance_dirty(struct flusher_pool *fp)
 {
 	struct cache *c = fp->cache;
+	uint64_t deadline = now_ns() + BALANCE_MAX_NS;
 
-	while (fp->cfg.dirty_limit &&
+	while (fp->cfg.dirty_limit && now_ns() < deadline &&
 	       flusher_count_dirty(c) * NTFSD_PAGE_SIZE > fp->cfg.dirty_limit) {
 		struct cache_inode *ci;
 		uint64_t cursor = 0;
