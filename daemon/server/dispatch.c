@@ -85,7 +85,12 @@ __attribute__((format(printf, 3, 4))) static void work_fail(struct work *w, int 
 /* An on-disk layer error: errno from it, message from ntfs_last_error(). */
 static void work_fail_ntfs(struct work *w, int neg, const char *what)
 {
-	const char *msg = neg == -ENOMEM ? "out of memory" : ntfs_last_error();
+	/* the message was cleared when this request started (work_run), so it
+	 * is this request's or none: never one left by an earlier request,
+	 * perhaps another client's, on the same thread */
+	const char *msg = neg == -ENOMEM ? "out of memory"
+			  : strcmp(ntfs_last_error(), "no error recorded") ? ntfs_last_error()
+			  : strerror(-neg);
 
 	if (!strncmp(msg, what, strlen(what)))
 		work_fail(w, -neg, "%s", msg);  /* it names the path already */
@@ -180,6 +185,7 @@ static void work_run(uv_work_t *req)
 {
 	struct work *w = req->data;
 
+	ntfs_clear_error();
 	w->run(w);
 }
 
