@@ -498,6 +498,33 @@ void cache_close(struct cache_inode *ci)
 	pthread_mutex_unlock(&c->lock);
 }
 
+bool cache_getattr(struct cache *c, uint64_t mft_no, struct cache_attr *a)
+{
+	struct cache_inode *ci;
+
+	pthread_mutex_lock(&c->lock);
+	for (ci = c->inodes; ci && ci->mft_no != mft_no; ci = ci->next)
+		;
+	if (ci)
+		ci->refs++;
+	pthread_mutex_unlock(&c->lock);
+	if (!ci)
+		return false;
+	/* initialized_size changes under init_lock (writeback), the
+	 * allocation under rl_lock; i_size is one word (size_lock is held
+	 * across allocation I/O, which a stat need not wait for) */
+	pthread_mutex_lock(&ci->init_lock);
+	pthread_rwlock_rdlock(&ci->rl_lock);
+	a->i_size = ci->i_size;
+	a->resident = ci->data->resident;
+	a->initialized_size = a->resident ? ci->i_size : ci->data->initialized_size;
+	a->allocated_size = ci->data->allocated_size;
+	pthread_rwlock_unlock(&ci->rl_lock);
+	pthread_mutex_unlock(&ci->init_lock);
+	cache_inode_put(ci);
+	return true;
+}
+
 void cache_count_pages(struct cache *c, uint64_t mft_no, uint64_t *cached, uint64_t *dirty,
 		       uint64_t *writeback)
 {

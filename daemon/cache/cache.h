@@ -207,6 +207,16 @@ int cache_truncate(struct cache_inode *ci, uint64_t size);
 bool cache_account_page(struct cache_inode *ci, uint64_t index);
 void cache_unaccount_page(struct cache_inode *ci, uint64_t index);
 
+/* The sizes of a cached file as clients see them now (the MFT record may
+ * lag them until write-back writes it). */
+struct cache_attr {
+	uint64_t i_size, initialized_size, allocated_size;
+	bool resident;
+};
+/* Fill *a from the cached inode of MFT record mft_no; false when it is not
+ * cached (the record on disk is then the truth). */
+bool cache_getattr(struct cache *c, uint64_t mft_no, struct cache_attr *a);
+
 /* Pages of MFT record mft_no in the cache (all zero if it is not cached). */
 void cache_count_pages(struct cache *c, uint64_t mft_no, uint64_t *cached, uint64_t *dirty,
 		       uint64_t *writeback);

@@ -546,6 +546,18 @@ static void fill_stat(Ntfsd__StatReply *s, struct ntfs_inode *ni, struct ntfs_at
 	}
 }
 
+static void stat_from_cache(Ntfsd__StatReply *s, struct cache *c, uint64_t mft_no)
+{
+	struct cache_attr a;
+
+	if (s->directory || !cache_getattr(c, mft_no, &a))
+		return;
+	s->size = a.i_size;
+	s->initialized_size = a.initialized_size;
+	s->allocated_size = a.allocated_size;
+	s->resident = a.resident;
+}
+
 static void run_stat_path(struct work *w)
 {
 	const char *path = w->rq->stat->path;
@@ -571,18 +583,20 @@ static void run_stat_path(struct work *w)
 	fill_stat(&w->body.stat, ni, err ? NULL : na);
 	ntfs_attr_close(na);
 	ntfs_inode_close(ni);
+	/* a cached file's sizes are the cache's: the record lags them */
+	stat_from_cache(&w->body.stat, w->cn->srv->cache, MREF(mref));
 	cache_count_pages(w->cn->srv->cache, MREF(mref), &w->body.stat.cached_pages,
 			  &w->body.stat.dirty_pages, &w->body.stat.writeback_pages);
 	w->reply.body_case = NTFSD__REPLY__BODY_STAT;
 	w->reply.stat = &w->body.stat;
 }
 
-static void do_stat_handle(struct work *w)
+static void run_stat_handle(struct work *w)
 {
 	struct cache_inode *ci = w->h->ci;
 
 	fill_stat(&w->body.stat, ci->ni, ci->data);
-	w->body.stat.size = ci->i_size;
+	stat_from_cache(&w->body.stat, ci->cache, ci->mft_no);
 	cache_count_pages(ci->cache, ci->mft_no, &w->body.stat.cached_pages,
 			  &w->body.stat.dirty_pages, &w->body.stat.writeback_pages);
 	w->reply.body_case = NTFSD__REPLY__BODY_STAT;
@@ -931,9 +945,10 @@ static bool route(struct work *w)
 		return false;
 	case NTFSD__REQUEST__BODY_STAT:
 		if (rq->stat->target_case == NTFSD__STAT_REQUEST__TARGET_HANDLE) {
-			if (need_handle(w, rq->stat->handle))
-				do_stat_handle(w);
-			return false;
+			if (!need_handle(w, rq->stat->handle))
+				return false;
+			w->run = run_stat_handle;    /* the sizes' locks may wait on I/O */
+			return true;
 		}
 		if (rq->stat->target_case != NTFSD__STAT_REQUEST__TARGET_PATH) {
 			work_fail(w, EINVAL, "stat: neither a handle nor a path");

@@ -1511,6 +1511,18 @@ static void ctl_write_sync(void **state)
 	run_ctl(&r, in4, "write", "/prealloc.bin", "--offset", off, (char *)NULL);
 	expect_ctl_ok(&r, "write /prealloc.bin across its end");
 	ctl_free(&r);
+	/* before any sync, stat says the size clients see, not the record's */
+	run_ctl(&r, NULL, "stat", "/prealloc.bin", (char *)NULL);
+	expect_ctl_ok(&r, "stat /prealloc.bin");
+	{
+		char want[64];
+
+		snprintf(want, sizeof(want), "\nsize:             %zu\n", pre_len + 200);
+		if (!strstr(r.out, want))
+			fail_msg("ntfsctl stat right after a write across the end does not show "
+				 "size %zu:\n%s", pre_len + 200, r.out);
+	}
+	ctl_free(&r);
 	run_ctl(&r, NULL, "sync", "/prealloc.bin", (char *)NULL);
 	expect_ctl_ok(&r, "sync /prealloc.bin");
 	ctl_free(&r);
