@@ -1708,9 +1708,7 @@ int ntfsc_set_dirty(ntfsc_file *f, void *addr, size_t len)
 
 /* ---- directories and the volume ---- */
 
-int ntfsc_listdir(ntfsc *c, const char *path,
-		      int (*cb)(void *ctx, const char *name, uint64_t mft_no, bool is_dir),
-		      void *ctx)
+int ntfsc_listdir(ntfsc *c, const char *path, ntfsc_listdir_cb cb, void *ctx)
 {
 	Ntfsd__Request req = NTFSD__REQUEST__INIT;
 	Ntfsd__ListDirRequest lr = NTFSD__LIST_DIR_REQUEST__INIT;
@@ -1736,16 +1734,34 @@ int ntfsc_listdir(ntfsc *c, const char *path,
 	return ret;
 }
 
-void ntfsc_volume_status_free(struct ntfsc_volume_status *st)
+/* The members of struct ntfsc_volume_status a caller's struct_size holds. */
+#define STATUS_HAS(size, member) \
+	((size) >= offsetof(struct ntfsc_volume_status, member) + \
+		   sizeof(((struct ntfsc_volume_status *)0)->member))
+#define STATUS_MIN_SIZE offsetof(struct ntfsc_volume_status, dirty_limit)
+
+static void status_free_members(struct ntfsc_volume_status *st, size_t size)
 {
-	if (!st)
-		return;
 	free(st->volume);
 	free(st->label);
 	free(st->clients);
-	free(st->io_engine);
-	free(st->allocator);
-	memset(st, 0, sizeof(*st));
+	if (STATUS_HAS(size, io_engine))
+		free(st->io_engine);
+	if (STATUS_HAS(size, allocator))
+		free(st->allocator);
+}
+
+void ntfsc_volume_status_free(struct ntfsc_volume_status *st)
+{
+	size_t size;
+
+	if (!st)
+		return;
+	size = st->struct_size < sizeof(*st) ? st->struct_size : sizeof(*st);
+	if (size < STATUS_MIN_SIZE)
+		return;         /* never filled */
+	status_free_members(st, size);
+	memset((char *)st + sizeof(st->struct_size), 0, size - sizeof(st->struct_size));
 }
 
 int ntfsc_volume_status(ntfsc *c, struct ntfsc_volume_status *st)
@@ -1754,10 +1770,15 @@ int ntfsc_volume_status(ntfsc *c, struct ntfsc_volume_status *st)
 	Ntfsd__VolumeStatusRequest vr = NTFSD__VOLUME_STATUS_REQUEST__INIT;
 	Ntfsd__Reply *rep;
 	const Ntfsd__VolumeStatusReply *v;
-	struct ntfsc_volume_status s = { 0 };
+	struct ntfsc_volume_status s = NTFSC_VOLUME_STATUS_INIT;
+	size_t size;
 
 	if (!c || !st)
 		return error_set(EINVAL, NULL);
+	size = st->struct_size < sizeof(s) ? st->struct_size : sizeof(s);
+	if (size < STATUS_MIN_SIZE)
+		return error_set(EINVAL, "struct ntfsc_volume_status of %zu bytes: set "
+				 "struct_size (NTFSC_VOLUME_STATUS_INIT)", st->struct_size);
 	req.body_case = NTFSD__REQUEST__BODY_VOLUME_STATUS;
 	req.volume_status = &vr;
 	if (call(c, &req, NTFSD__REPLY__BODY_VOLUME_STATUS, 0, NULL, &rep))
@@ -1772,7 +1793,7 @@ int ntfsc_volume_status(ntfsc *c, struct ntfsc_volume_status *st)
 	if (!s.volume || !s.label || !s.io_engine || !s.allocator ||
 	    (v->n_clients && !s.clients)) {
 		ntfsd__reply__free_unpacked(rep, NULL);
-		ntfsc_volume_status_free(&s);
+		status_free_members(&s, sizeof(s));
 		return error_set(ENOMEM, NULL);
 	}
 	s.ntfs_major = v->ntfs_major;
@@ -1808,6 +1829,91 @@ int ntfsc_volume_status(ntfsc *c, struct ntfsc_volume_status *st)
 		s.nr_clients++;
 	}
 	ntfsd__reply__free_unpacked(rep, NULL);
-	*st = s;
+	/* what does not fit the caller's struct is not handed over */
+	if (!STATUS_HAS(size, io_engine))
+		free(s.io_engine);
+	if (!STATUS_HAS(size, allocator))
+		free(s.allocator);
+	s.struct_size = st->struct_size;
+	memcpy(st, &s, size);
 	return 0;
+}
+
+/* ---- NTFSC_0 compatibility: binaries built before struct_size ----
+ * Their struct was one of three layouts that all begin with these members
+ * (the struct grew at its end twice); only these are filled and freed. */
+struct volume_status_v0 {
+	char    *volume, *label;
+	uint32_t ntfs_major, ntfs_minor;
+	bool     read_only;
+	uint32_t cluster_size;
+	uint64_t volume_size;
+	uint64_t cache_limit, cache_used;
+	uint64_t cached_pages, dirty_pages, writeback_pages;
+	uint64_t open_files;
+	uint64_t pages_read, pages_reclaimed;
+	size_t   nr_clients;
+	struct ntfsc_client_info *clients;
+};
+
+__attribute__((visibility("default"))) int compat_volume_status_v0(ntfsc *c,
+								    struct volume_status_v0 *st);
+__attribute__((visibility("default"))) void compat_volume_status_free_v0(
+	struct volume_status_v0 *st);
+__asm__(".symver compat_volume_status_v0, ntfsc_volume_status@NTFSC_0");
+__asm__(".symver compat_volume_status_free_v0, ntfsc_volume_status_free@NTFSC_0");
+
+int compat_volume_status_v0(ntfsc *c, struct volume_status_v0 *st)
+{
+	struct ntfsc_volume_status s = NTFSC_VOLUME_STATUS_INIT;
+	struct volume_status_v0 o;
+
+	if (!st)
+		return error_set(EINVAL, NULL);
+	if (ntfsc_volume_status(c, &s))
+		return -1;
+	o.volume = s.volume;
+	o.label = s.label;
+	o.ntfs_major = s.ntfs_major;
+	o.ntfs_minor = s.ntfs_minor;
+	o.read_only = s.read_only;
+	o.cluster_size = s.cluster_size;
+	o.volume_size = s.volume_size;
+	o.cache_limit = s.cache_limit;
+	o.cache_used = s.cache_used;
+	o.cached_pages = s.cached_pages;
+	o.dirty_pages = s.dirty_pages;
+	o.writeback_pages = s.writeback_pages;
+	o.open_files = s.open_files;
+	o.pages_read = s.pages_read;
+	o.pages_reclaimed = s.pages_reclaimed;
+	o.nr_clients = s.nr_clients;
+	o.clients = s.clients;
+	free(s.io_engine);
+	free(s.allocator);
+	*st = o;
+	return 0;
+}
+
+void compat_volume_status_free_v0(struct volume_status_v0 *st)
+{
+	if (!st)
+		return;
+	free(st->volume);
+	free(st->label);
+	free(st->clients);
+	memset(st, 0, sizeof(*st));
+}
+
+/* Spelled out for the version string; the asserts keep them true. */
+#define NTFSC_PROTOCOL_STR "2"
+#define NTFSC_LAYOUT_STR "5"
+_Static_assert(NTFSD_PROTOCOL_VERSION == 2, "update NTFSC_PROTOCOL_STR");
+_Static_assert(NTFSD_SHM_LAYOUT_VERSION == 5, "update NTFSC_LAYOUT_STR");
+
+const char *ntfsc_version(bool full)
+{
+	return full ? "libntfsc " NTFSC_VERSION " (protocol " NTFSC_PROTOCOL_STR
+		      ", shm layout " NTFSC_LAYOUT_STR ")"
+		    : NTFSC_VERSION;
 }

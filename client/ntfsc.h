@@ -36,6 +36,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/mman.h>      /* PROT_*, MAP_FAILED for ntfsc_mmap */
 #include <sys/types.h>
 
 #ifdef __cplusplus
@@ -65,7 +66,13 @@ struct ntfsc_client_info {
 	uint32_t open_files;
 };
 
+/* Since NTFSC_3 the caller says how large its struct is: set struct_size
+ * (NTFSC_VOLUME_STATUS_INIT does), and the library fills only members that
+ * fit, so a binary built against this header keeps working when members
+ * are added at the end.  Binaries built before NTFSC_3 get the members of
+ * the first version only (volume .. clients). */
 struct ntfsc_volume_status {
+	size_t   struct_size;               /* sizeof(struct ntfsc_volume_status) */
 	char    *volume;                    /* path of the image or device */
 	char    *label;                     /* UTF-8 */
 	uint32_t ntfs_major, ntfs_minor;
@@ -93,6 +100,7 @@ struct ntfsc_volume_status {
 	uint64_t allocator_resident;        /* bytes the allocator holds in memory
 					     * (jemalloc: stats.resident) */
 };
+#define NTFSC_VOLUME_STATUS_INIT { .struct_size = sizeof(struct ntfsc_volume_status) }
 
 /* Connect to the daemon at socket_path; NULL: $NTFSD_SOCKET if set and not
  * empty, else /run/ntfsd/ntfsd.sock. */
@@ -168,12 +176,13 @@ int         ntfsc_stat_ext(ntfsc *c, const char *path, struct ntfsc_stat_ext *st
 /* Calls cb for each entry of the directory, in the daemon's (index) order;
  * DOS-only names are left out.  cb returns 0 to go on; a non-zero value
  * stops the listing and is returned by ntfsc_listdir.  cb may use c. */
-int         ntfsc_listdir(ntfsc *c, const char *path,
-			  int (*cb)(void *ctx, const char *name, uint64_t mft_no, bool is_dir),
-			  void *ctx);
+typedef int (*ntfsc_listdir_cb)(void *ctx, const char *name, uint64_t mft_no, bool is_dir);
+int         ntfsc_listdir(ntfsc *c, const char *path, ntfsc_listdir_cb cb, void *ctx);
 
-/* Fills *st (free it with ntfsc_volume_status_free; on failure nothing is
- * left to free). */
+/* Fills *st, which the caller initialized with NTFSC_VOLUME_STATUS_INIT
+ * (EINVAL when struct_size is too small even for the first version's
+ * members); free it with ntfsc_volume_status_free; on failure nothing is
+ * left to free. */
 int         ntfsc_volume_status(ntfsc *c, struct ntfsc_volume_status *st);
 void        ntfsc_volume_status_free(struct ntfsc_volume_status *st);
 
@@ -184,6 +193,11 @@ void        ntfsc_volume_status_free(struct ntfsc_volume_status *st);
  * used and may be NULL (e.g. after ntfsc_connect failed).  Valid until the
  * thread's next ntfsc_* call. */
 const char *ntfsc_last_error_message(ntfsc *c);
+
+/* The library's version ("0.1.0"), and the protocol and shared-memory
+ * layout versions it speaks, e.g. "libntfsc 0.1.0 (protocol 2, shm layout
+ * 5)" with full = true.  Since NTFSC_3. */
+const char *ntfsc_version(bool full);
 
 #ifdef __cplusplus
 }

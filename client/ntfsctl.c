@@ -338,7 +338,7 @@ struct opts {
 
 static int cmd_status(ntfsc *c, const char *path, const struct opts *o)
 {
-	struct ntfsc_volume_status s;
+	struct ntfsc_volume_status s = NTFSC_VOLUME_STATUS_INIT;
 
 	(void)path;
 	if (ntfsc_volume_status(c, &s))
@@ -811,7 +811,7 @@ static void *sync_thread(void *arg)
 
 static void draw_progress(ntfsc *poll, uint64_t *total)
 {
-	struct ntfsc_volume_status st;
+	struct ntfsc_volume_status st = NTFSC_VOLUME_STATUS_INIT;
 	uint64_t left;
 	unsigned filled, i;
 	char bar[41];

@@ -174,7 +174,7 @@ static void ctl_sync(const char *sock)
 
 static uint64_t dirty_pages(const char *sock)
 {
-	struct ntfsc_volume_status st;
+	struct ntfsc_volume_status st = NTFSC_VOLUME_STATUS_INIT;
 	ntfsc *c = ntfsc_connect(sock);
 	uint64_t n;
 

@@ -334,7 +334,7 @@ static const char *holder(const struct test_daemon *d, const char *mode, char *b
  * dirty in the cache (write-back held off). */
 static void client_write(const struct test_daemon *d)
 {
-	struct ntfsc_volume_status st;
+	struct ntfsc_volume_status st = NTFSC_VOLUME_STATUS_INIT;
 	ntfsc *c = ntfsc_connect(d->socket);
 	ntfsc_file *f;
 

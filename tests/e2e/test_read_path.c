@@ -348,7 +348,7 @@ static void concurrent_readers_small_cache(void **state)
 	char *img = fixture("vol4k.img"), *want = NULL, limit[32];
 	size_t len = 0;
 	pid_t kids[READERS];
-	struct ntfsc_volume_status vs;
+	struct ntfsc_volume_status vs = NTFSC_VOLUME_STATUS_INIT;
 	uint64_t max_used = 0, samples = 0, reclaimed;
 	int i, alive, st;
 	ntfsc *c;

@@ -591,7 +591,7 @@ static int group_teardown(void **state)
 
 static uint64_t write_errors(ntfsc *c)
 {
-	struct ntfsc_volume_status vs;
+	struct ntfsc_volume_status vs = NTFSC_VOLUME_STATUS_INIT;
 	uint64_t n;
 
 	if (ntfsc_volume_status(c, &vs))
@@ -981,7 +981,7 @@ static void enomem_is_not_an_error(void **state)
 	char *img, *log;
 	uint8_t *model;
 	size_t len, pieces = 0;
-	struct ntfsc_volume_status vs;
+	struct ntfsc_volume_status vs = NTFSC_VOLUME_STATUS_INIT;
 	struct ntfsc_stat st;
 	unsigned burst, fsyncs = 0, injected;
 	ntfsc *c;
@@ -1182,7 +1182,7 @@ static void throttled_writers(const char *io, const char *const *paths, unsigned
 	const char *const args[] = { "--cache-size", "8M", "--dirty-limit", "1M",
 				     "--dirty-background", "512K", "--flushers", "2",
 				     io ? "--io" : NULL, io, NULL };
-	struct ntfsc_volume_status vs;
+	struct ntfsc_volume_status vs = NTFSC_VOLUME_STATUS_INIT;
 	struct writer_job jobs[MAX_WRITERS];
 	uint64_t max_dirty = 0, max_wb = 0, samples = 0, over = 0, bound;
 	uint8_t *model[MAX_WRITERS];

@@ -680,7 +680,7 @@ static uint64_t max_dirty_bytes;
 static void sample_dirty(void)
 {
 	ntfsc *c = ntfsc_connect(dmn.socket);
-	struct ntfsc_volume_status vs;
+	struct ntfsc_volume_status vs = NTFSC_VOLUME_STATUS_INIT;
 
 	if (!c)
 		return;
@@ -1402,7 +1402,7 @@ static char *data_file(const char *name, uint64_t seed, size_t len, uint8_t **by
  */
 static void whole_page_writes_skip_reads(void **state)
 {
-	struct ntfsc_volume_status vs;
+	struct ntfsc_volume_status vs = NTFSC_VOLUME_STATUS_INIT;
 	char *big;
 	size_t big_len;
 	uint8_t buf[65536 + 100];
@@ -1577,7 +1577,7 @@ static void ctl_write_sync(void **state)
 	{
 		/* the library sees the same */
 		ntfsc *c = connect_daemon();
-		struct ntfsc_volume_status vs;
+		struct ntfsc_volume_status vs = NTFSC_VOLUME_STATUS_INIT;
 
 		assert_int_equal(ntfsc_volume_status(c, &vs), 0);
 		assert_true(vs.pages_written > 0);
@@ -1704,7 +1704,7 @@ static void sync_reports_write_error(void **state)
 	if (ntfsc_fsync(f))
 		fail_msg("the second ntfsc_fsync reported the error again: %s", strerror(errno));
 	{
-		struct ntfsc_volume_status vs;
+		struct ntfsc_volume_status vs = NTFSC_VOLUME_STATUS_INIT;
 
 		assert_int_equal(ntfsc_volume_status(c, &vs), 0);
 		assert_true(vs.write_errors > 0);
