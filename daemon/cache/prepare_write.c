@@ -164,6 +164,24 @@ static int allocate_clusters(struct cache_inode *ci, struct ntfs_runlist *rl, in
 	return err;
 }
 
+/* Sparse files are allocated in units of 16 clusters (the compression unit
+ * NTFS gives a sparse attribute, as Windows does). */
+#define SPARSE_UNIT_CLUSTERS 16
+
+/* Where the clusters of a write starting at vcn `first` past the
+ * allocation's end (alloc_end) begin: alloc_end, or, when at least a sparse
+ * unit lies between, the unit boundary at or below `first`, the clusters
+ * before it left a hole.  Only where NTFS has sparse files (3.0 on) and not
+ * for compressed files, whose holes are per compression unit already. */
+static int64_t sparse_gap_end(struct cache_inode *ci, int64_t alloc_end, int64_t first)
+{
+	int64_t at = first / SPARSE_UNIT_CLUSTERS * SPARSE_UNIT_CLUSTERS;
+
+	if (ci->cache->vol->major_ver < 3 || ntfs_attr_is_compressed(ci->data) || at <= alloc_end)
+		return alloc_end;
+	return at;
+}
+
 /*
  * Make every cluster under [pos, end) allocated: fill holes, grow the
  * allocation past its end (with some room to spare, so a file written by
@@ -205,18 +223,22 @@ static int allocate_range(struct cache_inode *ci, uint64_t pos, uint64_t end)
 	}
 	if (last >= alloc_end) {
 		int64_t extra = alloc_end / 8 > 256 ? alloc_end / 8 : 256;
+		int64_t from = sparse_gap_end(ci, alloc_end, (int64_t)(pos >> bits));
 
 		if (!changed && (err = ntfs_rl_copy(&rl, &na->rl)))
 			return err;
 		changed = true;
+		/* a write far past the end leaves the gap a hole, as ntfs-3g
+		 * does: only the clusters written are allocated */
+		if (from > alloc_end && (err = ntfs_rl_replace(&rl, alloc_end, from - alloc_end,
+							       LCN_HOLE)))
+			goto undo;
 		want_end = last + 1;
-		err = allocate_clusters(ci, &rl, alloc_end, want_end + extra - alloc_end, false,
-					&fresh);
+		err = allocate_clusters(ci, &rl, from, want_end + extra - from, false, &fresh);
 		if (!err)
 			ci->trim_pending = true;
 		else if (err == -ENOSPC)  /* the room to spare is a wish, not a need */
-			err = allocate_clusters(ci, &rl, alloc_end, want_end - alloc_end, false,
-						&fresh);
+			err = allocate_clusters(ci, &rl, from, want_end - from, false, &fresh);
 		if (err)
 			goto undo;
 	}
@@ -393,6 +415,21 @@ static void extend_i_size(struct cache_inode *ci, uint64_t new_size)
 	inode_slot_write(slot, &v);
 }
 
+/* Growing to new_size, the bytes from i_size on that need clusters besides
+ * the write's own: the rest of the old last page (written back with it,
+ * zeroes past the old end), and, where the file may have holes, nothing
+ * more: the gap up to the write reads as zeroes from a hole, as it does
+ * when ntfs-3g writes past the end.  Without sparse files (NTFS before
+ * 3.0; compressed files are handled by unit) the whole gap is allocated. */
+static uint64_t growth_alloc_end(struct cache_inode *ci, uint64_t new_size)
+{
+	uint64_t tail = cache_pages_for(ci->i_size) << NTFSD_PAGE_SHIFT;
+
+	if (ci->cache->vol->major_ver < 3 || ntfs_attr_is_compressed(ci->data))
+		return new_size;
+	return tail < new_size ? tail : new_size;
+}
+
 int cache_prepare_write(struct cache_inode *ci, uint64_t first, uint64_t count,
 			uint64_t new_size, uint64_t write_start, uint64_t write_end)
 {
@@ -423,12 +460,12 @@ int cache_prepare_write(struct cache_inode *ci, uint64_t first, uint64_t count,
 	} else if (!err && !ci->data->resident) {
 		err = allocate_range(ci, pos, end < limit ? end : limit);
 		if (!err && new_size > ci->i_size)
-			err = allocate_range(ci, ci->i_size, new_size);
+			err = allocate_range(ci, ci->i_size, growth_alloc_end(ci, new_size));
 	}
 	if (!err)
 		err = check_allocated(ci, pos, end < limit ? end : limit);
 	if (!err && new_size > ci->i_size)
-		err = check_allocated(ci, ci->i_size, new_size);
+		err = check_allocated(ci, ci->i_size, growth_alloc_end(ci, new_size));
 	if (!err && new_size > ci->i_size)
 		extend_i_size(ci, new_size);
 	pthread_mutex_unlock(&ci->size_lock);

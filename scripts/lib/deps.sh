@@ -15,6 +15,7 @@ NTFSD_TEST_PACKAGES=(
   clang libclang-rt-14-dev
   systemd
   mount                 # losetup: test_owner serves a loop device
+  sleuthkit             # icat: a second, independent NTFS reader
 )
 
 ntfsd_missing_packages() {

@@ -1072,6 +1072,22 @@ static void truncated_up(struct mfile *mf, uint64_t alloc, uint64_t size)
 	}
 }
 
+/* A write starting at off past the allocation (alloc bytes): the clusters
+ * before the 16-cluster sparse unit holding off stay a hole, as ntfs-3g
+ * leaves them, so the file is sparse from then on (unless compressed). */
+#define SPARSE_UNIT (16u * CLUSTER)
+
+static void written_past_alloc(struct mfile *mf, uint64_t alloc, uint64_t off)
+{
+	uint64_t at = off / SPARSE_UNIT * SPARSE_UNIT;
+
+	if (mf->resident == NO && !mf->compressed && at > alloc) {
+		mf->sparse = YES;
+		mf->hole_lo = alloc;
+		mf->hole_hi = at;
+	}
+}
+
 /* A write into file idx: where, how much, what. */
 static void op_pwrite(struct child *ch, int idx)
 {
@@ -1169,6 +1185,8 @@ static void op_pwrite(struct child *ch, int idx)
 			learn_residency(ch, idx, old, mf->size, zero_grow);
 		else if (zero_grow)
 			truncated_up(mf, st.st.allocated_size, mf->size);
+		else
+			written_past_alloc(mf, st.st.allocated_size, off);
 	}
 	if (mf->compressed)
 		mf->sparse = ANY;

@@ -1718,6 +1718,106 @@ static void sync_reports_write_error(void **state)
 	free(in);
 }
 
+/* ---- space ---- */
+
+/* Free clusters of img, as ntfsinfo -m counts them (daemon stopped). */
+static uint64_t free_clusters(const char *img)
+{
+	const char *argv[] = { "ntfsinfo", "-m", img, NULL };
+	char *out = NULL, *p;
+	int st = -1;
+	uint64_t n;
+
+	if (oracle_run(argv, &out, NULL, &st) || st || !out || !(p = strstr(out, "Free Clusters:")))
+		fail_msg("ntfsinfo -m %s: exit %d: %s", img, st, out ? out : "");
+	n = strtoull(p + strlen("Free Clusters:"), NULL, 10);
+	free(out);
+	return n;
+}
+
+/*
+ * A 4 KiB write 40 MB past the end of a 3 MB file: the gap stays a hole
+ * and the file becomes sparse, as through an ntfs-3g mount of the same
+ * volume, where it used to cost the whole gap in clusters.  Both ways the
+ * volume loses about one sparse unit (16 clusters).
+ */
+static void far_write_leaves_a_hole(void **state)
+{
+	static const char *const need[] = { "ntfsinfo", "icat", NULL };
+	const uint64_t gap = 40u << 20;
+	struct testvol tv;
+	struct oracle_attr a;
+	char peer[320];
+	uint8_t buf[4096];
+	uint64_t before, ours, theirs, size, off, i;
+	struct ntfsc_stat_ext x;
+	ntfsc_file *f;
+	ntfsc *c;
+	char *data, *tsk = NULL, inode[24];
+	size_t len, tsk_len = 0;
+	int tsk_st = -1;
+
+	(void)state;
+	assert_int_equal(testvol_create(&tv, "farwrite", need), 0);
+	snprintf(peer, sizeof(peer), "%s/peer.img", tv.dir);
+	assert_int_equal(testvol_copy_file(image, peer), 0);
+	before = free_clusters(image);
+	for (i = 0; i < sizeof(buf); i++)
+		buf[i] = (uint8_t)(i * 7 + 1);
+
+	start_daemon(NULL);
+	c = connect_daemon();
+	f = ntfsc_open(c, "/big.bin", O_RDWR);
+	assert_non_null(f);
+	assert_int_equal(ntfsc_fstat_ext(f, &x), 0);
+	size = x.st.size;
+	off = size + gap;
+	assert_int_equal(ntfsc_pwrite(f, buf, sizeof(buf), (off_t)off), (ssize_t)sizeof(buf));
+	assert_int_equal(ntfsc_fsync(f), 0);
+	assert_int_equal(ntfsc_close(f), 0);
+	ntfsc_disconnect(c);
+	stop_daemon_clean();
+	ours = before - free_clusters(image);
+
+	assert_int_equal(testvol_mount_write(&tv, peer, "/big.bin", off, buf, sizeof(buf)), 0);
+	theirs = before - free_clusters(peer);
+	print_message("a 4 KiB write %llu MB past the end costs %llu clusters through ntfsd, "
+		      "%llu through ntfs-3g (the gap: %llu clusters)\n",
+		      (unsigned long long)(gap >> 20), (unsigned long long)ours,
+		      (unsigned long long)theirs, (unsigned long long)(gap / 4096));
+	if (ours > theirs + 16)
+		fail_msg("the far write cost %llu clusters, ntfs-3g's %llu",
+			 (unsigned long long)ours, (unsigned long long)theirs);
+
+	assert_int_equal(oracle_info(image, "/big.bin", NULL, &a), 0);
+	if (!a.sparse || a.data_size != off + sizeof(buf))
+		fail_msg("/big.bin after the far write: sparse %d, size %llu (want sparse, %llu)",
+			 a.sparse, (unsigned long long)a.data_size,
+			 (unsigned long long)(off + sizeof(buf)));
+	testvol_cat(image, "/big.bin", &data, &len);
+	assert_int_equal(len, off + sizeof(buf));
+	for (i = size; i < off; i++)
+		if (data[i])
+			fail_msg("byte %llu of the gap reads %#x, not zero", (unsigned long long)i,
+				 (unsigned char)data[i]);
+	assert_memory_equal(data + off, buf, sizeof(buf));
+	/* The Sleuth Kit, which parses NTFS with its own code, reads the same */
+	snprintf(inode, sizeof(inode), "%llu", (unsigned long long)x.mft_no);
+	{
+		const char *argv[] = { "icat", "-f", "ntfs", image, inode, NULL };
+
+		if (oracle_run(argv, &tsk, &tsk_len, &tsk_st) || tsk_st)
+			fail_msg("icat %s %s: exit %d", image, inode, tsk_st);
+	}
+	if (tsk_len != len || memcmp(tsk, data, len))
+		fail_msg("icat reads %zu bytes of /big.bin that differ from ntfscat's %zu", tsk_len,
+			 len);
+	free(tsk);
+	free(data);
+	testvol_expect_ntfsfix_clean(image);
+	testvol_destroy(&tv);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1726,6 +1826,7 @@ int main(void)
 						teardown_image),
 		cmocka_unit_test_setup_teardown(refusals, setup_image, teardown_image),
 		cmocka_unit_test_setup_teardown(writes_that_allocate, setup_image, teardown_image),
+		cmocka_unit_test_setup_teardown(far_write_leaves_a_hole, setup_image, teardown_image),
 		cmocka_unit_test_setup_teardown(truncate_sizes, setup_image, teardown_image),
 		cmocka_unit_test_setup_teardown(fragmented_until_attribute_list, setup_image,
 						teardown_image),
