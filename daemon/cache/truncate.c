@@ -240,8 +240,10 @@ int cache_trim_allocation(struct cache_inode *ci)
 	if (ci->trim_pending && !na->resident && !ntfs_attr_is_compressed(na) &&
 	    na->allocated_size > (ci->i_size + cs - 1) / cs * cs)
 		err = truncate_nonresident(ci, ci->i_size);
-	if (!err)
-		ci->trim_pending = false;
+	/* best effort, tried once: a failure leaves the room allocated (no
+	 * data is at stake) until the file grows again, rather than a retry
+	 * and a warning at every flusher pass */
+	ci->trim_pending = false;
 	pthread_mutex_unlock(&ci->size_lock);
 	if (err)
 		log_warning("MFT record %llu: cannot give back the room allocated past its end: %s",

@@ -60,6 +60,13 @@ static bool inode_expired(struct cache_inode *ci, uint64_t expire_ns)
 	return false;
 }
 
+/* Clusters allocated past the end as room to grow, in a file nobody has
+ * open (c->lock held): given back by the next pass, not only at a sync. */
+static bool idle_room(const struct cache_inode *ci)
+{
+	return ci->trim_pending && !ci->openers;
+}
+
 /* Take a reference on the dirty inode with the lowest MFT number at or
  * after *cursor and move the cursor past it, or NULL.  Keyed by MFT number,
  * not list position, so inodes freed meanwhile cannot make it skip one. */
@@ -70,7 +77,7 @@ static struct cache_inode *next_dirty_inode(struct cache *c, uint64_t *cursor)
 	pthread_mutex_lock(&c->lock);
 	for (ci = c->inodes; ci; ci = ci->next)
 		if (ci->mft_no >= *cursor && (!pick || ci->mft_no < pick->mft_no) &&
-		    (cache_has_dirty(ci) || ci->sizes_dirty))
+		    (cache_has_dirty(ci) || ci->sizes_dirty || idle_room(ci)))
 			pick = ci;
 	if (pick) {
 		pick->refs++;
@@ -89,9 +96,13 @@ static void flusher_pass(struct flusher_pool *fp, bool all)
 	struct cache_inode *ci;
 
 	while ((ci = next_dirty_inode(c, &cursor))) {
-		if ((all || over || inode_expired(ci, fp->cfg.expire_ms * 1000000ull)) &&
+		bool idle = !cache_has_dirty(ci) && !ci->sizes_dirty;
+
+		if ((all || over || idle || inode_expired(ci, fp->cfg.expire_ms * 1000000ull)) &&
 		    !pthread_mutex_trylock(&ci->wb_lock)) {
-			writeback_inode_locked(ci, false);
+			/* an idle file with room to give back: a sync pass
+			 * writes its sizes and trims (writeback_inode_locked) */
+			writeback_inode_locked(ci, idle);
 			pthread_mutex_unlock(&ci->wb_lock);
 		}
 		cache_inode_put(ci);

@@ -1818,6 +1818,54 @@ static void far_write_leaves_a_hole(void **state)
 	testvol_destroy(&tv);
 }
 
+/*
+ * Appends allocate room to grow past the end; once the file is closed and
+ * its data written back (within the dirty expiry, no sync asked for) the
+ * room is given back: the file holds what its data needs.
+ */
+static void room_given_back_when_idle(void **state)
+{
+	static const char *const args[] = { "--dirty-expire-ms", "200", NULL };
+	static uint8_t buf[1 << 20];
+	struct ntfsc_stat st;
+	ntfsc_file *f;
+	ntfsc *c;
+	uint64_t size, need;
+	int i;
+
+	(void)state;
+	memset(buf, 0x5a, sizeof(buf));
+	start_daemon(args);
+	c = connect_daemon();
+	f = ntfsc_open(c, "/big.bin", O_RDWR);
+	assert_non_null(f);
+	assert_int_equal(ntfsc_fstat(f, &st), 0);
+	size = st.size;
+	assert_int_equal(ntfsc_pwrite(f, buf, sizeof(buf), (off_t)size), (ssize_t)sizeof(buf));
+	size += sizeof(buf);
+	need = (size + 4095) / 4096 * 4096;
+	assert_int_equal(ntfsc_fstat(f, &st), 0);
+	if (st.allocated_size <= need)
+		fail_msg("an append allocated no room to grow (allocated %llu for %llu bytes): "
+			 "nothing to give back, the test proves nothing",
+			 (unsigned long long)st.allocated_size, (unsigned long long)size);
+	assert_int_equal(ntfsc_close(f), 0);
+	for (i = 0; i < 50; i++) {
+		assert_int_equal(ntfsc_stat(c, "/big.bin", &st), 0);
+		if (st.allocated_size == need && !st.dirty_pages)
+			break;
+		testvol_sleep_ms(100);
+	}
+	if (st.allocated_size != need)
+		fail_msg("5 s after the last close /big.bin still holds %llu bytes of clusters for "
+			 "%llu bytes of data", (unsigned long long)st.allocated_size,
+			 (unsigned long long)size);
+	print_message("room given back %d ms after the close\n", i * 100);
+	ntfsc_disconnect(c);
+	stop_daemon_clean();
+	testvol_expect_ntfsfix_clean(image);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1827,6 +1875,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(refusals, setup_image, teardown_image),
 		cmocka_unit_test_setup_teardown(writes_that_allocate, setup_image, teardown_image),
 		cmocka_unit_test_setup_teardown(far_write_leaves_a_hole, setup_image, teardown_image),
+		cmocka_unit_test_setup_teardown(room_given_back_when_idle, setup_image,
+						teardown_image),
 		cmocka_unit_test_setup_teardown(truncate_sizes, setup_image, teardown_image),
 		cmocka_unit_test_setup_teardown(fragmented_until_attribute_list, setup_image,
 						teardown_image),
