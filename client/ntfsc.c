@@ -642,12 +642,21 @@ static int file_setup(ntfsc_file *f, const Ntfsd__OpenReply *o, int data_fd, int
 	}
 	f->state = p;
 	f->state_len = (size_t)st.st_size;
-	/* Validate a private copy and use only it: other writers of the file
-	 * can rewrite the mapped header at any time. */
-	memcpy(&layout, f->state, sizeof(layout));
-	if (!shm_file_header_valid(&layout, (uint64_t)st.st_size) ||
-	    layout.page_size != NTFSD_PAGE_SIZE || layout.nr_pages != o->nr_pages) {
-		error_set(EPROTO, "ntfsd sent a page-state segment with a bad header");
+	/* The layout comes from what only the daemon writes (the reply's page
+	 * count, the volume header's buffer size), never from the mapped
+	 * header: any writer of the file can rewrite that at any time. */
+	if (o->nr_pages > (1ull << 40) || f->c->hdr->buffer_size < 512 ||
+	    f->c->hdr->buffer_size > NTFSD_PAGE_SIZE ||
+	    (f->c->hdr->buffer_size & (f->c->hdr->buffer_size - 1))) {
+		error_set(EPROTO, "ntfsd sent a page-state segment of an impossible geometry "
+			  "(%llu pages of %u-byte buffers)", (unsigned long long)o->nr_pages,
+			  f->c->hdr->buffer_size);
+		goto fail;
+	}
+	shm_file_layout(&layout, o->nr_pages, f->c->hdr->buffer_size);
+	if (layout.segment_size > (uint64_t)st.st_size) {
+		error_set(EPROTO, "ntfsd sent a page-state segment of %lld bytes for %llu pages",
+			  (long long)st.st_size, (unsigned long long)o->nr_pages);
 		goto fail;
 	}
 	f->nr_pages = o->nr_pages;

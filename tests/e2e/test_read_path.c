@@ -42,6 +42,7 @@
 #include "ntfsd.pb-c.h"
 #include "oracle.h"
 #include "page.h"
+#include "rawclient.h"
 #include "dirty.h"
 #include "dirty_bitmap.h"
 #include "segment.h"
@@ -401,67 +402,29 @@ static void concurrent_readers_small_cache(void **state)
 	free(img);
 }
 
-/* ---- a raw protocol client, for what libntfsc would never send ---- */
+/* ---- a raw protocol client (support/rawclient.h), for what libntfsc
+ * would never send ---- */
 
-static int raw_connect(void)
+static int connect_raw(void)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = raw_connect(dmn.socket, 0);
 
-	assert_true(fd >= 0);
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", dmn.socket);
-	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	if (fd < 0)
+		fail_msg("connect %s: %s", dmn.socket, strerror(-fd));
 	return fd;
 }
 
-static void raw_send(int fd, Ntfsd__Request *rq)
+/* Hello; returns the lock id the daemon gave the connection. */
+static uint32_t hello_raw(int fd)
 {
-	size_t len = ntfsd__request__get_packed_size(rq);
-	uint8_t *buf = malloc(len + 1);
+	struct raw_hello_info info;
+	int err = raw_hello(fd, "test_read_path", &info);
 
-	ntfsd__request__pack(rq, buf);
-	assert_int_equal(frame_send(fd, buf, len, NULL, 0), 0);
-	free(buf);
-}
-
-/* Receive a reply; returns NULL when the daemon closed the connection. */
-static Ntfsd__Reply *raw_recv(int fd, int *fds, int *nfds)
-{
-	uint8_t *buf = NULL;
-	size_t len = 0;
-	Ntfsd__Reply *r;
-	int dummy[4], nd = 0;
-
-	if (frame_recv(fd, &buf, &len, fds ? fds : dummy, 4, nfds ? nfds : &nd))
-		return NULL;
-	r = ntfsd__reply__unpack(NULL, len, buf);
-	free(buf);
-	assert_non_null(r);
-	return r;
-}
-
-/* Returns the lock id the daemon gave the connection. */
-static uint32_t raw_hello(int fd)
-{
-	Ntfsd__Request rq = NTFSD__REQUEST__INIT;
-	Ntfsd__Hello h = NTFSD__HELLO__INIT;
-	Ntfsd__Reply *r;
-	int fds[4], nfds = 0, i;
-	uint32_t lock_owner;
-
-	h.protocol_version = NTFSD_PROTOCOL_VERSION;
-	rq.id = 1;
-	rq.body_case = NTFSD__REQUEST__BODY_HELLO;
-	rq.hello = &h;
-	raw_send(fd, &rq);
-	r = raw_recv(fd, fds, &nfds);
-	assert_non_null(r);
-	assert_int_equal(r->error, 0);
-	for (i = 0; i < nfds; i++)
-		close(fds[i]);
-	lock_owner = r->hello->lock_owner;
-	ntfsd__reply__free_unpacked(r, NULL);
-	return lock_owner;
+	if (err)
+		fail_msg("hello: %s (%s)", strerror(-err), raw_last_message());
+	if (info.header_fd >= 0)
+		close(info.header_fd);
+	return raw_lock_id(&info);
 }
 
 /* The daemon still serves a well-behaved client. */
@@ -508,15 +471,15 @@ static void killed_client_releases_lock_and_pins(void **state)
 		uint64_t handle;
 		uint32_t lock_owner;
 
-		fd = raw_connect();
-		lock_owner = raw_hello(fd);
+		fd = connect_raw();
+		lock_owner = hello_raw(fd);
 		o.path = "/big.bin";
 		o.write = true;
 		rq.id = 2;
 		rq.body_case = NTFSD__REQUEST__BODY_OPEN;
 		rq.open = &o;
-		raw_send(fd, &rq);
-		r = raw_recv(fd, fds, &nfds);
+		assert_int_equal(raw_send(fd, &rq), 0);
+		r = raw_recv(fd, fds, 4, &nfds);
 		if (!r || r->error || nfds != 2)
 			_exit(20);
 		handle = r->open->handle;
@@ -532,8 +495,8 @@ static void killed_client_releases_lock_and_pins(void **state)
 		rq.id = 3;
 		rq.body_case = NTFSD__REQUEST__BODY_FAULT_IN;
 		rq.fault_in = &fi;
-		raw_send(fd, &rq);
-		r = raw_recv(fd, NULL, NULL);
+		assert_int_equal(raw_send(fd, &rq), 0);
+		r = raw_recv(fd, NULL, 0, NULL);
 		if (!r || r->error)
 			_exit(23);
 		if (page_test(&shm_file_pages(h)[400], PG_uptodate))
@@ -576,15 +539,15 @@ static void killed_client_releases_lock_and_pins(void **state)
 		struct shm_file_header *h;
 		struct shm_page *pages;
 		struct stat sb;
-		int i, rfd = raw_connect();
+		int i, rfd = connect_raw();
 
-		raw_hello(rfd);
+		hello_raw(rfd);
 		o.path = "/big.bin";
 		rq.id = 2;
 		rq.body_case = NTFSD__REQUEST__BODY_OPEN;
 		rq.open = &o;
-		raw_send(rfd, &rq);
-		r = raw_recv(rfd, fds, &nfds);
+		assert_int_equal(raw_send(rfd, &rq), 0);
+		r = raw_recv(rfd, fds, 4, &nfds);
 		assert_non_null(r);
 		assert_int_equal(r->error, 0);
 		ntfsd__reply__free_unpacked(r, NULL);
@@ -654,15 +617,15 @@ static void dirty_page_not_uptodate_is_not_written(void **state)
 	if (e)
 		fail_msg("cannot start ntfsd on %s: %s", img, strerror(-e));
 
-	rfd = raw_connect();
-	lock_owner = raw_hello(rfd);
+	rfd = connect_raw();
+	lock_owner = hello_raw(rfd);
 	o.path = "/big.bin";
 	o.write = true;
 	rq.id = 2;
 	rq.body_case = NTFSD__REQUEST__BODY_OPEN;
 	rq.open = &o;
-	raw_send(rfd, &rq);
-	r = raw_recv(rfd, fds, &nfds);
+	assert_int_equal(raw_send(rfd, &rq), 0);
+	r = raw_recv(rfd, fds, 4, &nfds);
 	assert_non_null(r);
 	assert_int_equal(r->error, 0);
 	ntfsd__reply__free_unpacked(r, NULL);
@@ -725,7 +688,7 @@ static void send_bytes(int fd, const void *p, size_t n)
 /* After bad input the daemon either replies with an error or hangs up. */
 static void expect_error_or_close(int fd, const char *what)
 {
-	Ntfsd__Reply *r = raw_recv(fd, NULL, NULL);
+	Ntfsd__Reply *r = raw_recv(fd, NULL, 0, NULL);
 
 	if (r) {
 		if (r->error == 0)
@@ -747,7 +710,7 @@ static void malformed_traffic(void **state)
 		junk[i] = (uint8_t)rand();
 
 	/* random bytes: a length and garbage */
-	fd = raw_connect();
+	fd = connect_raw();
 	junk[0] = 200;
 	junk[1] = junk[2] = junk[3] = 0;
 	send_bytes(fd, junk, 204);
@@ -755,32 +718,32 @@ static void malformed_traffic(void **state)
 	close(fd);
 
 	/* a truncated frame, then the client hangs up */
-	fd = raw_connect();
+	fd = connect_raw();
 	send_bytes(fd, "\x40\x00\x00\x00\x08\x01", 6);
 	close(fd);
 	assert_daemon_serves();
 
 	/* a length of 4 GiB - 1 */
-	fd = raw_connect();
+	fd = connect_raw();
 	send_bytes(fd, "\xff\xff\xff\xff", 4);
 	expect_error_or_close(fd, "4 GiB length");
 	close(fd);
 
 	/* a zero length */
-	fd = raw_connect();
+	fd = connect_raw();
 	send_bytes(fd, "\x00\x00\x00\x00", 4);
 	expect_error_or_close(fd, "zero length");
 	close(fd);
 
 	/* an unknown message type: field 99 of Request */
-	fd = raw_connect();
-	raw_hello(fd);
+	fd = connect_raw();
+	hello_raw(fd);
 	send_bytes(fd, "\x05\x00\x00\x00\x08\x05\x9a\x06\x00", 9);
 	expect_error_or_close(fd, "unknown request");
 	close(fd);
 
 	/* a request before hello */
-	fd = raw_connect();
+	fd = connect_raw();
 	{
 		Ntfsd__Request rq = NTFSD__REQUEST__INIT;
 		Ntfsd__VolumeStatusRequest vs = NTFSD__VOLUME_STATUS_REQUEST__INIT;
@@ -788,7 +751,7 @@ static void malformed_traffic(void **state)
 		rq.id = 9;
 		rq.body_case = NTFSD__REQUEST__BODY_VOLUME_STATUS;
 		rq.volume_status = &vs;
-		raw_send(fd, &rq);
+		assert_int_equal(raw_send(fd, &rq), 0);
 	}
 	expect_error_or_close(fd, "request before hello");
 	close(fd);
@@ -802,11 +765,11 @@ static void malformed_traffic(void **state)
 		const char *paths[] = { "/no/such/file", "relative.txt", "/d1", "" };
 		Ntfsd__Reply *r;
 
-		fd = raw_connect();
-		raw_hello(fd);
+		fd = connect_raw();
+		hello_raw(fd);
 		memcpy(frame + 4, nul_path, sizeof(nul_path));
 		send_bytes(fd, frame, sizeof(frame));
-		r = raw_recv(fd, NULL, NULL);
+		r = raw_recv(fd, NULL, 0, NULL);
 		assert_non_null(r);
 		if (!r->error)
 			fail_msg("a path with a NUL byte was opened");
@@ -819,8 +782,8 @@ static void malformed_traffic(void **state)
 			rq.id = 10 + (uint64_t)i;
 			rq.body_case = NTFSD__REQUEST__BODY_OPEN;
 			rq.open = &o;
-			raw_send(fd, &rq);
-			r = raw_recv(fd, NULL, NULL);
+			assert_int_equal(raw_send(fd, &rq), 0);
+			r = raw_recv(fd, NULL, 0, NULL);
 			assert_non_null(r);
 			if (!r->error || !r->message || !*r->message)
 				fail_msg("open \"%s\": no error with a message", paths[i]);
@@ -834,7 +797,7 @@ static void malformed_traffic(void **state)
 		int fds[16];
 
 		for (i = 0; i < 16; i++) {
-			fds[i] = raw_connect();
+			fds[i] = connect_raw();
 			junk[0] = (uint8_t)(i + 1);
 			junk[1] = junk[2] = junk[3] = 0;
 			send_bytes(fds[i], junk, (size_t)i + 5);
