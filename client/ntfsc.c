@@ -397,6 +397,44 @@ static int send_fault_in(ntfsc *c, uint64_t handle, uint64_t first, uint64_t n, 
 	return 0;
 }
 
+/* How long a page lock may keep this client waiting before the daemon is
+ * asked to judge its holder. */
+#define LOCK_CHECK_MS 200
+
+/* Lock page idx of f.  The page state is writable by every writer of the
+ * file, so a lock may be forged, or held by a client that hangs: after
+ * LOCK_CHECK_MS the daemon judges the holder (it breaks a lock nobody
+ * legitimately holds, and disconnects a holder past max-lock-hold-ms).
+ * false, errno set, when the daemon cannot be asked any more. */
+static bool client_lock_page(ntfsc_file *f, uint64_t idx)
+{
+	while (!lock_page_timeout(&f->pages[idx], f->c->lock_owner, LOCK_CHECK_MS)) {
+		Ntfsd__Request req = NTFSD__REQUEST__INIT;
+		Ntfsd__FaultInRequest fr = NTFSD__FAULT_IN_REQUEST__INIT;
+		Ntfsd__Reply *rep;
+		struct saved_error se;
+
+		fr.handle = f->handle;
+		fr.first_page = idx;
+		fr.lock_check = true;
+		req.body_case = NTFSD__REQUEST__BODY_FAULT_IN;
+		req.fault_in = &fr;
+		error_save(&se);
+		if (!call(f->c, &req, NTFSD__REPLY__BODY_FAULT_IN, 0, NULL, &rep)) {
+			ntfsd__reply__free_unpacked(rep, NULL);
+		} else if (f->c->dead) {
+			int err = errno;
+
+			error_restore(&se);
+			return error_set(err, "page %llu of MFT record %llu stays locked and "
+					 "ntfsd is gone", (unsigned long long)idx,
+					 (unsigned long long)f->mft_no) == 0;
+		}
+		error_restore(&se);
+	}
+	return true;
+}
+
 /* Make [first, first + n) write-ready (n <= MAX_FAULT_PAGES), raising the
  * size to new_size first when it is larger; *i_size: the size after. */
 static int send_prepare_write(ntfsc *c, uint64_t handle, uint64_t first, uint64_t n,
@@ -1211,15 +1249,15 @@ static int prepare_range(ntfsc_file *f, uint64_t first, uint64_t n, uint64_t new
  * ascending order, as long as each is uptodate and write-ready under its
  * lock.  Returns how many are locked: 0 when page idx is not write-ready.
  */
-static uint64_t lock_run(ntfsc_file *f, uint64_t idx, uint64_t last, uint32_t owner,
-			 uint64_t ws, uint64_t we)
+static uint64_t lock_run(ntfsc_file *f, uint64_t idx, uint64_t last, uint64_t ws, uint64_t we)
 {
 	uint64_t n = 0;
 
 	while (idx + n <= last && n < COPY_RUN_PAGES) {
 		struct shm_page *p = &f->pages[idx + n];
 
-		lock_page(p, owner);
+		if (!client_lock_page(f, idx + n))
+			break;
 		if (!page_writable_for(f, idx + n, ws, we)) {
 			unlock_page(p);
 			break;
@@ -1388,7 +1426,6 @@ ssize_t ntfsc_pwrite(ntfsc_file *f, const void *buf, size_t len, off_t off)
 {
 	const uint8_t *in = buf;
 	uint64_t start, end, pos, last, size;
-	uint32_t owner;
 	unsigned retries = 0;
 	bool thrash = false;
 
@@ -1425,7 +1462,6 @@ ssize_t ntfsc_pwrite(ntfsc_file *f, const void *buf, size_t len, off_t off)
 				 (unsigned long long)end, (unsigned long long)f->mft_no,
 				 (unsigned long long)f->readable);
 
-	owner = f->c->lock_owner;
 	while (pos < end) {
 		uint64_t idx = pos >> PAGE_SHIFT_, lim = last, pinned = 0, n, done = 0;
 		int err = 0;
@@ -1440,7 +1476,7 @@ ssize_t ntfsc_pwrite(ntfsc_file *f, const void *buf, size_t len, off_t off)
 				err = prepare_range(f, idx, pinned, 0, start, end);
 			}
 		}
-		n = err ? 0 : lock_run(f, idx, lim, owner, start, end);
+		n = err ? 0 : lock_run(f, idx, lim, start, end);
 		if (n) {
 			uint64_t run_end = (idx + n) << PAGE_SHIFT_;
 
@@ -1663,7 +1699,7 @@ int ntfsc_set_dirty(ntfsc_file *f, void *addr, size_t len)
 	uintptr_t a = (uintptr_t)addr, u;
 	struct mapping *m;
 	uint64_t first, last;
-	uint32_t owner, all;
+	uint32_t all;
 	int err = 0;
 
 	if (!f || !addr)
@@ -1687,7 +1723,6 @@ int ntfsc_set_dirty(ntfsc_file *f, void *addr, size_t len)
 	a -= (uintptr_t)m->base;        /* now the offset into the mapping */
 	first = m->first_page + (a >> PAGE_SHIFT_);
 	last = m->first_page + (a + len - 1) / PAGE_SIZE_;
-	owner = f->c->lock_owner;
 	all = page_all_buffers(f->buffers_per_page);
 	for (uint64_t i = first; i <= last; i++) {
 		struct shm_page *p;
@@ -1698,7 +1733,10 @@ int ntfsc_set_dirty(ntfsc_file *f, void *addr, size_t len)
 			break;
 		}
 		p = &f->pages[i];
-		lock_page(p, owner);
+		if (!client_lock_page(f, i)) {
+			err = -1;
+			break;
+		}
 		if (!page_write_ready(p)) {
 			unlock_page(p);
 			err = error_set(EIO, "page %llu of MFT record %llu is not writable (past the "

@@ -463,6 +463,17 @@ static void run_fault_in(struct work *w)
 	uint64_t ra_end, i;
 	int err;
 
+	if (in->lock_check) {
+		/* the daemon's own lock judges the holder (page_lock.h) */
+		if (first < cache_used_pages(ci)) {
+			cache_lock_page(ci, first);
+			cache_unlock_page(ci, first);
+		}
+		ntfsd__fault_in_reply__init(&w->body.fault_in);
+		w->reply.body_case = NTFSD__REPLY__BODY_FAULT_IN;
+		w->reply.fault_in = &w->body.fault_in;
+		return;
+	}
 	if (first >= end) {
 		count = 0;
 	} else if (count > end - first) {
