@@ -22,7 +22,8 @@
  *    record's only after the data is flushed (writeback_sizes).
  *  - Out of memory re-dirties the page and is not an error; any other
  *    failure sets PG_error, leaves the buffers clean and is recorded in the
- *    inode's errseq, which every handle sees once.
+ *    inode's errseq, which every handle sees once.  PG_error stays until a
+ *    write of the whole page succeeds.
  */
 #include "writeback.h"
 
@@ -232,6 +233,18 @@ static unsigned page_extents(struct cache_inode *ci, uint64_t index, uint32_t bu
 	return n;
 }
 
+/* Did writing buffers `bufs` of page index write all of it below i_size? */
+static bool wb_whole_page(struct cache_inode *ci, uint64_t index, uint32_t bufs)
+{
+	uint32_t nbuf = ci->state->buffers_per_page, bsize = ci->state->buffer_size, b;
+	uint64_t pos = index << NTFSD_PAGE_SHIFT;
+
+	for (b = 0; b < nbuf; b++)
+		if (!(bufs & (1u << b)) && pos + (uint64_t)b * bsize < ci->i_size)
+			return false;
+	return true;
+}
+
 /* Complete one page: the last step of its writeback. */
 static void wb_end_page(struct cache_inode *ci, uint64_t index, uint32_t bufs, int err)
 {
@@ -245,7 +258,12 @@ static void wb_end_page(struct cache_inode *ci, uint64_t index, uint32_t bufs, i
 	} else if (err) {
 		page_failed(ci, index, err);
 	} else {
-		page_clear_bits(p, PG_error);
+		/* A failed page is clean with bytes the disk may not hold;
+		 * only a write of all of it puts them all there, so a write of
+		 * some of its buffers leaves PG_error (libntfsc must not take
+		 * the zeroes it caches for zeroes on the disk). */
+		if (wb_whole_page(ci, index, bufs))
+			page_clear_bits(p, PG_error);
 		atomic_fetch_add(&c->pages_written, 1);
 	}
 	atomic_fetch_sub(&c->header->counters.writeback_pages, 1);
