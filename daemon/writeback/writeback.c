@@ -573,6 +573,9 @@ static int writeback_pass(struct cache_inode *ci)
 	if (!bt)
 		return -ENOMEM;  /* the pages stay dirty for a later pass */
 	bt->ci = ci;
+	/* before any dirty bit is taken, until every page taken has ended
+	 * its writeback: flusher_sync_all() waits for passes it sees */
+	atomic_store(&ci->wb_running, true);
 	dirty_bitmap_trim(&ci->dirty);
 	while ((i = dirty_bitmap_next(&ci->dirty, i)) != UINT64_MAX) {
 		struct shm_page *p = &ci->pages[i];
@@ -607,6 +610,7 @@ static int writeback_pass(struct cache_inode *ci)
 	err = wb_flush_batch(bt);
 	if (err && !first_err)
 		first_err = err;
+	atomic_store(&ci->wb_running, false);
 	free(bt);
 	return first_err;
 }
