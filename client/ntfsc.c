@@ -1399,6 +1399,13 @@ static int pwrite_zeroes(ntfsc_file *f, uint64_t start, uint64_t end)
 
 	if (start > size)
 		return 0;               /* a gap before: the normal path says how */
+	/* Zeroes the cache holds over a page whose write-back failed may not
+	 * be on the disk (the page is clean, with the new bytes): written
+	 * again they must reach it like any other bytes. */
+	for (pos = start >> PAGE_SHIFT_; pos < f->nr_pages && pos << PAGE_SHIFT_ < end &&
+	     pos << PAGE_SHIFT_ < size; pos++)
+		if (page_test(&f->pages[pos], PG_error))
+			return 0;
 	tmp = malloc(1u << 16);
 	if (!tmp)
 		return 0;

@@ -50,7 +50,9 @@ _Static_assert(sizeof(_Atomic uint64_t) == 8, "atomic u64 size");
 #define PG_uptodate    (1u << 2)  /* the data segment holds the file's bytes */
 #define PG_dirty       (1u << 3)  /* a hint: buffer bits are definitive */
 #define PG_writeback   (1u << 4)  /* I/O submitted, not yet completed */
-#define PG_error       (1u << 5)  /* the last writeback of the page failed */
+#define PG_error       (1u << 5)  /* a writeback of the page failed, and no write
+				   * of all of it has succeeded since: the disk
+				   * may not hold the (clean) bytes cached */
 #define PG_write_ready (1u << 6)  /* prepare-write done: may be dirtied */
 #define PG_buffers     (1u << 7)  /* buffer bitmaps are valid (page has buffers) */
 /* Bits 10..31 hold the lock id of the holder while PG_locked is set, so

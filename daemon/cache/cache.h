@@ -75,6 +75,9 @@ struct cache_inode {
 	/* write side */
 	pthread_mutex_t size_lock;        /* i_size changes (prepare-write) */
 	pthread_mutex_t wb_lock;          /* one writeback pass of this inode at a time */
+	_Atomic bool wb_running;          /* a writeback pass is under way: its pages may
+					   * be under writeback with none left dirty, so a
+					   * sync must wait for it (set under wb_lock) */
 	pthread_mutex_t init_lock;        /* writes crossing initialized_size, in order */
 	pthread_rwlock_t rl_lock;         /* data->rl, ->resident, ->allocated_size:
 					   * read to map, written to allocate or truncate */

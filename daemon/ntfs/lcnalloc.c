@@ -504,6 +504,7 @@ static int cluster_alloc(struct ntfs_volume *vol, int64_t count, int64_t hint_lc
 	struct region data = { .n = 0 }, zone = { .n = 0 };
 	struct spans s = { 0 };
 	size_t count0 = out->count;
+	bool had_runs = out->runs != NULL;
 	int64_t last_len0 = count0 ? out->runs[count0 - 1].length : 0;
 	int64_t remaining = count, zone_from;
 	int err = 0;
@@ -560,6 +561,11 @@ static int cluster_alloc(struct ntfs_volume *vol, int64_t count, int64_t hint_lc
 		out->count = count0;
 		if (count0)
 			out->runs[count0 - 1].length = last_len0;
+		/* a list that had no runs gets none: callers handing in an
+		 * empty one return on failure without freeing it (a $Bitmap
+		 * write that fails with EIO leaked the array rl_push made) */
+		if (!had_runs)
+			ntfs_runlist_free(out);
 	} else if (s.n && !in_zone(bm, s.v[s.n - 1].lcn)) {
 		struct span *last = &s.v[s.n - 1];
 

@@ -57,7 +57,7 @@ void ntfs_lcn_bitmap_free(struct ntfs_volume *vol);
  * preference" (the allocator continues where it last stopped).  Returns 0,
  * -EINVAL (count <= 0), -EROFS (read-only volume), -ENOSPC (fewer than count
  * free clusters: nothing allocated), -ENOMEM, or the error of the bitmap
- * write. */
+ * write.  On failure out is as it was (an empty list holds no storage). */
 int ntfs_cluster_alloc(struct ntfs_volume *vol, int64_t count, int64_t hint_lcn,
 		       struct ntfs_runlist *out);
 

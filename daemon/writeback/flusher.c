@@ -69,15 +69,22 @@ static bool idle_room(const struct cache_inode *ci)
 
 /* Take a reference on the dirty inode with the lowest MFT number at or
  * after *cursor and move the cursor past it, or NULL.  Keyed by MFT number,
- * not list position, so inodes freed meanwhile cannot make it skip one. */
-static struct cache_inode *next_dirty_inode(struct cache *c, uint64_t *cursor)
+ * not list position, so inodes freed meanwhile cannot make it skip one.
+ * busy: also an inode that a writeback pass is writing (a sync must wait
+ * for the pages that pass took: they are no longer dirty, and their
+ * writes, or their errors, are not done yet).  The dirty count is read
+ * before wb_running, which a pass sets before it takes a dirty page and
+ * clears after its last page ended: an inode seen with neither has nothing
+ * dirty and nothing in flight that was dirty before. */
+static struct cache_inode *next_dirty_inode(struct cache *c, uint64_t *cursor, bool busy)
 {
 	struct cache_inode *ci, *pick = NULL;
 
 	pthread_mutex_lock(&c->lock);
 	for (ci = c->inodes; ci; ci = ci->next)
 		if (ci->mft_no >= *cursor && (!pick || ci->mft_no < pick->mft_no) &&
-		    (cache_has_dirty(ci) || ci->sizes_dirty || idle_room(ci)))
+		    (cache_has_dirty(ci) || ci->sizes_dirty || idle_room(ci) ||
+		     (busy && atomic_load(&ci->wb_running))))
 			pick = ci;
 	if (pick) {
 		pick->refs++;
@@ -95,7 +102,7 @@ static void flusher_pass(struct flusher_pool *fp, bool all)
 	bool over = dirty * NTFSD_PAGE_SIZE > fp->cfg.dirty_background;
 	struct cache_inode *ci;
 
-	while ((ci = next_dirty_inode(c, &cursor))) {
+	while ((ci = next_dirty_inode(c, &cursor, false))) {
 		bool idle = !cache_has_dirty(ci) && !ci->sizes_dirty;
 
 		if ((all || over || idle || inode_expired(ci, fp->cfg.expire_ms * 1000000ull)) &&
@@ -222,7 +229,7 @@ void flusher_balance_dirty(struct flusher_pool *fp)
 
 		flusher_kick(fp);
 		/* write back ourselves too: the writer waits for real progress */
-		while ((ci = next_dirty_inode(c, &cursor))) {
+		while ((ci = next_dirty_inode(c, &cursor, false))) {
 			writeback_inode(ci, false);
 			cache_inode_put(ci);
 		}
@@ -235,7 +242,7 @@ int flusher_sync_all(struct cache *c)
 	uint64_t cursor = 0;
 	int err, first = 0;
 
-	while ((ci = next_dirty_inode(c, &cursor))) {
+	while ((ci = next_dirty_inode(c, &cursor, true))) {
 		err = writeback_inode(ci, true);
 		if (err && !first)
 			first = err;

@@ -22,7 +22,8 @@
  *    record's only after the data is flushed (writeback_sizes).
  *  - Out of memory re-dirties the page and is not an error; any other
  *    failure sets PG_error, leaves the buffers clean and is recorded in the
- *    inode's errseq, which every handle sees once.
+ *    inode's errseq, which every handle sees once.  PG_error stays until a
+ *    write of the whole page succeeds.
  */
 #include "writeback.h"
 
@@ -231,6 +232,18 @@ static unsigned page_extents(struct cache_inode *ci, uint64_t index, uint32_t bu
 	return n;
 }
 
+/* Did writing buffers `bufs` of page index write all of it below i_size? */
+static bool wb_whole_page(struct cache_inode *ci, uint64_t index, uint32_t bufs)
+{
+	uint32_t nbuf = ci->buffers_per_page, bsize = ci->buffer_size, b;
+	uint64_t pos = index << NTFSD_PAGE_SHIFT;
+
+	for (b = 0; b < nbuf; b++)
+		if (!(bufs & (1u << b)) && pos + (uint64_t)b * bsize < ci->i_size)
+			return false;
+	return true;
+}
+
 /* Complete one page: the last step of its writeback. */
 static void wb_end_page(struct cache_inode *ci, uint64_t index, uint32_t bufs, int err)
 {
@@ -244,7 +257,12 @@ static void wb_end_page(struct cache_inode *ci, uint64_t index, uint32_t bufs, i
 	} else if (err) {
 		page_failed(ci, index, err);
 	} else {
-		page_clear_bits(p, PG_error);
+		/* A failed page is clean with bytes the disk may not hold;
+		 * only a write of all of it puts them all there, so a write of
+		 * some of its buffers leaves PG_error (libntfsc must not take
+		 * the zeroes it caches for zeroes on the disk). */
+		if (wb_whole_page(ci, index, bufs))
+			page_clear_bits(p, PG_error);
 		atomic_fetch_add(&c->pages_written, 1);
 	}
 	atomic_fetch_sub(&c->header->counters.writeback_pages, 1);
@@ -553,6 +571,9 @@ static int writeback_pass(struct cache_inode *ci)
 	if (!bt)
 		return -ENOMEM;  /* the pages stay dirty for a later pass */
 	bt->ci = ci;
+	/* before any dirty bit is taken, until every page taken has ended
+	 * its writeback: flusher_sync_all() waits for passes it sees */
+	atomic_store(&ci->wb_running, true);
 	dirty_bitmap_trim(&ci->dirty);
 	while ((i = dirty_bitmap_next(&ci->dirty, i)) != UINT64_MAX) {
 		struct shm_page *p = &ci->pages[i];
@@ -594,6 +615,7 @@ static int writeback_pass(struct cache_inode *ci)
 	err = wb_flush_batch(bt);
 	if (err && !first_err)
 		first_err = err;
+	atomic_store(&ci->wb_running, false);
 	free(bt);
 	return first_err;
 }
