@@ -36,9 +36,12 @@ uint32_t clear_page_dirty_for_io(struct dirty_bitmap *b, uint64_t index)
 	uint32_t old = page_clear_bits(p, PG_dirty);
 	uint32_t bufs = atomic_exchange_explicit(&p->buf_dirty, 0, memory_order_acq_rel);
 
+	/* the bit goes whatever the flags said: a bit without PG_dirty (which
+	 * only a client writing the bitmap itself leaves) must not stay set,
+	 * or the daemon would count the page dirty for ever */
+	dirty_bitmap_clear(b, index);
 	if (old & PG_dirty) {
 		atomic_store_explicit(&p->first_dirtied_ns, 0, memory_order_relaxed);
-		dirty_bitmap_clear(b, index);
 		atomic_fetch_sub_explicit(b->nr_dirty, 1, memory_order_acq_rel);
 	}
 	return bufs;

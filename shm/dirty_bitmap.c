@@ -51,8 +51,15 @@ void dirty_bitmap_trim(struct dirty_bitmap *b)
 		_Atomic uint64_t *l1 = &b->l1[w / 64];
 		uint64_t bit = 1ull << (w % 64);
 
-		if (!(atomic_load_explicit(l1, memory_order_acquire) & bit) ||
-		    atomic_load_explicit(&b->l2[w], memory_order_acquire))
+		if (!(atomic_load_explicit(l1, memory_order_acquire) & bit)) {
+			/* a level-2 word with bits but no level-1 bit was not
+			 * set by dirty_bitmap_set(): a client wrote it; flag
+			 * it, so the scanner meets (and cleans) those pages */
+			if (atomic_load_explicit(&b->l2[w], memory_order_acquire))
+				atomic_fetch_or_explicit(l1, bit, memory_order_acq_rel);
+			continue;
+		}
+		if (atomic_load_explicit(&b->l2[w], memory_order_acquire))
 			continue;
 		atomic_fetch_and_explicit(l1, ~bit, memory_order_acq_rel);
 		/* a set that raced in has set level 2 first: put level 1 back */
@@ -108,7 +115,16 @@ uint64_t dirty_bitmap_count(const struct dirty_bitmap *b, uint64_t limit)
 		limit = b->nr_pages;
 	words = (limit + 63) / 64;
 	for (w = 0; w < words; w++) {
-		uint64_t bits = atomic_load_explicit(&b->l2[w], memory_order_relaxed);
+		uint64_t l1 = atomic_load_explicit(&b->l1[w / 64], memory_order_relaxed), bits;
+
+		/* only words flagged in level 1: what a scan visits */
+		if (!l1) {
+			w |= 63;        /* the whole span of this level-1 word */
+			continue;
+		}
+		if (!(l1 & (1ull << (w % 64))))
+			continue;
+		bits = atomic_load_explicit(&b->l2[w], memory_order_relaxed);
 
 		if (w == words - 1 && limit % 64)
 			bits &= (1ull << (limit % 64)) - 1;

@@ -39,13 +39,16 @@ bool dirty_bitmap_set(struct dirty_bitmap *b, uint64_t page);
 /* Returns true if the bit was set before. */
 bool dirty_bitmap_clear(struct dirty_bitmap *b, uint64_t page);
 bool dirty_bitmap_test(const struct dirty_bitmap *b, uint64_t page);
-/* Drop level-1 bits of empty words.  Only for a single scanner, between its
- * scans (the daemon's inode writeback, under the inode's wb_lock). */
+/* Drop level-1 bits of empty words, and set those missing over non-empty
+ * ones (which only a client writing the bitmap directly can leave).  Only
+ * for a single scanner, between its scans (the daemon's inode writeback,
+ * under the inode's wb_lock). */
 void dirty_bitmap_trim(struct dirty_bitmap *b);
 /* First dirty page >= from, or UINT64_MAX. */
 uint64_t dirty_bitmap_next(const struct dirty_bitmap *b, uint64_t from);
-/* Pages below `limit` whose bit is set: the count the daemon acts on
- * (bounded by limit, whatever a client wrote into the segment). */
+/* Pages below `limit` whose bit is set in a level-2 word flagged in level
+ * 1 (what a scan visits): the count the daemon acts on, bounded by limit
+ * whatever a client wrote into the segment. */
 uint64_t dirty_bitmap_count(const struct dirty_bitmap *b, uint64_t limit);
 
 #endif
