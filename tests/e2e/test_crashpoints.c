@@ -136,6 +136,9 @@ static const struct crash_case cases[] = {
 	  100 },
 	{ "truncate-before-free", "shrink", "/big.bin", BIG_PREP, OP_TRUNCATE, { 0 }, BIG_SHRINK },
 	{ "truncate-before-free", "grow", "/big.bin", BIG_PREP, OP_TRUNCATE, { 0 }, BIG_GROW },
+	/* nothing to free; the bytes it cuts are synced, in the cache, clean */
+	{ "truncate-before-free", "shrink within the last cluster", "/big.bin",
+	  { BIG_SIZE - 3000, 3000 }, { { 500000, 9000 } }, OP_TRUNCATE, { 0 }, BIG_SIZE - 100 },
 	{ "truncate-before-free", "room to grow given back at a sync", "/big.bin", BIG_PREP,
 	  OP_CLOSE_SYNC, BIG_APPEND, 0 },
 	{ "truncate-before-free", "room to grow given back at the stop", "/big.bin", BIG_PREP,
