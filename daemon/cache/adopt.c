@@ -14,7 +14,10 @@
  * broken (their holders belonged to the dead daemon or to clients whose
  * connection died with it), pins are reset, and a page that was under
  * writeback is dirty again in every uptodate buffer, since nobody knows
- * whether its I/O finished.  An adopted inode has no openers; it stays
+ * whether its I/O finished.  A clean page reaching past the record's
+ * initialized_size is dropped and read again, so the cache serves what the
+ * disk holds (a truncate cut short may leave old bytes there that the
+ * record no longer covers).  An adopted inode has no openers; it stays
  * cached while it has dirty pages, so writeback finds it.
  */
 #include "cache.h"
@@ -112,13 +115,37 @@ static int check_header(struct cache *c, struct adopt_pair *p, struct shm_file_h
 	return 0;
 }
 
+/* A clean page whose bytes the disk may no longer hold: not uptodate any
+ * more, its memory punched out, so the next reader reads the disk. */
+static void forget_page(struct cache_inode *ci, uint64_t index, uint32_t *flags)
+{
+	struct shm_page *p = &ci->pages[index];
+
+	*flags &= ~(uint32_t)(PG_uptodate | PG_write_ready);
+	atomic_store(&p->buf_uptodate, 0);
+	atomic_fetch_add(&p->generation, 1);
+	if (fallocate(ci->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)(index << NTFSD_PAGE_SHIFT), NTFSD_PAGE_SIZE) < 0)
+		memset(ci->data_map + (index << NTFSD_PAGE_SHIFT), 0, NTFSD_PAGE_SIZE);
+}
+
 /* Rebuild the page state from the flags a dead daemon and its clients
- * left; returns the number of dirty pages. */
+ * left; returns the number of dirty pages.
+ *
+ * A clean page reaching past the record's initialized_size is read again:
+ * in a running daemon such a page holds zeroes there (a page written past
+ * the record's initialized_size stays under writeback until the record
+ * covers it, and comes back dirty), except when a shrinking truncate was
+ * cut short after its record write lowered the record's sizes, while
+ * i_size (which may be kept, see adopt_pair) and the cache still had the
+ * old bytes.  The disk reads zeroes there now: serving the cached bytes
+ * would show data that changes at the next restart without a write. */
 static uint64_t rebuild_pages(struct cache_inode *ci)
 {
 	uint32_t bpp = ci->buffers_per_page;
 	uint32_t mask = bpp >= 32 ? ~0u : (1u << bpp) - 1;
 	uint64_t i, w, nr_dirty = 0, end = cache_pages_for(ci->i_size);
+	uint64_t disk_init = ci->data->resident ? UINT64_MAX : ci->data->initialized_size;
 
 	for (w = 0; w < ci->dirty.l1_words; w++)
 		atomic_store(&ci->dirty.l1[w], 0);
@@ -144,6 +171,8 @@ static uint64_t rebuild_pages(struct cache_inode *ci)
 		atomic_store(&p->lock_owner, 0);
 		atomic_store(&p->buf_uptodate, upt);
 		atomic_store(&p->buf_dirty, dirty);
+		if (!dirty && (keep & PG_uptodate) && ((i + 1) << NTFSD_PAGE_SHIFT) > disk_init)
+			forget_page(ci, i, &keep);
 		if (dirty) {
 			keep |= PG_dirty;
 			dirty_bitmap_set(&ci->dirty, i);

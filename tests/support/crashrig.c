@@ -199,18 +199,39 @@ void rig_spawn(struct crashrig *r, const char *const *extra)
 		fail_with(r, "cannot start ntfsd: %s", strerror(-err));
 }
 
-void rig_start(struct crashrig *r, const char *const *extra)
+/* Wait until the daemon just spawned serves. */
+static void wait_ready(struct crashrig *r)
 {
-	int err;
+	int err = daemon_wait_ready(&r->dmn, 30000);
 
-	rig_spawn(r, extra);
-	err = daemon_wait_ready(&r->dmn, 30000);
 	if (err) {
 		daemon_dump_log(&r->dmn);
 		fail_with(r, "ntfsd did not come up (%s; wait status 0x%x)",
 			  err == -ECHILD ? "it exited" : "no socket within 30 s",
 			  r->dmn.exit_status);
 	}
+}
+
+void rig_start(struct crashrig *r, const char *const *extra)
+{
+	rig_spawn(r, extra);
+	wait_ready(r);
+}
+
+void rig_start_armed(struct crashrig *r, const char *point, const char *const *extra)
+{
+	const char *argv[24];
+	int err;
+
+	rig_args(r, argv, 24, extra);
+	/* the child copies the environment at its exec: disarm at once, so no
+	 * later daemon (nor a failure path) inherits the point */
+	setenv("NTFSD_CRASHPOINT", point, 1);
+	err = daemon_spawn(&r->dmn, r->ntfsd, r->tv.scratch, argv);
+	unsetenv("NTFSD_CRASHPOINT");
+	if (err)
+		fail_with(r, "cannot start ntfsd (crash point %s): %s", point, strerror(-err));
+	wait_ready(r);
 }
 
 /* Link the running (or just dead) daemon's log into the temp dir. */

@@ -63,6 +63,10 @@ void rig_args(const struct crashrig *r, const char **argv, int max, const char *
 void rig_start(struct crashrig *r, const char *const *extra);
 /* Start it without waiting (to kill it while it adopts). */
 void rig_spawn(struct crashrig *r, const char *const *extra);
+/* rig_start with NTFSD_CRASHPOINT=point ("NAME[:N]", daemon/crashpoint.h)
+ * in that daemon's environment only: it SIGKILLs itself at the point (see
+ * rig_expect_killed); the daemons started after it are not armed. */
+void rig_start_armed(struct crashrig *r, const char *point, const char *const *extra);
 /* kill -9 the daemon; it must have been running (not died by itself).
  * Its log is kept, its dir removed (the keeper lives in store_dir). */
 void rig_kill9(struct crashrig *r, const char *when);
