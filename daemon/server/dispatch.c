@@ -387,6 +387,8 @@ static void run_open(struct work *w)
 		work_fail(w, errno, "%s: cannot share its segments: %s", in->path, strerror(errno));
 		if (w->fds[0] >= 0)
 			close(w->fds[0]);
+		w->ci = NULL;
+		cache_close(ci);    /* done_open takes no reference on a failure */
 		return;
 	}
 	w->nfds = 2;
