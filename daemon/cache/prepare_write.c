@@ -26,6 +26,7 @@
 #include "crashpoint.h"
 #include "device.h"
 #include "lcnalloc.h"
+#include "log.h"
 #include "error.h"
 #include "page.h"
 #include "seqcount.h"
@@ -196,7 +197,7 @@ static int allocate_range(struct cache_inode *ci, uint64_t pos, uint64_t end)
 	uint32_t bits = vol->geo.cluster_size_bits;
 	int64_t vcn, last, run, lcn, alloc_end, want_end;
 	struct ntfs_runlist rl = { 0 }, fresh = { 0 };
-	bool changed = false, zeroed = false;
+	bool changed = false;
 	size_t i;
 	int err;
 
@@ -219,7 +220,6 @@ static int allocate_range(struct cache_inode *ci, uint64_t pos, uint64_t end)
 		err = allocate_clusters(ci, &rl, vcn, run, true, &fresh);
 		if (err)
 			goto undo;
-		zeroed = true;
 	}
 	if (last >= alloc_end) {
 		int64_t extra = alloc_end / 8 > 256 ? alloc_end / 8 : 256;
@@ -244,10 +244,12 @@ static int allocate_range(struct cache_inode *ci, uint64_t pos, uint64_t end)
 	}
 	if (!changed)
 		return 0;
-	/* Holes filled below initialized_size were zeroed: the zeroes must be
-	 * durable before the record maps those clusters.  The record's
-	 * initialized_size is disk_init, durable by definition. */
-	if (zeroed && (err = ntfs_device_flush(vol->dev)))
+	/* The clusters' $Bitmap bits, and the zeroes over holes filled below
+	 * initialized_size, must be durable before the record maps those
+	 * clusters: a volatile write cache may otherwise keep the record and
+	 * lose the bitmap (clusters in use, marked free: allocated twice).
+	 * The record's initialized_size is disk_init, durable by definition. */
+	if ((err = ntfs_device_flush(vol->dev)))
 		goto undo;
 	crashpoint("alloc-before-record");
 	err = cache_commit_runlist(ci, &rl, UINT64_MAX, UINT64_MAX);
@@ -324,6 +326,15 @@ int cache_store_unit_uncompressed(struct cache_inode *ci, uint64_t unit)
 			ntfs_cluster_free(vol, got.runs[i].lcn, got.runs[i].length);
 	} else {
 		crashpoint("unit-after-record");
+		/* the old clusters go only once the record no longer mapping
+		 * them is durable (as in truncate.c) */
+		if (old_runs.count && ntfs_device_flush(vol->dev)) {
+			log_error("MFT record %llu: the device flush after rewriting compression "
+				  "unit %llu failed: %s; its old clusters stay allocated",
+				  (unsigned long long)ci->mft_no, (unsigned long long)unit,
+				  ntfs_last_error());
+			old_runs.count = 0;
+		}
 		for (i = 0; i < old_runs.count; i++)
 			if (old_runs.runs[i].lcn >= 0)
 				ntfs_cluster_free(vol, old_runs.runs[i].lcn, old_runs.runs[i].length);
