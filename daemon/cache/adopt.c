@@ -223,9 +223,9 @@ static int adopt_pair(struct cache *c, struct adopt_pair *p, uint64_t *dirty_out
 		return ntfs_fail(-err, "cannot map: %s", strerror(-err));
 	}
 	*dirty_out = rebuild_pages(ci);
-	pthread_mutex_lock(&c->lock);
+	cache_mutex_lock(&c->lock);
 	err = cache_inode_insert(ci, 0);
-	pthread_mutex_unlock(&c->lock);
+	cache_mutex_unlock(&c->lock);
 	if (err) {
 		ci->stored = true;      /* destroying it removes the names */
 		cache_inode_destroy(ci);

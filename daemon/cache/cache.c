@@ -85,8 +85,8 @@ int cache_create(struct ntfs_volume *vol, uint64_t limit_bytes, struct cache **o
 	c->header = h;
 	c->header_fd = fd;
 	atomic_store(&c->max_lock_hold_ms, CACHE_DEFAULT_MAX_LOCK_HOLD_MS);
-	pthread_mutex_init(&c->lock, NULL);
-	pthread_mutex_init(&c->reclaim_lock, NULL);
+	cache_mutex_init(&c->lock, LOCK_CACHE);
+	cache_mutex_init(&c->reclaim_lock, LOCK_RECLAIM);
 	*out = c;
 	return 0;
 }
@@ -119,10 +119,10 @@ void cache_inode_destroy(struct cache_inode *ci)
 	free((void *)ci->counted);
 	ntfs_attr_close(ci->data);
 	ntfs_inode_close(ci->ni);
-	pthread_mutex_destroy(&ci->size_lock);
-	pthread_mutex_destroy(&ci->wb_lock);
-	pthread_mutex_destroy(&ci->init_lock);
-	pthread_rwlock_destroy(&ci->rl_lock);
+	cache_mutex_destroy(&ci->size_lock);
+	cache_mutex_destroy(&ci->wb_lock);
+	cache_mutex_destroy(&ci->init_lock);
+	cache_rwlock_destroy(&ci->rl_lock);
 	free(ci);
 }
 
@@ -146,8 +146,8 @@ void cache_destroy(struct cache *c)
 	cache_holders_destroy(c);
 	munmap(c->header, sizeof(*c->header));
 	close(c->header_fd);
-	pthread_mutex_destroy(&c->lock);
-	pthread_mutex_destroy(&c->reclaim_lock);
+	cache_mutex_destroy(&c->lock);
+	cache_mutex_destroy(&c->reclaim_lock);
 	free(c);
 }
 
@@ -282,16 +282,16 @@ int cache_inode_alloc(struct cache *c, uint64_t mft_no, struct cache_inode **out
 	ci->cache = c;
 	ci->mft_no = mft_no;
 	ci->data_fd = ci->state_fd = -1;
-	pthread_mutex_init(&ci->size_lock, NULL);
-	pthread_mutex_init(&ci->wb_lock, NULL);
-	pthread_mutex_init(&ci->init_lock, NULL);
+	cache_mutex_init(&ci->size_lock, LOCK_SIZE);
+	cache_mutex_init(&ci->wb_lock, LOCK_WB);
+	cache_mutex_init(&ci->init_lock, LOCK_INIT);
 	{
 		pthread_rwlockattr_t ra;
 
 		/* allocation must not starve behind a stream of readers */
 		pthread_rwlockattr_init(&ra);
 		pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-		pthread_rwlock_init(&ci->rl_lock, &ra);
+		cache_rwlock_init(&ci->rl_lock, LOCK_RL, &ra);
 		pthread_rwlockattr_destroy(&ra);
 	}
 	err = ntfs_inode_open(c->vol, mft_no, &ci->ni);
@@ -374,36 +374,36 @@ int cache_open(struct cache *c, const char *path, struct cache_inode **out)
 	err = ntfs_path_lookup(c->vol, path, 0, &mref);
 	if (err)
 		return err;
-	pthread_mutex_lock(&c->lock);
+	cache_mutex_lock(&c->lock);
 	for (ci = c->inodes; ci && ci->mft_no != MREF(mref); ci = ci->next)
 		;
 	if (ci) {
 		ci->refs++;
 		ci->openers++;
 		atomic_fetch_add(&c->header->counters.open_files, 1);
-		pthread_mutex_unlock(&c->lock);
+		cache_mutex_unlock(&c->lock);
 		*out = ci;
 		return 0;
 	}
-	pthread_mutex_unlock(&c->lock);
+	cache_mutex_unlock(&c->lock);
 
 	err = cache_inode_load(c, MREF(mref), &fresh);
 	if (err)
 		return err;
-	pthread_mutex_lock(&c->lock);
+	cache_mutex_lock(&c->lock);
 	for (ci = c->inodes; ci && ci->mft_no != fresh->mft_no; ci = ci->next)
 		;
 	if (ci) {               /* another opener won the race */
 		ci->refs++;
 		ci->openers++;
 		atomic_fetch_add(&c->header->counters.open_files, 1);
-		pthread_mutex_unlock(&c->lock);
+		cache_mutex_unlock(&c->lock);
 		cache_inode_destroy(fresh);
 		*out = ci;
 		return 0;
 	}
 	err = cache_inode_insert(fresh, 1);
-	pthread_mutex_unlock(&c->lock);
+	cache_mutex_unlock(&c->lock);
 	if (err) {
 		cache_inode_destroy(fresh);
 		return ntfs_fail(-err, "%s: too many open files (at most %u)", path,
@@ -416,8 +416,10 @@ int cache_open(struct cache *c, const char *path, struct cache_inode **out)
 int cache_inode_insert(struct cache_inode *ci, unsigned openers)
 {
 	struct cache *c = ci->cache;
-	int slot = slot_alloc(c);
+	int slot;
 
+	cache_assert_held(&c->lock);
+	slot = slot_alloc(c);
 	if (slot < 0 && cache_evict_unused(c))
 		slot = slot_alloc(c);
 	if (slot < 0)
@@ -434,9 +436,9 @@ int cache_inode_insert(struct cache_inode *ci, unsigned openers)
 
 void cache_inode_get(struct cache_inode *ci)
 {
-	pthread_mutex_lock(&ci->cache->lock);
+	cache_mutex_lock(&ci->cache->lock);
 	ci->refs++;
-	pthread_mutex_unlock(&ci->cache->lock);
+	cache_mutex_unlock(&ci->cache->lock);
 }
 
 /* Called with c->lock held and refs == 0: unlink and free. */
@@ -445,6 +447,7 @@ void cache_inode_release(struct cache_inode *ci)
 	struct cache *c = ci->cache;
 	struct cache_inode **pp;
 
+	cache_assert_held(&c->lock);
 	for (pp = &c->inodes; *pp != ci; pp = &(*pp)->next)
 		;
 	*pp = ci->next;
@@ -467,6 +470,7 @@ bool cache_evict_unused(struct cache *c)
 {
 	struct cache_inode *ci;
 
+	cache_assert_held(&c->lock);
 	for (ci = c->inodes; ci && (ci->refs || cache_has_dirty(ci) ||
 				    ci->sizes_dirty || ci->trim_pending); ci = ci->next)
 		;
@@ -480,22 +484,22 @@ void cache_inode_put(struct cache_inode *ci)
 {
 	struct cache *c = ci->cache;
 
-	pthread_mutex_lock(&c->lock);
+	cache_mutex_lock(&c->lock);
 	if (--ci->refs == 0)
 		cache_inode_unused(ci);
-	pthread_mutex_unlock(&c->lock);
+	cache_mutex_unlock(&c->lock);
 }
 
 void cache_close(struct cache_inode *ci)
 {
 	struct cache *c = ci->cache;
 
-	pthread_mutex_lock(&c->lock);
+	cache_mutex_lock(&c->lock);
 	ci->openers--;
 	atomic_fetch_sub(&c->header->counters.open_files, 1);
 	if (--ci->refs == 0)
 		cache_inode_unused(ci);
-	pthread_mutex_unlock(&c->lock);
+	cache_mutex_unlock(&c->lock);
 }
 
 void cache_count_pages(struct cache *c, uint64_t mft_no, uint64_t *cached, uint64_t *dirty,
@@ -505,7 +509,7 @@ void cache_count_pages(struct cache *c, uint64_t mft_no, uint64_t *cached, uint6
 	uint64_t i;
 
 	*cached = *dirty = *writeback = 0;
-	pthread_mutex_lock(&c->lock);
+	cache_mutex_lock(&c->lock);
 	for (ci = c->inodes; ci && ci->mft_no != mft_no; ci = ci->next)
 		;
 	if (ci) {
@@ -517,7 +521,7 @@ void cache_count_pages(struct cache *c, uint64_t mft_no, uint64_t *cached, uint6
 			*writeback += cache_page_writeback(ci, i);
 		}
 	}
-	pthread_mutex_unlock(&c->lock);
+	cache_mutex_unlock(&c->lock);
 }
 
 bool cache_account_page(struct cache_inode *ci, uint64_t index)

@@ -58,8 +58,9 @@ int cache_commit_runlist(struct cache_inode *ci, struct ntfs_runlist *rl, uint64
 
 	/* sizes are read and written under init_lock: writeback raises
 	 * initialized_size under it, and its raise must not be lost */
-	pthread_mutex_lock(&ci->init_lock);
-	pthread_rwlock_wrlock(&ci->rl_lock);
+	cache_assert_may_sleep();       /* the record write */
+	cache_mutex_lock(&ci->init_lock);
+	cache_rwlock_wrlock(&ci->rl_lock);
 	saved = *na;
 	na->rl = *rl;
 	if (data_size != UINT64_MAX)
@@ -87,8 +88,8 @@ int cache_commit_runlist(struct cache_inode *ci, struct ntfs_runlist *rl, uint64
 	} else {
 		*rl = saved.rl;         /* the caller frees the old one */
 	}
-	pthread_rwlock_unlock(&ci->rl_lock);
-	pthread_mutex_unlock(&ci->init_lock);
+	cache_rwlock_unlock(&ci->rl_lock);
+	cache_mutex_unlock(&ci->init_lock);
 	return err;
 }
 
@@ -100,6 +101,7 @@ static int zero_clusters(struct ntfs_volume *vol, int64_t lcn, int64_t count)
 	uint64_t pos = (uint64_t)lcn << vol->geo.cluster_size_bits;
 	uint64_t end = (uint64_t)(lcn + count) << vol->geo.cluster_size_bits;
 
+	cache_assert_may_sleep();
 	while (pos < end) {
 		size_t n = end - pos < sizeof(zero) ? (size_t)(end - pos) : sizeof(zero);
 		int err = ntfs_device_pwrite(vol->dev, zero, n, pos);
@@ -182,6 +184,7 @@ static int allocate_range(struct cache_inode *ci, uint64_t pos, uint64_t end)
 	size_t i;
 	int err;
 
+	cache_assert_held(&ci->size_lock);
 	if (end <= pos)
 		return 0;
 	last = (int64_t)((end - 1) >> bits);
@@ -270,12 +273,13 @@ int cache_store_unit_uncompressed(struct cache_inode *ci, uint64_t unit)
 	size_t i;
 	int err;
 
+	cache_assert_held(&ci->size_lock);
 	if (!buf)
 		return -ENOMEM;
 	if (vcn0 < alloc_end) {
-		pthread_rwlock_rdlock(&ci->rl_lock);
+		cache_rwlock_rdlock(&ci->rl_lock);
 		n = ntfs_attr_pread(na, unit * cb, cb, buf);
-		pthread_rwlock_unlock(&ci->rl_lock);
+		cache_rwlock_unlock(&ci->rl_lock);
 		if (n < 0) {
 			free(buf);
 			return (int)n;
@@ -376,6 +380,7 @@ static void extend_i_size(struct cache_inode *ci, uint64_t new_size)
 	uint64_t old = ci->i_size;
 	struct inode_sizes v;
 
+	cache_assert_held(&ci->size_lock);
 	if (old % NTFSD_PAGE_SIZE) {
 		cache_lock_page(ci, old >> NTFSD_PAGE_SHIFT);
 		memset(ci->data_map + old, 0, NTFSD_PAGE_SIZE - old % NTFSD_PAGE_SIZE);
@@ -409,7 +414,7 @@ int cache_prepare_write(struct cache_inode *ci, uint64_t first, uint64_t count,
 				 "handle of it and reopen to grow it further",
 				 (unsigned long long)ci->mft_no, (unsigned long long)first,
 				 (unsigned long long)count, (unsigned long long)ci->nr_pages);
-	pthread_mutex_lock(&ci->size_lock);
+	cache_mutex_lock(&ci->size_lock);
 	end = (first + count) << NTFSD_PAGE_SHIFT;
 	/* Only bytes below the new i_size will ever be written. */
 	limit = new_size > ci->i_size ? new_size : ci->i_size;
@@ -431,7 +436,7 @@ int cache_prepare_write(struct cache_inode *ci, uint64_t first, uint64_t count,
 		err = check_allocated(ci, ci->i_size, new_size);
 	if (!err && new_size > ci->i_size)
 		extend_i_size(ci, new_size);
-	pthread_mutex_unlock(&ci->size_lock);
+	cache_mutex_unlock(&ci->size_lock);
 	if (err)
 		return err;
 	/* Pages the write will only partly cover must hold the file's bytes;

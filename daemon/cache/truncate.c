@@ -111,6 +111,7 @@ static int truncate_nonresident(struct cache_inode *ci, uint64_t size)
 	size_t i;
 	int err;
 
+	cache_assert_held(&ci->size_lock);
 	/* A compressed file is allocated in whole compression units; the unit
 	 * the new end cuts is made uncompressed first, so what it keeps past
 	 * the end is plain bytes past initialized_size, never read. */
@@ -154,6 +155,7 @@ static void fence_page(struct cache_inode *ci, uint64_t index)
 {
 	struct shm_page *p = &ci->pages[index];
 
+	cache_assert_held(&ci->size_lock);
 	cache_lock_page(ci, index);
 	page_clear_bits(p, PG_write_ready);
 	cache_unlock_page(ci, index);
@@ -220,13 +222,13 @@ int cache_truncate(struct cache_inode *ci, uint64_t size)
 		return ntfs_fail(EFBIG, "MFT record %llu: %llu bytes is past what its cache segment "
 				 "can hold while it is open; close every handle of it and reopen",
 				 (unsigned long long)ci->mft_no, (unsigned long long)size);
-	pthread_mutex_lock(&ci->size_lock);
+	cache_mutex_lock(&ci->size_lock);
 	if (size < ci->i_size)
 		err = truncate_shrink(ci, size);
 	else if (size > ci->i_size)
 		err = truncate_grow(ci, size);
 	publish_sizes(ci);
-	pthread_mutex_unlock(&ci->size_lock);
+	cache_mutex_unlock(&ci->size_lock);
 	return err;
 }
 
@@ -236,13 +238,13 @@ int cache_trim_allocation(struct cache_inode *ci)
 	uint64_t cs = ci->cache->vol->geo.cluster_size;
 	int err = 0;
 
-	pthread_mutex_lock(&ci->size_lock);
+	cache_mutex_lock(&ci->size_lock);
 	if (ci->trim_pending && !na->resident && !ntfs_attr_is_compressed(na) &&
 	    na->allocated_size > (ci->i_size + cs - 1) / cs * cs)
 		err = truncate_nonresident(ci, ci->i_size);
 	if (!err)
 		ci->trim_pending = false;
-	pthread_mutex_unlock(&ci->size_lock);
+	cache_mutex_unlock(&ci->size_lock);
 	if (err)
 		log_warning("MFT record %llu: cannot give back the room allocated past its end: %s",
 			    (unsigned long long)ci->mft_no, ntfs_last_error());

@@ -115,6 +115,8 @@ static int write_zeroes(struct cache_inode *ci, uint64_t from, uint64_t to)
 	struct ntfs_attr *na = ci->data;
 	uint32_t bits = ci->cache->vol->geo.cluster_size_bits;
 
+	cache_assert_held(&ci->init_lock);      /* initialized_size stays where it is */
+	cache_assert_may_sleep();
 	while (from < to) {
 		int64_t run, lcn = ntfs_rl_vcn_to_lcn(&na->rl, (int64_t)(from >> bits), &run);
 		uint64_t run_end = ((from >> bits) + (uint64_t)run) << bits;
@@ -151,6 +153,7 @@ static void page_failed(struct cache_inode *ci, uint64_t index, int err)
  * not an error.  Page locked. */
 static void redirty_page_locked(struct cache_inode *ci, uint64_t index, uint32_t bufs)
 {
+	cache_assert_page_locked(ci, index);
 	set_page_dirty(&ci->dirty, index, bufs);
 	atomic_fetch_add(&ci->wb_enomem, 1);
 }
@@ -161,6 +164,7 @@ static int writepage_resident(struct cache_inode *ci, uint64_t index, uint32_t b
 	uint64_t pos = index << NTFSD_PAGE_SHIFT, len;
 	int err = 0;
 
+	cache_assert_page_locked(ci, index);
 	len = ci->data->data_size > pos ? ci->data->data_size - pos : 0;
 	if (len > NTFSD_PAGE_SIZE)
 		len = NTFSD_PAGE_SIZE;
@@ -290,12 +294,12 @@ static int wb_written(struct wb_batch *bt, uint64_t index, uint32_t bufs, uint64
  * initialized_size may cover them. */
 static void raise_initialized_size(struct cache_inode *ci, uint64_t limit)
 {
-	pthread_mutex_lock(&ci->init_lock);
+	cache_mutex_lock(&ci->init_lock);
 	if (limit > ci->data->initialized_size) {
 		ci->data->initialized_size = limit;
 		ci->sizes_dirty = true;
 	}
-	pthread_mutex_unlock(&ci->init_lock);
+	cache_mutex_unlock(&ci->init_lock);
 }
 
 static void redirty_after_failed_run(struct cache_inode *ci, uint64_t index, uint32_t bufs)
@@ -404,6 +408,8 @@ static int writepage_batch(struct cache_inode *ci, uint64_t index, struct wb_bat
 	uint32_t b;
 	int err = 0, berr = 0;
 
+	cache_assert_held(&ci->wb_lock);
+	cache_assert_page_locked(ci, index);
 	if (pos >= i_size) {
 		/* Wholly past i_size (truncate raced us): discard, not an error. */
 		clear_page_dirty_for_io(&ci->dirty, index);
@@ -461,16 +467,16 @@ static int writepage_batch(struct cache_inode *ci, uint64_t index, struct wb_bat
 		/* A new run past initialized_size: what the batch holds goes
 		 * out first, then zeroes up to this page, then the run. */
 		berr = wb_submit(bt);
-		pthread_mutex_lock(&ci->init_lock);
-		pthread_rwlock_rdlock(&ci->rl_lock);
+		cache_mutex_lock(&ci->init_lock);
+		cache_rwlock_rdlock(&ci->rl_lock);
 		if (pos > ci->data->initialized_size)
 			err = write_zeroes(ci, ci->data->initialized_size, pos);
-		pthread_rwlock_unlock(&ci->rl_lock);
+		cache_rwlock_unlock(&ci->rl_lock);
 		if (!err && pos > ci->data->initialized_size) {
 			ci->data->initialized_size = pos;       /* zeroes up to here */
 			ci->sizes_dirty = true;
 		}
-		pthread_mutex_unlock(&ci->init_lock);
+		cache_mutex_unlock(&ci->init_lock);
 		if (err) {
 			wb_end_page(ci, index, bufs, err);
 			return err == -ENOMEM ? berr : err;
@@ -500,17 +506,18 @@ int writeback_sizes(struct cache_inode *ci)
 		ci->sizes_dirty = false;
 		return 0;
 	}
-	pthread_mutex_lock(&ci->init_lock);
+	cache_mutex_lock(&ci->init_lock);
 	need = ci->sizes_dirty || na->initialized_size != atomic_load(&ci->disk_init);
 	init = na->initialized_size;    /* all of it is written: flushed next */
-	pthread_mutex_unlock(&ci->init_lock);
+	cache_mutex_unlock(&ci->init_lock);
 	if (!need)
 		return 0;
 	/* The data the new sizes cover must be durable before they are. */
+	cache_assert_may_sleep();
 	err = ntfs_device_flush(ci->cache->vol->dev);
 	crashpoint("wb-before-sizes");
 	if (!err) {
-		pthread_mutex_lock(&ci->init_lock);
+		cache_mutex_lock(&ci->init_lock);
 		ci->sizes_dirty = false;
 		size = ci->i_size;
 		if (init > na->initialized_size)
@@ -522,7 +529,7 @@ int writeback_sizes(struct cache_inode *ci)
 			ci->sizes_dirty = true;
 		else
 			atomic_store(&ci->disk_init, init);
-		pthread_mutex_unlock(&ci->init_lock);
+		cache_mutex_unlock(&ci->init_lock);
 	}
 	if (err && err != -ENOMEM) {
 		errseq_set(ci, -err);
@@ -537,9 +544,9 @@ int writeback_inode(struct cache_inode *ci, bool sync)
 {
 	int err;
 
-	pthread_mutex_lock(&ci->wb_lock);
+	cache_mutex_lock(&ci->wb_lock);
 	err = writeback_inode_locked(ci, sync);
-	pthread_mutex_unlock(&ci->wb_lock);
+	cache_mutex_unlock(&ci->wb_lock);
 	return err;
 }
 
@@ -550,6 +557,7 @@ static int writeback_pass(struct cache_inode *ci)
 	uint64_t i = 0;
 	int err = 0, first_err = 0;
 
+	cache_assert_held(&ci->wb_lock);
 	if (!bt)
 		return -ENOMEM;  /* the pages stay dirty for a later pass */
 	bt->ci = ci;
@@ -640,6 +648,7 @@ int writeback_inode_locked(struct cache_inode *ci, bool sync)
 	unsigned try;
 	int err = 0, first_err = 0;
 
+	cache_assert_held(&ci->wb_lock);
 	if (drop_forged_dirt(ci))
 		return 0;
 
