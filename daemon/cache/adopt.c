@@ -36,6 +36,7 @@
 #include "inode.h"
 #include "log.h"
 #include "page.h"
+#include "sanity.h"
 #include "segment.h"
 #include "volume.h"
 
@@ -231,6 +232,7 @@ static int adopt_pair(struct cache *c, struct adopt_pair *p, uint64_t *dirty_out
 		cache_inode_destroy(ci);
 		return ntfs_fail(-err, "too many inodes");
 	}
+	cache_inode_sanity_settled(ci);
 	return 0;
 }
 

@@ -8,6 +8,7 @@
  */
 #include "cache.h"
 #include "holders.h"
+#include "sanity.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -381,7 +382,9 @@ int cache_open(struct cache *c, const char *path, struct cache_inode **out)
 		ci->refs++;
 		ci->openers++;
 		atomic_fetch_add(&c->header->counters.open_files, 1);
+		cache_inode_sanity_refs(ci);
 		cache_mutex_unlock(&c->lock);
+		cache_inode_sanity_settled(ci);
 		*out = ci;
 		return 0;
 	}
@@ -397,8 +400,10 @@ int cache_open(struct cache *c, const char *path, struct cache_inode **out)
 		ci->refs++;
 		ci->openers++;
 		atomic_fetch_add(&c->header->counters.open_files, 1);
+		cache_inode_sanity_refs(ci);
 		cache_mutex_unlock(&c->lock);
 		cache_inode_destroy(fresh);
+		cache_inode_sanity_settled(ci);
 		*out = ci;
 		return 0;
 	}
@@ -409,6 +414,7 @@ int cache_open(struct cache *c, const char *path, struct cache_inode **out)
 		return ntfs_fail(-err, "%s: too many open files (at most %u)", path,
 				 NTFSD_MAX_INODES);
 	}
+	cache_inode_sanity_settled(fresh);
 	*out = fresh;
 	return 0;
 }
@@ -431,6 +437,7 @@ int cache_inode_insert(struct cache_inode *ci, unsigned openers)
 	c->inodes = ci;
 	atomic_fetch_add(&c->header->counters.open_files, openers);
 	cache_inode_store(ci);
+	cache_inode_sanity_refs(ci);
 	return 0;
 }
 
@@ -438,6 +445,7 @@ void cache_inode_get(struct cache_inode *ci)
 {
 	cache_mutex_lock(&ci->cache->lock);
 	ci->refs++;
+	cache_inode_sanity_refs(ci);
 	cache_mutex_unlock(&ci->cache->lock);
 }
 
@@ -485,7 +493,9 @@ void cache_inode_put(struct cache_inode *ci)
 	struct cache *c = ci->cache;
 
 	cache_mutex_lock(&c->lock);
-	if (--ci->refs == 0)
+	ci->refs--;
+	cache_inode_sanity_refs(ci);
+	if (ci->refs == 0)
 		cache_inode_unused(ci);
 	cache_mutex_unlock(&c->lock);
 }
@@ -497,7 +507,9 @@ void cache_close(struct cache_inode *ci)
 	cache_mutex_lock(&c->lock);
 	ci->openers--;
 	atomic_fetch_sub(&c->header->counters.open_files, 1);
-	if (--ci->refs == 0)
+	ci->refs--;
+	cache_inode_sanity_refs(ci);
+	if (ci->refs == 0)
 		cache_inode_unused(ci);
 	cache_mutex_unlock(&c->lock);
 }

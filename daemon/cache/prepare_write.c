@@ -28,6 +28,7 @@
 #include "lcnalloc.h"
 #include "error.h"
 #include "page.h"
+#include "sanity.h"
 #include "seqcount.h"
 #include "volume.h"
 
@@ -88,6 +89,7 @@ int cache_commit_runlist(struct cache_inode *ci, struct ntfs_runlist *rl, uint64
 	} else {
 		*rl = saved.rl;         /* the caller frees the old one */
 	}
+	cache_inode_sanity(ci);
 	cache_rwlock_unlock(&ci->rl_lock);
 	cache_mutex_unlock(&ci->init_lock);
 	return err;
@@ -436,6 +438,7 @@ int cache_prepare_write(struct cache_inode *ci, uint64_t first, uint64_t count,
 		err = check_allocated(ci, ci->i_size, new_size);
 	if (!err && new_size > ci->i_size)
 		extend_i_size(ci, new_size);
+	cache_inode_sanity_settled(ci);     /* on failure too: nothing half done */
 	cache_mutex_unlock(&ci->size_lock);
 	if (err)
 		return err;

@@ -17,6 +17,7 @@
 #include "attrib.h"
 #include "error.h"
 #include "page.h"
+#include "sanity.h"
 #include "volume.h"
 
 int readpage(struct cache_inode *ci, uint64_t index)

@@ -30,6 +30,7 @@
 #include "error.h"
 #include "lcnalloc.h"
 #include "page.h"
+#include "sanity.h"
 #include "volume.h"
 
 static int make_nonresident(struct cache_inode *ci)
@@ -81,6 +82,7 @@ static int make_nonresident(struct cache_inode *ci)
 		err = ntfs_attr_make_nonresident(na, &rl, (uint64_t)clusters * csize);
 		if (!err)       /* the value was flushed to its clusters above */
 			atomic_store(&ci->disk_init, na->initialized_size);
+		cache_inode_sanity(ci);
 		cache_rwlock_unlock(&ci->rl_lock);
 		cache_mutex_unlock(&ci->init_lock);
 	}
@@ -108,6 +110,7 @@ int cache_resident_resize(struct cache_inode *ci, uint64_t size)
 	err = ntfs_attr_resize_resident(ci->data, size);
 	if (!err)
 		atomic_store(&ci->disk_init, size);
+	cache_inode_sanity(ci);
 	cache_rwlock_unlock(&ci->rl_lock);
 	cache_mutex_unlock(&ci->init_lock);
 	cache_unlock_page(ci, 0);

@@ -39,6 +39,7 @@
 #include "lcnalloc.h"
 #include "log.h"
 #include "page.h"
+#include "sanity.h"
 #include "seqcount.h"
 #include "volume.h"
 
@@ -228,6 +229,7 @@ int cache_truncate(struct cache_inode *ci, uint64_t size)
 	else if (size > ci->i_size)
 		err = truncate_grow(ci, size);
 	publish_sizes(ci);
+	cache_inode_sanity_settled(ci);     /* on failure too: the file as it was */
 	cache_mutex_unlock(&ci->size_lock);
 	return err;
 }
@@ -244,6 +246,7 @@ int cache_trim_allocation(struct cache_inode *ci)
 		err = truncate_nonresident(ci, ci->i_size);
 	if (!err)
 		ci->trim_pending = false;
+	cache_inode_sanity_settled(ci);
 	cache_mutex_unlock(&ci->size_lock);
 	if (err)
 		log_warning("MFT record %llu: cannot give back the room allocated past its end: %s",

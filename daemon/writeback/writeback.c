@@ -39,6 +39,7 @@
 #include "io.h"
 #include "log.h"
 #include "page.h"
+#include "sanity.h"
 #include "volume.h"
 
 #define ERRSEQ_SEEN 1u
@@ -299,6 +300,7 @@ static void raise_initialized_size(struct cache_inode *ci, uint64_t limit)
 		ci->data->initialized_size = limit;
 		ci->sizes_dirty = true;
 	}
+	cache_inode_sanity(ci);
 	cache_mutex_unlock(&ci->init_lock);
 }
 
@@ -476,6 +478,7 @@ static int writepage_batch(struct cache_inode *ci, uint64_t index, struct wb_bat
 			ci->data->initialized_size = pos;       /* zeroes up to here */
 			ci->sizes_dirty = true;
 		}
+		cache_inode_sanity(ci);
 		cache_mutex_unlock(&ci->init_lock);
 		if (err) {
 			wb_end_page(ci, index, bufs, err);
@@ -509,6 +512,7 @@ int writeback_sizes(struct cache_inode *ci)
 	cache_mutex_lock(&ci->init_lock);
 	need = ci->sizes_dirty || na->initialized_size != atomic_load(&ci->disk_init);
 	init = na->initialized_size;    /* all of it is written: flushed next */
+	cache_inode_sanity(ci);
 	cache_mutex_unlock(&ci->init_lock);
 	if (!need)
 		return 0;
@@ -529,6 +533,7 @@ int writeback_sizes(struct cache_inode *ci)
 			ci->sizes_dirty = true;
 		else
 			atomic_store(&ci->disk_init, init);
+		cache_inode_sanity(ci);
 		cache_mutex_unlock(&ci->init_lock);
 	}
 	if (err && err != -ENOMEM) {
