@@ -218,13 +218,14 @@ int readpage(struct cache_inode *ci, uint64_t index);
 void cache_reserve_page(struct cache *c);
 
 /* Make pages [first, first + count) write-ready, raising i_size to new_size
- * first when it is larger; refusals are -EPERM, -EOPNOTSUPP, -EACCES,
- * -EROFS with a message in ntfs_last_error().  Takes size_lock (so not
- * with a page lock held). */
+ * first when it is larger; refusals are -EROFS, -EPERM, -EACCES, -ENOSPC,
+ * -EFBIG and -EOPNOTSUPP (a resident compressed file on clusters over
+ * 4 KiB moving out), with a message in ntfs_last_error(); -EIO for a device
+ * error or a bug.  Takes size_lock (so not with a page lock held). */
 int cache_prepare_write(struct cache_inode *ci, uint64_t first, uint64_t count,
 			uint64_t new_size, uint64_t write_start, uint64_t write_end);
 /* The refusals every write shares: read-only volume (EROFS), system files
- * (EPERM), encrypted (EACCES), compressed (EOPNOTSUPP). */
+ * (EPERM), encrypted (EACCES). */
 int cache_check_writable(struct cache_inode *ci);
 /* A resident file about to reach new_size: its value grows in the record,
  * or moves out to clusters when it no longer fits (size_lock held); the

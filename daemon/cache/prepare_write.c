@@ -2,11 +2,13 @@
  * prepare_write.c — making pages write-ready (ntfsd's page_mkwrite).
  *
  * Invariants: every refusal happens here, before a client may dirty a page,
- * so writeback never meets a write it cannot do: system files and metadata
- * under $Extend (EPERM), compressed data and anything that would need new
- * a resident value growing (EOPNOTSUPP, until that exists).  Clusters are
+ * so writeback never meets a write it cannot do: a read-only volume
+ * (EROFS), system files and metadata under $Extend (EPERM), encrypted
+ * files (EACCES), a full volume (ENOSPC), growth past the open segment
+ * (EFBIG).  Clusters are
  * allocated here and only here — holes filled (zeroed on disk first), the
- * allocation grown — and the MFT record
+ * allocation grown, compression units stored uncompressed, a resident
+ * value grown or moved out — and the MFT record
  * rewritten with the new runlist before any page over them may be dirtied,
  * so writeback never allocates and a full volume is ENOSPC at the writer.  i_size only grows here, under
  * size_lock, and when it does the bytes between the old and new i_size are
@@ -343,7 +345,10 @@ static int uncompress_range(struct cache_inode *ci, uint64_t pos, uint64_t end)
 	return 0;
 }
 
-/* Every cluster under [pos, end) must be allocated. */
+/* The post-condition of the allocation above: every byte under [pos, end)
+ * is backed, by clusters or (resident) by the value in the record.  Only a
+ * bug in allocate_range(), uncompress_range() or cache_resident_grow()
+ * leaves it unmet; the writer gets EIO, never a page over nothing. */
 static int check_allocated(struct cache_inode *ci, uint64_t pos, uint64_t end)
 {
 	struct ntfs_attr *na = ci->data;
@@ -352,22 +357,21 @@ static int check_allocated(struct cache_inode *ci, uint64_t pos, uint64_t end)
 
 	if (na->resident)
 		return end <= na->data_size ? 0
-		       : ntfs_fail(EOPNOTSUPP, "MFT record %llu: growing a resident file is not "
-				   "supported yet", (unsigned long long)ci->mft_no);
+		       : cache_bug("MFT record %llu: bytes up to %llu prepared for writing, but "
+				   "its resident value holds %llu", (unsigned long long)ci->mft_no,
+				   (unsigned long long)end, (unsigned long long)na->data_size);
 	if (end > na->allocated_size)
-		return ntfs_fail(EOPNOTSUPP, "MFT record %llu: writing past the allocated size "
-				 "(%llu bytes) needs new clusters, not supported yet",
-				 (unsigned long long)ci->mft_no,
-				 (unsigned long long)na->allocated_size);
+		return cache_bug("MFT record %llu: bytes up to %llu prepared for writing, but only "
+				 "%llu are allocated", (unsigned long long)ci->mft_no,
+				 (unsigned long long)end, (unsigned long long)na->allocated_size);
 	if (end <= pos)
 		return 0;
 	last = (int64_t)((end - 1) >> bits);
 	for (vcn = (int64_t)(pos >> bits); vcn <= last; vcn += run) {
 		lcn = ntfs_rl_vcn_to_lcn(&na->rl, vcn, &run);
 		if (lcn == LCN_HOLE)
-			return ntfs_fail(EOPNOTSUPP, "MFT record %llu: writing into a hole (vcn "
-					 "%lld) needs new clusters, not supported yet",
-					 (unsigned long long)ci->mft_no, (long long)vcn);
+			return cache_bug("MFT record %llu: vcn %lld prepared for writing is still a "
+					 "hole", (unsigned long long)ci->mft_no, (long long)vcn);
 		if (lcn < 0)
 			return ntfs_fail(EIO, "MFT record %llu: vcn %lld is not mapped",
 					 (unsigned long long)ci->mft_no, (long long)vcn);

@@ -28,8 +28,10 @@ int readpage(struct cache_inode *ci, uint64_t index)
 	ssize_t n;
 	bool fresh;
 
-	if (index >= ci->nr_pages)
-		return -EINVAL;
+	if (index >= ci->nr_pages)   /* every caller stays within the segment */
+		return cache_bug("MFT record %llu: readpage of page %llu, past its %llu pages",
+				 (unsigned long long)ci->mft_no, (unsigned long long)index,
+				 (unsigned long long)ci->nr_pages);
 	p = &ci->pages[index];
 	atomic_store_explicit(&ci->referenced[index], 1, memory_order_relaxed);
 	if (page_test(p, PG_uptodate))

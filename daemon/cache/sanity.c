@@ -25,8 +25,6 @@
 #include "runlist.h"
 #include "volume.h"
 
-#if NTFSD_LOCKDEP
-
 /* Where a file name starts inside the tree: "daemon/cache/x.c". */
 static const char *short_file(const char *file)
 {
@@ -34,6 +32,23 @@ static const char *short_file(const char *file)
 
 	return p ? p : file;
 }
+
+int cache_bug_at(const char *file, int line, const char *fmt, ...)
+{
+	char what[400];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	log_error("BUG at %s:%d: %s", short_file(file), line, what);
+#if NTFSD_LOCKDEP
+	abort();
+#endif
+	return ntfs_fail(EIO, "%s (a bug in ntfsd, logged by the daemon)", what);
+}
+
+#if NTFSD_LOCKDEP
 
 __attribute__((noreturn))
 static void insane(const struct cache_inode *ci, const char *file, int line, const char *check)
@@ -107,10 +122,5 @@ void cache_inode_sanity_refs_at(struct cache_inode *ci, const char *file, int li
 	SANE(ci->refs >= ci->openers);
 	SANE(ci->slot < NTFSD_MAX_INODES && ci->cache->slot_used[ci->slot]);
 }
-
-#else
-
-/* ISO C wants a translation unit to declare something. */
-typedef int sanity_unused;
 
 #endif

@@ -1,6 +1,6 @@
 /*
  * sanity.h — a cache inode's invariants, asserted at its state changes (as
- * SQLite's pcache asserts its page sanity checks).
+ * SQLite's pcache asserts its page sanity checks), and reports of bugs.
  *
  * Invariants:
  *  - The checks look only at daemon-private state (sizes, runlist, page
@@ -9,6 +9,9 @@
  *    inode and the check that failed, and aborts.
  *  - They exist in the debug and sanitizer builds (NTFSD_LOCKDEP, which
  *    also knows which locks the thread holds) and are no-ops otherwise.
+ *  - cache_bug() is for post-conditions that only a bug can break: it logs
+ *    the bug, aborts in those builds and is -EIO (with a message for the
+ *    client) in the others, never a user-facing "not supported".
  */
 #ifndef NTFSD_CACHE_SANITY_H
 #define NTFSD_CACHE_SANITY_H
@@ -37,5 +40,11 @@ void cache_inode_sanity_refs_at(struct cache_inode *ci, const char *file, int li
 #define cache_inode_sanity_settled(ci) ((void)(ci))
 #define cache_inode_sanity_refs(ci) ((void)(ci))
 #endif
+
+/* A bug: logged, fatal with NTFSD_LOCKDEP, else -EIO with the message in
+ * ntfs_last_error(). */
+__attribute__((format(printf, 3, 4)))
+int cache_bug_at(const char *file, int line, const char *fmt, ...);
+#define cache_bug(...) cache_bug_at(__FILE__, __LINE__, __VA_ARGS__)
 
 #endif

@@ -88,14 +88,17 @@ static void zero_page_tail(struct cache_inode *ci, uint64_t from)
 	cache_unlock_page(ci, from >> NTFSD_PAGE_SHIFT);
 }
 
+/* A resident value to size: shrinking always fits in the record, and
+ * growth reaches here after cache_resident_grow() made it fit or moved it
+ * out, so no room (E2BIG) is a bug. */
 static int truncate_resident(struct cache_inode *ci, uint64_t size)
 {
 	int err = cache_resident_resize(ci, size);
 
 	if (err == -E2BIG)
-		return ntfs_fail(EFBIG, "MFT record %llu: %llu bytes do not fit in the record and "
-				 "moving a resident file out of it is not supported yet",
-				 (unsigned long long)ci->mft_no, (unsigned long long)size);
+		return cache_bug("MFT record %llu: a resident value of %llu bytes does not fit "
+				 "in its record after it was made to", (unsigned long long)ci->mft_no,
+				 (unsigned long long)size);
 	return err;
 }
 

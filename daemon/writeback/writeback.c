@@ -124,9 +124,10 @@ static int write_zeroes(struct cache_inode *ci, uint64_t from, uint64_t to)
 		uint64_t end = to < run_end ? to : run_end;
 		int err;
 
-		if (lcn == LCN_ENOENT)
-			return ntfs_fail(EIO, "MFT record %llu: zeroing beyond the runlist",
-					 (unsigned long long)ci->mft_no);
+		if (lcn == LCN_ENOENT)  /* to <= i_size <= allocated_size, the runlist's end */
+			return cache_bug("MFT record %llu: zeroing [%llu, %llu) beyond the runlist",
+					 (unsigned long long)ci->mft_no, (unsigned long long)from,
+					 (unsigned long long)to);
 		if (end - from > sizeof(zero))
 			end = from + sizeof(zero);
 		if (lcn >= 0) {
@@ -528,7 +529,15 @@ int writeback_sizes(struct cache_inode *ci)
 			init = na->initialized_size;    /* a truncate lowered it */
 		if (init > size)
 			init = size;
-		err = ntfs_attr_set_sizes(na, size, init);
+		/* i_size grows only into the allocation (prepare-write allocates
+		 * first), so the record can always take it */
+		if (size > na->allocated_size)
+			err = cache_bug("MFT record %llu: i_size %llu lies past its allocation "
+					"(%llu bytes)", (unsigned long long)ci->mft_no,
+					(unsigned long long)size,
+					(unsigned long long)na->allocated_size);
+		else
+			err = ntfs_attr_set_sizes(na, size, init);
 		if (err)
 			ci->sizes_dirty = true;
 		else
