@@ -39,6 +39,7 @@
 #include "inode.h"
 #include "log.h"
 #include "page.h"
+#include "sanity.h"
 #include "segment.h"
 #include "volume.h"
 
@@ -252,14 +253,15 @@ static int adopt_pair(struct cache *c, struct adopt_pair *p, uint64_t *dirty_out
 		return ntfs_fail(-err, "cannot map: %s", strerror(-err));
 	}
 	*dirty_out = rebuild_pages(ci);
-	pthread_mutex_lock(&c->lock);
+	cache_mutex_lock(&c->lock);
 	err = cache_inode_insert(ci, 0);
-	pthread_mutex_unlock(&c->lock);
+	cache_mutex_unlock(&c->lock);
 	if (err) {
 		ci->stored = true;      /* destroying it removes the names */
 		cache_inode_destroy(ci);
 		return ntfs_fail(-err, "too many inodes");
 	}
+	cache_inode_sanity_settled(ci);
 	return 0;
 }
 

@@ -8,6 +8,7 @@
  */
 #include "cache.h"
 #include "holders.h"
+#include "sanity.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -85,8 +86,8 @@ int cache_create(struct ntfs_volume *vol, uint64_t limit_bytes, struct cache **o
 	c->header = h;
 	c->header_fd = fd;
 	atomic_store(&c->max_lock_hold_ms, CACHE_DEFAULT_MAX_LOCK_HOLD_MS);
-	pthread_mutex_init(&c->lock, NULL);
-	pthread_mutex_init(&c->reclaim_lock, NULL);
+	cache_mutex_init(&c->lock, LOCK_CACHE);
+	cache_mutex_init(&c->reclaim_lock, LOCK_RECLAIM);
 	*out = c;
 	return 0;
 }
@@ -119,10 +120,10 @@ void cache_inode_destroy(struct cache_inode *ci)
 	free((void *)ci->counted);
 	ntfs_attr_close(ci->data);
 	ntfs_inode_close(ci->ni);
-	pthread_mutex_destroy(&ci->size_lock);
-	pthread_mutex_destroy(&ci->wb_lock);
-	pthread_mutex_destroy(&ci->init_lock);
-	pthread_rwlock_destroy(&ci->rl_lock);
+	cache_mutex_destroy(&ci->size_lock);
+	cache_mutex_destroy(&ci->wb_lock);
+	cache_mutex_destroy(&ci->init_lock);
+	cache_rwlock_destroy(&ci->rl_lock);
 	free(ci);
 }
 
@@ -146,8 +147,8 @@ void cache_destroy(struct cache *c)
 	cache_holders_destroy(c);
 	munmap(c->header, sizeof(*c->header));
 	close(c->header_fd);
-	pthread_mutex_destroy(&c->lock);
-	pthread_mutex_destroy(&c->reclaim_lock);
+	cache_mutex_destroy(&c->lock);
+	cache_mutex_destroy(&c->reclaim_lock);
 	free(c);
 }
 
@@ -282,16 +283,16 @@ int cache_inode_alloc(struct cache *c, uint64_t mft_no, struct cache_inode **out
 	ci->cache = c;
 	ci->mft_no = mft_no;
 	ci->data_fd = ci->state_fd = -1;
-	pthread_mutex_init(&ci->size_lock, NULL);
-	pthread_mutex_init(&ci->wb_lock, NULL);
-	pthread_mutex_init(&ci->init_lock, NULL);
+	cache_mutex_init(&ci->size_lock, LOCK_SIZE);
+	cache_mutex_init(&ci->wb_lock, LOCK_WB);
+	cache_mutex_init(&ci->init_lock, LOCK_INIT);
 	{
 		pthread_rwlockattr_t ra;
 
 		/* allocation must not starve behind a stream of readers */
 		pthread_rwlockattr_init(&ra);
 		pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-		pthread_rwlock_init(&ci->rl_lock, &ra);
+		cache_rwlock_init(&ci->rl_lock, LOCK_RL, &ra);
 		pthread_rwlockattr_destroy(&ra);
 	}
 	err = ntfs_inode_open(c->vol, mft_no, &ci->ni);
@@ -374,41 +375,46 @@ int cache_open(struct cache *c, const char *path, struct cache_inode **out)
 	err = ntfs_path_lookup(c->vol, path, 0, &mref);
 	if (err)
 		return err;
-	pthread_mutex_lock(&c->lock);
+	cache_mutex_lock(&c->lock);
 	for (ci = c->inodes; ci && ci->mft_no != MREF(mref); ci = ci->next)
 		;
 	if (ci) {
 		ci->refs++;
 		ci->openers++;
 		atomic_fetch_add(&c->header->counters.open_files, 1);
-		pthread_mutex_unlock(&c->lock);
+		cache_inode_sanity_refs(ci);
+		cache_mutex_unlock(&c->lock);
+		cache_inode_sanity_settled(ci);
 		*out = ci;
 		return 0;
 	}
-	pthread_mutex_unlock(&c->lock);
+	cache_mutex_unlock(&c->lock);
 
 	err = cache_inode_load(c, MREF(mref), &fresh);
 	if (err)
 		return err;
-	pthread_mutex_lock(&c->lock);
+	cache_mutex_lock(&c->lock);
 	for (ci = c->inodes; ci && ci->mft_no != fresh->mft_no; ci = ci->next)
 		;
 	if (ci) {               /* another opener won the race */
 		ci->refs++;
 		ci->openers++;
 		atomic_fetch_add(&c->header->counters.open_files, 1);
-		pthread_mutex_unlock(&c->lock);
+		cache_inode_sanity_refs(ci);
+		cache_mutex_unlock(&c->lock);
 		cache_inode_destroy(fresh);
+		cache_inode_sanity_settled(ci);
 		*out = ci;
 		return 0;
 	}
 	err = cache_inode_insert(fresh, 1);
-	pthread_mutex_unlock(&c->lock);
+	cache_mutex_unlock(&c->lock);
 	if (err) {
 		cache_inode_destroy(fresh);
 		return ntfs_fail(-err, "%s: too many open files (at most %u)", path,
 				 NTFSD_MAX_INODES);
 	}
+	cache_inode_sanity_settled(fresh);
 	*out = fresh;
 	return 0;
 }
@@ -416,8 +422,10 @@ int cache_open(struct cache *c, const char *path, struct cache_inode **out)
 int cache_inode_insert(struct cache_inode *ci, unsigned openers)
 {
 	struct cache *c = ci->cache;
-	int slot = slot_alloc(c);
+	int slot;
 
+	cache_assert_held(&c->lock);
+	slot = slot_alloc(c);
 	if (slot < 0 && cache_evict_unused(c))
 		slot = slot_alloc(c);
 	if (slot < 0)
@@ -429,14 +437,16 @@ int cache_inode_insert(struct cache_inode *ci, unsigned openers)
 	c->inodes = ci;
 	atomic_fetch_add(&c->header->counters.open_files, openers);
 	cache_inode_store(ci);
+	cache_inode_sanity_refs(ci);
 	return 0;
 }
 
 void cache_inode_get(struct cache_inode *ci)
 {
-	pthread_mutex_lock(&ci->cache->lock);
+	cache_mutex_lock(&ci->cache->lock);
 	ci->refs++;
-	pthread_mutex_unlock(&ci->cache->lock);
+	cache_inode_sanity_refs(ci);
+	cache_mutex_unlock(&ci->cache->lock);
 }
 
 /* Called with c->lock held and refs == 0: unlink and free. */
@@ -445,6 +455,7 @@ void cache_inode_release(struct cache_inode *ci)
 	struct cache *c = ci->cache;
 	struct cache_inode **pp;
 
+	cache_assert_held(&c->lock);
 	for (pp = &c->inodes; *pp != ci; pp = &(*pp)->next)
 		;
 	*pp = ci->next;
@@ -467,6 +478,7 @@ bool cache_evict_unused(struct cache *c)
 {
 	struct cache_inode *ci;
 
+	cache_assert_held(&c->lock);
 	for (ci = c->inodes; ci && (ci->refs || cache_has_dirty(ci) ||
 				    ci->sizes_dirty || ci->trim_pending); ci = ci->next)
 		;
@@ -480,47 +492,51 @@ void cache_inode_put(struct cache_inode *ci)
 {
 	struct cache *c = ci->cache;
 
-	pthread_mutex_lock(&c->lock);
-	if (--ci->refs == 0)
+	cache_mutex_lock(&c->lock);
+	ci->refs--;
+	cache_inode_sanity_refs(ci);
+	if (ci->refs == 0)
 		cache_inode_unused(ci);
-	pthread_mutex_unlock(&c->lock);
+	cache_mutex_unlock(&c->lock);
 }
 
 void cache_close(struct cache_inode *ci)
 {
 	struct cache *c = ci->cache;
 
-	pthread_mutex_lock(&c->lock);
+	cache_mutex_lock(&c->lock);
 	ci->openers--;
 	atomic_fetch_sub(&c->header->counters.open_files, 1);
-	if (--ci->refs == 0)
+	ci->refs--;
+	cache_inode_sanity_refs(ci);
+	if (ci->refs == 0)
 		cache_inode_unused(ci);
-	pthread_mutex_unlock(&c->lock);
+	cache_mutex_unlock(&c->lock);
 }
 
 bool cache_getattr(struct cache *c, uint64_t mft_no, struct cache_attr *a)
 {
 	struct cache_inode *ci;
 
-	pthread_mutex_lock(&c->lock);
+	cache_mutex_lock(&c->lock);
 	for (ci = c->inodes; ci && ci->mft_no != mft_no; ci = ci->next)
 		;
 	if (ci)
 		ci->refs++;
-	pthread_mutex_unlock(&c->lock);
+	cache_mutex_unlock(&c->lock);
 	if (!ci)
 		return false;
 	/* initialized_size changes under init_lock (writeback), the
 	 * allocation under rl_lock; i_size is one word (size_lock is held
 	 * across allocation I/O, which a stat need not wait for) */
-	pthread_mutex_lock(&ci->init_lock);
-	pthread_rwlock_rdlock(&ci->rl_lock);
+	cache_mutex_lock(&ci->init_lock);
+	cache_rwlock_rdlock(&ci->rl_lock);
 	a->i_size = ci->i_size;
 	a->resident = ci->data->resident;
 	a->initialized_size = a->resident ? ci->i_size : ci->data->initialized_size;
 	a->allocated_size = ci->data->allocated_size;
-	pthread_rwlock_unlock(&ci->rl_lock);
-	pthread_mutex_unlock(&ci->init_lock);
+	cache_rwlock_unlock(&ci->rl_lock);
+	cache_mutex_unlock(&ci->init_lock);
 	cache_inode_put(ci);
 	return true;
 }
@@ -532,7 +548,7 @@ void cache_count_pages(struct cache *c, uint64_t mft_no, uint64_t *cached, uint6
 	uint64_t i;
 
 	*cached = *dirty = *writeback = 0;
-	pthread_mutex_lock(&c->lock);
+	cache_mutex_lock(&c->lock);
 	for (ci = c->inodes; ci && ci->mft_no != mft_no; ci = ci->next)
 		;
 	if (ci) {
@@ -544,7 +560,7 @@ void cache_count_pages(struct cache *c, uint64_t mft_no, uint64_t *cached, uint6
 			*writeback += cache_page_writeback(ci, i);
 		}
 	}
-	pthread_mutex_unlock(&c->lock);
+	cache_mutex_unlock(&c->lock);
 }
 
 bool cache_account_page(struct cache_inode *ci, uint64_t index)

@@ -14,6 +14,56 @@
  *    it holds the file's contents (zeroes past i_size).
  *  - cache->lock protects the inode list and slot table; it is never held
  *    across disk I/O.  Page state is protected by page locks.
+ *
+ * Lock order, outermost first.  A thread waits for a lock only while every
+ * lock it holds comes earlier in this list (the same rank twice, say two
+ * inodes' size_lock, is out of order too); a trylock may be taken in any
+ * order, since it cannot deadlock.  Debug and sanitizer builds check it
+ * (lockdep.h: every wait, release and cache_assert_held()).
+ *
+ *  1. ci->wb_lock: one writeback pass of the inode (writeback.c; the
+ *     flushers only try it).  Held across the whole pass: disk I/O,
+ *     flushes, record writes, waits for the writeback of its own pages, and
+ *     size_lock when a sync gives back the room to grow.
+ *  2. ci->size_lock: i_size, the data size and trim_pending move under it
+ *     (prepare-write, truncate, trim).  Held across cluster allocation,
+ *     zeroing, device flushes, record writes and waits for page writeback
+ *     (a truncate fencing its pages), so ending a page's writeback must
+ *     never need it.
+ *  3. Page locks: cache_lock_page() takes the page's private PP_LOCKED,
+ *     then its shared PG_locked, judging a client that holds that
+ *     (page_lock.h; a wait of at most max-lock-hold-ms).  Disk reads
+ *     (readpage) and record writes (a resident page 0) happen under them.
+ *     A thread waits for one page lock at most; more are only tried
+ *     (cache_fault_in()'s batches, reclaim).  Nobody waits for a page's
+ *     writeback holding a page lock: ending writeback may lock the page
+ *     (re-dirtying it when memory ran out).
+ *  4. ci->init_lock: initialized_size, disk_init, sizes_dirty, and the
+ *     writes that cross initialized_size, in order.  Held across zeroing
+ *     and record writes.
+ *  5. ci->rl_lock (rwlock, writers first): data->rl, ->resident and
+ *     ->allocated_size.  Read to map or read the data (across the disk
+ *     reads and zeroing), written only inside init_lock to change them
+ *     (across the record write); never read-locked twice by one thread (a
+ *     queued writer would deadlock it).
+ *  6. cache->reclaim_lock: the clock hand.  Taken where a page is counted
+ *     in the cache, often under a page lock (readpage).  No disk I/O.
+ *  7. cache->lock: the inode list, the slot table, refs and openers.  No
+ *     disk I/O; under it only page trylocks (reclaim) and the freeing and
+ *     storing of segments (munmap, close, a message to the segment store).
+ *  8. The holder table's lock (holders.c): a leaf the page-lock paths take
+ *     to judge a client's lock, under any of the above; its expire
+ *     callback only shuts a socket down.
+ *  9. The flusher pool's lock (writeback/flusher.c): a leaf, for its
+ *     condition wait, its kicks and the live thresholds.
+ *
+ * The on-disk layer's locks (vol->mft_lock, $MFT/$BITMAP's and $Bitmap's)
+ * lie below all of these: it orders them itself (mftalloc.c), holds none
+ * when it returns and never calls up into the cache; it cannot see
+ * lockdep.h, so they are not checked.  Sleeping and disk I/O are allowed
+ * under ranks 1 to 5 and never under 6 to 9 (cache_assert_may_sleep()).
+ * Waiting for a page's writeback is allowed under ranks 1 and 2 only: its
+ * end may need a page lock, init_lock and rl_lock.
  */
 #ifndef NTFSD_CACHE_H
 #define NTFSD_CACHE_H
@@ -23,6 +73,7 @@
 #include <stdint.h>
 
 #include "dirty_bitmap.h"
+#include "lockdep.h"
 #include "page_lock.h"
 #include "shm_layout.h"
 
@@ -73,13 +124,13 @@ struct cache_inode {
 	_Atomic uint8_t *counted;         /* page counted in cached_pages (memory held) */
 	_Atomic uint64_t cached_pages;
 	/* write side */
-	pthread_mutex_t size_lock;        /* i_size changes (prepare-write) */
-	pthread_mutex_t wb_lock;          /* one writeback pass of this inode at a time */
+	struct cache_mutex size_lock;     /* i_size changes (prepare-write) */
+	struct cache_mutex wb_lock;       /* one writeback pass of this inode at a time */
 	_Atomic bool wb_running;          /* a writeback pass is under way: its pages may
 					   * be under writeback with none left dirty, so a
 					   * sync must wait for it (set under wb_lock) */
-	pthread_mutex_t init_lock;        /* writes crossing initialized_size, in order */
-	pthread_rwlock_t rl_lock;         /* data->rl, ->resident, ->allocated_size:
+	struct cache_mutex init_lock;     /* writes crossing initialized_size, in order */
+	struct cache_rwlock rl_lock;      /* data->rl, ->resident, ->allocated_size:
 					   * read to map, written to allocate or truncate */
 	bool sizes_dirty;                 /* MFT record sizes lag the in-memory ones */
 	_Atomic uint64_t disk_init;       /* initialized_size the MFT record holds (written
@@ -104,7 +155,7 @@ struct cache_inode {
 
 struct cache {
 	struct ntfs_volume *vol;
-	pthread_mutex_t lock;
+	struct cache_mutex lock;
 	struct cache_inode *inodes;
 	int header_fd;                    /* memfd of the volume header */
 	struct shm_volume_header *header;
@@ -113,7 +164,7 @@ struct cache {
 	struct holder_table *holders;     /* lock ids of clients (holders.h); NULL: trust all */
 	_Atomic uint32_t max_lock_hold_ms;/* a client holding a page lock longer is
 					   * disconnected (0: never) */
-	pthread_mutex_t reclaim_lock;
+	struct cache_mutex reclaim_lock;
 	struct cache_inode *hand_inode;   /* clock hand: inode (by mft_no) and page */
 	uint64_t hand_mft, hand_page;
 	bool read_only;
@@ -134,7 +185,7 @@ void cache_close(struct cache_inode *ci);
 /* Work references keep an inode alive across asynchronous work. */
 void cache_inode_get(struct cache_inode *ci);
 void cache_inode_put(struct cache_inode *ci);
-/* With c->lock held: free an inode with refs == 0. */
+/* With c->lock held (asserted): free an inode with refs == 0. */
 void cache_inode_release(struct cache_inode *ci);
 /* With c->lock held: free one inode nobody uses; false if there is none. */
 bool cache_evict_unused(struct cache *c);
@@ -170,12 +221,14 @@ int readpage(struct cache_inode *ci, uint64_t index);
 void cache_reserve_page(struct cache *c);
 
 /* Make pages [first, first + count) write-ready, raising i_size to new_size
- * first when it is larger; refusals are -EPERM, -EOPNOTSUPP, -EACCES,
- * -EROFS with a message in ntfs_last_error(). */
+ * first when it is larger; refusals are -EROFS, -EPERM, -EACCES, -ENOSPC,
+ * -EFBIG and -EOPNOTSUPP (a resident compressed file on clusters over
+ * 4 KiB moving out), with a message in ntfs_last_error(); -EIO for a device
+ * error or a bug.  Takes size_lock (so not with a page lock held). */
 int cache_prepare_write(struct cache_inode *ci, uint64_t first, uint64_t count,
 			uint64_t new_size, uint64_t write_start, uint64_t write_end);
 /* The refusals every write shares: read-only volume (EROFS), system files
- * (EPERM), encrypted (EACCES), compressed (EOPNOTSUPP). */
+ * (EPERM), encrypted (EACCES). */
 int cache_check_writable(struct cache_inode *ci);
 /* A resident file about to reach new_size: its value grows in the record,
  * or moves out to clusters when it no longer fits (size_lock held); the

@@ -35,7 +35,7 @@ struct holder {
 };
 
 struct holder_table {
-	pthread_mutex_t lock;
+	struct cache_mutex lock;
 	struct holder *h;
 	unsigned n, cap;
 	uint32_t next_id;
@@ -47,7 +47,7 @@ int cache_holders_init(struct cache *c)
 
 	if (!t)
 		return -ENOMEM;
-	pthread_mutex_init(&t->lock, NULL);
+	cache_mutex_init(&t->lock, LOCK_HOLDERS);
 	t->next_id = NTFSD_LOCK_OWNER_DAEMON + 1;
 	c->holders = t;
 	return 0;
@@ -63,7 +63,7 @@ void cache_holders_destroy(struct cache *c)
 	for (i = 0; i < t->n; i++)
 		free(t->h[i].files);
 	free(t->h);
-	pthread_mutex_destroy(&t->lock);
+	cache_mutex_destroy(&t->lock);
 	free(t);
 	c->holders = NULL;
 }
@@ -72,6 +72,7 @@ static struct holder *find(struct holder_table *t, uint32_t id)
 {
 	unsigned i;
 
+	cache_assert_held(&t->lock);
 	for (i = 0; i < t->n; i++)
 		if (t->h[i].id == id)
 			return &t->h[i];
@@ -89,13 +90,13 @@ int cache_holder_add(struct cache *c, pid_t pid, uid_t uid, void (*expire)(void 
 		*id = (uint32_t)pid;
 		return 0;
 	}
-	pthread_mutex_lock(&t->lock);
+	cache_mutex_lock(&t->lock);
 	if (t->n == t->cap) {
 		unsigned cap = t->cap ? t->cap * 2 : 64;
 		struct holder *nh = realloc(t->h, cap * sizeof(*nh));
 
 		if (!nh) {
-			pthread_mutex_unlock(&t->lock);
+			cache_mutex_unlock(&t->lock);
 			return -ENOMEM;
 		}
 		t->h = nh;
@@ -114,11 +115,11 @@ int cache_holder_add(struct cache *c, pid_t pid, uid_t uid, void (*expire)(void 
 			h->expire = expire;
 			h->arg = arg;
 			*id = cand;
-			pthread_mutex_unlock(&t->lock);
+			cache_mutex_unlock(&t->lock);
 			return 0;
 		}
 	}
-	pthread_mutex_unlock(&t->lock);
+	cache_mutex_unlock(&t->lock);
 	return -EAGAIN;
 }
 
@@ -129,13 +130,13 @@ void cache_holder_remove(struct cache *c, uint32_t id)
 
 	if (!t)
 		return;
-	pthread_mutex_lock(&t->lock);
+	cache_mutex_lock(&t->lock);
 	h = find(t, id);
 	if (h) {
 		free(h->files);
 		*h = t->h[--t->n];
 	}
-	pthread_mutex_unlock(&t->lock);
+	cache_mutex_unlock(&t->lock);
 }
 
 void cache_holder_writer(struct cache *c, uint32_t id, struct cache_inode *ci, int delta)
@@ -146,7 +147,7 @@ void cache_holder_writer(struct cache *c, uint32_t id, struct cache_inode *ci, i
 
 	if (!t)
 		return;
-	pthread_mutex_lock(&t->lock);
+	cache_mutex_lock(&t->lock);
 	h = find(t, id);
 	if (!h)
 		goto out;
@@ -176,7 +177,7 @@ void cache_holder_writer(struct cache *c, uint32_t id, struct cache_inode *ci, i
 		h->files[i] = h->files[--h->nfiles];
 	}
 out:
-	pthread_mutex_unlock(&t->lock);
+	cache_mutex_unlock(&t->lock);
 }
 
 bool cache_holder_may_lock(struct cache *c, uint32_t id, struct cache_inode *ci)
@@ -188,12 +189,12 @@ bool cache_holder_may_lock(struct cache *c, uint32_t id, struct cache_inode *ci)
 
 	if (!t)
 		return true;
-	pthread_mutex_lock(&t->lock);
+	cache_mutex_lock(&t->lock);
 	h = find(t, id);
 	if (h && !h->expired)
 		for (i = 0; i < h->nfiles && !ok; i++)
 			ok = h->files[i].ci == ci;
-	pthread_mutex_unlock(&t->lock);
+	cache_mutex_unlock(&t->lock);
 	return ok;
 }
 
@@ -205,7 +206,7 @@ void cache_holder_expire(struct cache *c, uint32_t id, struct cache_inode *ci, u
 
 	if (!t)
 		return;
-	pthread_mutex_lock(&t->lock);
+	cache_mutex_lock(&t->lock);
 	h = find(t, id);
 	if (h && !h->expired) {
 		h->expired = true;
@@ -217,5 +218,5 @@ void cache_holder_expire(struct cache *c, uint32_t id, struct cache_inode *ci, u
 		if (h->expire)
 			h->expire(h->arg);
 	}
-	pthread_mutex_unlock(&t->lock);
+	cache_mutex_unlock(&t->lock);
 }

@@ -8,7 +8,9 @@
  * connection has writable handles on: only such a holder can take a page
  * lock legitimately (a read-only handle maps the page state read-only).
  *
- * Invariants: one mutex guards the table; the expire callback runs under
+ * Invariants: one mutex guards the table (rank 8 of the lock order in
+ * cache.h: a leaf, taken under page locks and cache->lock; the page-lock
+ * paths judge a client's lock with it); the expire callback runs under
  * it, at most once per holder, and cache_holder_remove() takes it too, so
  * the callback never runs for a connection being freed.  A cache with no
  * table (tools, unit tests) trusts every lock it sees, as before.

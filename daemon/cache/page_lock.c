@@ -10,6 +10,7 @@
 #include "page_lock.h"
 
 #include <limits.h>
+#include <stdlib.h>
 #include <linux/futex.h>
 #include <stdatomic.h>
 #include <sys/syscall.h>
@@ -141,7 +142,7 @@ static void lock_shared(struct cache_inode *ci, uint64_t index)
 	}
 }
 
-void cache_lock_page(struct cache_inode *ci, uint64_t index)
+static void lock_page_private(struct cache_inode *ci, uint64_t index)
 {
 	_Atomic uint32_t *w = &ci->priv[index].state;
 
@@ -150,7 +151,7 @@ void cache_lock_page(struct cache_inode *ci, uint64_t index)
 	lock_shared(ci, index);
 }
 
-bool cache_trylock_page(struct cache_inode *ci, uint64_t index)
+static bool trylock_page_private(struct cache_inode *ci, uint64_t index)
 {
 	struct shm_page *p = &ci->pages[index];
 	uint32_t f;
@@ -170,14 +171,68 @@ bool cache_trylock_page(struct cache_inode *ci, uint64_t index)
 	return false;
 }
 
-void cache_unlock_page(struct cache_inode *ci, uint64_t index)
+static void unlock_page_private(struct cache_inode *ci, uint64_t index)
 {
 	unlock_page(&ci->pages[index]);
 	priv_clear_wake(&ci->priv[index].state, PP_LOCKED);
 }
 
+#if NTFSD_LOCKDEP
+
+void cache_lock_page_at(struct cache_inode *ci, uint64_t index, const char *file, int line)
+{
+	lockdep_page_before(file, line);
+	lock_page_private(ci, index);
+	lockdep_page_acquired(file, line);
+}
+
+bool cache_trylock_page_at(struct cache_inode *ci, uint64_t index, const char *file, int line)
+{
+	if (!trylock_page_private(ci, index))
+		return false;
+	lockdep_page_acquired(file, line);
+	return true;
+}
+
+void cache_unlock_page_at(struct cache_inode *ci, uint64_t index, const char *file, int line)
+{
+	lockdep_page_release(file, line);
+	unlock_page_private(ci, index);
+}
+
+void cache_assert_page_locked_at(const struct cache_inode *ci, uint64_t index, const char *file,
+				 int line)
+{
+	if (!(atomic_load(&ci->priv[index].state) & PP_LOCKED) || !lockdep_pages_held()) {
+		log_error("lockdep: %s:%d: page %llu of MFT record %llu must be locked here and "
+			  "is not", file, line, (unsigned long long)index,
+			  (unsigned long long)ci->mft_no);
+		abort();
+	}
+}
+
+#else
+
+void cache_lock_page(struct cache_inode *ci, uint64_t index)
+{
+	lock_page_private(ci, index);
+}
+
+bool cache_trylock_page(struct cache_inode *ci, uint64_t index)
+{
+	return trylock_page_private(ci, index);
+}
+
+void cache_unlock_page(struct cache_inode *ci, uint64_t index)
+{
+	unlock_page_private(ci, index);
+}
+
+#endif
+
 void cache_set_page_writeback(struct cache_inode *ci, uint64_t index)
 {
+	cache_assert_page_locked(ci, index);
 	atomic_fetch_or(&ci->priv[index].state, PP_WRITEBACK);
 	page_set_bits(&ci->pages[index], PG_writeback);
 }
@@ -195,6 +250,9 @@ bool cache_page_writeback(const struct cache_inode *ci, uint64_t index)
 
 void cache_wait_on_page_writeback(struct cache_inode *ci, uint64_t index)
 {
+#if NTFSD_LOCKDEP
+	lockdep_wait_writeback(__FILE__, __LINE__);
+#endif
 	priv_wait_clear(&ci->priv[index].state, PP_WRITEBACK);
 }
 
@@ -202,6 +260,7 @@ bool cache_clear_forged_writeback(struct cache_inode *ci, uint64_t index)
 {
 	struct shm_page *p = &ci->pages[index];
 
+	cache_assert_page_locked(ci, index);
 	if (!page_test(p, PG_writeback) || cache_page_writeback(ci, index))
 		return false;
 	clear_page_bits_wake(p, PG_writeback);

@@ -32,6 +32,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "lockdep.h"
+
 struct cache_inode;
 
 #define PP_LOCKED    (1u << 0)
@@ -43,15 +45,34 @@ struct page_priv {
 	_Atomic uint32_t pins;
 };
 
+/* Page locks are rank LOCK_PAGE of the lock order (cache.h): with
+ * NTFSD_LOCKDEP each call also tells the checker (lockdep.h), with the
+ * caller's file and line; without it they are plain functions. */
+#if NTFSD_LOCKDEP
+void cache_lock_page_at(struct cache_inode *ci, uint64_t index, const char *file, int line);
+bool cache_trylock_page_at(struct cache_inode *ci, uint64_t index, const char *file, int line);
+void cache_unlock_page_at(struct cache_inode *ci, uint64_t index, const char *file, int line);
+/* A daemon thread holds page index (this thread holds some page lock). */
+void cache_assert_page_locked_at(const struct cache_inode *ci, uint64_t index, const char *file,
+				 int line);
+#define cache_lock_page(ci, i) cache_lock_page_at((ci), (i), __FILE__, __LINE__)
+#define cache_trylock_page(ci, i) cache_trylock_page_at((ci), (i), __FILE__, __LINE__)
+#define cache_unlock_page(ci, i) cache_unlock_page_at((ci), (i), __FILE__, __LINE__)
+#define cache_assert_page_locked(ci, i) cache_assert_page_locked_at((ci), (i), __FILE__, __LINE__)
+#else
 void cache_lock_page(struct cache_inode *ci, uint64_t index);
 bool cache_trylock_page(struct cache_inode *ci, uint64_t index);
 void cache_unlock_page(struct cache_inode *ci, uint64_t index);
+#define cache_assert_page_locked(ci, i) ((void)(ci), (void)(i))
+#endif
 
 /* Page locked: the page goes under writeback (private, then shared bit). */
 void cache_set_page_writeback(struct cache_inode *ci, uint64_t index);
 /* The last completion: clear both and wake the daemon's waiters. */
 void cache_end_page_writeback(struct cache_inode *ci, uint64_t index);
 bool cache_page_writeback(const struct cache_inode *ci, uint64_t index);
+/* Only wb_lock and size_lock may be held (the end of writeback may need a
+ * page lock, init_lock and rl_lock; checked with NTFSD_LOCKDEP). */
 void cache_wait_on_page_writeback(struct cache_inode *ci, uint64_t index);
 /* Page locked: drop a shared PG_writeback the daemon did not set (a
  * client's forgery); true if there was one. */

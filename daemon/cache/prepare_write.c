@@ -2,11 +2,13 @@
  * prepare_write.c — making pages write-ready (ntfsd's page_mkwrite).
  *
  * Invariants: every refusal happens here, before a client may dirty a page,
- * so writeback never meets a write it cannot do: system files and metadata
- * under $Extend (EPERM), compressed data and anything that would need new
- * a resident value growing (EOPNOTSUPP, until that exists).  Clusters are
+ * so writeback never meets a write it cannot do: a read-only volume
+ * (EROFS), system files and metadata under $Extend (EPERM), encrypted
+ * files (EACCES), a full volume (ENOSPC), growth past the open segment
+ * (EFBIG).  Clusters are
  * allocated here and only here — holes filled (zeroed on disk first), the
- * allocation grown — and the MFT record
+ * allocation grown, compression units stored uncompressed, a resident
+ * value grown or moved out — and the MFT record
  * rewritten with the new runlist before any page over them may be dirtied,
  * so writeback never allocates and a full volume is ENOSPC at the writer.  i_size only grows here, under
  * size_lock, and when it does the bytes between the old and new i_size are
@@ -29,6 +31,7 @@
 #include "log.h"
 #include "error.h"
 #include "page.h"
+#include "sanity.h"
 #include "seqcount.h"
 #include "volume.h"
 
@@ -59,8 +62,9 @@ int cache_commit_runlist(struct cache_inode *ci, struct ntfs_runlist *rl, uint64
 
 	/* sizes are read and written under init_lock: writeback raises
 	 * initialized_size under it, and its raise must not be lost */
-	pthread_mutex_lock(&ci->init_lock);
-	pthread_rwlock_wrlock(&ci->rl_lock);
+	cache_assert_may_sleep();       /* the record write */
+	cache_mutex_lock(&ci->init_lock);
+	cache_rwlock_wrlock(&ci->rl_lock);
 	saved = *na;
 	na->rl = *rl;
 	if (data_size != UINT64_MAX)
@@ -88,8 +92,9 @@ int cache_commit_runlist(struct cache_inode *ci, struct ntfs_runlist *rl, uint64
 	} else {
 		*rl = saved.rl;         /* the caller frees the old one */
 	}
-	pthread_rwlock_unlock(&ci->rl_lock);
-	pthread_mutex_unlock(&ci->init_lock);
+	cache_inode_sanity(ci);
+	cache_rwlock_unlock(&ci->rl_lock);
+	cache_mutex_unlock(&ci->init_lock);
 	return err;
 }
 
@@ -101,6 +106,7 @@ static int zero_clusters(struct ntfs_volume *vol, int64_t lcn, int64_t count)
 	uint64_t pos = (uint64_t)lcn << vol->geo.cluster_size_bits;
 	uint64_t end = (uint64_t)(lcn + count) << vol->geo.cluster_size_bits;
 
+	cache_assert_may_sleep();
 	while (pos < end) {
 		size_t n = end - pos < sizeof(zero) ? (size_t)(end - pos) : sizeof(zero);
 		int err = ntfs_device_pwrite(vol->dev, zero, n, pos);
@@ -201,6 +207,7 @@ static int allocate_range(struct cache_inode *ci, uint64_t pos, uint64_t end)
 	size_t i;
 	int err;
 
+	cache_assert_held(&ci->size_lock);
 	if (end <= pos)
 		return 0;
 	last = (int64_t)((end - 1) >> bits);
@@ -294,12 +301,13 @@ int cache_store_unit_uncompressed(struct cache_inode *ci, uint64_t unit)
 	size_t i;
 	int err;
 
+	cache_assert_held(&ci->size_lock);
 	if (!buf)
 		return -ENOMEM;
 	if (vcn0 < alloc_end) {
-		pthread_rwlock_rdlock(&ci->rl_lock);
+		cache_rwlock_rdlock(&ci->rl_lock);
 		n = ntfs_attr_pread(na, unit * cb, cb, buf);
-		pthread_rwlock_unlock(&ci->rl_lock);
+		cache_rwlock_unlock(&ci->rl_lock);
 		if (n < 0) {
 			free(buf);
 			return (int)n;
@@ -370,7 +378,10 @@ static int uncompress_range(struct cache_inode *ci, uint64_t pos, uint64_t end)
 	return 0;
 }
 
-/* Every cluster under [pos, end) must be allocated. */
+/* The post-condition of the allocation above: every byte under [pos, end)
+ * is backed, by clusters or (resident) by the value in the record.  Only a
+ * bug in allocate_range(), uncompress_range() or cache_resident_grow()
+ * leaves it unmet; the writer gets EIO, never a page over nothing. */
 static int check_allocated(struct cache_inode *ci, uint64_t pos, uint64_t end)
 {
 	struct ntfs_attr *na = ci->data;
@@ -379,22 +390,21 @@ static int check_allocated(struct cache_inode *ci, uint64_t pos, uint64_t end)
 
 	if (na->resident)
 		return end <= na->data_size ? 0
-		       : ntfs_fail(EOPNOTSUPP, "MFT record %llu: growing a resident file is not "
-				   "supported yet", (unsigned long long)ci->mft_no);
+		       : cache_bug("MFT record %llu: bytes up to %llu prepared for writing, but "
+				   "its resident value holds %llu", (unsigned long long)ci->mft_no,
+				   (unsigned long long)end, (unsigned long long)na->data_size);
 	if (end > na->allocated_size)
-		return ntfs_fail(EOPNOTSUPP, "MFT record %llu: writing past the allocated size "
-				 "(%llu bytes) needs new clusters, not supported yet",
-				 (unsigned long long)ci->mft_no,
-				 (unsigned long long)na->allocated_size);
+		return cache_bug("MFT record %llu: bytes up to %llu prepared for writing, but only "
+				 "%llu are allocated", (unsigned long long)ci->mft_no,
+				 (unsigned long long)end, (unsigned long long)na->allocated_size);
 	if (end <= pos)
 		return 0;
 	last = (int64_t)((end - 1) >> bits);
 	for (vcn = (int64_t)(pos >> bits); vcn <= last; vcn += run) {
 		lcn = ntfs_rl_vcn_to_lcn(&na->rl, vcn, &run);
 		if (lcn == LCN_HOLE)
-			return ntfs_fail(EOPNOTSUPP, "MFT record %llu: writing into a hole (vcn "
-					 "%lld) needs new clusters, not supported yet",
-					 (unsigned long long)ci->mft_no, (long long)vcn);
+			return cache_bug("MFT record %llu: vcn %lld prepared for writing is still a "
+					 "hole", (unsigned long long)ci->mft_no, (long long)vcn);
 		if (lcn < 0)
 			return ntfs_fail(EIO, "MFT record %llu: vcn %lld is not mapped",
 					 (unsigned long long)ci->mft_no, (long long)vcn);
@@ -409,6 +419,7 @@ static void extend_i_size(struct cache_inode *ci, uint64_t new_size)
 	uint64_t old = ci->i_size;
 	struct inode_sizes v;
 
+	cache_assert_held(&ci->size_lock);
 	if (old % NTFSD_PAGE_SIZE) {
 		cache_lock_page(ci, old >> NTFSD_PAGE_SHIFT);
 		memset(ci->data_map + old, 0, NTFSD_PAGE_SIZE - old % NTFSD_PAGE_SIZE);
@@ -457,7 +468,7 @@ int cache_prepare_write(struct cache_inode *ci, uint64_t first, uint64_t count,
 				 "handle of it and reopen to grow it further",
 				 (unsigned long long)ci->mft_no, (unsigned long long)first,
 				 (unsigned long long)count, (unsigned long long)ci->nr_pages);
-	pthread_mutex_lock(&ci->size_lock);
+	cache_mutex_lock(&ci->size_lock);
 	end = (first + count) << NTFSD_PAGE_SHIFT;
 	/* Only bytes below the new i_size will ever be written. */
 	limit = new_size > ci->i_size ? new_size : ci->i_size;
@@ -479,7 +490,8 @@ int cache_prepare_write(struct cache_inode *ci, uint64_t first, uint64_t count,
 		err = check_allocated(ci, ci->i_size, growth_alloc_end(ci, new_size));
 	if (!err && new_size > ci->i_size)
 		extend_i_size(ci, new_size);
-	pthread_mutex_unlock(&ci->size_lock);
+	cache_inode_sanity_settled(ci);     /* on failure too: nothing half done */
+	cache_mutex_unlock(&ci->size_lock);
 	if (err)
 		return err;
 	/* Pages the write will only partly cover must hold the file's bytes;

@@ -17,6 +17,7 @@
 #include "attrib.h"
 #include "error.h"
 #include "page.h"
+#include "sanity.h"
 #include "volume.h"
 
 int readpage(struct cache_inode *ci, uint64_t index)
@@ -27,8 +28,10 @@ int readpage(struct cache_inode *ci, uint64_t index)
 	ssize_t n;
 	bool fresh;
 
-	if (index >= ci->nr_pages)
-		return -EINVAL;
+	if (index >= ci->nr_pages)   /* every caller stays within the segment */
+		return cache_bug("MFT record %llu: readpage of page %llu, past its %llu pages",
+				 (unsigned long long)ci->mft_no, (unsigned long long)index,
+				 (unsigned long long)ci->nr_pages);
 	p = &ci->pages[index];
 	atomic_store_explicit(&ci->referenced[index], 1, memory_order_relaxed);
 	if (page_test(p, PG_uptodate))
@@ -40,9 +43,10 @@ int readpage(struct cache_inode *ci, uint64_t index)
 	}
 	fresh = cache_account_page(ci, index);
 	buf = ci->data_map + (index << NTFSD_PAGE_SHIFT);
-	pthread_rwlock_rdlock(&ci->rl_lock);
+	cache_assert_may_sleep();
+	cache_rwlock_rdlock(&ci->rl_lock);
 	n = ntfs_attr_pread(ci->data, index << NTFSD_PAGE_SHIFT, NTFSD_PAGE_SIZE, buf);
-	pthread_rwlock_unlock(&ci->rl_lock);
+	cache_rwlock_unlock(&ci->rl_lock);
 	if (n < 0) {
 		if (fresh)
 			cache_unaccount_page(ci, index);
@@ -81,14 +85,16 @@ static int readpages_locked(struct cache_inode *ci, uint64_t first, uint64_t n)
 	/* Allocate the segment's pages in one call instead of one write fault
 	 * per page during the read (a hint: on failure the faults do it). */
 	madvise(buf, len, CACHE_MADV_POPULATE_WRITE);
-	pthread_rwlock_rdlock(&ci->rl_lock);
+	cache_assert_may_sleep();
+	cache_rwlock_rdlock(&ci->rl_lock);
 	got = ntfs_attr_pread(ci->data, pos, len, buf);
-	pthread_rwlock_unlock(&ci->rl_lock);
+	cache_rwlock_unlock(&ci->rl_lock);
 	if (got >= 0)
 		memset(buf + got, 0, len - (uint64_t)got);
 	for (i = first; i < first + n; i++) {
 		struct shm_page *p = &ci->pages[i];
 
+		cache_assert_page_locked(ci, i);
 		if (got >= 0) {
 			atomic_store_explicit(&p->buf_uptodate,
 					      page_all_buffers(ci->buffers_per_page),

@@ -57,6 +57,8 @@ static bool try_drop_page(struct cache_inode *ci, uint64_t index)
 /* Sweep one inode from *page; returns true once the cache is within target. */
 static bool sweep_inode(struct cache_inode *ci, uint64_t *page, uint64_t target)
 {
+	cache_assert_held(&ci->cache->reclaim_lock);
+	cache_assert_held(&ci->cache->lock);
 	for (; *page < cache_used_pages(ci); (*page)++) {
 		uint64_t i = *page;
 
@@ -79,8 +81,8 @@ static void reclaim_to(struct cache *c, uint64_t target)
 
 	if (!over_target(c, target))
 		return;
-	pthread_mutex_lock(&c->reclaim_lock);
-	pthread_mutex_lock(&c->lock);
+	cache_mutex_lock(&c->reclaim_lock);
+	cache_mutex_lock(&c->lock);
 	for (ci = c->inodes; ci; ci = ci->next)
 		n++;
 	/* start at the inode the hand was on, else at the head */
@@ -115,8 +117,8 @@ static void reclaim_to(struct cache *c, uint64_t target)
 	}
 	if (ci)
 		c->hand_mft = ci->mft_no;
-	pthread_mutex_unlock(&c->lock);
-	pthread_mutex_unlock(&c->reclaim_lock);
+	cache_mutex_unlock(&c->lock);
+	cache_mutex_unlock(&c->reclaim_lock);
 }
 
 void cache_reserve_page(struct cache *c)

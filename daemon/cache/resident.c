@@ -30,6 +30,7 @@
 #include "error.h"
 #include "lcnalloc.h"
 #include "page.h"
+#include "sanity.h"
 #include "volume.h"
 
 static int make_nonresident(struct cache_inode *ci)
@@ -76,13 +77,14 @@ static int make_nonresident(struct cache_inode *ci)
 		err = ntfs_device_flush(vol->dev);
 	crashpoint("resident-before-record");
 	if (!err) {
-		pthread_mutex_lock(&ci->init_lock);
-		pthread_rwlock_wrlock(&ci->rl_lock);
+		cache_mutex_lock(&ci->init_lock);
+		cache_rwlock_wrlock(&ci->rl_lock);
 		err = ntfs_attr_make_nonresident(na, &rl, (uint64_t)clusters * csize);
 		if (!err)       /* the value was flushed to its clusters above */
 			atomic_store(&ci->disk_init, na->initialized_size);
-		pthread_rwlock_unlock(&ci->rl_lock);
-		pthread_mutex_unlock(&ci->init_lock);
+		cache_inode_sanity(ci);
+		cache_rwlock_unlock(&ci->rl_lock);
+		cache_mutex_unlock(&ci->init_lock);
 	}
 	cache_unlock_page(ci, 0);
 	crashpoint("resident-after-record");
@@ -103,13 +105,14 @@ int cache_resident_resize(struct cache_inode *ci, uint64_t size)
 
 	/* page 0 excludes writepage_resident, rl_lock the readers of na->value */
 	cache_lock_page(ci, 0);
-	pthread_mutex_lock(&ci->init_lock);
-	pthread_rwlock_wrlock(&ci->rl_lock);
+	cache_mutex_lock(&ci->init_lock);
+	cache_rwlock_wrlock(&ci->rl_lock);
 	err = ntfs_attr_resize_resident(ci->data, size);
 	if (!err)
 		atomic_store(&ci->disk_init, size);
-	pthread_rwlock_unlock(&ci->rl_lock);
-	pthread_mutex_unlock(&ci->init_lock);
+	cache_inode_sanity(ci);
+	cache_rwlock_unlock(&ci->rl_lock);
+	cache_mutex_unlock(&ci->init_lock);
 	cache_unlock_page(ci, 0);
 	return err;
 }
@@ -118,6 +121,7 @@ int cache_resident_grow(struct cache_inode *ci, uint64_t new_size)
 {
 	int err;
 
+	cache_assert_held(&ci->size_lock);
 	if (!ci->data->resident || new_size <= ci->data->data_size)
 		return 0;
 	err = cache_resident_resize(ci, new_size);

@@ -39,6 +39,7 @@
 #include "lcnalloc.h"
 #include "log.h"
 #include "page.h"
+#include "sanity.h"
 #include "seqcount.h"
 #include "volume.h"
 
@@ -87,14 +88,17 @@ static void zero_page_tail(struct cache_inode *ci, uint64_t from)
 	cache_unlock_page(ci, from >> NTFSD_PAGE_SHIFT);
 }
 
+/* A resident value to size: shrinking always fits in the record, and
+ * growth reaches here after cache_resident_grow() made it fit or moved it
+ * out, so no room (E2BIG) is a bug. */
 static int truncate_resident(struct cache_inode *ci, uint64_t size)
 {
 	int err = cache_resident_resize(ci, size);
 
 	if (err == -E2BIG)
-		return ntfs_fail(EFBIG, "MFT record %llu: %llu bytes do not fit in the record and "
-				 "moving a resident file out of it is not supported yet",
-				 (unsigned long long)ci->mft_no, (unsigned long long)size);
+		return cache_bug("MFT record %llu: a resident value of %llu bytes does not fit "
+				 "in its record after it was made to", (unsigned long long)ci->mft_no,
+				 (unsigned long long)size);
 	return err;
 }
 
@@ -111,6 +115,7 @@ static int truncate_nonresident(struct cache_inode *ci, uint64_t size)
 	size_t i;
 	int err;
 
+	cache_assert_held(&ci->size_lock);
 	/* A compressed file is allocated in whole compression units; the unit
 	 * the new end cuts is made uncompressed first, so what it keeps past
 	 * the end is plain bytes past initialized_size, never read. */
@@ -163,6 +168,7 @@ static void fence_page(struct cache_inode *ci, uint64_t index)
 {
 	struct shm_page *p = &ci->pages[index];
 
+	cache_assert_held(&ci->size_lock);
 	cache_lock_page(ci, index);
 	page_clear_bits(p, PG_write_ready);
 	cache_unlock_page(ci, index);
@@ -229,13 +235,14 @@ int cache_truncate(struct cache_inode *ci, uint64_t size)
 		return ntfs_fail(EFBIG, "MFT record %llu: %llu bytes is past what its cache segment "
 				 "can hold while it is open; close every handle of it and reopen",
 				 (unsigned long long)ci->mft_no, (unsigned long long)size);
-	pthread_mutex_lock(&ci->size_lock);
+	cache_mutex_lock(&ci->size_lock);
 	if (size < ci->i_size)
 		err = truncate_shrink(ci, size);
 	else if (size > ci->i_size)
 		err = truncate_grow(ci, size);
 	publish_sizes(ci);
-	pthread_mutex_unlock(&ci->size_lock);
+	cache_inode_sanity_settled(ci);     /* on failure too: the file as it was */
+	cache_mutex_unlock(&ci->size_lock);
 	return err;
 }
 
@@ -245,7 +252,7 @@ int cache_trim_allocation(struct cache_inode *ci)
 	uint64_t cs = ci->cache->vol->geo.cluster_size;
 	int err = 0;
 
-	pthread_mutex_lock(&ci->size_lock);
+	cache_mutex_lock(&ci->size_lock);
 	if (ci->trim_pending && !na->resident && !ntfs_attr_is_compressed(na) &&
 	    na->allocated_size > (ci->i_size + cs - 1) / cs * cs)
 		err = truncate_nonresident(ci, ci->i_size);
@@ -253,7 +260,8 @@ int cache_trim_allocation(struct cache_inode *ci)
 	 * data is at stake) until the file grows again, rather than a retry
 	 * and a warning at every flusher pass */
 	ci->trim_pending = false;
-	pthread_mutex_unlock(&ci->size_lock);
+	cache_inode_sanity_settled(ci);
+	cache_mutex_unlock(&ci->size_lock);
 	if (err)
 		log_warning("MFT record %llu: cannot give back the room allocated past its end: %s",
 			    (unsigned long long)ci->mft_no, ntfs_last_error());

@@ -834,7 +834,7 @@ static int check_all_errors(struct conn *cn)
 		if (e && !err)
 			err = e;
 	}
-	pthread_mutex_lock(&c->lock);
+	cache_mutex_lock(&c->lock);
 	for (ci = c->inodes; ci; ci = ci->next) {
 		uint32_t since = errseq_sample(ci);  /* sees only what nobody has */
 
@@ -842,7 +842,7 @@ static int check_all_errors(struct conn *cn)
 		if (e && !err)
 			err = e;
 	}
-	pthread_mutex_unlock(&c->lock);
+	cache_mutex_unlock(&c->lock);
 	return err;
 }
 

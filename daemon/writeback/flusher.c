@@ -1,5 +1,10 @@
 /*
  * flusher.c — see flusher.h.
+ *
+ * Invariants: the pool's lock is a leaf of the lock order (cache.h): it
+ * guards the stop flag, the kicks and the live thresholds, and nothing is
+ * taken under it; an inode's wb_lock is only tried here, so a flusher never
+ * waits behind a sync of the same inode.
  */
 #include "flusher.h"
 
@@ -18,7 +23,7 @@ struct flusher_pool {
 	struct cache *cache;
 	pthread_t *threads;
 	unsigned nthreads;
-	pthread_mutex_t lock;
+	struct cache_mutex lock;
 	pthread_cond_t cond;
 	bool stop;
 	unsigned kicks;
@@ -38,10 +43,10 @@ uint64_t flusher_count_dirty(struct cache *c)
 	struct cache_inode *ci;
 	uint64_t n = 0;
 
-	pthread_mutex_lock(&c->lock);
+	cache_mutex_lock(&c->lock);
 	for (ci = c->inodes; ci; ci = ci->next)
 		n += cache_nr_dirty(ci);
-	pthread_mutex_unlock(&c->lock);
+	cache_mutex_unlock(&c->lock);
 	atomic_store(&c->header->counters.dirty_pages, n);
 	return n;
 }
@@ -80,7 +85,7 @@ static struct cache_inode *next_dirty_inode(struct cache *c, uint64_t *cursor, b
 {
 	struct cache_inode *ci, *pick = NULL;
 
-	pthread_mutex_lock(&c->lock);
+	cache_mutex_lock(&c->lock);
 	for (ci = c->inodes; ci; ci = ci->next)
 		if (ci->mft_no >= *cursor && (!pick || ci->mft_no < pick->mft_no) &&
 		    (cache_has_dirty(ci) || ci->sizes_dirty || idle_room(ci) ||
@@ -90,7 +95,7 @@ static struct cache_inode *next_dirty_inode(struct cache *c, uint64_t *cursor, b
 		pick->refs++;
 		*cursor = pick->mft_no + 1;
 	}
-	pthread_mutex_unlock(&c->lock);
+	cache_mutex_unlock(&c->lock);
 	return pick;
 }
 
@@ -106,11 +111,11 @@ static void flusher_pass(struct flusher_pool *fp, bool all)
 		bool idle = !cache_has_dirty(ci) && !ci->sizes_dirty;
 
 		if ((all || over || idle || inode_expired(ci, fp->cfg.expire_ms * 1000000ull)) &&
-		    !pthread_mutex_trylock(&ci->wb_lock)) {
+		    cache_mutex_trylock(&ci->wb_lock)) {
 			/* an idle file with room to give back: a sync pass
 			 * writes its sizes and trims (writeback_inode_locked) */
 			writeback_inode_locked(ci, idle);
-			pthread_mutex_unlock(&ci->wb_lock);
+			cache_mutex_unlock(&ci->wb_lock);
 		}
 		cache_inode_put(ci);
 	}
@@ -122,7 +127,7 @@ static void *flusher_main(void *arg)
 	struct flusher_pool *fp = arg;
 	unsigned seen = 0;
 
-	pthread_mutex_lock(&fp->lock);
+	cache_mutex_lock(&fp->lock);
 	while (!fp->stop) {
 		struct timespec ts;
 		bool kicked;
@@ -134,16 +139,16 @@ static void *flusher_main(void *arg)
 			ts.tv_nsec -= 1000000000L;
 		}
 		if (fp->kicks == seen)
-			pthread_cond_timedwait(&fp->cond, &fp->lock, &ts);
+			pthread_cond_timedwait(&fp->cond, &fp->lock.m, &ts);
 		if (fp->stop)
 			break;
 		kicked = fp->kicks != seen;
 		seen = fp->kicks;
-		pthread_mutex_unlock(&fp->lock);
+		cache_mutex_unlock(&fp->lock);
 		flusher_pass(fp, kicked);
-		pthread_mutex_lock(&fp->lock);
+		cache_mutex_lock(&fp->lock);
 	}
-	pthread_mutex_unlock(&fp->lock);
+	cache_mutex_unlock(&fp->lock);
 	return NULL;
 }
 
@@ -162,7 +167,7 @@ int flusher_start(struct cache *c, const struct flusher_config *cfg, struct flus
 		free(fp);
 		return -ENOMEM;
 	}
-	pthread_mutex_init(&fp->lock, NULL);
+	cache_mutex_init(&fp->lock, LOCK_FLUSHER);
 	pthread_cond_init(&fp->cond, NULL);
 	atomic_store(&c->header->dirty_limit, cfg->dirty_limit);
 	atomic_store(&c->header->dirty_background, cfg->dirty_background);
@@ -181,35 +186,35 @@ void flusher_stop(struct flusher_pool *fp)
 
 	if (!fp)
 		return;
-	pthread_mutex_lock(&fp->lock);
+	cache_mutex_lock(&fp->lock);
 	fp->stop = true;
 	pthread_cond_broadcast(&fp->cond);
-	pthread_mutex_unlock(&fp->lock);
+	cache_mutex_unlock(&fp->lock);
 	for (i = 0; i < fp->nthreads; i++)
 		pthread_join(fp->threads[i], NULL);
 	pthread_cond_destroy(&fp->cond);
-	pthread_mutex_destroy(&fp->lock);
+	cache_mutex_destroy(&fp->lock);
 	free(fp->threads);
 	free(fp);
 }
 
 void flusher_kick(struct flusher_pool *fp)
 {
-	pthread_mutex_lock(&fp->lock);
+	cache_mutex_lock(&fp->lock);
 	fp->kicks++;
 	pthread_cond_broadcast(&fp->cond);
-	pthread_mutex_unlock(&fp->lock);
+	cache_mutex_unlock(&fp->lock);
 }
 
 void flusher_set_config(struct flusher_pool *fp, const struct flusher_config *cfg)
 {
-	pthread_mutex_lock(&fp->lock);
+	cache_mutex_lock(&fp->lock);
 	fp->cfg.dirty_background = cfg->dirty_background;
 	fp->cfg.dirty_limit = cfg->dirty_limit;
 	fp->cfg.expire_ms = cfg->expire_ms;
 	atomic_store(&fp->cache->header->dirty_limit, cfg->dirty_limit);
 	atomic_store(&fp->cache->header->dirty_background, cfg->dirty_background);
-	pthread_mutex_unlock(&fp->lock);
+	cache_mutex_unlock(&fp->lock);
 }
 
 /* A writer waits at most this long per request: pages that cannot be

@@ -353,20 +353,21 @@ static int write_uring(struct io *io, const struct dev_write *w, unsigned n, int
 }
 
 int io_write_extents(struct io *io, struct ntfs_attr *na, const struct io_extent *ext,
-		     unsigned n, pthread_rwlock_t *map_lock, int *ext_err)
+		     unsigned n, struct cache_rwlock *map_lock, int *ext_err)
 {
 	struct dev_write *w = NULL;
 	unsigned k = 0, i;
 	int err;
 
+	cache_assert_may_sleep();
 	if (ext_err)
 		for (i = 0; i < n; i++)
 			ext_err[i] = 0;
 	if (map_lock)
-		pthread_rwlock_rdlock(map_lock);
+		cache_rwlock_rdlock(map_lock);
 	err = map_extents(io, na, ext, n, ext_err, &w, &k);
 	if (map_lock)
-		pthread_rwlock_unlock(map_lock);
+		cache_rwlock_unlock(map_lock);
 
 	if (err) {
 		if (ext_err)

@@ -12,9 +12,10 @@
 #ifndef NTFSD_IO_H
 #define NTFSD_IO_H
 
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+
+#include "lockdep.h"
 
 struct ntfs_attr;
 struct ntfs_volume;
@@ -36,13 +37,13 @@ void io_destroy(struct io *io);
 /* Read the fault-injection setting of the environment (tests). */
 void io_init_faults(void);
 const char *io_engine_name(const struct io *io);
-/* Write the extents of na.  map_lock (may be NULL when the caller holds it
- * already) is read-locked while the extents are mapped through na's
+/* Write the extents of na.  map_lock (the inode's rl_lock; may be NULL
+ * when the caller holds it already) is read-locked while the extents are mapped through na's
  * runlist, not during the I/O: the clusters cannot be freed under the
  * write, since whoever frees them first waits for the pages' writeback.
  * ext_err (may be NULL) gets each extent's own result, 0 or -errno: one
  * failed write fails only its extent.  Returns the first error. */
 int io_write_extents(struct io *io, struct ntfs_attr *na, const struct io_extent *ext,
-		     unsigned n, pthread_rwlock_t *map_lock, int *ext_err);
+		     unsigned n, struct cache_rwlock *map_lock, int *ext_err);
 
 #endif

@@ -40,6 +40,7 @@
 #include "io.h"
 #include "log.h"
 #include "page.h"
+#include "sanity.h"
 #include "volume.h"
 
 #define ERRSEQ_SEEN 1u
@@ -116,15 +117,18 @@ static int write_zeroes(struct cache_inode *ci, uint64_t from, uint64_t to)
 	struct ntfs_attr *na = ci->data;
 	uint32_t bits = ci->cache->vol->geo.cluster_size_bits;
 
+	cache_assert_held(&ci->init_lock);      /* initialized_size stays where it is */
+	cache_assert_may_sleep();
 	while (from < to) {
 		int64_t run, lcn = ntfs_rl_vcn_to_lcn(&na->rl, (int64_t)(from >> bits), &run);
 		uint64_t run_end = ((from >> bits) + (uint64_t)run) << bits;
 		uint64_t end = to < run_end ? to : run_end;
 		int err;
 
-		if (lcn == LCN_ENOENT)
-			return ntfs_fail(EIO, "MFT record %llu: zeroing beyond the runlist",
-					 (unsigned long long)ci->mft_no);
+		if (lcn == LCN_ENOENT)  /* to <= i_size <= allocated_size, the runlist's end */
+			return cache_bug("MFT record %llu: zeroing [%llu, %llu) beyond the runlist",
+					 (unsigned long long)ci->mft_no, (unsigned long long)from,
+					 (unsigned long long)to);
 		if (end - from > sizeof(zero))
 			end = from + sizeof(zero);
 		if (lcn >= 0) {
@@ -152,6 +156,7 @@ static void page_failed(struct cache_inode *ci, uint64_t index, int err)
  * not an error.  Page locked. */
 static void redirty_page_locked(struct cache_inode *ci, uint64_t index, uint32_t bufs)
 {
+	cache_assert_page_locked(ci, index);
 	set_page_dirty(&ci->dirty, index, bufs);
 	atomic_fetch_add(&ci->wb_enomem, 1);
 }
@@ -162,6 +167,7 @@ static int writepage_resident(struct cache_inode *ci, uint64_t index, uint32_t b
 	uint64_t pos = index << NTFSD_PAGE_SHIFT, len;
 	int err = 0;
 
+	cache_assert_page_locked(ci, index);
 	len = ci->data->data_size > pos ? ci->data->data_size - pos : 0;
 	if (len > NTFSD_PAGE_SIZE)
 		len = NTFSD_PAGE_SIZE;
@@ -308,12 +314,13 @@ static int wb_written(struct wb_batch *bt, uint64_t index, uint32_t bufs, uint64
  * initialized_size may cover them. */
 static void raise_initialized_size(struct cache_inode *ci, uint64_t limit)
 {
-	pthread_mutex_lock(&ci->init_lock);
+	cache_mutex_lock(&ci->init_lock);
 	if (limit > ci->data->initialized_size) {
 		ci->data->initialized_size = limit;
 		ci->sizes_dirty = true;
 	}
-	pthread_mutex_unlock(&ci->init_lock);
+	cache_inode_sanity(ci);
+	cache_mutex_unlock(&ci->init_lock);
 }
 
 static void redirty_after_failed_run(struct cache_inode *ci, uint64_t index, uint32_t bufs)
@@ -422,6 +429,8 @@ static int writepage_batch(struct cache_inode *ci, uint64_t index, struct wb_bat
 	uint32_t b;
 	int err = 0, berr = 0;
 
+	cache_assert_held(&ci->wb_lock);
+	cache_assert_page_locked(ci, index);
 	if (pos >= i_size) {
 		/* Wholly past i_size (truncate raced us): discard, not an error. */
 		clear_page_dirty_for_io(&ci->dirty, index);
@@ -479,16 +488,17 @@ static int writepage_batch(struct cache_inode *ci, uint64_t index, struct wb_bat
 		/* A new run past initialized_size: what the batch holds goes
 		 * out first, then zeroes up to this page, then the run. */
 		berr = wb_submit(bt);
-		pthread_mutex_lock(&ci->init_lock);
-		pthread_rwlock_rdlock(&ci->rl_lock);
+		cache_mutex_lock(&ci->init_lock);
+		cache_rwlock_rdlock(&ci->rl_lock);
 		if (pos > ci->data->initialized_size)
 			err = write_zeroes(ci, ci->data->initialized_size, pos);
-		pthread_rwlock_unlock(&ci->rl_lock);
+		cache_rwlock_unlock(&ci->rl_lock);
 		if (!err && pos > ci->data->initialized_size) {
 			ci->data->initialized_size = pos;       /* zeroes up to here */
 			ci->sizes_dirty = true;
 		}
-		pthread_mutex_unlock(&ci->init_lock);
+		cache_inode_sanity(ci);
+		cache_mutex_unlock(&ci->init_lock);
 		if (err) {
 			wb_end_page(ci, index, bufs, err);
 			return err == -ENOMEM ? berr : err;
@@ -518,29 +528,40 @@ int writeback_sizes(struct cache_inode *ci)
 		ci->sizes_dirty = false;
 		return 0;
 	}
-	pthread_mutex_lock(&ci->init_lock);
+	cache_mutex_lock(&ci->init_lock);
 	need = ci->sizes_dirty || na->initialized_size != atomic_load(&ci->disk_init);
 	init = na->initialized_size;    /* all of it is written: flushed next */
-	pthread_mutex_unlock(&ci->init_lock);
+	cache_inode_sanity(ci);
+	cache_mutex_unlock(&ci->init_lock);
 	if (!need)
 		return 0;
 	/* The data the new sizes cover must be durable before they are. */
+	cache_assert_may_sleep();
 	err = ntfs_device_flush(ci->cache->vol->dev);
 	crashpoint("wb-before-sizes");
 	if (!err) {
-		pthread_mutex_lock(&ci->init_lock);
+		cache_mutex_lock(&ci->init_lock);
 		ci->sizes_dirty = false;
 		size = ci->i_size;
 		if (init > na->initialized_size)
 			init = na->initialized_size;    /* a truncate lowered it */
 		if (init > size)
 			init = size;
-		err = ntfs_attr_set_sizes(na, size, init);
+		/* i_size grows only into the allocation (prepare-write allocates
+		 * first), so the record can always take it */
+		if (size > na->allocated_size)
+			err = cache_bug("MFT record %llu: i_size %llu lies past its allocation "
+					"(%llu bytes)", (unsigned long long)ci->mft_no,
+					(unsigned long long)size,
+					(unsigned long long)na->allocated_size);
+		else
+			err = ntfs_attr_set_sizes(na, size, init);
 		if (err)
 			ci->sizes_dirty = true;
 		else
 			atomic_store(&ci->disk_init, init);
-		pthread_mutex_unlock(&ci->init_lock);
+		cache_inode_sanity(ci);
+		cache_mutex_unlock(&ci->init_lock);
 	}
 	if (err && err != -ENOMEM) {
 		errseq_set(ci, -err);
@@ -555,9 +576,9 @@ int writeback_inode(struct cache_inode *ci, bool sync)
 {
 	int err;
 
-	pthread_mutex_lock(&ci->wb_lock);
+	cache_mutex_lock(&ci->wb_lock);
 	err = writeback_inode_locked(ci, sync);
-	pthread_mutex_unlock(&ci->wb_lock);
+	cache_mutex_unlock(&ci->wb_lock);
 	return err;
 }
 
@@ -568,6 +589,7 @@ static int writeback_pass(struct cache_inode *ci)
 	uint64_t i = 0;
 	int err = 0, first_err = 0;
 
+	cache_assert_held(&ci->wb_lock);
 	if (!bt)
 		return -ENOMEM;  /* the pages stay dirty for a later pass */
 	bt->ci = ci;
@@ -662,6 +684,7 @@ int writeback_inode_locked(struct cache_inode *ci, bool sync)
 	unsigned try;
 	int err = 0, first_err = 0;
 
+	cache_assert_held(&ci->wb_lock);
 	if (drop_forged_dirt(ci))
 		return 0;
 
