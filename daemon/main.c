@@ -391,7 +391,7 @@ int main(int argc, char **argv)
 	effective_limits(&o, &limits);
 	atomic_store(&cache->max_lock_hold_ms, limits.lock_hold_ms);
 	sc.limits = &limits;
-	rc = server_run(&sc, vol, cache);
+	rc = server_run(&sc, cache);
 	flusher_stop(flushers);
 	if (cache && flushers)
 		cache_trim_all(cache);

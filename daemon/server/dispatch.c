@@ -18,23 +18,17 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "attrib.h"
 #include "cache.h"
-#include "dir.h"
 #include "flusher.h"
 #include "io.h"
-#include "error.h"
 #include "frame.h"
 #include "holders.h"
-#include "inode.h"
-#include "le.h"
 #include "log.h"
 #include "memstats.h"
+#include "namei.h"
 #include "ntfsd.pb-c.h"
 #include "page.h"
 #include "server.h"
-#include "unistr.h"
-#include "volume.h"
 #include "writeback.h"
 
 #define RA_MIN_PAGES 32u    /* 128 KiB */
@@ -82,15 +76,22 @@ __attribute__((format(printf, 3, 4))) static void work_fail(struct work *w, int 
 	va_end(ap);
 }
 
-/* An on-disk layer error: errno from it, message from ntfs_last_error(). */
+/* The message of a failure neg (-errno) of the cache: its own, or strerror. */
+static const char *error_message(int neg)
+{
+	const char *m = cache_last_error();
+
+	return m ? m : strerror(-neg);
+}
+
+/* An on-disk layer error: errno from it, message from cache_last_error(). */
 static void work_fail_ntfs(struct work *w, int neg, const char *what)
 {
 	/* the message was cleared when this request started (work_run), so it
 	 * is this request's or none: never one left by an earlier request,
 	 * perhaps another client's, on the same thread */
 	const char *msg = neg == -ENOMEM ? "out of memory"
-			  : strcmp(ntfs_last_error(), "no error recorded") ? ntfs_last_error()
-			  : strerror(-neg);
+			  : error_message(neg);
 
 	if (!strncmp(msg, what, strlen(what)))
 		work_fail(w, -neg, "%s", msg);  /* it names the path already */
@@ -185,7 +186,7 @@ static void work_run(uv_work_t *req)
 {
 	struct work *w = req->data;
 
-	ntfs_clear_error();
+	cache_clear_error();
 	w->run(w);
 }
 
@@ -204,7 +205,7 @@ static void readahead_run(uv_work_t *req)
 	if (err)
 		log_debug("readahead of pages %llu+%llu of MFT record %llu: %s",
 			  (unsigned long long)ra->first, (unsigned long long)ra->count,
-			  (unsigned long long)ra->ci->mft_no, ntfs_last_error());
+			  (unsigned long long)ra->ci->mft_no, error_message(err));
 }
 
 static void readahead_done(uv_work_t *req, int status)
@@ -541,79 +542,52 @@ static void do_unpin(struct work *w)
 
 /* ---- stat ---- */
 
-static void fill_stat(Ntfsd__StatReply *s, struct ntfs_inode *ni, struct ntfs_attr *na)
+static void fill_stat(Ntfsd__StatReply *s, const struct cache_stat *st)
 {
 	ntfsd__stat_reply__init(s);
-	s->mft_no = ni->mft_no;
-	s->attributes = ni->file_attributes;
-	s->directory = ntfs_inode_is_dir(ni);
-	s->link_count = ni->link_count;
-	if (na) {
-		s->size = na->data_size;
-		s->initialized_size = na->initialized_size;
-		s->allocated_size = na->allocated_size;
-		s->resident = na->resident;
-		s->compressed = na->flags & ATTR_IS_COMPRESSED;
-		s->sparse = na->flags & ATTR_IS_SPARSE;
-		s->encrypted = na->flags & ATTR_IS_ENCRYPTED;
+	s->mft_no = st->mft_no;
+	s->attributes = st->attributes;
+	s->directory = st->directory;
+	s->link_count = st->link_count;
+	if (st->has_data) {
+		s->size = st->size;
+		s->initialized_size = st->initialized_size;
+		s->allocated_size = st->allocated_size;
+		s->resident = st->resident;
+		s->compressed = st->compressed;
+		s->sparse = st->sparse;
+		s->encrypted = st->encrypted;
 	}
 }
 
-static void stat_from_cache(Ntfsd__StatReply *s, struct cache *c, uint64_t mft_no)
+static void reply_stat(struct work *w, struct cache *c, const struct cache_stat *st)
 {
-	struct cache_attr a;
-
-	if (s->directory || !cache_getattr(c, mft_no, &a))
-		return;
-	s->size = a.i_size;
-	s->initialized_size = a.initialized_size;
-	s->allocated_size = a.allocated_size;
-	s->resident = a.resident;
+	fill_stat(&w->body.stat, st);
+	cache_count_pages(c, st->mft_no, &w->body.stat.cached_pages, &w->body.stat.dirty_pages,
+			  &w->body.stat.writeback_pages);
+	w->reply.body_case = NTFSD__REPLY__BODY_STAT;
+	w->reply.stat = &w->body.stat;
 }
 
 static void run_stat_path(struct work *w)
 {
 	const char *path = w->rq->stat->path;
-	struct ntfs_volume *vol = w->cn->srv->vol;
-	struct ntfs_inode *ni;
-	struct ntfs_attr *na = NULL;
-	uint64_t mref;
-	int err;
+	struct cache_stat st;
+	int err = cache_stat_path(w->cn->srv->cache, path, &st);
 
-	err = ntfs_path_lookup(vol, path, 0, &mref);
-	if (!err)
-		err = ntfs_inode_open(vol, MREF(mref), &ni);
 	if (err) {
 		work_fail_ntfs(w, err, path);
 		return;
 	}
-	err = ntfs_attr_open(ni, AT_DATA, NULL, 0, &na);
-	if (err && err != -ENOENT) {
-		work_fail_ntfs(w, err, path);
-		ntfs_inode_close(ni);
-		return;
-	}
-	fill_stat(&w->body.stat, ni, err ? NULL : na);
-	ntfs_attr_close(na);
-	ntfs_inode_close(ni);
-	/* a cached file's sizes are the cache's: the record lags them */
-	stat_from_cache(&w->body.stat, w->cn->srv->cache, MREF(mref));
-	cache_count_pages(w->cn->srv->cache, MREF(mref), &w->body.stat.cached_pages,
-			  &w->body.stat.dirty_pages, &w->body.stat.writeback_pages);
-	w->reply.body_case = NTFSD__REPLY__BODY_STAT;
-	w->reply.stat = &w->body.stat;
+	reply_stat(w, w->cn->srv->cache, &st);
 }
 
 static void run_stat_handle(struct work *w)
 {
-	struct cache_inode *ci = w->h->ci;
+	struct cache_stat st;
 
-	fill_stat(&w->body.stat, ci->ni, ci->data);
-	stat_from_cache(&w->body.stat, ci->cache, ci->mft_no);
-	cache_count_pages(ci->cache, ci->mft_no, &w->body.stat.cached_pages,
-			  &w->body.stat.dirty_pages, &w->body.stat.writeback_pages);
-	w->reply.body_case = NTFSD__REPLY__BODY_STAT;
-	w->reply.stat = &w->body.stat;
+	cache_stat_inode(w->h->ci, &st);
+	reply_stat(w, w->h->ci->cache, &st);
 }
 
 /* ---- list ---- */
@@ -638,19 +612,14 @@ static void free_list(struct work *w)
 	free(ls);
 }
 
-static int list_one(void *ctx, const struct ntfs_dirent *de)
+static int list_one(void *ctx, const struct cache_dirent *de)
 {
 	struct list_scratch *ls = ctx;
 	Ntfsd__DirEntry *e;
-	char *name;
+	char *name = strdup(de->name);
 
-	if (de->name_type == FILE_NAME_DOS)
-		return 0;
-	if (de->name_len == 1 && get_le16(de->name) == '.')
-		return 0;
-	if (ntfs_utf16_to_utf8(de->name, de->name_len, &name))
-		return ntfs_fail(EILSEQ, "MFT record %llu has a name that is not valid UTF-16",
-				 (unsigned long long)MREF(de->mref));
+	if (!name)
+		return -ENOMEM;
 	if (ls->count == ls->cap) {
 		size_t cap = ls->cap ? ls->cap * 2 : 64;
 		Ntfsd__DirEntry *n = realloc(ls->entries, cap * sizeof(*n));
@@ -665,19 +634,16 @@ static int list_one(void *ctx, const struct ntfs_dirent *de)
 	e = &ls->entries[ls->count++];
 	ntfsd__dir_entry__init(e);
 	e->name = name;
-	e->mft_no = MREF(de->mref);
+	e->mft_no = de->mft_no;
 	e->name_type = de->name_type;
-	e->directory = le32(de->fn->file_attributes) & FILE_ATTR_DUP_FILE_NAME_INDEX_PRESENT;
+	e->directory = de->directory;
 	return 0;
 }
 
 static void run_list_dir(struct work *w)
 {
 	const char *path = w->rq->list_dir->path;
-	struct ntfs_volume *vol = w->cn->srv->vol;
 	struct list_scratch *ls = calloc(1, sizeof(*ls));
-	struct ntfs_inode *ni;
-	uint64_t mref;
 	size_t i;
 	int err;
 
@@ -687,20 +653,7 @@ static void run_list_dir(struct work *w)
 	}
 	w->scratch = ls;
 	w->free_scratch = free_list;
-	err = ntfs_path_lookup(vol, path, 0, &mref);
-	if (!err)
-		err = ntfs_inode_open(vol, MREF(mref), &ni);
-	if (err) {
-		work_fail_ntfs(w, err, path);
-		return;
-	}
-	if (!ntfs_inode_is_dir(ni)) {
-		ntfs_inode_close(ni);
-		work_fail(w, ENOTDIR, "%s: not a directory", path);
-		return;
-	}
-	err = ntfs_dir_foreach(ni, list_one, ls);
-	ntfs_inode_close(ni);
+	err = cache_readdir(w->cn->srv->cache, path, list_one, ls);
 	if (err) {
 		work_fail_ntfs(w, err, path);
 		return;
@@ -738,6 +691,7 @@ static void do_volume_status(struct work *w)
 	Ntfsd__ClientInfo *infos, **ptrs;
 	struct conn *cn;
 	struct memstats ms;
+	struct cache_volume_info vi;
 	size_t n = 0, i = 0;
 
 	for (cn = srv->conns; cn; cn = cn->next)
@@ -763,12 +717,13 @@ static void do_volume_status(struct work *w)
 	}
 	ntfsd__volume_status_reply__init(s);
 	s->volume = (char *)srv->volume_path;
-	s->label = srv->vol->label;
-	s->ntfs_major = srv->vol->major_ver;
-	s->ntfs_minor = srv->vol->minor_ver;
+	cache_volume_info(srv->cache, &vi);
+	s->label = (char *)vi.label;
+	s->ntfs_major = vi.major_ver;
+	s->ntfs_minor = vi.minor_ver;
 	s->read_only = srv->read_only;
-	s->cluster_size = srv->vol->geo.cluster_size;
-	s->volume_size = srv->vol->geo.nr_clusters << srv->vol->geo.cluster_size_bits;
+	s->cluster_size = vi.cluster_size;
+	s->volume_size = vi.size;
 	s->cache_limit = atomic_load(&k->cache_limit);
 	s->cached_pages = atomic_load(&k->cached_pages);
 	s->cache_used = s->cached_pages << NTFSD_PAGE_SHIFT;
@@ -804,7 +759,7 @@ static void run_prepare_write(struct work *w)
 				      in->write_start, in->write_end);
 
 	if (err) {
-		work_fail(w, -err, "%s", ntfs_last_error());
+		work_fail(w, -err, "%s", error_message(err));
 		return;
 	}
 	ntfsd__prepare_write_reply__init(&w->body.prepare_write);
@@ -818,7 +773,7 @@ static void run_truncate(struct work *w)
 	int err = cache_truncate(w->h->ci, w->rq->truncate->size);
 
 	if (err)
-		work_fail(w, -err, "%s", ntfs_last_error());
+		work_fail(w, -err, "%s", error_message(err));
 }
 
 /* Unseen errors of every cached inode (for a volume-wide sync). */
@@ -860,7 +815,7 @@ static void run_sync(struct work *w)
 		return;
 	}
 	flusher_sync_all(srv->cache);
-	err = ntfs_device_flush(srv->vol->dev);
+	err = cache_flush_device(srv->cache);
 	if (!err)
 		err = check_all_errors(w->cn);
 	if (err)

@@ -21,13 +21,11 @@
 
 struct cache;
 struct cache_inode;
-struct ntfs_volume;
 struct outmsg;
 struct server_limits;
 
 struct server {
 	uv_loop_t *loop;
-	struct ntfs_volume *vol;
 	struct cache *cache;
 	const char *volume_path;
 	const char *socket_path;

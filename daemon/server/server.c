@@ -44,14 +44,13 @@
 
 #include "cache.h"
 #include "dispatch.h"
-#include "error.h"
 #include "flusher.h"
 #include "frame.h"
 #include "holders.h"
 #include "log.h"
+#include "namei.h"
 #include "notify.h"
 #include "shm_layout.h"
-#include "volume.h"
 
 #define CONN_READ_CHUNK 65536
 #define ACCEPT_BACKOFF_MS 200
@@ -772,9 +771,9 @@ static void close_walk(uv_handle_t *h, void *arg)
 		uv_close(h, NULL);
 }
 
-int server_run(const struct server_config *cfg, struct ntfs_volume *vol, struct cache *cache)
+int server_run(const struct server_config *cfg, struct cache *cache)
 {
-	struct server srv = { .vol = vol, .cache = cache, .volume_path = cfg->volume_path,
+	struct server srv = { .cache = cache, .volume_path = cfg->volume_path,
 			      .socket_path = cfg->socket_path, .read_only = cfg->read_only,
 			      .next_handle = 1, .flushers = cfg->flushers,
 			      .nr_flushers = cfg->nr_flushers,
@@ -838,8 +837,9 @@ int server_run(const struct server_config *cfg, struct ntfs_volume *vol, struct 
 		/* Out of memory re-dirties pages rather than failing: go round
 		 * again while that is all that happened. */
 		for (i = 0; i < 100; i++) {
-			if (flusher_sync_all(cache) || ntfs_device_flush(vol->dev)) {
-				log_error("write-back at shutdown failed: %s", ntfs_last_error());
+			if (flusher_sync_all(cache) || cache_flush_device(cache)) {
+				log_error("write-back at shutdown failed: %s",
+					  cache_last_error() ? cache_last_error() : "see above");
 				rc = 1;
 				break;
 			}

@@ -29,7 +29,6 @@
 #include <stdint.h>
 
 struct cache;
-struct ntfs_volume;
 struct flusher_pool;
 
 /* Defaults of struct server_limits (documented in --help, ntfsd(8), the
@@ -82,6 +81,6 @@ struct server_config {
 
 /* Serve until SIGTERM or SIGINT; returns the process exit status.  Under
  * systemd, reports readiness, status and watchdog pings (see notify.h). */
-int server_run(const struct server_config *cfg, struct ntfs_volume *vol, struct cache *cache);
+int server_run(const struct server_config *cfg, struct cache *cache);
 
 #endif
