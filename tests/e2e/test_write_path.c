@@ -1819,6 +1819,97 @@ static void far_write_leaves_a_hole(void **state)
 }
 
 /*
+ * A volume filled by appends: at least 95% of the free space ntfs-3g
+ * reports becomes file data before ENOSPC (room to grow is a wish, never
+ * the reason a write fails), sync succeeds, ntfsfix -n is clean; a truncate
+ * gives space back and writes succeed again; afterwards a second writer,
+ * an ntfs-3g mount filling every free cluster and deleting its file, leaves
+ * our file intact ($Bitmap tells the truth about what we use).
+ */
+static void fill_to_enospc(void **state)
+{
+	static const char *const need[] = { "ntfsinfo", NULL };
+	static uint8_t buf[1 << 20];
+	struct testvol tv;
+	uint64_t free0, start, size, appended = 0, filled = 0, i;
+	size_t chunk = sizeof(buf);
+	struct ntfsc_stat st;
+	ntfsc_file *f;
+	ntfsc *c;
+	char *data;
+	size_t len;
+	ssize_t n;
+	double pct;
+
+	(void)state;
+	assert_int_equal(testvol_create(&tv, "fill", need), 0);
+	free0 = free_clusters(image);
+	start_daemon(NULL);
+	c = connect_daemon();
+	f = ntfsc_open(c, "/big.bin", O_RDWR);
+	assert_non_null(f);
+	assert_int_equal(ntfsc_fstat(f, &st), 0);
+	start = size = st.size;
+	/* 1 MiB appends, then 4 KiB ones into what is left */
+	for (;;) {
+		for (i = 0; i < chunk; i++)
+			buf[i] = (uint8_t)((size + i) * 131 >> 7);
+		n = ntfsc_pwrite(f, buf, chunk, (off_t)size);
+		if (n < 0) {
+			if (errno != ENOSPC)
+				fail_msg("append at %llu: %s (%s)", (unsigned long long)size,
+					 strerror(errno), ntfsc_last_error_message(c));
+			if (chunk == 4096)
+				break;
+			chunk = 4096;
+			continue;
+		}
+		assert_int_equal(n, (ssize_t)chunk);
+		size += chunk;
+		appended += chunk;
+	}
+	assert_int_equal(ntfsc_fsync(f), 0);
+	pct = 100.0 * (double)appended / (double)(free0 * 4096);
+	print_message("appended %llu of the %llu free bytes ntfs-3g reports before ENOSPC: "
+		      "%.1f%%\n", (unsigned long long)appended,
+		      (unsigned long long)(free0 * 4096), pct);
+	if (pct < 95.0)
+		fail_msg("the volume took only %.1f%% of its free space before ENOSPC", pct);
+	/* space given back by a truncate is usable again */
+	assert_int_equal(ntfsc_ftruncate(f, (off_t)(size - (8u << 20))), 0);
+	size -= 8u << 20;
+	assert_int_equal(ntfsc_fsync(f), 0);
+	for (i = 0; i < 4; i++) {
+		uint64_t k;
+
+		for (k = 0; k < sizeof(buf); k++)
+			buf[k] = (uint8_t)((size + k) * 131 >> 7);
+		if (ntfsc_pwrite(f, buf, sizeof(buf), (off_t)size) != (ssize_t)sizeof(buf))
+			fail_msg("a write after the truncate freed 8 MiB: %s (%s)", strerror(errno),
+				 ntfsc_last_error_message(c));
+		size += sizeof(buf);
+	}
+	assert_int_equal(ntfsc_fsync(f), 0);
+	assert_int_equal(ntfsc_close(f), 0);
+	ntfsc_disconnect(c);
+	stop_daemon_clean();
+	testvol_expect_ntfsfix_clean(image);
+
+	/* a second writer fills the rest through ntfs-3g and deletes it */
+	assert_int_equal(testvol_fill_free(&tv, image, 0xEE, &filled), 0);
+	print_message("then ntfs-3g wrote %llu more bytes\n", (unsigned long long)filled);
+	testvol_cat(image, "/big.bin", &data, &len);
+	assert_int_equal(len, size);
+	for (i = start; i < size; i++)
+		if ((uint8_t)data[i] != (uint8_t)(i * 131 >> 7))
+			fail_msg("byte %llu of /big.bin reads %#x after ntfs-3g filled the volume",
+				 (unsigned long long)i, (unsigned char)data[i]);
+	free(data);
+	testvol_expect_ntfsfix_clean(image);
+	testvol_destroy(&tv);
+}
+
+/*
  * Appends allocate room to grow past the end; once the file is closed and
  * its data written back (within the dirty expiry, no sync asked for) the
  * room is given back: the file holds what its data needs.
@@ -1877,6 +1968,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(far_write_leaves_a_hole, setup_image, teardown_image),
 		cmocka_unit_test_setup_teardown(room_given_back_when_idle, setup_image,
 						teardown_image),
+		cmocka_unit_test_setup_teardown(fill_to_enospc, setup_image, teardown_image),
 		cmocka_unit_test_setup_teardown(truncate_sizes, setup_image, teardown_image),
 		cmocka_unit_test_setup_teardown(fragmented_until_attribute_list, setup_image,
 						teardown_image),
