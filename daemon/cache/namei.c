@@ -13,6 +13,7 @@
 #include "dir.h"
 #include "error.h"
 #include "inode.h"
+#include "lcnalloc.h"
 #include "le.h"
 #include "unistr.h"
 #include "volume.h"
@@ -137,6 +138,27 @@ void cache_volume_info(struct cache *c, struct cache_volume_info *vi)
 	vi->minor_ver = c->vol->minor_ver;
 	vi->cluster_size = c->vol->geo.cluster_size;
 	vi->size = c->vol->geo.nr_clusters << c->vol->geo.cluster_size_bits;
+	vi->free_bytes = 0;
+	vi->growth_room_bytes = 0;
+	if (c->read_only)
+		return;
+	{
+		int64_t n = ntfs_volume_free_clusters(c->vol);
+
+		vi->free_bytes = n > 0 ? (uint64_t)n << c->vol->geo.cluster_size_bits : 0;
+	}
+	cache_mutex_lock(&c->lock);
+	for (struct cache_inode *ci = c->inodes; ci; ci = ci->next) {
+		/* allocated_size and i_size are read unlocked: a figure for
+		 * display, a page or so off while a file grows */
+		uint64_t used = (ci->i_size + c->vol->geo.cluster_size - 1) &
+				~((uint64_t)c->vol->geo.cluster_size - 1);
+		uint64_t alloc = ci->data->resident ? 0 : ci->data->allocated_size;
+
+		if (ci->trim_pending && alloc > used)
+			vi->growth_room_bytes += alloc - used;
+	}
+	cache_mutex_unlock(&c->lock);
 }
 
 int cache_flush_device(struct cache *c)

@@ -49,6 +49,8 @@ struct cache_volume_info {
 	uint8_t major_ver, minor_ver;
 	uint32_t cluster_size;
 	uint64_t size;                  /* bytes */
+	uint64_t free_bytes;            /* $Bitmap's free clusters (0: read-only) */
+	uint64_t growth_room_bytes;     /* allocated past the end of cached files */
 };
 
 void cache_volume_info(struct cache *c, struct cache_volume_info *vi);

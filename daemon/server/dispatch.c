@@ -724,6 +724,8 @@ static void do_volume_status(struct work *w)
 	s->read_only = srv->read_only;
 	s->cluster_size = vi.cluster_size;
 	s->volume_size = vi.size;
+	s->free_bytes = vi.free_bytes;
+	s->growth_room_bytes = vi.growth_room_bytes;
 	s->cache_limit = atomic_load(&k->cache_limit);
 	s->cached_pages = atomic_load(&k->cached_pages);
 	s->cache_used = s->cached_pages << NTFSD_PAGE_SHIFT;
