@@ -20,7 +20,7 @@
  * record no longer covers).  An adopted inode has no openers; it stays
  * cached while it has dirty pages, so writeback finds it.
  */
-#include "cache.h"
+#include "cache_int.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -6,7 +6,7 @@
  * (F_SEAL_SHRINK) so a mapping can never lose its backing under a client;
  * the daemon maps them read-write, clients get what their open mode allows.
  */
-#include "cache.h"
+#include "cache_int.h"
 #include "holders.h"
 #include "sanity.h"
 

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cache.h"
+#include "cache_int.h"
 #include "log.h"
 #include "shm_layout.h"
 

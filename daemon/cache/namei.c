@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "attrib.h"
-#include "cache.h"
+#include "cache_int.h"
 #include "device.h"
 #include "dir.h"
 #include "error.h"

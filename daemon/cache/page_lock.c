@@ -17,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cache.h"
+#include "cache_int.h"
 #include "holders.h"
 #include "log.h"
 #include "page.h"

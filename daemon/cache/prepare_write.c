@@ -17,7 +17,7 @@
  * will overwrite the page wholly: then it is not read, and the writer marks
  * it uptodate after storing all of it.
  */
-#include "cache.h"
+#include "cache_int.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -8,7 +8,7 @@
  * initialized_size without reading the disk, and decompresses compression
  * units.  A read error leaves the page not uptodate and is returned.
  */
-#include "cache.h"
+#include "cache_int.h"
 
 #include <errno.h>
 #include <string.h>

@@ -9,7 +9,7 @@
  * page's referenced bit, the hand clears it once before the page can go, so
  * recently used pages stay.
  */
-#include "cache.h"
+#include "cache_int.h"
 
 #include <fcntl.h>
 

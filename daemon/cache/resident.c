@@ -16,7 +16,7 @@
  *  - A compressed file moves out as whole compression units (16 clusters)
  *    stored uncompressed, as the first write into a unit would store it.
  */
-#include "cache.h"
+#include "cache_int.h"
 
 #include <errno.h>
 #include <stdlib.h>

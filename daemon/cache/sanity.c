@@ -19,7 +19,7 @@
 #include <string.h>
 
 #include "attrib.h"
-#include "cache.h"
+#include "cache_int.h"
 #include "error.h"
 #include "log.h"
 #include "runlist.h"

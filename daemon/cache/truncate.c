@@ -23,7 +23,7 @@
  *    compression units; the unit the new end cuts is stored uncompressed
  *    first.
  */
-#include "cache.h"
+#include "cache_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
