@@ -1,13 +1,8 @@
 /*
- * ntfsc.c — libntfsc: the control connection to ntfsd, and reads and writes
- * through its shared-memory page cache.
+ * ntfsc.c — libntfsc: connecting to ntfsd, and reads and writes through its
+ * shared-memory page cache.  Errors are error.c's, requests transport.c's.
  *
  * Invariants:
- *  - A connection sends one Request and reads its Reply under c->lock, so
- *    requests from several threads never interleave on the socket.  The
- *    first transport or framing failure marks the connection dead (and
- *    shuts the socket down): the stream can no longer be trusted, so every
- *    later request fails with ECONNRESET at once.
  *  - Every fd that arrives with a reply is either kept by the open file it
  *    belongs to or closed before the call returns; every mapping is undone
  *    on every error path.  A file the daemon opened for us but that we
@@ -24,8 +19,6 @@
  *  - A mapping made by ntfsc_mmap holds one pin (taken by the daemon for
  *    this connection) on each of its pages that the daemon said it covered,
  *    and exactly those are unpinned when it is unmapped.
- *  - Errors set errno and the thread's error message together (error_set):
- *    a stale message never goes with a new errno.
  *  - A byte is stored into the cache only under the lock of its page, with
  *    PG_uptodate and PG_write_ready seen set under that lock (so reclaim,
  *    which never takes a locked or dirty page, cannot drop it meanwhile),
@@ -36,18 +29,12 @@
  *    cache segment (which is not sealed against growing): never past
  *    f->readable.
  */
-/* Built with -fvisibility=hidden: only what ntfsc.h declares is exported. */
-#pragma GCC visibility push(default)
-#include "ntfsc.h"
-#pragma GCC visibility pop
+#include "ntfsc_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
-#include <pthread.h>
-#include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,49 +45,9 @@
 #include <unistd.h>
 
 #include "dirty.h"
-#include "dirty_bitmap.h"
-#include "frame.h"
-#include "ntfsd.pb-c.h"
 #include "page.h"
 #include "segment.h"
 #include "seqcount.h"
-#include "shm_layout.h"
-
-#define PAGE_SIZE_ NTFSD_PAGE_SIZE
-#define PAGE_SHIFT_ NTFSD_PAGE_SHIFT
-/* A path of 32767 UTF-16 units (NTFS's limit) is at most 3 bytes a unit. */
-#define MAX_PATH_BYTES (32767u * 3u)
-/* pread: fault-ins of one page that may leave it not uptodate. */
-#define MAX_FAULT_RETRIES 1000u
-/* Pages per FaultInRequest: ntfsd refuses more than 1 GiB in one
- * (MAX_FAULT_PAGES in daemon/server/dispatch.c). */
-#define MAX_FAULT_PAGES (1u << 18)
-
-struct mapping {
-	struct mapping *next;
-	uint8_t *base;                  /* what mmap returned */
-	size_t len;                     /* bytes mapped, a multiple of the page size */
-	uint8_t *user;                  /* what ntfsc_mmap returned */
-	size_t ulen;                    /* the len given to ntfsc_mmap */
-	int prot;
-	uint64_t first_page;
-	uint64_t pinned;                /* pages the daemon pinned from first_page */
-};
-
-struct ntfsc {
-	int sock;
-	pthread_mutex_t lock;           /* one request at a time; guards the fields below */
-	uint64_t next_id;
-	bool dead;
-
-	const struct shm_volume_header *hdr;
-	uint32_t max_inodes;
-	uint32_t lock_owner;            /* the id our page locks carry (HelloReply) */
-
-	pthread_mutex_t files_lock;     /* guards files */
-	struct ntfsc_file *files;
-	_Atomic uint64_t dirtied_since_balance; /* pages, see balance_dirty() */
-};
 
 #ifdef MADV_POPULATE_READ
 #define NTFSC_MADV_POPULATE_READ MADV_POPULATE_READ
@@ -113,241 +60,7 @@ struct ntfsc {
 #define NTFSC_MADV_POPULATE_WRITE 23 /* Linux 5.14 */
 #endif
 
-struct ntfsc_file {
-	ntfsc *c;
-	struct ntfsc_file *prev, *next; /* in c->files */
-	uint64_t handle;
-	uint32_t slot;
-	uint64_t mft_no;
-	bool writable;                  /* opened O_RDWR */
-	bool data_writable;             /* the data fd may be mapped PROT_WRITE */
-	int data_fd;
-	const uint8_t *data;            /* whole data segment, read-only; NULL if empty */
-	uint64_t data_size;
-	struct shm_file_header *state;
-	size_t state_len;
-	struct shm_page *pages;
-	uint64_t nr_pages;              /* private copy, checked against the segment */
-	uint64_t readable;              /* bytes pread may copy: pages and data both cover */
-	uint32_t buffer_size;           /* private copies from the page-state header */
-	uint32_t buffers_per_page;
-	struct dirty_bitmap dirty;      /* pointers into state, fixed at setup */
-	pthread_mutex_t maps_lock;      /* guards maps */
-	struct mapping *maps;
-};
-
-/* ---- errors ---- */
-
-static _Thread_local char err_msg[1024];
-static _Thread_local bool err_has_msg;
-
-static int error_set(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* Set errno to err and the thread's message to fmt (none if fmt is NULL). */
-static int error_set(int err, const char *fmt, ...)
-{
-	err_has_msg = false;
-	if (fmt) {
-		va_list ap;
-
-		va_start(ap, fmt);
-		vsnprintf(err_msg, sizeof(err_msg), fmt, ap);
-		va_end(ap);
-		err_has_msg = true;
-	}
-	errno = err;
-	return -1;
-}
-
-struct saved_error {
-	int err;
-	bool has_msg;
-	char msg[sizeof(err_msg)];
-};
-
-static void error_save(struct saved_error *s)
-{
-	s->err = errno;
-	s->has_msg = err_has_msg;
-	if (s->has_msg)
-		memcpy(s->msg, err_msg, sizeof(s->msg));
-}
-
-static void error_restore(const struct saved_error *s)
-{
-	err_has_msg = s->has_msg;
-	if (s->has_msg)
-		memcpy(err_msg, s->msg, sizeof(err_msg));
-	errno = s->err;
-}
-
-const char *ntfsc_last_error_message(ntfsc *c)
-{
-	(void)c;
-	return err_has_msg ? err_msg : NULL;
-}
-
-static int check_path(const char *path)
-{
-	if (!path)
-		return error_set(EINVAL, NULL);
-	if (strlen(path) > MAX_PATH_BYTES)
-		return error_set(ENAMETOOLONG, NULL);
-	return 0;
-}
-
 /* ---- requests ---- */
-
-static void close_fds(int *fds, int n)
-{
-	for (int i = 0; i < n; i++)
-		close(fds[i]);
-}
-
-/* Under c->lock: the stream is unusable from now on. */
-static void connection_lost(ntfsc *c)
-{
-	c->dead = true;
-	shutdown(c->sock, SHUT_RDWR);
-}
-
-static int transport_error(int err)
-{
-	if (err == ECONNRESET || err == EPIPE)
-		return error_set(err, "ntfsd closed the connection");
-	if (err == EPROTO)
-		return error_set(err, "ntfsd sent a malformed frame");
-	return error_set(err, "lost the connection to ntfsd: %s", strerror(err));
-}
-
-static int fd_count_error(int got, int want)
-{
-	return error_set(EPROTO, "ntfsd sent %d file descriptor%s with its reply, not %d", got,
-			 got == 1 ? "" : "s", want);
-}
-
-static void *reply_body(const Ntfsd__Reply *r)
-{
-	switch (r->body_case) {
-	case NTFSD__REPLY__BODY_HELLO: return r->hello;
-	case NTFSD__REPLY__BODY_OPEN: return r->open;
-	case NTFSD__REPLY__BODY_FAULT_IN: return r->fault_in;
-	case NTFSD__REPLY__BODY_STAT: return r->stat;
-	case NTFSD__REPLY__BODY_LIST_DIR: return r->list_dir;
-	case NTFSD__REPLY__BODY_VOLUME_STATUS: return r->volume_status;
-	case NTFSD__REPLY__BODY_PREPARE_WRITE: return r->prepare_write;
-	default: return NULL;
-	}
-}
-
-/*
- * Send req and wait for its reply.  want_body is the body the reply must
- * carry on success (NTFSD__REPLY__BODY__NOT_SET: none is looked at);
- * want_fds how many fds must come with it, stored in fds.  With want_fds < 0
- * any number is accepted: fds must have room for NTFSD_MAX_FRAME_FDS and
- * *nfds says how many came.  0 with *out set (free with
- * ntfsd__reply__free_unpacked), or -1 with errno and message set and
- * nothing to release.
- */
-static int call_fds(ntfsc *c, Ntfsd__Request *req, Ntfsd__Reply__BodyCase want_body,
-		    int want_fds, int *fds, int *nfds, Ntfsd__Reply **out)
-{
-	int rfds[NTFSD_MAX_FRAME_FDS];
-	int nr = 0, err;
-	uint8_t *buf, *rbuf = NULL;
-	size_t len, rlen = 0;
-	Ntfsd__Reply *rep;
-
-	pthread_mutex_lock(&c->lock);
-	if (c->dead) {
-		pthread_mutex_unlock(&c->lock);
-		return error_set(ECONNRESET, "the connection to ntfsd was lost earlier");
-	}
-	req->id = ++c->next_id;
-	len = ntfsd__request__get_packed_size(req);
-	if (len > NTFSD_MAX_FRAME) {
-		pthread_mutex_unlock(&c->lock);
-		return error_set(E2BIG, NULL);
-	}
-	buf = malloc(len);
-	if (!buf) {
-		pthread_mutex_unlock(&c->lock);
-		return error_set(ENOMEM, NULL);
-	}
-	ntfsd__request__pack(req, buf);
-	err = frame_send(c->sock, buf, len, NULL, 0);
-	free(buf);
-	if (!err)
-		err = frame_recv(c->sock, &rbuf, &rlen, rfds, NTFSD_MAX_FRAME_FDS, &nr);
-	if (err) {
-		connection_lost(c);
-		pthread_mutex_unlock(&c->lock);
-		return transport_error(-err);
-	}
-	rep = ntfsd__reply__unpack(NULL, rlen, rbuf);
-	free(rbuf);
-	if (!rep || rep->id != req->id) {
-		uint64_t got = rep ? rep->id : 0;
-
-		connection_lost(c);
-		pthread_mutex_unlock(&c->lock);
-		close_fds(rfds, nr);
-		if (rep) {
-			ntfsd__reply__free_unpacked(rep, NULL);
-			return error_set(EPROTO, "ntfsd answered request %llu with the reply to %llu",
-					 (unsigned long long)req->id, (unsigned long long)got);
-		}
-		return error_set(EPROTO, "ntfsd sent a reply that cannot be decoded");
-	}
-	pthread_mutex_unlock(&c->lock);
-
-	if (rep->error) {
-		int e = rep->error > 0 ? rep->error : EPROTO;
-		const char *m = rep->message && *rep->message ? rep->message : NULL;
-
-		close_fds(rfds, nr);
-		if (m)
-			error_set(e, "%s", m);
-		else
-			error_set(e, NULL);
-		ntfsd__reply__free_unpacked(rep, NULL);
-		return -1;
-	}
-	if (want_body != NTFSD__REPLY__BODY__NOT_SET &&
-	    (rep->body_case != want_body || !reply_body(rep))) {
-		close_fds(rfds, nr);
-		ntfsd__reply__free_unpacked(rep, NULL);
-		return error_set(EPROTO, "ntfsd sent a reply of the wrong kind");
-	}
-	if (want_fds >= 0 && nr != want_fds) {
-		close_fds(rfds, nr);
-		ntfsd__reply__free_unpacked(rep, NULL);
-		return fd_count_error(nr, want_fds);
-	}
-	if (nr)
-		memcpy(fds, rfds, sizeof(int) * (size_t)nr);
-	if (nfds)
-		*nfds = nr;
-	*out = rep;
-	return 0;
-}
-
-static int call(ntfsc *c, Ntfsd__Request *req, Ntfsd__Reply__BodyCase want_body, int want_fds,
-		int *fds, Ntfsd__Reply **out)
-{
-	return call_fds(c, req, want_body, want_fds, fds, NULL, out);
-}
-
-/* A request whose reply has no body of interest. */
-static int call_simple(ntfsc *c, Ntfsd__Request *req)
-{
-	Ntfsd__Reply *rep;
-
-	if (call(c, req, NTFSD__REPLY__BODY__NOT_SET, 0, NULL, &rep))
-		return -1;
-	ntfsd__reply__free_unpacked(rep, NULL);
-	return 0;
-}
 
 static int send_close(ntfsc *c, uint64_t handle)
 {

@@ -1,0 +1,130 @@
+/*
+ * ntfsc_int.h — what the files of libntfsc share: the handles' structures
+ * and the internal functions one job offers the others.  Nothing declared
+ * here is exported: the library is built with -fvisibility=hidden, and
+ * these declarations are hidden explicitly as well, so only what ntfsc.h
+ * declares (included below with default visibility) leaves the library.
+ *
+ * The jobs, one file each:
+ *   error.c      errno and the thread's message, set together
+ *   transport.c  frames on the socket, one request at a time per connection
+ *
+ * Invariants every file keeps:
+ *  - A failure sets errno and the thread's message together (error_set);
+ *    a path that must undo something first saves the error and restores
+ *    it afterwards (error_save/error_restore), so the caller sees the
+ *    first failure, never the undo's.
+ *  - Nothing here is named ntfsc_*: libntfsc.map exports that prefix.
+ */
+#ifndef NTFSC_INT_H
+#define NTFSC_INT_H
+
+/* Built with -fvisibility=hidden: only what ntfsc.h declares is exported. */
+#pragma GCC visibility push(default)
+#include "ntfsc.h"
+#pragma GCC visibility pop
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dirty_bitmap.h"
+#include "frame.h"             /* NTFSD_MAX_FRAME_FDS, protocol constants */
+#include "ntfsd.pb-c.h"
+#include "shm_layout.h"
+
+#pragma GCC visibility push(hidden)
+
+#define PAGE_SIZE_ NTFSD_PAGE_SIZE
+#define PAGE_SHIFT_ NTFSD_PAGE_SHIFT
+/* A path of 32767 UTF-16 units (NTFS's limit) is at most 3 bytes a unit. */
+#define MAX_PATH_BYTES (32767u * 3u)
+/* pread: fault-ins of one page that may leave it not uptodate. */
+#define MAX_FAULT_RETRIES 1000u
+/* Pages per FaultInRequest: ntfsd refuses more than 1 GiB in one
+ * (MAX_FAULT_PAGES in daemon/server/dispatch.c). */
+#define MAX_FAULT_PAGES (1u << 18)
+/* The size of an error message, with its NUL. */
+#define ERROR_MSG_SIZE 1024u
+
+struct mapping {
+	struct mapping *next;
+	uint8_t *base;                  /* what mmap returned */
+	size_t len;                     /* bytes mapped, a multiple of the page size */
+	uint8_t *user;                  /* what ntfsc_mmap returned */
+	size_t ulen;                    /* the len given to ntfsc_mmap */
+	int prot;
+	uint64_t first_page;
+	uint64_t pinned;                /* pages the daemon pinned from first_page */
+};
+
+struct ntfsc {
+	int sock;
+	pthread_mutex_t lock;           /* one request at a time; guards the fields below */
+	uint64_t next_id;
+	bool dead;
+
+	const struct shm_volume_header *hdr;
+	uint32_t max_inodes;
+	uint32_t lock_owner;            /* the id our page locks carry (HelloReply) */
+
+	pthread_mutex_t files_lock;     /* guards files */
+	struct ntfsc_file *files;
+	_Atomic uint64_t dirtied_since_balance; /* pages, see balance_dirty() */
+};
+
+struct ntfsc_file {
+	ntfsc *c;
+	struct ntfsc_file *prev, *next; /* in c->files */
+	uint64_t handle;
+	uint32_t slot;
+	uint64_t mft_no;
+	bool writable;                  /* opened O_RDWR */
+	bool data_writable;             /* the data fd may be mapped PROT_WRITE */
+	int data_fd;
+	const uint8_t *data;            /* whole data segment, read-only; NULL if empty */
+	uint64_t data_size;
+	struct shm_file_header *state;
+	size_t state_len;
+	struct shm_page *pages;
+	uint64_t nr_pages;              /* private copy, checked against the segment */
+	uint64_t readable;              /* bytes pread may copy: pages and data both cover */
+	uint32_t buffer_size;           /* private copies from the page-state header */
+	uint32_t buffers_per_page;
+	struct dirty_bitmap dirty;      /* pointers into state, fixed at setup */
+	pthread_mutex_t maps_lock;      /* guards maps */
+	struct mapping *maps;
+};
+
+/* ---- error.c ---- */
+
+/* Set errno to err and the thread's message to fmt (none if fmt is NULL);
+ * returns -1. */
+int error_set(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+struct saved_error {
+	int err;
+	bool has_msg;
+	char msg[ERROR_MSG_SIZE];
+};
+
+void error_save(struct saved_error *s);
+void error_restore(const struct saved_error *s);
+/* EINVAL for no path, ENAMETOOLONG for one no NTFS path can be. */
+int check_path(const char *path);
+
+/* ---- transport.c ---- */
+
+void close_fds(int *fds, int n);
+/* EPROTO: the reply came with got fds, not want. */
+int fd_count_error(int got, int want);
+int call_fds(ntfsc *c, Ntfsd__Request *req, Ntfsd__Reply__BodyCase want_body, int want_fds,
+	     int *fds, int *nfds, Ntfsd__Reply **out);
+int call(ntfsc *c, Ntfsd__Request *req, Ntfsd__Reply__BodyCase want_body, int want_fds,
+	 int *fds, Ntfsd__Reply **out);
+int call_simple(ntfsc *c, Ntfsd__Request *req);
+
+#pragma GCC visibility pop
+
+#endif
