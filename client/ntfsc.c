@@ -60,47 +60,39 @@
 #define NTFSC_MADV_POPULATE_WRITE 23 /* Linux 5.14 */
 #endif
 
-/* ---- requests ---- */
+/* ---- requests on a handle ---- */
 
-static int send_close(ntfsc *c, uint64_t handle)
+/* Tell the daemon f's handle is closed. */
+static int file_close_handle(ntfsc_file *f)
 {
-	Ntfsd__Request req = NTFSD__REQUEST__INIT;
 	Ntfsd__CloseRequest cr = NTFSD__CLOSE_REQUEST__INIT;
 
-	cr.handle = handle;
-	req.body_case = NTFSD__REQUEST__BODY_CLOSE;
-	req.close = &cr;
-	return call_simple(c, &req);
+	cr.handle = f->handle;
+	return request(f->c, NTFSD__REQUEST__BODY_CLOSE, &cr, NULL, NULL, NULL);
 }
 
-static int send_unpin(ntfsc *c, uint64_t handle, uint64_t first, uint64_t n)
+/* Unpin [first, first + n) of f. */
+static int file_unpin(ntfsc_file *f, uint64_t first, uint64_t n)
 {
-	Ntfsd__Request req = NTFSD__REQUEST__INIT;
 	Ntfsd__UnpinRequest ur = NTFSD__UNPIN_REQUEST__INIT;
 
-	ur.handle = handle;
+	ur.handle = f->handle;
 	ur.first_page = first;
 	ur.nr_pages = n;
-	req.body_case = NTFSD__REQUEST__BODY_UNPIN;
-	req.unpin = &ur;
-	return call_simple(c, &req);
+	return request(f->c, NTFSD__REQUEST__BODY_UNPIN, &ur, NULL, NULL, NULL);
 }
 
 /* Fault pages in; *covered: pages the daemon says it covered. */
-static int send_fault_in(ntfsc *c, uint64_t handle, uint64_t first, uint64_t n, bool pin,
-			 uint64_t *covered)
+static int file_fault_in(ntfsc_file *f, uint64_t first, uint64_t n, bool pin, uint64_t *covered)
 {
-	Ntfsd__Request req = NTFSD__REQUEST__INIT;
 	Ntfsd__FaultInRequest fr = NTFSD__FAULT_IN_REQUEST__INIT;
 	Ntfsd__Reply *rep;
 
-	fr.handle = handle;
+	fr.handle = f->handle;
 	fr.first_page = first;
 	fr.nr_pages = n;
 	fr.pin = pin;
-	req.body_case = NTFSD__REQUEST__BODY_FAULT_IN;
-	req.fault_in = &fr;
-	if (call(c, &req, NTFSD__REPLY__BODY_FAULT_IN, 0, NULL, &rep))
+	if (request(f->c, NTFSD__REQUEST__BODY_FAULT_IN, &fr, NULL, NULL, &rep))
 		return -1;
 	*covered = rep->fault_in->nr_pages;
 	ntfsd__reply__free_unpacked(rep, NULL);
@@ -122,20 +114,15 @@ static int send_fault_in(ntfsc *c, uint64_t handle, uint64_t first, uint64_t n, 
 static bool client_lock_page(ntfsc_file *f, uint64_t idx)
 {
 	while (!lock_page_timeout(&f->pages[idx], f->c->lock_owner, LOCK_CHECK_MS)) {
-		Ntfsd__Request req = NTFSD__REQUEST__INIT;
 		Ntfsd__FaultInRequest fr = NTFSD__FAULT_IN_REQUEST__INIT;
-		Ntfsd__Reply *rep;
 		struct saved_error se;
 
 		fr.handle = f->handle;
 		fr.first_page = idx;
 		fr.lock_check = true;
-		req.body_case = NTFSD__REQUEST__BODY_FAULT_IN;
-		req.fault_in = &fr;
 		error_save(&se);
-		if (!call(f->c, &req, NTFSD__REPLY__BODY_FAULT_IN, 0, NULL, &rep)) {
-			ntfsd__reply__free_unpacked(rep, NULL);
-		} else if (f->c->dead) {
+		if (request(f->c, NTFSD__REQUEST__BODY_FAULT_IN, &fr, NULL, NULL, NULL) &&
+		    f->c->dead) {
 			int err = errno;
 
 			error_restore(&se);
@@ -146,63 +133,6 @@ static bool client_lock_page(ntfsc_file *f, uint64_t idx)
 		error_restore(&se);
 	}
 	return true;
-}
-
-/* Make [first, first + n) write-ready (n <= MAX_FAULT_PAGES), raising the
- * size to new_size first when it is larger; *i_size: the size after. */
-static int send_prepare_write(ntfsc *c, uint64_t handle, uint64_t first, uint64_t n,
-			      uint64_t new_size, uint64_t ws, uint64_t we, uint64_t *i_size)
-{
-	Ntfsd__Request req = NTFSD__REQUEST__INIT;
-	Ntfsd__PrepareWriteRequest pr = NTFSD__PREPARE_WRITE_REQUEST__INIT;
-	Ntfsd__Reply *rep;
-
-	pr.handle = handle;
-	pr.first_page = first;
-	pr.nr_pages = n;
-	pr.new_size = new_size;
-	pr.write_start = ws;
-	pr.write_end = we;
-	req.body_case = NTFSD__REQUEST__BODY_PREPARE_WRITE;
-	req.prepare_write = &pr;
-	if (call(c, &req, NTFSD__REPLY__BODY_PREPARE_WRITE, 0, NULL, &rep))
-		return -1;
-	*i_size = rep->prepare_write->i_size;
-	ntfsd__reply__free_unpacked(rep, NULL);
-	return 0;
-}
-
-static int send_sync(ntfsc *c, uint64_t handle)
-{
-	Ntfsd__Request req = NTFSD__REQUEST__INIT;
-	Ntfsd__SyncRequest sr = NTFSD__SYNC_REQUEST__INIT;
-
-	sr.handle = handle;
-	req.body_case = NTFSD__REQUEST__BODY_SYNC;
-	req.sync = &sr;
-	return call_simple(c, &req);
-}
-
-static int send_truncate(ntfsc *c, uint64_t handle, uint64_t size)
-{
-	Ntfsd__Request req = NTFSD__REQUEST__INIT;
-	Ntfsd__TruncateRequest tr = NTFSD__TRUNCATE_REQUEST__INIT;
-
-	tr.handle = handle;
-	tr.size = size;
-	req.body_case = NTFSD__REQUEST__BODY_TRUNCATE;
-	req.truncate = &tr;
-	return call_simple(c, &req);
-}
-
-static int send_balance_dirty(ntfsc *c)
-{
-	Ntfsd__Request req = NTFSD__REQUEST__INIT;
-	Ntfsd__BalanceDirtyRequest br = NTFSD__BALANCE_DIRTY_REQUEST__INIT;
-
-	req.body_case = NTFSD__REQUEST__BODY_BALANCE_DIRTY;
-	req.balance_dirty = &br;
-	return call_simple(c, &req);
 }
 
 /* ---- connecting ---- */
@@ -263,7 +193,6 @@ static int map_header(ntfsc *c, int fd)
 
 static int hello(ntfsc *c)
 {
-	Ntfsd__Request req = NTFSD__REQUEST__INIT;
 	Ntfsd__Hello hr = NTFSD__HELLO__INIT;
 	Ntfsd__Reply *rep;
 	const Ntfsd__HelloReply *h;
@@ -272,9 +201,7 @@ static int hello(ntfsc *c)
 	hr.protocol_version = NTFSD_PROTOCOL_VERSION;
 	hr.client_name = program_invocation_short_name && *program_invocation_short_name
 			 ? program_invocation_short_name : "libntfsc";
-	req.body_case = NTFSD__REQUEST__BODY_HELLO;
-	req.hello = &hr;
-	if (call(c, &req, NTFSD__REPLY__BODY_HELLO, 1, &fd, &rep))
+	if (request(c, NTFSD__REQUEST__BODY_HELLO, &hr, &fd, NULL, &rep))
 		return -1;
 	h = rep->hello;
 	if (h->protocol_version != NTFSD_PROTOCOL_VERSION)
@@ -468,7 +395,6 @@ static void file_free(ntfsc_file *f)
 
 ntfsc_file *ntfsc_open(ntfsc *c, const char *path, int flags)
 {
-	Ntfsd__Request req = NTFSD__REQUEST__INIT;
 	Ntfsd__OpenRequest orq = NTFSD__OPEN_REQUEST__INIT;
 	Ntfsd__Reply *rep;
 	ntfsc_file *f;
@@ -493,11 +419,9 @@ ntfsc_file *ntfsc_open(ntfsc *c, const char *path, int flags)
 
 	orq.path = (char *)path;
 	orq.write = acc == O_RDWR;
-	req.body_case = NTFSD__REQUEST__BODY_OPEN;
-	req.open = &orq;
 	/* Any number of fds: the file is open on the daemon's side even when
 	 * the count is wrong, and must then be closed again. */
-	if (call_fds(c, &req, NTFSD__REPLY__BODY_OPEN, -1, fds, &nfds, &rep)) {
+	if (request(c, NTFSD__REQUEST__BODY_OPEN, &orq, fds, &nfds, &rep)) {
 		file_free(f);
 		return NULL;
 	}
@@ -531,7 +455,7 @@ undo: {
 
 		error_save(&se);
 		ntfsd__reply__free_unpacked(rep, NULL);
-		send_close(c, f->handle);
+		file_close_handle(f);
 		file_free(f);
 		error_restore(&se);
 		return NULL;
@@ -553,7 +477,7 @@ static int file_release(ntfsc_file *f)
 	for (; m; m = next) {
 		next = m->next;
 		munmap(m->base, m->len);
-		if (m->pinned && !failed && send_unpin(f->c, f->handle, m->first_page, m->pinned)) {
+		if (m->pinned && !failed && file_unpin(f, m->first_page, m->pinned)) {
 			failed = true;
 			error_save(&se);
 		}
@@ -561,7 +485,7 @@ static int file_release(ntfsc_file *f)
 	}
 	/* Unpin failing for a refused request still leaves Close to try; a
 	 * lost connection makes Close fail at once. */
-	if (send_close(f->c, f->handle) && !failed) {
+	if (file_close_handle(f) && !failed) {
 		failed = true;
 		error_save(&se);
 	}
@@ -643,12 +567,9 @@ static void fill_stat(struct ntfsc_stat_ext *x, const Ntfsd__StatReply *s)
 
 static int do_stat(ntfsc *c, Ntfsd__StatRequest *sr, struct ntfsc_stat_ext *x)
 {
-	Ntfsd__Request req = NTFSD__REQUEST__INIT;
 	Ntfsd__Reply *rep;
 
-	req.body_case = NTFSD__REQUEST__BODY_STAT;
-	req.stat = sr;
-	if (call(c, &req, NTFSD__REPLY__BODY_STAT, 0, NULL, &rep))
+	if (request(c, NTFSD__REQUEST__BODY_STAT, sr, NULL, NULL, &rep))
 		return -1;
 	fill_stat(x, rep->stat);
 	ntfsd__reply__free_unpacked(rep, NULL);
@@ -846,7 +767,7 @@ ssize_t ntfsc_pread(ntfsc_file *f, void *buf, size_t len, off_t off)
 		if (!thrash) {
 			if (want > MAX_FAULT_PAGES)
 				want = MAX_FAULT_PAGES;
-			if (send_fault_in(f->c, f->handle, idx, want, false, &covered))
+			if (file_fault_in(f, idx, want, false, &covered))
 				goto fail;
 			if (covered == 0 && pos < file_size(f)) {
 				no_page_faulted(f, idx);
@@ -858,7 +779,7 @@ ssize_t ntfsc_pread(ntfsc_file *f, void *buf, size_t len, off_t off)
 		/* Thrashing: pin, copy, unpin. */
 		if (want > PIN_CHUNK)
 			want = PIN_CHUNK;
-		if (send_fault_in(f->c, f->handle, idx, want, true, &covered))
+		if (file_fault_in(f, idx, want, true, &covered))
 			goto fail;
 		if (covered == 0) {
 			if (pos < file_size(f)) {
@@ -876,7 +797,7 @@ ssize_t ntfsc_pread(ntfsc_file *f, void *buf, size_t len, off_t off)
 			pos = page_end;
 			faults = 0;
 		}
-		if (send_unpin(f->c, f->handle, idx, covered))
+		if (file_unpin(f, idx, covered))
 			goto fail;
 	}
 	return (ssize_t)(pos - start);
@@ -942,12 +863,21 @@ static int prepare_range(ntfsc_file *f, uint64_t first, uint64_t n, uint64_t new
 	uint64_t done = 0, i_size;
 
 	while (done < n) {
+		Ntfsd__PrepareWriteRequest pr = NTFSD__PREPARE_WRITE_REQUEST__INIT;
 		uint64_t chunk = n - done < MAX_FAULT_PAGES ? n - done : MAX_FAULT_PAGES;
 		bool last = done + chunk == n;
+		Ntfsd__Reply *rep;
 
-		if (send_prepare_write(f->c, f->handle, first + done, chunk, last ? new_size : 0,
-				       ws, we, &i_size))
+		pr.handle = f->handle;
+		pr.first_page = first + done;
+		pr.nr_pages = chunk;
+		pr.new_size = last ? new_size : 0;  /* raised first when larger */
+		pr.write_start = ws;
+		pr.write_end = we;
+		if (request(f->c, NTFSD__REQUEST__BODY_PREPARE_WRITE, &pr, NULL, NULL, &rep))
 			return -1;
+		i_size = rep->prepare_write->i_size;  /* the size after */
+		ntfsd__reply__free_unpacked(rep, NULL);
 		if (last && new_size && i_size < new_size)
 			return error_set(EPROTO, "ntfsd left MFT record %llu at %llu bytes when asked "
 					 "to extend it to %llu", (unsigned long long)f->mft_no,
@@ -1055,6 +985,7 @@ static void balance_dirty(ntfsc_file *f, uint64_t pages)
 	uint64_t dirty = atomic_load_explicit(&h->counters.dirty_pages, memory_order_relaxed);
 	uint64_t mine = atomic_load_explicit(&f->state->nr_dirty, memory_order_relaxed);
 	uint64_t files = atomic_load_explicit(&h->counters.open_files, memory_order_relaxed);
+	Ntfsd__BalanceDirtyRequest br = NTFSD__BALANCE_DIRTY_REQUEST__INIT;
 	uint64_t share, since;
 	struct saved_error se;
 
@@ -1068,7 +999,7 @@ static void balance_dirty(ntfsc_file *f, uint64_t pages)
 		return;
 	atomic_store(&f->c->dirtied_since_balance, 0);
 	error_save(&se);
-	send_balance_dirty(f->c);
+	request(f->c, NTFSD__REQUEST__BODY_BALANCE_DIRTY, &br, NULL, NULL, NULL);
 	error_restore(&se);
 }
 
@@ -1189,7 +1120,7 @@ ssize_t ntfsc_pwrite(ntfsc_file *f, const void *buf, size_t len, off_t off)
 		if (thrash) {
 			uint64_t want = last - idx + 1 < PIN_CHUNK ? last - idx + 1 : PIN_CHUNK;
 
-			if (send_fault_in(f->c, f->handle, idx, want, true, &pinned))
+			if (file_fault_in(f, idx, want, true, &pinned))
 				break;
 			if (pinned) {
 				lim = idx + pinned - 1;
@@ -1211,10 +1142,10 @@ ssize_t ntfsc_pwrite(ntfsc_file *f, const void *buf, size_t len, off_t off)
 				struct saved_error se;
 
 				error_save(&se);
-				send_unpin(f->c, f->handle, idx, pinned);
+				file_unpin(f, idx, pinned);
 				error_restore(&se);
 			} else {
-				err = send_unpin(f->c, f->handle, idx, pinned);
+				err = file_unpin(f, idx, pinned);
 			}
 		}
 		if (err)
@@ -1247,23 +1178,32 @@ ssize_t ntfsc_pwrite(ntfsc_file *f, const void *buf, size_t len, off_t off)
 
 int ntfsc_fsync(ntfsc_file *f)
 {
+	Ntfsd__SyncRequest sr = NTFSD__SYNC_REQUEST__INIT;
+
 	if (!f)
 		return error_set(EINVAL, NULL);
-	return send_sync(f->c, f->handle);
+	sr.handle = f->handle;
+	return request(f->c, NTFSD__REQUEST__BODY_SYNC, &sr, NULL, NULL, NULL);
 }
 
 int ntfsc_ftruncate(ntfsc_file *f, off_t size)
 {
+	Ntfsd__TruncateRequest tr = NTFSD__TRUNCATE_REQUEST__INIT;
+
 	if (!f || size < 0)
 		return error_set(EINVAL, NULL);
-	return send_truncate(f->c, f->handle, (uint64_t)size);
+	tr.handle = f->handle;
+	tr.size = (uint64_t)size;
+	return request(f->c, NTFSD__REQUEST__BODY_TRUNCATE, &tr, NULL, NULL, NULL);
 }
 
 int ntfsc_sync(ntfsc *c)
 {
+	Ntfsd__SyncRequest sr = NTFSD__SYNC_REQUEST__INIT;  /* handle 0: the volume */
+
 	if (!c)
 		return error_set(EINVAL, NULL);
-	return send_sync(c, 0);
+	return request(c, NTFSD__REQUEST__BODY_SYNC, &sr, NULL, NULL, NULL);
 }
 
 /* ---- mapping ---- */
@@ -1281,12 +1221,12 @@ static int pin_range(ntfsc_file *f, uint64_t first, uint64_t n, uint64_t *pinned
 	while (done < n) {
 		uint64_t chunk = n - done < MAX_FAULT_PAGES ? n - done : MAX_FAULT_PAGES;
 
-		if (send_fault_in(f->c, f->handle, first + done, chunk, true, &covered)) {
+		if (file_fault_in(f, first + done, chunk, true, &covered)) {
 			if (done) {
 				struct saved_error se;
 
 				error_save(&se);
-				send_unpin(f->c, f->handle, first, done);
+				file_unpin(f, first, done);
 				error_restore(&se);
 			}
 			return -1;
@@ -1375,7 +1315,7 @@ unpin: {
 
 		error_save(&se);
 		if (covered)
-			send_unpin(f->c, f->handle, base >> PAGE_SHIFT_, covered);
+			file_unpin(f, base >> PAGE_SHIFT_, covered);
 		free(m);
 		error_restore(&se);
 		return MAP_FAILED;
@@ -1410,7 +1350,7 @@ int ntfsc_munmap(ntfsc_file *f, void *addr, size_t len)
 	pinned = m->pinned;
 	free(m);
 	if (pinned)
-		err = send_unpin(f->c, f->handle, first, pinned);
+		err = file_unpin(f, first, pinned);
 	return err;
 }
 
@@ -1477,7 +1417,6 @@ int ntfsc_set_dirty(ntfsc_file *f, void *addr, size_t len)
 
 int ntfsc_listdir(ntfsc *c, const char *path, ntfsc_listdir_cb cb, void *ctx)
 {
-	Ntfsd__Request req = NTFSD__REQUEST__INIT;
 	Ntfsd__ListDirRequest lr = NTFSD__LIST_DIR_REQUEST__INIT;
 	Ntfsd__Reply *rep;
 	int ret = 0;
@@ -1487,9 +1426,7 @@ int ntfsc_listdir(ntfsc *c, const char *path, ntfsc_listdir_cb cb, void *ctx)
 	if (check_path(path))
 		return -1;
 	lr.path = (char *)path;
-	req.body_case = NTFSD__REQUEST__BODY_LIST_DIR;
-	req.list_dir = &lr;
-	if (call(c, &req, NTFSD__REPLY__BODY_LIST_DIR, 0, NULL, &rep))
+	if (request(c, NTFSD__REQUEST__BODY_LIST_DIR, &lr, NULL, NULL, &rep))
 		return -1;
 	for (size_t i = 0; i < rep->list_dir->n_entries && !ret; i++) {
 		const Ntfsd__DirEntry *e = rep->list_dir->entries[i];
@@ -1533,7 +1470,6 @@ void ntfsc_volume_status_free(struct ntfsc_volume_status *st)
 
 int ntfsc_volume_status(ntfsc *c, struct ntfsc_volume_status *st)
 {
-	Ntfsd__Request req = NTFSD__REQUEST__INIT;
 	Ntfsd__VolumeStatusRequest vr = NTFSD__VOLUME_STATUS_REQUEST__INIT;
 	Ntfsd__Reply *rep;
 	const Ntfsd__VolumeStatusReply *v;
@@ -1546,9 +1482,7 @@ int ntfsc_volume_status(ntfsc *c, struct ntfsc_volume_status *st)
 	if (size < STATUS_MIN_SIZE)
 		return error_set(EINVAL, "struct ntfsc_volume_status of %zu bytes: set "
 				 "struct_size (NTFSC_VOLUME_STATUS_INIT)", st->struct_size);
-	req.body_case = NTFSD__REQUEST__BODY_VOLUME_STATUS;
-	req.volume_status = &vr;
-	if (call(c, &req, NTFSD__REPLY__BODY_VOLUME_STATUS, 0, NULL, &rep))
+	if (request(c, NTFSD__REQUEST__BODY_VOLUME_STATUS, &vr, NULL, NULL, &rep))
 		return -1;
 	v = rep->volume_status;
 	s.volume = strdup(v->volume ? v->volume : "");

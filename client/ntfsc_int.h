@@ -119,11 +119,17 @@ int check_path(const char *path);
 void close_fds(int *fds, int n);
 /* EPROTO: the reply came with got fds, not want. */
 int fd_count_error(int got, int want);
-int call_fds(ntfsc *c, Ntfsd__Request *req, Ntfsd__Reply__BodyCase want_body, int want_fds,
-	     int *fds, int *nfds, Ntfsd__Reply **out);
-int call(ntfsc *c, Ntfsd__Request *req, Ntfsd__Reply__BodyCase want_body, int want_fds,
-	 int *fds, Ntfsd__Reply **out);
-int call_simple(ntfsc *c, Ntfsd__Request *req);
+/*
+ * Send body, a request message of kind `kind`, on c and wait for the reply,
+ * which must carry what the request table in transport.c says for that
+ * kind (the reply's body, and how many fds come with it).  out: the reply,
+ * to be freed with ntfsd__reply__free_unpacked, or NULL when nothing in it
+ * is needed.  fds: where the fds that came go; when any number may come
+ * (an open) it has room for NTFSD_MAX_FRAME_FDS and *nfds says how many.
+ * 0, or -1 with errno and message set and nothing to release.
+ */
+int request(ntfsc *c, Ntfsd__Request__BodyCase kind, void *body, int *fds, int *nfds,
+	    Ntfsd__Reply **out);
 
 #pragma GCC visibility pop
 

@@ -7,13 +7,17 @@
  *    first transport or framing failure marks the connection dead (and
  *    shuts the socket down): the stream can no longer be trusted, so every
  *    later request fails with ECONNRESET at once.
- *  - A reply is handed over only when it answers this request (same id),
- *    is no error, carries the body asked for and exactly the fds asked
- *    for; otherwise every fd that came with it is closed here, and the
- *    daemon's errno and message become the caller's.
+ *  - Every request goes out through request(), and what its reply must
+ *    carry is a function of the request's kind alone: one row of
+ *    request_kinds[] per body case.  A reply is handed over only when it
+ *    answers this request (same id), is no error, carries the body its row
+ *    names and exactly the fds it names; otherwise every fd that came with
+ *    it is closed here, and the daemon's errno and message (or ours, for a
+ *    broken reply) become the caller's.
  */
 #include "ntfsc_int.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,8 +76,8 @@ static void *reply_body(const Ntfsd__Reply *r)
  * ntfsd__reply__free_unpacked), or -1 with errno and message set and
  * nothing to release.
  */
-int call_fds(ntfsc *c, Ntfsd__Request *req, Ntfsd__Reply__BodyCase want_body, int want_fds,
-	     int *fds, int *nfds, Ntfsd__Reply **out)
+static int call(ntfsc *c, Ntfsd__Request *req, Ntfsd__Reply__BodyCase want_body, int want_fds,
+		int *fds, int *nfds, Ntfsd__Reply **out)
 {
 	int rfds[NTFSD_MAX_FRAME_FDS];
 	int nr = 0, err;
@@ -155,19 +159,71 @@ int call_fds(ntfsc *c, Ntfsd__Request *req, Ntfsd__Reply__BodyCase want_body, in
 	return 0;
 }
 
-int call(ntfsc *c, Ntfsd__Request *req, Ntfsd__Reply__BodyCase want_body, int want_fds,
-	 int *fds, Ntfsd__Reply **out)
+/*
+ * Every request libntfsc sends, by its body case: the message it carries,
+ * and what a successful reply to it must carry (the body: NOT_SET when
+ * none is looked at; the fds: -1 for any number, which the caller counts).
+ */
+static const struct request_kind {
+	const ProtobufCMessageDescriptor *body;
+	Ntfsd__Reply__BodyCase reply;
+	int fds;
+} request_kinds[] = {
+#define KIND(req, msg, rep, fds) \
+	[NTFSD__REQUEST__BODY_##req] = { &ntfsd__##msg##__descriptor, NTFSD__REPLY__BODY_##rep, fds }
+	KIND(HELLO,          hello,                  HELLO,          1),  /* the header segment */
+	KIND(OPEN,           open_request,           OPEN,          -1),  /* data and page state */
+	KIND(CLOSE,          close_request,          _NOT_SET,       0),
+	KIND(FAULT_IN,       fault_in_request,       FAULT_IN,       0),
+	KIND(UNPIN,          unpin_request,          _NOT_SET,       0),
+	KIND(STAT,           stat_request,           STAT,           0),
+	KIND(LIST_DIR,       list_dir_request,       LIST_DIR,       0),
+	KIND(VOLUME_STATUS,  volume_status_request,  VOLUME_STATUS,  0),
+	KIND(PREPARE_WRITE,  prepare_write_request,  PREPARE_WRITE,  0),
+	KIND(SYNC,           sync_request,           _NOT_SET,       0),
+	KIND(BALANCE_DIRTY,  balance_dirty_request,  _NOT_SET,       0),
+	KIND(TRUNCATE,       truncate_request,       _NOT_SET,       0),
+#undef KIND
+};
+
+/* The body member of the request's oneof that kind names. */
+static void request_set_body(Ntfsd__Request *req, Ntfsd__Request__BodyCase kind, void *body)
 {
-	return call_fds(c, req, want_body, want_fds, fds, NULL, out);
+	req->body_case = kind;
+	switch (kind) {
+	case NTFSD__REQUEST__BODY_HELLO: req->hello = body; break;
+	case NTFSD__REQUEST__BODY_OPEN: req->open = body; break;
+	case NTFSD__REQUEST__BODY_CLOSE: req->close = body; break;
+	case NTFSD__REQUEST__BODY_FAULT_IN: req->fault_in = body; break;
+	case NTFSD__REQUEST__BODY_UNPIN: req->unpin = body; break;
+	case NTFSD__REQUEST__BODY_STAT: req->stat = body; break;
+	case NTFSD__REQUEST__BODY_LIST_DIR: req->list_dir = body; break;
+	case NTFSD__REQUEST__BODY_VOLUME_STATUS: req->volume_status = body; break;
+	case NTFSD__REQUEST__BODY_PREPARE_WRITE: req->prepare_write = body; break;
+	case NTFSD__REQUEST__BODY_SYNC: req->sync = body; break;
+	case NTFSD__REQUEST__BODY_BALANCE_DIRTY: req->balance_dirty = body; break;
+	case NTFSD__REQUEST__BODY_TRUNCATE: req->truncate = body; break;
+	default: assert(!"a request kind libntfsc does not send"); break;
+	}
 }
 
-/* A request whose reply has no body of interest. */
-int call_simple(ntfsc *c, Ntfsd__Request *req)
+int request(ntfsc *c, Ntfsd__Request__BodyCase kind, void *body, int *fds, int *nfds,
+	    Ntfsd__Reply **out)
 {
-	Ntfsd__Reply *rep;
+	Ntfsd__Request req = NTFSD__REQUEST__INIT;
+	const struct request_kind *k;
+	Ntfsd__Reply *rep = NULL;
 
-	if (call(c, req, NTFSD__REPLY__BODY__NOT_SET, 0, NULL, &rep))
+	assert(kind > 0 && (size_t)kind < sizeof(request_kinds) / sizeof(request_kinds[0]));
+	k = &request_kinds[kind];
+	assert(k->body && ((const ProtobufCMessage *)body)->descriptor == k->body);
+	assert((k->fds == 0 || fds) && (k->fds >= 0 || nfds));
+	request_set_body(&req, kind, body);
+	if (call(c, &req, k->reply, k->fds, fds, nfds, &rep))
 		return -1;
-	ntfsd__reply__free_unpacked(rep, NULL);
+	if (out)
+		*out = rep;
+	else
+		ntfsd__reply__free_unpacked(rep, NULL);
 	return 0;
 }
