@@ -7,7 +7,15 @@
  *
  * The jobs, one file each:
  *   error.c      errno and the thread's message, set together
- *   transport.c  frames on the socket, one request at a time per connection
+ *   transport.c  frames on the socket, one request at a time per connection,
+ *                every request through one table-driven call (request())
+ *   conn.c       connect (socket, hello, volume header), disconnect
+ *   file.c       open and close, the file's segments, requests on a handle
+ *   read.c       ntfsc_pread
+ *   write.c      ntfsc_pwrite, page locks, write-ready pages, the dirty
+ *                limit; fsync, ftruncate, sync
+ *   map.c        ntfsc_mmap, ntfsc_munmap, ntfsc_set_dirty
+ *   info.c       stat, listdir, volume status (and NTFSC_0's), version
  *
  * Invariants every file keeps:
  *  - A failure sets errno and the thread's message together (error_set);
@@ -45,6 +53,11 @@
 /* Pages per FaultInRequest: ntfsd refuses more than 1 GiB in one
  * (MAX_FAULT_PAGES in daemon/server/dispatch.c). */
 #define MAX_FAULT_PAGES (1u << 18)
+/* Pages one pread(2) copies or one pwrite(2) stores at most (a run). */
+#define COPY_RUN_PAGES 256u
+/* Pages pinned at a time by a read or write whose pages reclaim keeps
+ * taking before it gets to them (the cache is thrashing). */
+#define PIN_CHUNK 32u
 /* The size of an error message, with its NUL. */
 #define ERROR_MSG_SIZE 1024u
 
@@ -130,6 +143,34 @@ int fd_count_error(int got, int want);
  */
 int request(ntfsc *c, Ntfsd__Request__BodyCase kind, void *body, int *fds, int *nfds,
 	    Ntfsd__Reply **out);
+
+/* ---- file.c ---- */
+
+/* The file's size as the volume header has it now. */
+uint64_t file_size(const ntfsc_file *f);
+/* Unpin [first, first + n) of f. */
+int file_unpin(ntfsc_file *f, uint64_t first, uint64_t n);
+/* Fault pages [first, first + n) of f in (pinned if pin); *covered: pages
+ * the daemon says it covered (EPROTO if more than n). */
+int file_fault_in(ntfsc_file *f, uint64_t first, uint64_t n, bool pin, uint64_t *covered);
+/* Unmap and unpin every mapping, close the handle, free f, which is off
+ * its connection's list already.  -1 with the first failure's error when
+ * the daemon could not be told, but f is gone all the same. */
+int file_release(ntfsc_file *f);
+
+/* ---- write.c ---- */
+
+/* Lock page idx of f, asking the daemon to judge a holder that keeps it
+ * long; false, errno set, when the daemon cannot be asked any more. */
+bool client_lock_page(ntfsc_file *f, uint64_t idx);
+/* PG_uptodate and PG_write_ready both set. */
+bool page_write_ready(const struct shm_page *p);
+/* Make [first, first + n) of f write-ready, growing the file to new_size
+ * (0: no size change) with the last request; ws, we: the bytes written. */
+int prepare_range(ntfsc_file *f, uint64_t first, uint64_t n, uint64_t new_size, uint64_t ws,
+		  uint64_t we);
+/* pages were just dirtied: wait for write-back past the dirty limit. */
+void balance_dirty(ntfsc_file *f, uint64_t pages);
 
 #pragma GCC visibility pop
 
