@@ -27,6 +27,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+/* The last connection id handed out (ntfsc.id). */
+static _Atomic uint64_t conn_ids;
+
 static int connect_unix(int sock, const struct sockaddr_un *sa)
 {
 	struct pollfd pfd = { .fd = sock, .events = POLLOUT };
@@ -149,8 +152,10 @@ ntfsc *ntfsc_connect(const char *socket_path)
 		free(c);
 		return NULL;
 	}
+	c->id = atomic_fetch_add(&conn_ids, 1) + 1;
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_mutex_init(&c->files_lock, NULL);
+	pthread_mutex_init(&c->err_lock, NULL);
 	if (hello(c) < 0) {
 		struct saved_error se;
 
@@ -158,6 +163,7 @@ ntfsc *ntfsc_connect(const char *socket_path)
 		close(c->sock);
 		pthread_mutex_destroy(&c->lock);
 		pthread_mutex_destroy(&c->files_lock);
+		pthread_mutex_destroy(&c->err_lock);
 		free(c);
 		error_restore(&se);
 		return NULL;
@@ -190,6 +196,7 @@ void ntfsc_disconnect(ntfsc *c)
 	munmap((void *)c->hdr, sizeof(*c->hdr));
 	pthread_mutex_destroy(&c->lock);
 	pthread_mutex_destroy(&c->files_lock);
+	pthread_mutex_destroy(&c->err_lock);
 	free(c);
 	error_restore(&se);
 }

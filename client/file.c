@@ -186,7 +186,7 @@ static void file_free(ntfsc_file *f)
 	free(f);
 }
 
-ntfsc_file *ntfsc_open(ntfsc *c, const char *path, int flags)
+static ntfsc_file *file_open(ntfsc *c, const char *path, int flags)
 {
 	Ntfsd__OpenRequest orq = NTFSD__OPEN_REQUEST__INIT;
 	Ntfsd__Reply *rep;
@@ -255,6 +255,15 @@ undo: {
 	}
 }
 
+ntfsc_file *ntfsc_open(ntfsc *c, const char *path, int flags)
+{
+	ntfsc_file *f = file_open(c, path, flags);
+
+	if (!f)
+		error_record(c);
+	return f;
+}
+
 /* Unmap and unpin every mapping, close the handle, free f.  f is off the
  * connection's list already. */
 int file_release(ntfsc_file *f)
@@ -305,5 +314,5 @@ int ntfsc_close(ntfsc_file *f)
 	if (f->next)
 		f->next->prev = f->prev;
 	pthread_mutex_unlock(&c->files_lock);
-	return file_release(f);
+	return error_on(c, file_release(f));
 }

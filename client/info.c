@@ -47,7 +47,7 @@ static int do_stat(ntfsc *c, Ntfsd__StatRequest *sr, struct ntfsc_stat_ext *x)
 	return 0;
 }
 
-int ntfsc_fstat_ext(ntfsc_file *f, struct ntfsc_stat_ext *st)
+static int file_stat(ntfsc_file *f, struct ntfsc_stat_ext *st)
 {
 	Ntfsd__StatRequest sr = NTFSD__STAT_REQUEST__INIT;
 
@@ -58,19 +58,7 @@ int ntfsc_fstat_ext(ntfsc_file *f, struct ntfsc_stat_ext *st)
 	return do_stat(f->c, &sr, st);
 }
 
-int ntfsc_fstat(ntfsc_file *f, struct ntfsc_stat *st)
-{
-	struct ntfsc_stat_ext x;
-
-	if (!st)
-		return error_set(EINVAL, NULL);
-	if (ntfsc_fstat_ext(f, &x))
-		return -1;
-	*st = x.st;
-	return 0;
-}
-
-int ntfsc_stat_ext(ntfsc *c, const char *path, struct ntfsc_stat_ext *st)
+static int path_stat(ntfsc *c, const char *path, struct ntfsc_stat_ext *st)
 {
 	Ntfsd__StatRequest sr = NTFSD__STAT_REQUEST__INIT;
 
@@ -83,16 +71,34 @@ int ntfsc_stat_ext(ntfsc *c, const char *path, struct ntfsc_stat_ext *st)
 	return do_stat(c, &sr, st);
 }
 
+int ntfsc_fstat_ext(ntfsc_file *f, struct ntfsc_stat_ext *st)
+{
+	return error_on(file_conn(f), file_stat(f, st));
+}
+
+int ntfsc_fstat(ntfsc_file *f, struct ntfsc_stat *st)
+{
+	struct ntfsc_stat_ext x;
+	int ret = st ? file_stat(f, &x) : error_set(EINVAL, NULL);
+
+	if (!ret)
+		*st = x.st;
+	return error_on(file_conn(f), ret);
+}
+
+int ntfsc_stat_ext(ntfsc *c, const char *path, struct ntfsc_stat_ext *st)
+{
+	return error_on(c, path_stat(c, path, st));
+}
+
 int ntfsc_stat(ntfsc *c, const char *path, struct ntfsc_stat *st)
 {
 	struct ntfsc_stat_ext x;
+	int ret = st ? path_stat(c, path, &x) : error_set(EINVAL, NULL);
 
-	if (!st)
-		return error_set(EINVAL, NULL);
-	if (ntfsc_stat_ext(c, path, &x))
-		return -1;
-	*st = x.st;
-	return 0;
+	if (!ret)
+		*st = x.st;
+	return error_on(c, ret);
 }
 
 /* ---- directories and the volume ---- */
@@ -103,13 +109,14 @@ int ntfsc_listdir(ntfsc *c, const char *path, ntfsc_listdir_cb cb, void *ctx)
 	Ntfsd__Reply *rep;
 	int ret = 0;
 
+	/* What cb returns is not a failure of ours: only these are recorded. */
 	if (!c || !cb)
-		return error_set(EINVAL, NULL);
+		return error_on(c, error_set(EINVAL, NULL));
 	if (check_path(path))
-		return -1;
+		return error_on(c, -1);
 	lr.path = (char *)path;
 	if (request(c, NTFSD__REQUEST__BODY_LIST_DIR, &lr, NULL, NULL, &rep))
-		return -1;
+		return error_on(c, -1);
 	for (size_t i = 0; i < rep->list_dir->n_entries && !ret; i++) {
 		const Ntfsd__DirEntry *e = rep->list_dir->entries[i];
 
@@ -150,7 +157,7 @@ void ntfsc_volume_status_free(struct ntfsc_volume_status *st)
 	memset((char *)st + sizeof(st->struct_size), 0, size - sizeof(st->struct_size));
 }
 
-int ntfsc_volume_status(ntfsc *c, struct ntfsc_volume_status *st)
+static int volume_status(ntfsc *c, struct ntfsc_volume_status *st)
 {
 	Ntfsd__VolumeStatusRequest vr = NTFSD__VOLUME_STATUS_REQUEST__INIT;
 	Ntfsd__Reply *rep;
@@ -222,6 +229,11 @@ int ntfsc_volume_status(ntfsc *c, struct ntfsc_volume_status *st)
 	return 0;
 }
 
+int ntfsc_volume_status(ntfsc *c, struct ntfsc_volume_status *st)
+{
+	return error_on(c, volume_status(c, st));
+}
+
 /* ---- NTFSC_0 compatibility: binaries built before struct_size ----
  * Their struct was one of three layouts that all begin with these members
  * (the struct grew at its end twice); only these are filled and freed. */
@@ -252,9 +264,9 @@ int compat_volume_status_v0(ntfsc *c, struct volume_status_v0 *st)
 	struct volume_status_v0 o;
 
 	if (!st)
-		return error_set(EINVAL, NULL);
+		return error_on(c, error_set(EINVAL, NULL));
 	if (ntfsc_volume_status(c, &s))
-		return -1;
+		return -1;      /* recorded there */
 	o.volume = s.volume;
 	o.label = s.label;
 	o.ntfs_major = s.ntfs_major;

@@ -65,7 +65,7 @@ static int pin_range(ntfsc_file *f, uint64_t first, uint64_t n, uint64_t *pinned
 	return 0;
 }
 
-void *ntfsc_mmap(ntfsc_file *f, off_t off, size_t len, int prot)
+static void *file_map(ntfsc_file *f, off_t off, size_t len, int prot)
 {
 	struct mapping *m;
 	uint64_t base, lead, map_len, covered;
@@ -148,7 +148,7 @@ unpin: {
 	}
 }
 
-int ntfsc_munmap(ntfsc_file *f, void *addr, size_t len)
+static int file_unmap(ntfsc_file *f, void *addr, size_t len)
 {
 	struct mapping **pp, *m = NULL;
 	uint64_t first, pinned;
@@ -180,7 +180,7 @@ int ntfsc_munmap(ntfsc_file *f, void *addr, size_t len)
 	return err;
 }
 
-int ntfsc_set_dirty(ntfsc_file *f, void *addr, size_t len)
+static int file_set_dirty(ntfsc_file *f, void *addr, size_t len)
 {
 	uintptr_t a = (uintptr_t)addr, u;
 	struct mapping *m;
@@ -237,4 +237,23 @@ int ntfsc_set_dirty(ntfsc_file *f, void *addr, size_t len)
 	if (!err)
 		balance_dirty(f, (len + PAGE_SIZE_ - 1) / PAGE_SIZE_ + 1);
 	return err;
+}
+
+void *ntfsc_mmap(ntfsc_file *f, off_t off, size_t len, int prot)
+{
+	void *p = file_map(f, off, len, prot);
+
+	if (p == MAP_FAILED)
+		error_record(file_conn(f));
+	return p;
+}
+
+int ntfsc_munmap(ntfsc_file *f, void *addr, size_t len)
+{
+	return error_on(file_conn(f), file_unmap(f, addr, len));
+}
+
+int ntfsc_set_dirty(ntfsc_file *f, void *addr, size_t len)
+{
+	return error_on(file_conn(f), file_set_dirty(f, addr, len));
 }

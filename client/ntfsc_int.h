@@ -73,6 +73,7 @@ struct mapping {
 };
 
 struct ntfsc {
+	uint64_t id;                    /* never 0, never reused in the process */
 	int sock;
 	pthread_mutex_t lock;           /* one request at a time; guards the fields below */
 	uint64_t next_id;
@@ -85,6 +86,10 @@ struct ntfsc {
 	pthread_mutex_t files_lock;     /* guards files */
 	struct ntfsc_file *files;
 	_Atomic uint64_t dirtied_since_balance; /* pages, see balance_dirty() */
+
+	pthread_mutex_t err_lock;       /* guards the message below (error_record) */
+	bool err_has_msg;
+	char err_msg[ERROR_MSG_SIZE];   /* of the last failed call on c, in any thread */
 };
 
 struct ntfsc_file {
@@ -118,6 +123,7 @@ int error_set(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 
 struct saved_error {
 	int err;
+	uint64_t conn;
 	bool has_msg;
 	char msg[ERROR_MSG_SIZE];
 };
@@ -126,6 +132,35 @@ void error_save(struct saved_error *s);
 void error_restore(const struct saved_error *s);
 /* EINVAL for no path, ENAMETOOLONG for one no NTFS path can be. */
 int check_path(const char *path);
+/*
+ * At the end of a call on c (c: the connection it was given, or the one
+ * of the file it was given; NULL for none) that failed: the thread's errno
+ * and message are that failure's, and become the connection's last
+ * failure too.  The public functions call it (through error_on and
+ * error_on_ssize) on their way out, never the code beneath them, so only
+ * what a caller saw fail is recorded.  errno is left alone.
+ */
+void error_record(ntfsc *c);
+
+static inline int error_on(ntfsc *c, int ret)
+{
+	if (ret < 0)
+		error_record(c);
+	return ret;
+}
+
+static inline ssize_t error_on_ssize(ntfsc *c, ssize_t ret)
+{
+	if (ret < 0)
+		error_record(c);
+	return ret;
+}
+
+/* The connection of f, NULL for no file. */
+static inline ntfsc *file_conn(const ntfsc_file *f)
+{
+	return f ? f->c : NULL;
+}
 
 /* ---- transport.c ---- */
 

@@ -115,7 +115,7 @@ static int no_page_faulted(const ntfsc_file *f, uint64_t idx)
  * then on the read pins PIN_CHUNK pages at a time, copies them and unpins
  * them, which always makes progress.
  */
-ssize_t ntfsc_pread(ntfsc_file *f, void *buf, size_t len, off_t off)
+static ssize_t file_read(ntfsc_file *f, void *buf, size_t len, off_t off)
 {
 	uint8_t *out = buf;
 	uint64_t start, want_end, pos, covered, want;
@@ -196,4 +196,11 @@ ssize_t ntfsc_pread(ntfsc_file *f, void *buf, size_t len, off_t off)
 	return (ssize_t)(pos - start);
 fail:
 	return pos > start ? (ssize_t)(pos - start) : -1;
+}
+
+/* A short count is no failure (the next call reports the error): only -1
+ * is recorded as the connection's. */
+ssize_t ntfsc_pread(ntfsc_file *f, void *buf, size_t len, off_t off)
+{
+	return error_on_ssize(file_conn(f), file_read(f, buf, len, off));
 }

@@ -273,6 +273,20 @@ static bool all_zero(const uint8_t *p, size_t n)
 	return true;
 }
 
+/* ntfsc_ftruncate without recording a failure as the connection's: the
+ * size change pwrite_zeroes asks for may be refused and the write then
+ * succeed the normal way. */
+static int file_truncate(ntfsc_file *f, off_t size)
+{
+	Ntfsd__TruncateRequest tr = NTFSD__TRUNCATE_REQUEST__INIT;
+
+	if (!f || size < 0)
+		return error_set(EINVAL, NULL);
+	tr.handle = f->handle;
+	tr.size = (uint64_t)size;
+	return request(f->c, NTFSD__REQUEST__BODY_TRUNCATE, &tr, NULL, NULL, NULL);
+}
+
 /*
  * A buffer of zeroes over bytes that already read as zeroes (a hole, the
  * tail of an allocation) changes nothing, so it must not make ntfsd
@@ -315,7 +329,7 @@ static int pwrite_zeroes(ntfsc_file *f, uint64_t start, uint64_t end)
 	free(tmp);
 	/* a size change the daemon refuses: let the write itself say why (or
 	 * do it), so zeroes are never refused where other bytes would not be */
-	if (ret == 1 && end > file_size(f) && ntfsc_ftruncate(f, (off_t)end))
+	if (ret == 1 && end > file_size(f) && file_truncate(f, (off_t)end))
 		ret = 0;
 	return ret;
 }
@@ -328,7 +342,7 @@ static int pwrite_zeroes(ntfsc_file *f, uint64_t start, uint64_t end)
  * happening (the cache is thrashing) the write pins PIN_CHUNK pages at a
  * time before making them write-ready, which always makes progress.
  */
-ssize_t ntfsc_pwrite(ntfsc_file *f, const void *buf, size_t len, off_t off)
+static ssize_t file_write(ntfsc_file *f, const void *buf, size_t len, off_t off)
 {
 	const uint8_t *in = buf;
 	uint64_t start, end, pos, last, size;
@@ -431,6 +445,11 @@ ssize_t ntfsc_pwrite(ntfsc_file *f, const void *buf, size_t len, off_t off)
 	return pos > start ? (ssize_t)(pos - start) : -1;
 }
 
+ssize_t ntfsc_pwrite(ntfsc_file *f, const void *buf, size_t len, off_t off)
+{
+	return error_on_ssize(file_conn(f), file_write(f, buf, len, off));
+}
+
 int ntfsc_fsync(ntfsc_file *f)
 {
 	Ntfsd__SyncRequest sr = NTFSD__SYNC_REQUEST__INIT;
@@ -438,18 +457,12 @@ int ntfsc_fsync(ntfsc_file *f)
 	if (!f)
 		return error_set(EINVAL, NULL);
 	sr.handle = f->handle;
-	return request(f->c, NTFSD__REQUEST__BODY_SYNC, &sr, NULL, NULL, NULL);
+	return error_on(f->c, request(f->c, NTFSD__REQUEST__BODY_SYNC, &sr, NULL, NULL, NULL));
 }
 
 int ntfsc_ftruncate(ntfsc_file *f, off_t size)
 {
-	Ntfsd__TruncateRequest tr = NTFSD__TRUNCATE_REQUEST__INIT;
-
-	if (!f || size < 0)
-		return error_set(EINVAL, NULL);
-	tr.handle = f->handle;
-	tr.size = (uint64_t)size;
-	return request(f->c, NTFSD__REQUEST__BODY_TRUNCATE, &tr, NULL, NULL, NULL);
+	return error_on(file_conn(f), file_truncate(f, size));
 }
 
 int ntfsc_sync(ntfsc *c)
@@ -458,5 +471,5 @@ int ntfsc_sync(ntfsc *c)
 
 	if (!c)
 		return error_set(EINVAL, NULL);
-	return request(c, NTFSD__REQUEST__BODY_SYNC, &sr, NULL, NULL, NULL);
+	return error_on(c, request(c, NTFSD__REQUEST__BODY_SYNC, &sr, NULL, NULL, NULL));
 }
