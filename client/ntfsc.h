@@ -186,12 +186,19 @@ int         ntfsc_listdir(ntfsc *c, const char *path, ntfsc_listdir_cb cb, void 
 int         ntfsc_volume_status(ntfsc *c, struct ntfsc_volume_status *st);
 void        ntfsc_volume_status_free(struct ntfsc_volume_status *st);
 
-/* The message that goes with the last failure of an ntfsc_* call in the
- * calling thread: the daemon's message when the daemon refused a request,
- * libntfsc's own when it could not connect or the daemon broke the
- * protocol, NULL when errno says it all.  Per thread, like errno: c is not
- * used and may be NULL (e.g. after ntfsc_connect failed).  Valid until the
- * thread's next ntfsc_* call. */
+/* The message that goes with a failed ntfsc_* call: the daemon's message
+ * when the daemon refused a request, libntfsc's own when it could not
+ * connect or the daemon broke the protocol, NULL when errno says it all.
+ * Messages are kept per thread, like errno, and per connection:
+ *  - with c NULL (e.g. after ntfsc_connect failed), or when the calling
+ *    thread's last failed call was one on c (given c, or a file of c):
+ *    the message of the calling thread's last failed call;
+ *  - otherwise the message of the last failed call on c, made by any
+ *    thread (NULL if none has failed), so the failures of one connection
+ *    never show up as another's.
+ * A call has failed when it returned -1, NULL or MAP_FAILED (a short count
+ * is no failure).  c must be NULL or a connection not yet disconnected.
+ * The string stays valid until the thread's next ntfsc_* call. */
 const char *ntfsc_last_error_message(ntfsc *c);
 
 /* The library's version ("0.1.0"), and the protocol and shared-memory

@@ -8,11 +8,14 @@
  * such a binary (the old struct is frozen below, the old symbol bound with
  * .symver) and puts canary bytes right after it.  It also checks the new
  * interface against a caller whose struct_size is that of an older header,
- * the refusal of an unset struct_size, ntfsc_version(), and that a client
+ * the refusal of an unset struct_size, ntfsc_version(), that a client
  * speaking protocol 1 is refused with EPROTONOSUPPORT and a message that
- * names both versions.
+ * names both versions, and that ntfsc_last_error_message(c) keeps each
+ * connection's message apart from the others'.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -209,6 +212,125 @@ static void protocol_1_client_is_refused(void **state)
 	close(fd);
 }
 
+/* Does the message m name what?  (NULL names nothing.) */
+static bool names(const char *m, const char *what)
+{
+	return m && strstr(m, what);
+}
+
+#define ASSERT_NAMES(m, what)                                                       \
+	do {                                                                        \
+		const char *m_ = (m);                                               \
+		if (!names(m_, what))                                               \
+			fail_msg("%s is \"%s\", which does not name %s", #m,         \
+				 m_ ? m_ : "(null)", what);                         \
+	} while (0)
+
+struct other_thread {
+	ntfsc *a, *b;
+	char *msg_a, *msg_b;        /* what it saw, copied */
+	bool null_is_null;          /* ntfsc_last_error_message(NULL) was NULL */
+	bool fail_on_b;             /* then fail a call on b */
+};
+
+static char *dup_or_null(const char *m)
+{
+	return m ? strdup(m) : NULL;
+}
+
+static void *other_thread_run(void *arg)
+{
+	struct other_thread *o = arg;
+
+	o->msg_a = dup_or_null(ntfsc_last_error_message(o->a));
+	o->msg_b = dup_or_null(ntfsc_last_error_message(o->b));
+	o->null_is_null = ntfsc_last_error_message(NULL) == NULL;
+	if (o->fail_on_b && ntfsc_open(o->b, "/no-such-file-of-another-thread", O_RDONLY))
+		o->fail_on_b = false;   /* it did not fail */
+	return NULL;
+}
+
+static void run_other_thread(struct other_thread *o)
+{
+	pthread_t t;
+
+	free(o->msg_a);
+	free(o->msg_b);
+	o->msg_a = o->msg_b = NULL;
+	assert_int_equal(pthread_create(&t, NULL, other_thread_run, o), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+}
+
+/*
+ * A failure on connection a, then one on b: a's message stays a's.  A
+ * library whose message is only the thread's (before per-connection
+ * messages) answers every connection with b's message in this thread, and
+ * with none in a thread that has failed nothing, so the checks marked
+ * "old:" fail there.
+ */
+static void messages_stay_with_their_connection(void **state)
+{
+	struct other_thread o = { 0 };
+	struct ntfsc_stat st;
+	ntfsc *a, *b;
+
+	(void)state;
+	a = ntfsc_connect(dmn.socket);
+	b = ntfsc_connect(dmn.socket);
+	assert_non_null(a);
+	assert_non_null(b);
+	o.a = a;
+	o.b = b;
+
+	errno = 0;
+	assert_null(ntfsc_open(a, "/no-such-file-on-a", O_RDONLY));
+	assert_int_equal(errno, ENOENT);
+	ASSERT_NAMES(ntfsc_last_error_message(a), "no-such-file-on-a");
+	errno = 0;
+	assert_int_equal(ntfsc_stat(b, "/no-such-dir-on-b/x", &st), -1);
+	assert_int_equal(errno, ENOENT);
+	ASSERT_NAMES(ntfsc_last_error_message(b), "no-such-dir-on-b");
+	/* the thread's last failure, as errno goes */
+	ASSERT_NAMES(ntfsc_last_error_message(NULL), "no-such-dir-on-b");
+	/* old: b's message */
+	ASSERT_NAMES(ntfsc_last_error_message(a), "no-such-file-on-a");
+
+	/* a call that succeeds changes no message */
+	assert_int_equal(ntfsc_stat(a, "/", &st), 0);
+	ASSERT_NAMES(ntfsc_last_error_message(a), "no-such-file-on-a");
+	ASSERT_NAMES(ntfsc_last_error_message(b), "no-such-dir-on-b");
+
+	/* a thread that has failed nothing sees each connection's last failure
+	 * (old: none at all), and has no message of its own */
+	run_other_thread(&o);
+	ASSERT_NAMES(o.msg_a, "no-such-file-on-a");
+	ASSERT_NAMES(o.msg_b, "no-such-dir-on-b");
+	assert_true(o.null_is_null);
+
+	/* a failure that errno says all about leaves a without a message and
+	 * b with its own (old: none) */
+	errno = 0;
+	assert_null(ntfsc_open(a, NULL, O_RDONLY));
+	assert_int_equal(errno, EINVAL);
+	assert_null(ntfsc_last_error_message(a));
+	ASSERT_NAMES(ntfsc_last_error_message(b), "no-such-dir-on-b");
+
+	/* another thread's failure on b is b's last failure for this thread
+	 * too, whose own last failure (a's, without a message) stays its own */
+	o.fail_on_b = true;
+	run_other_thread(&o);
+	assert_true(o.fail_on_b);
+	assert_null(o.msg_a);
+	ASSERT_NAMES(ntfsc_last_error_message(b), "no-such-file-of-another-thread");
+	assert_null(ntfsc_last_error_message(a));
+	assert_null(ntfsc_last_error_message(NULL));
+
+	free(o.msg_a);
+	free(o.msg_b);
+	ntfsc_disconnect(a);
+	ntfsc_disconnect(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -216,6 +338,7 @@ int main(void)
 		cmocka_unit_test(struct_size_bounds_what_is_written),
 		cmocka_unit_test(version_strings),
 		cmocka_unit_test(protocol_1_client_is_refused),
+		cmocka_unit_test(messages_stay_with_their_connection),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
