@@ -207,6 +207,8 @@ static int volume_status(ntfsc *c, struct ntfsc_volume_status *st)
 	s.allocator_stats = v->allocator_stats;
 	s.allocator_allocated = v->allocator_allocated;
 	s.allocator_resident = v->allocator_resident;
+	s.free_bytes = v->free_bytes;
+	s.growth_room_bytes = v->growth_room_bytes;
 	for (size_t i = 0; i < v->n_clients; i++) {
 		const Ntfsd__ClientInfo *ci = v->clients[i];
 

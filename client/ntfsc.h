@@ -99,6 +99,9 @@ struct ntfsc_volume_status {
 	uint64_t allocator_allocated;       /* bytes in live allocations */
 	uint64_t allocator_resident;        /* bytes the allocator holds in memory
 					     * (jemalloc: stats.resident) */
+	/* Since NTFSC_3 (filled when struct_size covers them). */
+	uint64_t free_bytes;                /* free space on the volume (0: read-only) */
+	uint64_t growth_room_bytes;         /* held past cached files' ends to grow */
 };
 #define NTFSC_VOLUME_STATUS_INIT { .struct_size = sizeof(struct ntfsc_volume_status) }
 

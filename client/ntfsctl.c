@@ -242,6 +242,12 @@ static void status_text(const struct ntfsc_volume_status *s)
 	ROW("cluster size", "%u", s->cluster_size);
 	ROW("volume size", "%" PRIu64 " (%s)", s->volume_size,
 	    human(s->volume_size, h1, sizeof(h1)));
+	if (!s->read_only) {
+		ROW("free space", "%" PRIu64 " (%s)", s->free_bytes,
+		    human(s->free_bytes, h1, sizeof(h1)));
+		ROW("growth room", "%" PRIu64 " (%s)", s->growth_room_bytes,
+		    human(s->growth_room_bytes, h1, sizeof(h1)));
+	}
 	ROW("cache used", "%" PRIu64 " (%s)", s->cache_used,
 	    human(s->cache_used, h1, sizeof(h1)));
 	ROW("cache limit", "%" PRIu64 " (%s)", s->cache_limit,
@@ -300,6 +306,8 @@ static void status_json(const struct ntfsc_volume_status *s)
 	       s->ntfs_major, s->ntfs_minor, s->ntfs_major, s->ntfs_minor);
 	printf(", \"read_only\": %s, \"cluster_size\": %u, \"volume_size\": %" PRIu64,
 	       json_bool(s->read_only), s->cluster_size, s->volume_size);
+	printf(", \"free_bytes\": %" PRIu64 ", \"growth_room_bytes\": %" PRIu64, s->free_bytes,
+	       s->growth_room_bytes);
 	printf(", \"cache_used\": %" PRIu64 ", \"cache_limit\": %" PRIu64, s->cache_used,
 	       s->cache_limit);
 	printf(", \"cached_pages\": %" PRIu64 ", \"dirty_pages\": %" PRIu64

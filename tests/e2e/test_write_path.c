@@ -1940,6 +1940,17 @@ static void room_given_back_when_idle(void **state)
 		fail_msg("an append allocated no room to grow (allocated %llu for %llu bytes): "
 			 "nothing to give back, the test proves nothing",
 			 (unsigned long long)st.allocated_size, (unsigned long long)size);
+	{
+		struct ntfsc_volume_status vs = NTFSC_VOLUME_STATUS_INIT;
+
+		assert_int_equal(ntfsc_volume_status(c, &vs), 0);
+		if (vs.growth_room_bytes != st.allocated_size - need || !vs.free_bytes)
+			fail_msg("status says %llu bytes of growth room (want %llu) and %llu free",
+				 (unsigned long long)vs.growth_room_bytes,
+				 (unsigned long long)(st.allocated_size - need),
+				 (unsigned long long)vs.free_bytes);
+		ntfsc_volume_status_free(&vs);
+	}
 	assert_int_equal(ntfsc_close(f), 0);
 	for (i = 0; i < 50; i++) {
 		assert_int_equal(ntfsc_stat(c, "/big.bin", &st), 0);
