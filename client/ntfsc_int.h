@@ -6,7 +6,8 @@
  * declares (included below with default visibility) leaves the library.
  *
  * The jobs, one file each:
- *   error.c      errno and the thread's message, set together
+ *   error.c      errno and the thread's message, set together, and each
+ *                connection's copy of the message of its last failure
  *   transport.c  frames on the socket, one request at a time per connection,
  *                every request through one table-driven call (request())
  *   conn.c       connect (socket, hello, volume header), disconnect
@@ -22,6 +23,9 @@
  *    a path that must undo something first saves the error and restores
  *    it afterwards (error_save/error_restore), so the caller sees the
  *    first failure, never the undo's.
+ *  - A public function given a connection, or a file of one, leaves
+ *    through error_on, error_on_ssize or error_record, so its failure is
+ *    that connection's last; the code beneath never records one.
  *  - Nothing here is named ntfsc_*: libntfsc.map exports that prefix.
  */
 #ifndef NTFSC_INT_H
