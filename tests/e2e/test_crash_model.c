@@ -66,10 +66,7 @@
 #define DEFAULT_ROUNDS 16
 #define LONG_ROUNDS 100
 
-static const struct {
-	const char *path;
-	uint64_t cap;
-} fileset[] = {
+static const struct rig_file fileset[] = {
 	{ "/small.txt", 256 * KiB },      /* resident: grows out of its record */
 	{ "/comp/tiny.txt", 256 * KiB },  /* resident, flagged compressed */
 	{ "/empty", 1 * MiB },
@@ -359,21 +356,12 @@ static void replay_journal(unsigned round, struct round_stats *rs)
 
 static void load_models(void)
 {
-	for (int f = 0; f < NF; f++) {
-		uint64_t len;
-		uint8_t *data = rig_cat(&rig, fileset[f].path, &len);
-
-		if (len > fileset[f].cap)
-			fail_msg("%s: %" PRIu64 " bytes, more than its cap", fileset[f].path, len);
-		assert_int_equal(cm_init(&files[f], fileset[f].path, fileset[f].cap, data, len), 0);
-		free(data);
-	}
+	rig_load_models(&rig, fileset, files, NF);
 }
 
 static void free_models(void)
 {
-	for (int f = 0; f < NF; f++)
-		cm_free(&files[f]);
+	rig_free_models(files, NF);
 }
 
 static double now_s(void)

@@ -74,10 +74,7 @@
 #define BIG_SIZE 3146962ull     /* /big.bin in vol4k.img: 3 MiB + 1234 */
 
 /* The files every test checks; the cases work on one of them. */
-static const struct {
-	const char *path;
-	uint64_t cap;
-} fileset[] = {
+static const struct rig_file fileset[] = {
 	{ "/small.txt", 1 * MiB },       /* 300 B, resident */
 	{ "/comp/tiny.txt", 1 * MiB },   /* 36 B, resident, flagged compressed */
 	{ "/big.bin", 8 * MiB },         /* 3 MiB + 1234, allocated to the cluster */
@@ -227,21 +224,12 @@ static int file_index(const char *path)
 
 static void load_models(void)
 {
-	for (int f = 0; f < NF; f++) {
-		uint64_t len;
-		uint8_t *data = rig_cat(&rig, fileset[f].path, &len);
-
-		if (len > fileset[f].cap)
-			fail_msg("%s: %" PRIu64 " bytes, more than its cap", fileset[f].path, len);
-		assert_int_equal(cm_init(&files[f], fileset[f].path, fileset[f].cap, data, len), 0);
-		free(data);
-	}
+	rig_load_models(&rig, fileset, files, NF);
 }
 
 static void free_models(void)
 {
-	for (int f = 0; f < NF; f++)
-		cm_free(&files[f]);
+	rig_free_models(files, NF);
 }
 
 static void fail_logs(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));

@@ -4,6 +4,7 @@
 #include "crashrig.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -396,4 +397,23 @@ void rig_fsck(struct crashrig *r, const char *context)
 			  oracle_last_stderr());
 	}
 	free(out);
+}
+
+void rig_load_models(struct crashrig *r, const struct rig_file *set, struct cm_file *files, int n)
+{
+	for (int f = 0; f < n; f++) {
+		uint64_t len;
+		uint8_t *data = rig_cat(r, set[f].path, &len);
+
+		if (len > set[f].cap)
+			fail_with(r, "%s: %" PRIu64 " bytes, more than its cap", set[f].path, len);
+		assert_int_equal(cm_init(&files[f], set[f].path, set[f].cap, data, len), 0);
+		free(data);
+	}
+}
+
+void rig_free_models(struct cm_file *files, int n)
+{
+	for (int f = 0; f < n; f++)
+		cm_free(&files[f]);
 }

@@ -88,6 +88,15 @@ uint8_t *rig_cat(struct crashrig *r, const char *path, uint64_t *len);
  * then cm_accept() what was read.  Fails the test with the first
  * violation, prefixed by context. */
 void rig_check_files(struct crashrig *r, struct cm_file *files, int n, const char *context);
+
+/* A file a crash test models, and the most bytes it may grow to. */
+struct rig_file {
+	const char *path;
+	uint64_t cap;
+};
+/* Start the model of each of the n files from what ntfscat reads now. */
+void rig_load_models(struct crashrig *r, const struct rig_file *set, struct cm_file *files, int n);
+void rig_free_models(struct cm_file *files, int n);
 /* ntfsfix -n on the scratch image must be clean. */
 void rig_fsck(struct crashrig *r, const char *context);
 
