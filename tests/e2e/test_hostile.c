@@ -446,27 +446,6 @@ static bool log_warns_pid(pid_t pid, const char *word)
 	return found;
 }
 
-/* utime + stime, clock ticks */
-static long cpu_ticks(pid_t pid)
-{
-	char path[64], buf[1024], *p;
-	unsigned long ut, st;
-	FILE *f;
-	size_t n;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	p = strrchr(buf, ')');
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
-			 &st) != 2)
-		return -1;
-	return (long)(ut + st);
-}
 
 /* The daemon's CPU over ms must stay under max_ms. */
 static void idle_cpu(long ms, long max_ms, const char *when)
@@ -475,9 +454,9 @@ static void idle_cpu(long ms, long max_ms, const char *when)
 
 	if (!daemon_alive(when))
 		return;
-	t0 = cpu_ticks(dmn.pid);
+	t0 = testvol_cpu_ticks(dmn.pid);
 	sleep_ms(ms);
-	t1 = cpu_ticks(dmn.pid);
+	t1 = testvol_cpu_ticks(dmn.pid);
 	if (t0 < 0 || t1 < 0)
 		return;
 	if ((t1 - t0) * 1000 / hz > max_ms)

@@ -198,23 +198,11 @@ static long vmrss_kib(pid_t pid)
 /* utime + stime in clock ticks */
 static long cpu_ticks(pid_t pid)
 {
-	char path[64], buf[1024], *p;
-	unsigned long ut, st;
-	FILE *f;
-	size_t n;
+	long t = testvol_cpu_ticks(pid);
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
-		fail_msg("%s: %s", path, strerror(errno));
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	p = strrchr(buf, ')');  /* the name may hold spaces */
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
-			 &st) != 2)
-		fail_msg("cannot parse %s", path);
-	return (long)(ut + st);
+	if (t < 0)
+		fail_msg("cannot read /proc/%d/stat", (int)pid);
+	return t;
 }
 
 static int count_fds(pid_t pid)

@@ -69,6 +69,9 @@ struct testvol {
  * path in out ("" and false when there is none). */
 bool testvol_find_tool(const char *name, char *out, size_t len);
 void testvol_sleep_ms(long ms);
+/* utime + stime of pid in clock ticks, from /proc/PID/stat; -1 when it
+ * cannot be read (the process is gone) or parsed. */
+long testvol_cpu_ticks(pid_t pid);
 /* Wait up to ms for a child to exit; false if it has not (still running). */
 bool testvol_wait_child(pid_t pid, long ms, int *status);
 /* Create or truncate path (mode 0644) and write len bytes. */
