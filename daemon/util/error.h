@@ -1,8 +1,9 @@
 /*
- * error.h — the on-disk layer's error reporting.
+ * error.h — the daemon's error channel, used by every layer from the
+ * on-disk one up (named ntfs_ since it began there).
  *
  * Invariants: functions return a negative errno; whenever they do so because
- * of something on the disk (or the device), they first record a message with
+ * of something on the disk, the device or a request, they first record a message with
  * ntfs_error() that names the object (record number, attribute, field) and
  * the reason.  The message is thread-local and lives until the next
  * ntfs_error() on the same thread, so a caller can report it verbatim.
