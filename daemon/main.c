@@ -29,6 +29,7 @@
 #include "frame.h"
 #include "log.h"
 #include "notify.h"
+#include "ntfs_aops.h"
 #include "owner.h"
 #include "server.h"
 #include "volume.h"
@@ -338,7 +339,7 @@ int main(int argc, char **argv)
 		rc = 1;
 		goto out;
 	}
-	err = cache_create(vol, o.cache_size, &cache);
+	err = ntfs_cache_create(vol, o.cache_size, &cache);
 	if (err) {
 		log_error("cannot create the cache: %s", ntfs_last_error());
 		rc = 1;
@@ -358,7 +359,7 @@ int main(int argc, char **argv)
 		effective_flusher_config(&o, o.cache_size, &fc);
 		writeback_init_faults();
 		io_init_faults();
-		io_create(vol, o.io && !strcmp(o.io, "threads") ? IO_ENGINE_THREADS : IO_ENGINE_URING,
+		io_create(vol->dev, o.io && !strcmp(o.io, "threads") ? IO_ENGINE_THREADS : IO_ENGINE_URING,
 			  &cache->io);
 		if (flusher_start(cache, &fc, &flushers)) {
 			log_error("cannot start the flusher threads");

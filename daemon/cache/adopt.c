@@ -5,12 +5,11 @@
  * checked against the volume or against the segment's real size: the
  * names, the header geometry (recomputed by shm_file_layout()), the volume
  * serial, the MFT record number and sequence number, i_size (bounded by
- * the data segment and, when non-resident, by the allocation on disk; a
- * crash in the middle of a size change may leave it past the allocation or
- * beside a resident value of another length: the record's size is taken
- * then) and every page's buffer bits (masked to the page's buffers, dirty
- * only where uptodate).  The sizes it keeps are a valid triple
- * (initialized <= data <= allocated) whatever step a crash cut short.  Page locks are
+ * the data segment, then reconciled with the inode on disk by the file
+ * system, aops->adopt_sizes: a crash in the middle of a size change may
+ * leave it past the allocation or beside a resident value of another
+ * length) and every page's buffer bits (masked to the page's buffers,
+ * dirty only where uptodate).  Page locks are
  * broken (their holders belonged to the dead daemon or to clients whose
  * connection died with it), pins are reset, and a page that was under
  * writeback is dirty again in every uptodate buffer, since nobody knows
@@ -32,16 +31,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "attrib.h"
 #include "dirty_bitmap.h"
 #include "error.h"
 #include "fdstore.h"
-#include "inode.h"
 #include "log.h"
 #include "page.h"
 #include "sanity.h"
 #include "segment.h"
-#include "volume.h"
 
 struct adopt_pair {
 	uint64_t mft_no;
@@ -79,7 +75,6 @@ static void drop(struct cache *c, const char *name, int fd)
  * private, validated copy. */
 static int check_header(struct cache *c, struct adopt_pair *p, struct shm_file_header *out)
 {
-	struct ntfs_volume *vol = c->vol;
 	struct shm_file_header h, want;
 	struct stat ds, ss;
 	int seals;
@@ -100,13 +95,13 @@ static int check_header(struct cache *c, struct adopt_pair *p, struct shm_file_h
 	if (!shm_file_header_valid(&h, (uint64_t)ss.st_size) ||
 	    (uint64_t)ss.st_size != h.segment_size)
 		return ntfs_fail(EINVAL, "page-state header does not describe its segment");
-	shm_file_layout(&want, h.nr_pages, vol->geo.sector_size);
+	shm_file_layout(&want, h.nr_pages, c->geo.sector_size);
 	if (h.buffer_size != want.buffer_size)
 		return ntfs_fail(EINVAL, "buffer size %u is not the volume's sector size %u",
 				 h.buffer_size, want.buffer_size);
-	if (h.volume_serial != vol->geo.serial)
+	if (h.volume_serial != c->geo.serial)
 		return ntfs_fail(EINVAL, "made for volume serial %016" PRIx64 ", this is %016" PRIx64,
-				 h.volume_serial, vol->geo.serial);
+				 h.volume_serial, c->geo.serial);
 	if (h.mft_no != p->mft_no)
 		return ntfs_fail(EINVAL, "header names MFT record %" PRIu64, h.mft_no);
 	if ((uint64_t)ds.st_size < (h.nr_pages << NTFSD_PAGE_SHIFT))
@@ -145,8 +140,11 @@ static uint64_t rebuild_pages(struct cache_inode *ci)
 {
 	uint32_t bpp = ci->buffers_per_page;
 	uint32_t mask = bpp >= 32 ? ~0u : (1u << bpp) - 1;
-	uint64_t i, w, nr_dirty = 0, end = cache_pages_for(ci->i_size);
-	uint64_t disk_init = ci->data->resident ? UINT64_MAX : ci->data->initialized_size;
+	uint64_t i, w, nr_dirty = 0, end = cache_pages_for(ci->i_size), disk_init;
+	struct cache_attr a;
+
+	ci->cache->aops->getattr(ci, &a);
+	disk_init = a.resident ? UINT64_MAX : a.initialized_size;
 
 	for (w = 0; w < ci->dirty.l1_words; w++)
 		atomic_store(&ci->dirty.l1[w], 0);
@@ -195,6 +193,7 @@ static int adopt_pair(struct cache *c, struct adopt_pair *p, uint64_t *dirty_out
 {
 	struct shm_file_header h;
 	struct cache_inode *ci;
+	struct cache_attr a;
 	uint64_t i_size, limit;
 	int err;
 
@@ -204,48 +203,16 @@ static int adopt_pair(struct cache *c, struct adopt_pair *p, uint64_t *dirty_out
 	err = cache_inode_alloc(c, p->mft_no, &ci);
 	if (err)
 		return err;
-	if (ci->ni->seq_no != h.seq_no) {
+	if (ci->generation != h.seq_no) {
 		cache_inode_destroy(ci);
 		return ntfs_fail(ESTALE, "MFT record %" PRIu64 " now has sequence number %u, the "
 				 "segments were made for %u: the file was deleted since",
-				 p->mft_no, ci->ni->seq_no, h.seq_no);
+				 p->mft_no, ci->generation, h.seq_no);
 	}
 	i_size = atomic_load(&h.i_size);
 	limit = h.nr_pages << NTFSD_PAGE_SHIFT;
-	if (!ci->data->resident && ci->data->allocated_size < limit)
-		limit = ci->data->allocated_size;
-	if (ci->data->resident && i_size != ci->data->data_size) {
-		/* a resize of the value or a move out of the record was cut
-		 * short: the record is the truth, the cached bytes below its
-		 * size are still written */
-		log_warning("segment store: MFT record %" PRIu64 ": i_size %" PRIu64 " is not the "
-			    "resident size %" PRIu64 " (a size change was cut short): keeping "
-			    "the record's", p->mft_no, i_size, ci->data->data_size);
-		i_size = ci->data->data_size;
-	} else if (!ci->data->resident && i_size > limit) {
-		/* a shrink reached the record before the header: the record wins */
-		log_warning("segment store: MFT record %" PRIu64 ": i_size %" PRIu64 " lies past "
-			    "the allocation on disk (%" PRIu64 "; a truncate was cut short): "
-			    "keeping the record's size %" PRIu64, p->mft_no, i_size, limit,
-			    ci->data->data_size);
-		i_size = ci->data->data_size;
-	}
+	c->aops->adopt_sizes(ci, limit, &i_size);
 	ci->i_size = i_size;
-	if (!ci->data->resident) {
-		struct ntfs_attr *na = ci->data;
-
-		/* whatever step a crash cut short, the sizes must be a valid
-		 * triple again: initialized <= data <= allocated */
-		ci->sizes_dirty = i_size != na->data_size;
-		if (i_size < na->data_size)
-			ci->trim_pending = true;  /* clusters past the end go back */
-		na->data_size = i_size;
-		if (na->initialized_size > i_size) {
-			na->initialized_size = i_size;
-			atomic_store(&ci->disk_init, i_size);
-			ci->sizes_dirty = true;
-		}
-	}
 	err = cache_inode_map(ci, p->data_fd, p->state_fd, &h);
 	p->data_fd = p->state_fd = -1;  /* the inode owns them now */
 	if (err) {
@@ -253,8 +220,9 @@ static int adopt_pair(struct cache *c, struct adopt_pair *p, uint64_t *dirty_out
 		return ntfs_fail(-err, "cannot map: %s", strerror(-err));
 	}
 	*dirty_out = rebuild_pages(ci);
+	c->aops->getattr(ci, &a);
 	cache_mutex_lock(&c->lock);
-	err = cache_inode_insert(ci, 0);
+	err = cache_inode_insert(ci, 0, &a);
 	cache_mutex_unlock(&c->lock);
 	if (err) {
 		ci->stored = true;      /* destroying it removes the names */

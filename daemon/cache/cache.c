@@ -19,18 +19,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "attrib.h"
-#include "dir.h"
 #include "error.h"
 #include "fdstore.h"
-#include "inode.h"
-#include "layout.h"
-#include "le.h"
-#include "mft.h"
 #include "page.h"
 #include "segment.h"
 #include "seqcount.h"
-#include "volume.h"
 
 /* A sealed memfd of mode 0600: a client handed a read-only descriptor of
  * it cannot reopen /proc/self/fd/N writable (memfds are created 0777),
@@ -51,7 +44,8 @@ static int memfd_sized(const char *name, uint64_t size)
 	return fd;
 }
 
-int cache_create(struct ntfs_volume *vol, uint64_t limit_bytes, struct cache **out)
+int cache_create(const struct address_space_operations *aops, void *fs,
+		 const struct cache_geometry *geo, uint64_t limit_bytes, struct cache **out)
 {
 	struct cache *c = calloc(1, sizeof(*c));
 	struct shm_volume_header *h;
@@ -75,14 +69,16 @@ int cache_create(struct ntfs_volume *vol, uint64_t limit_bytes, struct cache **o
 	h->magic = NTFSD_SHM_VOLUME_MAGIC;
 	h->layout_version = NTFSD_SHM_LAYOUT_VERSION;
 	h->page_size = NTFSD_PAGE_SIZE;
-	h->buffer_size = vol->geo.sector_size;
-	h->cluster_size = vol->geo.cluster_size;
+	h->buffer_size = geo->sector_size;
+	h->cluster_size = geo->cluster_size;
 	h->max_inodes = NTFSD_MAX_INODES;
 	c->limit_pages = limit_bytes >> NTFSD_PAGE_SHIFT;
 	if (c->limit_pages < 16)
 		c->limit_pages = 16;
 	atomic_store(&h->counters.cache_limit, c->limit_pages << NTFSD_PAGE_SHIFT);
-	c->vol = vol;
+	c->aops = aops;
+	c->fs = fs;
+	c->geo = *geo;
 	c->header = h;
 	c->header_fd = fd;
 	atomic_store(&c->max_lock_hold_ms, CACHE_DEFAULT_MAX_LOCK_HOLD_MS);
@@ -118,13 +114,23 @@ void cache_inode_destroy(struct cache_inode *ci)
 	free(ci->priv);
 	free((void *)ci->referenced);
 	free((void *)ci->counted);
-	ntfs_attr_close(ci->data);
-	ntfs_inode_close(ci->ni);
+	ci->cache->aops->destroy_inode(ci);
+}
+
+void cache_inode_init(struct cache_inode *ci, struct cache *c, uint64_t ino)
+{
+	ci->cache = c;
+	ci->mft_no = ino;
+	ci->data_fd = ci->state_fd = -1;
+	atomic_store(&ci->wb_fence, UINT64_MAX);
+	cache_mutex_init(&ci->size_lock, LOCK_SIZE);
+	cache_mutex_init(&ci->wb_lock, LOCK_WB);
+}
+
+void cache_inode_fini(struct cache_inode *ci)
+{
 	cache_mutex_destroy(&ci->size_lock);
 	cache_mutex_destroy(&ci->wb_lock);
-	cache_mutex_destroy(&ci->init_lock);
-	cache_rwlock_destroy(&ci->rl_lock);
-	free(ci);
 }
 
 void cache_destroy(struct cache *c)
@@ -188,7 +194,12 @@ int cache_inode_map(struct cache_inode *ci, int data_fd, int state_fd,
 	dirty_bitmap_init(&ci->dirty, h, layout);
 	ci->pages = ci->dirty.pages;
 	cache_use_pages(ci, ci->i_size);
-	cache_use_pages(ci, ci->data->allocated_size);
+	{
+		struct cache_attr a;
+
+		ci->cache->aops->getattr(ci, &a);
+		cache_use_pages(ci, a.allocated_size);
+	}
 	ci->priv = calloc(ci->nr_pages ? ci->nr_pages : 1, sizeof(*ci->priv));
 	ci->referenced = calloc(ci->nr_pages ? ci->nr_pages : 1, 1);
 	ci->counted = calloc(ci->nr_pages ? ci->nr_pages : 1, 1);
@@ -214,10 +225,14 @@ static void cache_inode_store(struct cache_inode *ci)
 /* Build the segments of a freshly loaded inode. */
 static int cache_inode_segments(struct cache_inode *ci)
 {
+	const struct cache_geometry *geo = &ci->cache->geo;
 	struct shm_file_header layout;
-	uint64_t alloc_pages = cache_pages_for(ci->data->allocated_size), nr_pages, room;
+	uint64_t alloc_pages, nr_pages, room;
+	struct cache_attr a;
 	int data_fd, state_fd, err;
 
+	ci->cache->aops->getattr(ci, &a);
+	alloc_pages = cache_pages_for(a.allocated_size);
 	nr_pages = cache_pages_for(ci->i_size);
 	if (alloc_pages > nr_pages)
 		nr_pages = alloc_pages;
@@ -225,7 +240,7 @@ static int cache_inode_segments(struct cache_inode *ci)
 	 * space only, and nothing walks page state past used_pages. */
 	/* room: the file's size again, at least 1 GiB, and up to the volume's
 	 * size (capped): what a file can grow to while it stays open */
-	room = cache_pages_for(ci->cache->vol->geo.nr_clusters << ci->cache->vol->geo.cluster_size_bits);
+	room = cache_pages_for(geo->volume_bytes);
 	if (room > CACHE_MAX_ROOM_PAGES)
 		room = CACHE_MAX_ROOM_PAGES;
 	if (room < CACHE_GROWTH_PAGES)
@@ -240,10 +255,10 @@ static int cache_inode_segments(struct cache_inode *ci)
 	if (data_fd < 0)
 		return data_fd;
 	nr_pages += room;
-	shm_file_layout(&layout, nr_pages, ci->cache->vol->geo.sector_size);
-	layout.volume_serial = ci->cache->vol->geo.serial;
+	shm_file_layout(&layout, nr_pages, geo->sector_size);
+	layout.volume_serial = geo->serial;
 	layout.mft_no = ci->mft_no;
-	layout.seq_no = ci->ni->seq_no;
+	layout.seq_no = ci->generation;
 	layout.i_size = ci->i_size;
 	state_fd = memfd_sized("ntfsd-pages", layout.segment_size);
 	if (state_fd < 0) {
@@ -260,67 +275,9 @@ static int cache_inode_segments(struct cache_inode *ci)
 	return cache_inode_map(ci, data_fd, state_fd, &layout);
 }
 
-static int parent_is_extend(void *ctx, const struct ntfs_attr_record *a, uint64_t mft_no)
-{
-	const struct ntfs_file_name *fn;
-	uint32_t len;
-
-	(void)ctx;
-	(void)mft_no;
-	if (le32(a->type) != AT_FILE_NAME || a->non_resident)
-		return 0;
-	fn = (const void *)ntfs_attr_value(a, &len);
-	return len >= sizeof(*fn) && MREF(le64(fn->parent_directory)) == FILE_Extend;
-}
-
 int cache_inode_alloc(struct cache *c, uint64_t mft_no, struct cache_inode **out)
 {
-	struct cache_inode *ci = calloc(1, sizeof(*ci));
-	int err;
-
-	if (!ci)
-		return -ENOMEM;
-	ci->cache = c;
-	ci->mft_no = mft_no;
-	ci->data_fd = ci->state_fd = -1;
-	cache_mutex_init(&ci->size_lock, LOCK_SIZE);
-	cache_mutex_init(&ci->wb_lock, LOCK_WB);
-	cache_mutex_init(&ci->init_lock, LOCK_INIT);
-	{
-		pthread_rwlockattr_t ra;
-
-		/* allocation must not starve behind a stream of readers */
-		pthread_rwlockattr_init(&ra);
-		pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-		cache_rwlock_init(&ci->rl_lock, LOCK_RL, &ra);
-		pthread_rwlockattr_destroy(&ra);
-	}
-	err = ntfs_inode_open(c->vol, mft_no, &ci->ni);
-	if (!err && ntfs_inode_is_dir(ci->ni))
-		err = ntfs_fail(EISDIR, "MFT record %llu is a directory",
-				(unsigned long long)mft_no);
-	if (!err) {
-		err = ntfs_attr_open(ci->ni, AT_DATA, NULL, 0, &ci->data);
-		if (err == -ENOENT)
-			err = ntfs_fail(ENOENT, "MFT record %llu has no unnamed $DATA",
-					(unsigned long long)mft_no);
-	}
-	if (!err && (ci->data->flags & ATTR_IS_ENCRYPTED))
-		err = ntfs_fail(EACCES, "MFT record %llu is encrypted: ntfsd cannot read "
-				"encrypted files", (unsigned long long)mft_no);
-	if (err) {
-		cache_inode_destroy(ci);
-		return err;
-	}
-	ci->i_size = ci->data->data_size;
-	atomic_store(&ci->disk_init, ci->data->initialized_size);
-	atomic_store(&ci->wb_fence, UINT64_MAX);
-	/* NTFS metadata: the reserved records and everything under $Extend
-	 * (ntfsd renames nothing, so this never changes while cached) */
-	ci->system_file = mft_no < FILE_first_user ||
-			  ntfs_inode_foreach_attr(ci->ni, parent_is_extend, NULL) > 0;
-	*out = ci;
-	return 0;
+	return c->aops->alloc_inode(c, mft_no, out);
 }
 
 static int cache_inode_load(struct cache *c, uint64_t mft_no, struct cache_inode **out)
@@ -354,29 +311,34 @@ static int slot_alloc(struct cache *c)
 	return -1;
 }
 
-static void slot_publish(struct cache_inode *ci)
+/* The sizes come from the caller (getattr takes the file system's locks,
+ * which rank above c->lock): the inode is not visible yet, so they cannot
+ * have changed since. */
+static void slot_publish(struct cache_inode *ci, const struct cache_attr *a)
 {
 	struct shm_inode_slot *s = &ci->cache->header->inodes[ci->slot];
 	struct inode_sizes v = { .i_size = ci->i_size,
-				 .initialized_size = ci->data->initialized_size,
-				 .allocated_size = ci->data->allocated_size };
+				 .initialized_size = a->initialized_size,
+				 .allocated_size = a->allocated_size };
 
 	s->mft_no = ci->mft_no;
 	s->in_use = 1;
+	atomic_store(&ci->state->i_size, ci->i_size);
 	inode_slot_write(s, &v);
 }
 
 int cache_open(struct cache *c, const char *path, struct cache_inode **out)
 {
 	struct cache_inode *ci, *fresh = NULL;
-	uint64_t mref;
+	struct cache_attr a;
+	uint64_t ino;
 	int err;
 
-	err = ntfs_path_lookup(c->vol, path, 0, &mref);
+	err = c->aops->lookup(c, path, &ino);
 	if (err)
 		return err;
 	cache_mutex_lock(&c->lock);
-	for (ci = c->inodes; ci && ci->mft_no != MREF(mref); ci = ci->next)
+	for (ci = c->inodes; ci && ci->mft_no != ino; ci = ci->next)
 		;
 	if (ci) {
 		ci->refs++;
@@ -390,9 +352,10 @@ int cache_open(struct cache *c, const char *path, struct cache_inode **out)
 	}
 	cache_mutex_unlock(&c->lock);
 
-	err = cache_inode_load(c, MREF(mref), &fresh);
+	err = cache_inode_load(c, ino, &fresh);
 	if (err)
 		return err;
+	c->aops->getattr(fresh, &a);
 	cache_mutex_lock(&c->lock);
 	for (ci = c->inodes; ci && ci->mft_no != fresh->mft_no; ci = ci->next)
 		;
@@ -407,7 +370,7 @@ int cache_open(struct cache *c, const char *path, struct cache_inode **out)
 		*out = ci;
 		return 0;
 	}
-	err = cache_inode_insert(fresh, 1);
+	err = cache_inode_insert(fresh, 1, &a);
 	cache_mutex_unlock(&c->lock);
 	if (err) {
 		cache_inode_destroy(fresh);
@@ -419,7 +382,7 @@ int cache_open(struct cache *c, const char *path, struct cache_inode **out)
 	return 0;
 }
 
-int cache_inode_insert(struct cache_inode *ci, unsigned openers)
+int cache_inode_insert(struct cache_inode *ci, unsigned openers, const struct cache_attr *a)
 {
 	struct cache *c = ci->cache;
 	int slot;
@@ -432,7 +395,7 @@ int cache_inode_insert(struct cache_inode *ci, unsigned openers)
 		return -EMFILE;
 	ci->slot = (uint32_t)slot;
 	ci->refs = ci->openers = openers;
-	slot_publish(ci);
+	slot_publish(ci, a);
 	ci->next = c->inodes;
 	c->inodes = ci;
 	atomic_fetch_add(&c->header->counters.open_files, openers);
@@ -526,17 +489,7 @@ bool cache_getattr(struct cache *c, uint64_t mft_no, struct cache_attr *a)
 	cache_mutex_unlock(&c->lock);
 	if (!ci)
 		return false;
-	/* initialized_size changes under init_lock (writeback), the
-	 * allocation under rl_lock; i_size is one word (size_lock is held
-	 * across allocation I/O, which a stat need not wait for) */
-	cache_mutex_lock(&ci->init_lock);
-	cache_rwlock_rdlock(&ci->rl_lock);
-	a->i_size = ci->i_size;
-	a->resident = ci->data->resident;
-	a->initialized_size = a->resident ? ci->i_size : ci->data->initialized_size;
-	a->allocated_size = ci->data->allocated_size;
-	cache_rwlock_unlock(&ci->rl_lock);
-	cache_mutex_unlock(&ci->init_lock);
+	c->aops->getattr(ci, a);
 	cache_inode_put(ci);
 	return true;
 }

@@ -1,15 +1,18 @@
 /*
  * cache.h — the daemon's page cache: open inodes with their shared-memory
- * segments, readpage, and reclaim.
+ * segments, readpage, prepare-write, truncate and reclaim, generic over the
+ * file system under it, which it reaches only through its address-space
+ * operations (aops.h; NTFS's are in daemon/aops/).
  *
  * Invariants:
  *  - One struct cache_inode per cached MFT record, shared by every opener;
  *    it lives while it has openers or in-flight work (refs) and, after
  *    that, while it still has cached pages, so a reopen finds them; its
  *    inode slot in the volume header is in use exactly that long.
- *  - Everything that decides where bytes go on the disk (the ntfs_inode,
- *    the attribute and its runlist, the sizes) is daemon-private; the
- *    shared segments hold only page data, page state and published sizes.
+ *  - Everything that decides where bytes go on the disk (for NTFS the
+ *    inode, the attribute and its runlist, the sizes) is the file system's
+ *    and daemon-private; the shared segments hold only page data, page
+ *    state and published sizes.
  *  - A page becomes uptodate only under its page lock, after every byte of
  *    it holds the file's contents (zeroes past i_size).
  *  - cache->lock protects the inode list and slot table; it is never held
@@ -26,7 +29,9 @@
  *     flushes, record writes, waits for the writeback of its own pages, and
  *     size_lock when a sync gives back the room to grow.
  *  2. ci->size_lock: i_size, the data size and trim_pending move under it
- *     (prepare-write, truncate, trim).  Held across cluster allocation,
+ *     (prepare-write, truncate, trim); i_size and the data size under the
+ *     file system's size lock (4) too, which is all its write_inode may
+ *     take to write them into the record.  Held across cluster allocation,
  *     zeroing, device flushes, record writes and waits for page writeback
  *     (a truncate fencing its pages), so ending a page's writeback must
  *     never need it.
@@ -38,14 +43,14 @@
  *     (cache_fault_in()'s batches, reclaim).  Nobody waits for a page's
  *     writeback holding a page lock: ending writeback may lock the page
  *     (re-dirtying it when memory ran out).
- *  4. ci->init_lock: initialized_size, disk_init, sizes_dirty, and the
- *     writes that cross initialized_size, in order.  Held across zeroing
- *     and record writes.
- *  5. ci->rl_lock (rwlock, writers first): data->rl, ->resident and
- *     ->allocated_size.  Read to map or read the data (across the disk
- *     reads and zeroing), written only inside init_lock to change them
- *     (across the record write); never read-locked twice by one thread (a
- *     queued writer would deadlock it).
+ *  4. The file system's size lock (NTFS: init_lock, daemon/aops/ntfs_ci.h):
+ *     initialized_size, disk_init, sizes_dirty, and the writes that cross
+ *     initialized_size, in order.  Held across zeroing and record writes.
+ *  5. The file system's mapping lock (NTFS: rl_lock, a rwlock, writers
+ *     first): the runlist, residency and allocated_size.  Read to map or
+ *     read the data (across the disk reads and zeroing), written only
+ *     inside init_lock to change them (across the record write); never
+ *     read-locked twice by one thread (a queued writer would deadlock it).
  *  6. cache->reclaim_lock: the clock hand.  Taken where a page is counted
  *     in the cache, often under a page lock (readpage).  No disk I/O.
  *  7. cache->lock: the inode list, the slot table, refs and openers.  No
@@ -60,7 +65,8 @@
  * The on-disk layer's locks (vol->mft_lock, $MFT/$BITMAP's and $Bitmap's)
  * lie below all of these: it orders them itself (mftalloc.c), holds none
  * when it returns and never calls up into the cache; it cannot see
- * lockdep.h, so they are not checked.  Sleeping and disk I/O are allowed
+ * lockdep.h, so they are not checked.  Ranks 4 and 5 are taken by the
+ * file system's operations (aops.h) with the lockdep wrappers, so they are.  Sleeping and disk I/O are allowed
  * under ranks 1 to 5 and never under 6 to 9 (cache_assert_may_sleep()).
  * Waiting for a page's writeback is allowed under ranks 1 and 2 only: its
  * end may need a page lock, init_lock and rl_lock.
@@ -72,19 +78,16 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "aops.h"
 #include "dirty_bitmap.h"
 #include "lockdep.h"
 #include "page_lock.h"
 #include "shm_layout.h"
 
-struct ntfs_volume;
-struct ntfs_inode;
-struct ntfs_attr;
 struct io;
 struct fdstore;
 struct holder_table;
 struct fdstore_entry;
-struct ntfs_runlist;
 
 /* Growth room of a segment: the volume's size, at least 1 GiB, at most
  * 64 GiB, or as much again as the file has if that is more; and the most
@@ -94,15 +97,15 @@ struct ntfs_runlist;
 #define CACHE_MAX_PAGES (1ull << 32)
 #define CACHE_DEFAULT_MAX_LOCK_HOLD_MS 10000u
 
+/* Embedded in the file system's inode (aops.h: alloc_inode). */
 struct cache_inode {
 	struct cache *cache;
 	struct cache_inode *next;         /* in cache->inodes */
-	uint64_t mft_no;
+	uint64_t mft_no;                  /* the inode number */
+	uint32_t generation;              /* NTFS: the record's sequence number */
 	uint32_t slot;                    /* in the volume header's inode table */
 	unsigned refs;                    /* openers + in-flight work; under cache->lock */
 	unsigned openers;
-	struct ntfs_inode *ni;
-	struct ntfs_attr *data;           /* unnamed $DATA */
 	uint64_t i_size;
 	int data_fd;                      /* memfd: the file's bytes */
 	int state_fd;                     /* memfd: struct shm_file_header + pages */
@@ -129,15 +132,14 @@ struct cache_inode {
 	_Atomic bool wb_running;          /* a writeback pass is under way: its pages may
 					   * be under writeback with none left dirty, so a
 					   * sync must wait for it (set under wb_lock) */
-	struct cache_mutex init_lock;     /* writes crossing initialized_size, in order */
-	struct cache_rwlock rl_lock;      /* data->rl, ->resident, ->allocated_size:
-					   * read to map, written to allocate or truncate */
-	bool sizes_dirty;                 /* MFT record sizes lag the in-memory ones */
-	_Atomic uint64_t disk_init;       /* initialized_size the MFT record holds (written
-					   * under init_lock): every byte below it is
-					   * durable on the device, so a power cut never
-					   * exposes a cluster's stale bytes; only
-					   * writeback_sizes() raises it, after a flush */
+	bool sizes_dirty;                 /* the on-disk sizes lag the in-memory ones
+					   * (set by the file system, under its size lock) */
+	_Atomic uint64_t disk_init;       /* initialized_size the on-disk inode holds
+					   * (written by the file system under its size
+					   * lock): every byte below it is durable on the
+					   * device, so a power cut never exposes a
+					   * cluster's stale bytes; only write_inode
+					   * raises it, after a flush */
 	_Atomic uint64_t wb_fence;        /* pages ending past this byte are not written
 					   * back (left dirty): a shrinking truncate holds
 					   * them until its record is written */
@@ -154,7 +156,9 @@ struct cache_inode {
 };
 
 struct cache {
-	struct ntfs_volume *vol;
+	const struct address_space_operations *aops;
+	void *fs;                         /* the file system's volume (NTFS: ntfs_volume) */
+	struct cache_geometry geo;
 	struct cache_mutex lock;
 	struct cache_inode *inodes;
 	int header_fd;                    /* memfd of the volume header */
@@ -174,12 +178,19 @@ struct cache {
 	_Atomic uint64_t wb_errors;
 };
 
-int cache_create(struct ntfs_volume *vol, uint64_t limit_bytes, struct cache **out);
+/* A cache over file system fs, reached through aops. */
+int cache_create(const struct address_space_operations *aops, void *fs,
+		 const struct cache_geometry *geo, uint64_t limit_bytes, struct cache **out);
 void cache_destroy(struct cache *c);
+
+/* For a file system's alloc_inode and destroy_inode (aops.h): the generic
+ * fields of a fresh, zeroed inode, and their teardown. */
+void cache_inode_init(struct cache_inode *ci, struct cache *c, uint64_t ino);
+void cache_inode_fini(struct cache_inode *ci);
 
 /* Open (or find) the cache inode of path; takes an opener reference.
  * Errors: -ENOENT, -EISDIR, -EACCES (encrypted), -EIO; message in
- * ntfs_last_error(). */
+ * ntfs_last_error() (util/error.h). */
 int cache_open(struct cache *c, const char *path, struct cache_inode **out);
 void cache_close(struct cache_inode *ci);
 /* Work references keep an inode alive across asynchronous work. */

@@ -1,42 +1,13 @@
 /*
- * namei.c — see namei.h.
+ * namei.c — see namei.h: the server's questions by path, answered by the
+ * file system (aops.h) with a cached file's sizes taken from the cache.
  */
 #include "namei.h"
 
-#include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include "attrib.h"
 #include "cache_int.h"
-#include "device.h"
-#include "dir.h"
 #include "error.h"
-#include "inode.h"
-#include "lcnalloc.h"
-#include "le.h"
-#include "unistr.h"
-#include "volume.h"
-
-static void stat_fill(struct cache_stat *st, const struct ntfs_inode *ni,
-		      const struct ntfs_attr *na)
-{
-	*st = (struct cache_stat){ 0 };
-	st->mft_no = ni->mft_no;
-	st->attributes = ni->file_attributes;
-	st->directory = ntfs_inode_is_dir(ni);
-	st->link_count = ni->link_count;
-	if (!na)
-		return;
-	st->has_data = true;
-	st->size = na->data_size;
-	st->initialized_size = na->initialized_size;
-	st->allocated_size = na->allocated_size;
-	st->resident = na->resident;
-	st->compressed = na->flags & ATTR_IS_COMPRESSED;
-	st->sparse = na->flags & ATTR_IS_SPARSE;
-	st->encrypted = na->flags & ATTR_IS_ENCRYPTED;
-}
 
 /* A cached file's sizes are what clients see now. */
 static void stat_cached_sizes(struct cache *c, struct cache_stat *st)
@@ -53,117 +24,33 @@ static void stat_cached_sizes(struct cache *c, struct cache_stat *st)
 
 int cache_stat_path(struct cache *c, const char *path, struct cache_stat *st)
 {
-	struct ntfs_inode *ni;
-	struct ntfs_attr *na = NULL;
-	uint64_t mref;
-	int err;
+	int err = c->aops->stat_path(c, path, st);
 
-	err = ntfs_path_lookup(c->vol, path, 0, &mref);
 	if (!err)
-		err = ntfs_inode_open(c->vol, MREF(mref), &ni);
-	if (err)
-		return err;
-	err = ntfs_attr_open(ni, AT_DATA, NULL, 0, &na);
-	if (err && err != -ENOENT) {
-		ntfs_inode_close(ni);
-		return err;
-	}
-	stat_fill(st, ni, err ? NULL : na);
-	ntfs_attr_close(na);
-	ntfs_inode_close(ni);
-	stat_cached_sizes(c, st);
-	return 0;
+		stat_cached_sizes(c, st);
+	return err;
 }
 
 void cache_stat_inode(struct cache_inode *ci, struct cache_stat *st)
 {
-	stat_fill(st, ci->ni, ci->data);
+	ci->cache->aops->stat_inode(ci, st);
 	stat_cached_sizes(ci->cache, st);
-}
-
-struct readdir_ctx {
-	int (*cb)(void *ctx, const struct cache_dirent *e);
-	void *ctx;
-};
-
-static int readdir_one(void *ctx, const struct ntfs_dirent *de)
-{
-	struct readdir_ctx *rc = ctx;
-	struct cache_dirent e;
-	char *name;
-	int err;
-
-	if (de->name_type == FILE_NAME_DOS)
-		return 0;
-	if (de->name_len == 1 && get_le16(de->name) == '.')
-		return 0;
-	if (ntfs_utf16_to_utf8(de->name, de->name_len, &name))
-		return ntfs_fail(EILSEQ, "MFT record %llu has a name that is not valid UTF-16",
-				 (unsigned long long)MREF(de->mref));
-	e.name = name;
-	e.mft_no = MREF(de->mref);
-	e.name_type = de->name_type;
-	e.directory = le32(de->fn->file_attributes) & FILE_ATTR_DUP_FILE_NAME_INDEX_PRESENT;
-	err = rc->cb(rc->ctx, &e);
-	free(name);
-	return err;
 }
 
 int cache_readdir(struct cache *c, const char *path,
 		  int (*cb)(void *ctx, const struct cache_dirent *e), void *ctx)
 {
-	struct readdir_ctx rc = { cb, ctx };
-	struct ntfs_inode *ni;
-	uint64_t mref;
-	int err;
-
-	err = ntfs_path_lookup(c->vol, path, 0, &mref);
-	if (!err)
-		err = ntfs_inode_open(c->vol, MREF(mref), &ni);
-	if (err)
-		return err;
-	if (!ntfs_inode_is_dir(ni)) {
-		ntfs_inode_close(ni);
-		return ntfs_fail(ENOTDIR, "%s: not a directory", path);
-	}
-	err = ntfs_dir_foreach(ni, readdir_one, &rc);
-	ntfs_inode_close(ni);
-	return err;
+	return c->aops->readdir(c, path, cb, ctx);
 }
 
 void cache_volume_info(struct cache *c, struct cache_volume_info *vi)
 {
-	vi->label = c->vol->label;
-	vi->major_ver = c->vol->major_ver;
-	vi->minor_ver = c->vol->minor_ver;
-	vi->cluster_size = c->vol->geo.cluster_size;
-	vi->size = c->vol->geo.nr_clusters << c->vol->geo.cluster_size_bits;
-	vi->free_bytes = 0;
-	vi->growth_room_bytes = 0;
-	if (c->read_only)
-		return;
-	{
-		int64_t n = ntfs_volume_free_clusters(c->vol);
-
-		vi->free_bytes = n > 0 ? (uint64_t)n << c->vol->geo.cluster_size_bits : 0;
-	}
-	cache_mutex_lock(&c->lock);
-	for (struct cache_inode *ci = c->inodes; ci; ci = ci->next) {
-		/* allocated_size and i_size are read unlocked: a figure for
-		 * display, a page or so off while a file grows */
-		uint64_t used = (ci->i_size + c->vol->geo.cluster_size - 1) &
-				~((uint64_t)c->vol->geo.cluster_size - 1);
-		uint64_t alloc = ci->data->resident ? 0 : ci->data->allocated_size;
-
-		if (ci->trim_pending && alloc > used)
-			vi->growth_room_bytes += alloc - used;
-	}
-	cache_mutex_unlock(&c->lock);
+	c->aops->volume_info(c, vi);
 }
 
 int cache_flush_device(struct cache *c)
 {
-	return ntfs_device_flush(c->vol->dev);
+	return c->aops->sync_fs(c);
 }
 
 const char *cache_last_error(void)

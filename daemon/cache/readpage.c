@@ -4,9 +4,9 @@
  * Invariants: a page is filled and marked uptodate only with its page lock
  * held; every byte of an uptodate page is the file's byte or, past i_size,
  * zero; a page is counted in the cache (and room made by reclaim) before
- * it is filled; the on-disk layer returns zeroes for holes and for the range past
- * initialized_size without reading the disk, and decompresses compression
- * units.  A read error leaves the page not uptodate and is returned.
+ * it is filled; the file system (aops->read) returns zeroes for holes and
+ * for the range past initialized_size without reading the disk, and
+ * decompresses compression units.  A read error leaves the page not uptodate and is returned.
  */
 #include "cache_int.h"
 
@@ -14,11 +14,9 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "attrib.h"
 #include "error.h"
 #include "page.h"
 #include "sanity.h"
-#include "volume.h"
 
 int readpage(struct cache_inode *ci, uint64_t index)
 {
@@ -44,9 +42,7 @@ int readpage(struct cache_inode *ci, uint64_t index)
 	fresh = cache_account_page(ci, index);
 	buf = ci->data_map + (index << NTFSD_PAGE_SHIFT);
 	cache_assert_may_sleep();
-	cache_rwlock_rdlock(&ci->rl_lock);
-	n = ntfs_attr_pread(ci->data, index << NTFSD_PAGE_SHIFT, NTFSD_PAGE_SIZE, buf);
-	cache_rwlock_unlock(&ci->rl_lock);
+	n = c->aops->read(ci, index << NTFSD_PAGE_SHIFT, NTFSD_PAGE_SIZE, buf);
 	if (n < 0) {
 		if (fresh)
 			cache_unaccount_page(ci, index);
@@ -70,7 +66,7 @@ int readpage(struct cache_inode *ci, uint64_t index)
 #endif
 
 /* Fill pages [first, first + n), all locked by us and not uptodate, with
- * one read of the attribute; unlock them. */
+ * one read of the file; unlock them. */
 static int readpages_locked(struct cache_inode *ci, uint64_t first, uint64_t n)
 {
 	struct cache *c = ci->cache;
@@ -86,9 +82,7 @@ static int readpages_locked(struct cache_inode *ci, uint64_t first, uint64_t n)
 	 * per page during the read (a hint: on failure the faults do it). */
 	madvise(buf, len, CACHE_MADV_POPULATE_WRITE);
 	cache_assert_may_sleep();
-	cache_rwlock_rdlock(&ci->rl_lock);
-	got = ntfs_attr_pread(ci->data, pos, len, buf);
-	cache_rwlock_unlock(&ci->rl_lock);
+	got = c->aops->read(ci, pos, len, buf);
 	if (got >= 0)
 		memset(buf + got, 0, len - (uint64_t)got);
 	for (i = first; i < first + n; i++) {

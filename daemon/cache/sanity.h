@@ -3,8 +3,9 @@
  * SQLite's pcache asserts its page sanity checks), and reports of bugs.
  *
  * Invariants:
- *  - The checks look only at daemon-private state (sizes, runlist, page
- *    counts; never the shared segments, which clients write), so only a
+ *  - The checks look only at daemon-private state (sizes, page counts, and
+ *    the file system's own, checked by it: aops->sanity_settled; never the
+ *    shared segments, which clients write), so only a
  *    bug in ntfsd can make one fail; a failure logs every size of the
  *    inode and the check that failed, and aborts.
  *  - They exist in the debug and sanitizer builds (NTFSD_LOCKDEP, which
@@ -21,22 +22,21 @@
 struct cache_inode;
 
 #if NTFSD_LOCKDEP
-/* What holds whenever init_lock is held (the caller holds it): sizes and
- * runlist consistent, disk_init below what memory says, page counts within
- * the segment.  For the middle of a size change (commit_runlist,
- * writeback_sizes). */
-void cache_inode_sanity_at(struct cache_inode *ci, const char *file, int line);
-/* What holds between size changes: the above, and i_size is the data size,
- * covered by used_pages.  Takes size_lock unless the thread holds it (the
- * end of a prepare-write or truncate), and init_lock. */
+/* What holds between size changes: i_size within the segment and covered
+ * by used_pages, page counts within the segment, and what the file system
+ * checks (aops->sanity_settled: for NTFS, i_size is the data size and the
+ * sizes and runlist agree).  Takes size_lock unless the thread holds it. */
 void cache_inode_sanity_settled_at(struct cache_inode *ci, const char *file, int line);
 /* The reference counts (cache->lock held). */
 void cache_inode_sanity_refs_at(struct cache_inode *ci, const char *file, int line);
-#define cache_inode_sanity(ci) cache_inode_sanity_at((ci), __FILE__, __LINE__)
+/* A check failed: log it with the inode's generic state and the file
+ * system's detail (may be NULL), and abort. */
+__attribute__((noreturn))
+void cache_insane_at(const struct cache_inode *ci, const char *file, int line,
+		     const char *check, const char *detail);
 #define cache_inode_sanity_settled(ci) cache_inode_sanity_settled_at((ci), __FILE__, __LINE__)
 #define cache_inode_sanity_refs(ci) cache_inode_sanity_refs_at((ci), __FILE__, __LINE__)
 #else
-#define cache_inode_sanity(ci) ((void)(ci))
 #define cache_inode_sanity_settled(ci) ((void)(ci))
 #define cache_inode_sanity_refs(ci) ((void)(ci))
 #endif

@@ -1,11 +1,8 @@
 /*
  * io.c — see io.h.
  *
- * Invariants: extents are split at run boundaries into device writes;
- * adjacent device writes of one extent are merged when both their file and
- * disk ranges touch, so every device write belongs to one extent and its
- * result to that extent alone.  Every write is tried, whatever failed
- * before it.  With io_uring all completions of a call are reaped before it
+ * Invariants: every device write belongs to one extent and its result to
+ * that extent alone.  Every write is tried, whatever failed before it.  With io_uring all completions of a call are reaped before it
  * returns; when the ring refuses a submission, the writes the kernel took
  * are waited for and the ring is thrown away with the entries it did not
  * take, so no completion or stale entry is ever left for another call.
@@ -19,24 +16,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "attrib.h"
+#include "device.h"
 #include "error.h"
 #include "log.h"
-#include "volume.h"
 
 #define RING_ENTRIES 64u
 
 struct io {
-	struct ntfs_volume *vol;
+	struct ntfs_device *dev;
 	enum io_engine engine;
 	pthread_key_t ring_key;
-};
-
-struct dev_write {
-	uint64_t off;
-	uint64_t len;
-	const uint8_t *buf;
-	unsigned ext;           /* the extent it is part of */
 };
 
 static void ring_free(void *p)
@@ -47,7 +36,7 @@ static void ring_free(void *p)
 	free(ring);
 }
 
-int io_create(struct ntfs_volume *vol, enum io_engine want, struct io **out)
+int io_create(struct ntfs_device *dev, enum io_engine want, struct io **out)
 {
 	struct io *io = calloc(1, sizeof(*io));
 	struct io_uring probe;
@@ -55,7 +44,7 @@ int io_create(struct ntfs_volume *vol, enum io_engine want, struct io **out)
 
 	if (!io)
 		return -ENOMEM;
-	io->vol = vol;
+	io->dev = dev;
 	io->engine = want;
 	if (want == IO_ENGINE_URING) {
 		err = io_uring_queue_init(4, &probe, 0);
@@ -95,91 +84,8 @@ const char *io_engine_name(const struct io *io)
 	return io->engine == IO_ENGINE_URING ? "uring" : "threads";
 }
 
-/* True when device bytes [off, off + len) touch what no file's data may
- * occupy: the boot sectors, the system records at the start of $MFT and
- * their mirror.  A user file's runlist pointing there is corrupt, and
- * writing through it would destroy the volume. */
-static bool hits_metadata(const struct io *io, uint64_t off, uint64_t len)
-{
-	const struct ntfs_geometry *g = &io->vol->geo;
-	uint64_t sys = (uint64_t)FILE_first_user * g->mft_record_size;
-	uint64_t mft = g->mft_lcn << g->cluster_size_bits;
-	uint64_t mirr = g->mftmirr_lcn << g->cluster_size_bits;
-	uint64_t end = off + len;
-
-	return off < 8192 || (off < mft + sys && end > mft) ||
-	       (off < mirr + 4ull * g->mft_record_size && end > mirr);
-}
-
-/* Map the extents to device writes, merging neighbours. */
-static int map_extents(struct io *io, struct ntfs_attr *na, const struct io_extent *ext,
-		       unsigned n, int *ext_err, struct dev_write **out, unsigned *nout)
-{
-	uint32_t bits = io->vol->geo.cluster_size_bits;
-	unsigned cap = n * 2 + 4, k = 0, i;
-	struct dev_write *w = malloc(sizeof(*w) * cap);
-	char what[160];
-
-	if (!w)
-		return -ENOMEM;
-	for (i = 0; i < n; i++) {
-		uint64_t pos = ext[i].file_pos, left = ext[i].len;
-		const uint8_t *buf = ext[i].buf;
-
-		while (left) {
-			int64_t run, lcn = ntfs_rl_vcn_to_lcn(&na->rl, (int64_t)(pos >> bits), &run);
-			uint64_t ofs = pos & (io->vol->geo.cluster_size - 1);
-			uint64_t avail = ((uint64_t)run << bits) - ofs, chunk, dev;
-
-			chunk = avail < left ? avail : left;
-			dev = lcn < 0 ? 0 : ((uint64_t)lcn << bits) + ofs;
-			if (lcn < 0 || hits_metadata(io, dev, chunk)) {
-				int err = ntfs_fail(EIO, "%s: byte %llu maps to %s: refusing to write",
-						    ntfs_attr_describe(na, what, sizeof(what)),
-						    (unsigned long long)pos,
-						    lcn == LCN_HOLE ? "a hole"
-						    : lcn < 0 ? "nothing"
-						    : "the boot sector or the system MFT records");
-
-				if (!ext_err) {
-					free(w);
-					return err;
-				}
-				/* this extent fails; what it mapped so far is not written */
-				while (k && w[k - 1].ext == i)
-					k--;
-				ext_err[i] = err;
-				break;
-			}
-			if (k && w[k - 1].off + w[k - 1].len == dev &&
-			    w[k - 1].buf + w[k - 1].len == buf && w[k - 1].ext == i) {
-				w[k - 1].len += chunk;
-			} else {
-				if (k == cap) {
-					struct dev_write *nw = realloc(w, sizeof(*w) * cap * 2);
-
-					if (!nw) {
-						free(w);
-						return -ENOMEM;
-					}
-					w = nw;
-					cap *= 2;
-				}
-				w[k++] = (struct dev_write){ .off = dev, .len = chunk, .buf = buf,
-							     .ext = i };
-			}
-			pos += chunk;
-			buf += chunk;
-			left -= chunk;
-		}
-	}
-	*out = w;
-	*nout = k;
-	return 0;
-}
-
 /* Record the result of device write w (the first error of its extent). */
-static int note_result(int *ext_err, const struct dev_write *w, int err)
+static int note_result(int *ext_err, const struct io_write *w, int err)
 {
 	if (err && ext_err && !ext_err[w->ext])
 		ext_err[w->ext] = err;
@@ -188,7 +94,7 @@ static int note_result(int *ext_err, const struct dev_write *w, int err)
 
 /* Write w[i] for every i not yet done, synchronously; returns the first
  * error, having tried every write. */
-static int write_sync(struct io *io, const struct dev_write *w, unsigned n, const bool *done,
+static int write_sync(struct io *io, const struct io_write *w, unsigned n, const bool *done,
 		      int *ext_err)
 {
 	unsigned i;
@@ -197,7 +103,7 @@ static int write_sync(struct io *io, const struct dev_write *w, unsigned n, cons
 	for (i = 0; i < n; i++) {
 		if (done && done[i])
 			continue;
-		err = note_result(ext_err, &w[i], ntfs_device_pwrite(io->vol->dev, w[i].buf,
+		err = note_result(ext_err, &w[i], ntfs_device_pwrite(io->dev, w[i].buf,
 								     (size_t)w[i].len, w[i].off));
 		if (err && !first)
 			first = err;
@@ -223,7 +129,7 @@ static struct io_uring *thread_ring(struct io *io)
 }
 
 /* Reap one completion of this call; returns the write's result. */
-static int reap_one(struct io *io, struct io_uring_cqe *cqe, const struct dev_write *w,
+static int reap_one(struct io *io, struct io_uring_cqe *cqe, const struct io_write *w,
 		    bool *done, int *ext_err)
 {
 	uint64_t idx = io_uring_cqe_get_data64(cqe);
@@ -231,11 +137,11 @@ static int reap_one(struct io *io, struct io_uring_cqe *cqe, const struct dev_wr
 
 	done[idx] = true;
 	if (res < 0)
-		err = ntfs_fail(-res, "%s: write at offset %llu: %s", io->vol->dev->path,
+		err = ntfs_fail(-res, "%s: write at offset %llu: %s", io->dev->path,
 				(unsigned long long)w[idx].off, strerror(-res));
 	else if ((uint64_t)res < w[idx].len)
 		/* a short write: finish it synchronously */
-		err = ntfs_device_pwrite(io->vol->dev, w[idx].buf + res,
+		err = ntfs_device_pwrite(io->dev, w[idx].buf + res,
 					 (size_t)(w[idx].len - (uint64_t)res),
 					 w[idx].off + (uint64_t)res);
 	return note_result(ext_err, &w[idx], err);
@@ -247,14 +153,14 @@ static int reap_one(struct io *io, struct io_uring_cqe *cqe, const struct dev_wr
  * throw the ring away with the entries it did not take, so they can never
  * be submitted later, and write what is left without io_uring.
  */
-static int uring_abandon(struct io *io, struct io_uring *ring, int ret, const struct dev_write *w,
+static int uring_abandon(struct io *io, struct io_uring *ring, int ret, const struct io_write *w,
 			 unsigned n, unsigned inflight, bool *done, int *ext_err)
 {
 	unsigned taken = inflight - io_uring_sq_ready(ring);
 	int err, first = 0;
 
 	log_warning("%s: io_uring submit: %s: finishing %u write%s in flight, then writing the "
-		    "rest without io_uring", io->vol->dev->path, strerror(-ret), taken,
+		    "rest without io_uring", io->dev->path, strerror(-ret), taken,
 		    taken == 1 ? "" : "s");
 	while (taken) {
 		struct io_uring_cqe *cqe;
@@ -302,7 +208,7 @@ static bool uring_inject_fail(void)
 	       (atomic_fetch_add(&submit_calls, 1) + 1) % submit_fail_every == 0;
 }
 
-static int write_uring(struct io *io, const struct dev_write *w, unsigned n, int *ext_err)
+static int write_uring(struct io *io, const struct io_write *w, unsigned n, int *ext_err)
 {
 	struct io_uring *ring = thread_ring(io);
 	unsigned ndone = 0, submitted = 0, inflight = 0;
@@ -311,8 +217,8 @@ static int write_uring(struct io *io, const struct dev_write *w, unsigned n, int
 
 	if (!ring)
 		return write_sync(io, w, n, NULL, ext_err);  /* no ring for this thread */
-	if (io->vol->dev->read_only)
-		return ntfs_fail(EROFS, "%s: opened read-only", io->vol->dev->path);
+	if (io->dev->read_only)
+		return ntfs_fail(EROFS, "%s: opened read-only", io->dev->path);
 	done = calloc(n ? n : 1, sizeof(*done));
 	if (!done)
 		return write_sync(io, w, n, NULL, ext_err);
@@ -325,7 +231,7 @@ static int write_uring(struct io *io, const struct dev_write *w, unsigned n, int
 
 			if (!sqe)
 				break;
-			io_uring_prep_write(sqe, io->vol->dev->fd, w[submitted].buf,
+			io_uring_prep_write(sqe, io->dev->fd, w[submitted].buf,
 					    (unsigned)w[submitted].len, w[submitted].off);
 			io_uring_sqe_set_data64(sqe, submitted);
 			submitted++;
@@ -352,34 +258,8 @@ static int write_uring(struct io *io, const struct dev_write *w, unsigned n, int
 	return err;
 }
 
-int io_write_extents(struct io *io, struct ntfs_attr *na, const struct io_extent *ext,
-		     unsigned n, struct cache_rwlock *map_lock, int *ext_err)
+int io_write(struct io *io, const struct io_write *w, unsigned n, int *ext_err)
 {
-	struct dev_write *w = NULL;
-	unsigned k = 0, i;
-	int err;
-
-	cache_assert_may_sleep();
-	if (ext_err)
-		for (i = 0; i < n; i++)
-			ext_err[i] = 0;
-	if (map_lock)
-		cache_rwlock_rdlock(map_lock);
-	err = map_extents(io, na, ext, n, ext_err, &w, &k);
-	if (map_lock)
-		cache_rwlock_unlock(map_lock);
-
-	if (err) {
-		if (ext_err)
-			for (i = 0; i < n; i++)
-				ext_err[i] = err;
-		return err;
-	}
-	err = io->engine == IO_ENGINE_URING ? write_uring(io, w, k, ext_err)
-					    : write_sync(io, w, k, NULL, ext_err);
-	free(w);
-	if (!err && ext_err)
-		for (i = 0; i < n && !err; i++)
-			err = ext_err[i];
-	return err;
+	return io->engine == IO_ENGINE_URING ? write_uring(io, w, n, ext_err)
+					    : write_sync(io, w, n, NULL, ext_err);
 }

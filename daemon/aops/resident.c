@@ -1,5 +1,5 @@
 /*
- * resident.c — a resident file growing: within its MFT record while the
+ * resident.c — NTFS: a resident file growing: within its MFT record while the
  * value fits, else moved out to clusters (non-resident), transparently to
  * clients that have it mapped.
  *
@@ -16,7 +16,7 @@
  *  - A compressed file moves out as whole compression units (16 clusters)
  *    stored uncompressed, as the first write into a unit would store it.
  */
-#include "cache_int.h"
+#include "ntfs_ci.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -30,13 +30,13 @@
 #include "error.h"
 #include "lcnalloc.h"
 #include "page.h"
-#include "sanity.h"
 #include "volume.h"
 
-static int make_nonresident(struct cache_inode *ci)
+static int make_nonresident(struct ntfs_cache_inode *nci)
 {
-	struct ntfs_volume *vol = ci->cache->vol;
-	struct ntfs_attr *na = ci->data;
+	struct cache_inode *ci = &nci->vfs;
+	struct ntfs_volume *vol = NTFS_VOL(ci->cache);
+	struct ntfs_attr *na = nci->data;
 	struct shm_page *p0 = &ci->pages[0];
 	uint64_t len = na->data_size, csize = vol->geo.cluster_size;
 	int64_t clusters = (int64_t)((len + csize - 1) / csize);
@@ -77,14 +77,14 @@ static int make_nonresident(struct cache_inode *ci)
 		err = ntfs_device_flush(vol->dev);
 	crashpoint("resident-before-record");
 	if (!err) {
-		cache_mutex_lock(&ci->init_lock);
-		cache_rwlock_wrlock(&ci->rl_lock);
+		cache_mutex_lock(&nci->init_lock);
+		cache_rwlock_wrlock(&nci->rl_lock);
 		err = ntfs_attr_make_nonresident(na, &rl, (uint64_t)clusters * csize);
 		if (!err)       /* the value was flushed to its clusters above */
 			atomic_store(&ci->disk_init, na->initialized_size);
-		cache_inode_sanity(ci);
-		cache_rwlock_unlock(&ci->rl_lock);
-		cache_mutex_unlock(&ci->init_lock);
+		ntfs_ci_sanity(nci);
+		cache_rwlock_unlock(&nci->rl_lock);
+		cache_mutex_unlock(&nci->init_lock);
 	}
 	cache_unlock_page(ci, 0);
 	crashpoint("resident-after-record");
@@ -99,33 +99,35 @@ static int make_nonresident(struct cache_inode *ci)
 	return err;
 }
 
-int cache_resident_resize(struct cache_inode *ci, uint64_t size)
+int ntfs_ci_resident_resize(struct ntfs_cache_inode *nci, uint64_t size)
 {
+	struct cache_inode *ci = &nci->vfs;
 	int err;
 
 	/* page 0 excludes writepage_resident, rl_lock the readers of na->value */
 	cache_lock_page(ci, 0);
-	cache_mutex_lock(&ci->init_lock);
-	cache_rwlock_wrlock(&ci->rl_lock);
-	err = ntfs_attr_resize_resident(ci->data, size);
+	cache_mutex_lock(&nci->init_lock);
+	cache_rwlock_wrlock(&nci->rl_lock);
+	err = ntfs_attr_resize_resident(nci->data, size);
 	if (!err)
 		atomic_store(&ci->disk_init, size);
-	cache_inode_sanity(ci);
-	cache_rwlock_unlock(&ci->rl_lock);
-	cache_mutex_unlock(&ci->init_lock);
+	ntfs_ci_sanity(nci);
+	cache_rwlock_unlock(&nci->rl_lock);
+	cache_mutex_unlock(&nci->init_lock);
 	cache_unlock_page(ci, 0);
 	return err;
 }
 
-int cache_resident_grow(struct cache_inode *ci, uint64_t new_size)
+int ntfs_ci_resident_grow(struct ntfs_cache_inode *nci, uint64_t new_size)
 {
+	struct cache_inode *ci = &nci->vfs;
 	int err;
 
 	cache_assert_held(&ci->size_lock);
-	if (!ci->data->resident || new_size <= ci->data->data_size)
+	if (!nci->data->resident || new_size <= nci->data->data_size)
 		return 0;
-	err = cache_resident_resize(ci, new_size);
+	err = ntfs_ci_resident_resize(nci, new_size);
 	if (err != -E2BIG)
 		return err;
-	return make_nonresident(ci);
+	return make_nonresident(nci);
 }

@@ -1,0 +1,132 @@
+/*
+ * aops.h — the file system under the page cache: the one table through
+ * which the generic cache (daemon/cache/) and write-back
+ * (daemon/writeback/) reach the on-disk format.  NTFS fills it in
+ * daemon/aops/ (ntfs_aops.h); the cache's unit tests fill it with a
+ * file system in RAM (tests/cache/ramfs.c).
+ *
+ * Named after the kernel's struct address_space_operations, it carries the
+ * superblock and inode verbs the cache needs as well (lookup, getattr,
+ * readdir, sync_fs), so there is one seam, not three.
+ *
+ * Invariants every implementation keeps (the generic code relies on them):
+ *  - A file system inode embeds its struct cache_inode (alloc_inode makes
+ *    both; destroy_inode frees both) and sets, before alloc_inode returns:
+ *    i_size, disk_init, generation, system_file.  Everything that maps
+ *    bytes to the disk is the file system's, private to it.
+ *  - prepare_write and truncate_blocks run under size_lock; they are the
+ *    only places blocks are allocated or freed, so writepage never
+ *    allocates; every refusal (ENOSPC, EFBIG, EOPNOTSUPP...) happens there,
+ *    with the file as it was.
+ *  - writepage is entered with the page locked and its dirty buffers taken
+ *    (bufs, never 0; wholly-past-i_size buffers already dropped); it sets
+ *    writeback before I/O and returns with the page unlocked; every page it
+ *    took ends with cache_end_page_io() (or is re-dirtied) by the time
+ *    writepages_flush returns.
+ *  - sizes_dirty and trim_pending of the cache inode are set by the file
+ *    system only, read by the generic code to decide what needs a pass.
+ *  - Errors are a negative errno with a message in the error channel
+ *    (util/error.h).
+ */
+#ifndef NTFSD_CACHE_AOPS_H
+#define NTFSD_CACHE_AOPS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct cache;
+struct cache_inode;
+struct cache_stat;
+struct cache_dirent;
+struct cache_volume_info;
+
+/* The sizes of a cached file as clients see them now (the file system's
+ * on-disk copy may lag them until write-back writes it). */
+struct cache_attr {
+	uint64_t i_size, initialized_size, allocated_size;
+	bool resident;                  /* the data lives inside the inode's record */
+};
+
+/* What the cache needs to know of the volume to lay out segments. */
+struct cache_geometry {
+	uint32_t sector_size;           /* the buffer size of a page */
+	uint32_t cluster_size;          /* allocation unit (published to clients) */
+	uint64_t volume_bytes;          /* bounds a segment's room to grow */
+	uint64_t serial;                /* stamps segments, checked on adoption */
+};
+
+struct address_space_operations {
+	const char *name;
+
+	/* ---- inodes ---- */
+	/* The inode number of path (-ENOENT, -ENOTDIR, ...). */
+	int (*lookup)(struct cache *c, const char *path, uint64_t *ino);
+	/* Read inode ino into a new cache inode (no segments yet):
+	 * -EISDIR, -ENOENT, -EACCES (encrypted) and the like. */
+	int (*alloc_inode)(struct cache *c, uint64_t ino, struct cache_inode **out);
+	void (*destroy_inode)(struct cache_inode *ci);
+	/* The sizes now (takes the file system's own inode locks, so never
+	 * with c->lock held). */
+	void (*getattr)(struct cache_inode *ci, struct cache_attr *a);
+	/* Adoption after a crash: reconcile the i_size a dead daemon left
+	 * (*i_size; its segment holds seg_bytes) with the inode on disk,
+	 * which may be a step ahead or behind; *i_size becomes the size to
+	 * serve (at most seg_bytes) and the file system's sizes a valid state
+	 * around it. */
+	void (*adopt_sizes)(struct cache_inode *ci, uint64_t seg_bytes, uint64_t *i_size);
+
+	/* ---- data ---- */
+	/* Refusals beyond the generic ones (read-only volume, system file):
+	 * encrypted and the like. */
+	int (*check_writable)(struct cache_inode *ci);
+	/* Read [pos, pos + len) of the file into buf: the bytes read (fewer
+	 * past the end: the caller zeroes the rest), or -errno.  Holes and
+	 * bytes past initialized_size read as zeroes. */
+	ssize_t (*read)(struct cache_inode *ci, uint64_t pos, uint64_t len, uint8_t *buf);
+	/* Back bytes [pos, end) with blocks, and the range from i_size to
+	 * new_size when it grows (size_lock held).  On success with
+	 * new_size > i_size it raises i_size to new_size, together with its
+	 * own copy of the size and under the lock its write_inode takes, so
+	 * a size write in between never undoes the raise. */
+	int (*prepare_write)(struct cache_inode *ci, uint64_t pos, uint64_t end,
+			     uint64_t new_size);
+	/* Set the file's size to size (size_lock held; a shrink only after
+	 * the pages past size are fenced from write-back): blocks past it
+	 * freed, or the new range a hole, and i_size moved as prepare_write
+	 * moves it.  The caller then drops the pages past it. */
+	int (*truncate_blocks)(struct cache_inode *ci, uint64_t size);
+	/* Give back blocks allocated past i_size as room to grow (size_lock
+	 * held, trim_pending set; the caller clears it). */
+	int (*trim_allocation)(struct cache_inode *ci);
+
+	/* ---- write-back ---- */
+	/* A batch for one pass over an inode (NULL: out of memory, the pass
+	 * does not start and the pages stay dirty). */
+	void *(*writepages_begin)(struct cache_inode *ci);
+	/* Write buffers bufs of page index, or queue them in the batch.  Page
+	 * locked, its dirty bits taken; returns with it unlocked. */
+	int (*writepage)(struct cache_inode *ci, uint64_t index, uint32_t bufs, void *batch);
+	/* Submit what the batch holds and end those pages' writeback. */
+	int (*writepages_flush)(struct cache_inode *ci, void *batch);
+	void (*writepages_end)(struct cache_inode *ci, void *batch);
+	/* Write the inode's sizes to disk once the data they cover is durable
+	 * (clears sizes_dirty; -ENOMEM: try again later). */
+	int (*write_inode)(struct cache_inode *ci);
+	/* Make every completed write durable (the device flush). */
+	int (*sync_fs)(struct cache *c);
+
+	/* ---- by path, for the server ---- */
+	int (*stat_path)(struct cache *c, const char *path, struct cache_stat *st);
+	void (*stat_inode)(struct cache_inode *ci, struct cache_stat *st);
+	int (*readdir)(struct cache *c, const char *path,
+		       int (*cb)(void *ctx, const struct cache_dirent *e), void *ctx);
+	void (*volume_info)(struct cache *c, struct cache_volume_info *vi);
+
+	/* ---- debug builds (may be NULL) ---- */
+	/* What holds between size changes, checked by
+	 * cache_inode_sanity_settled() with size_lock held. */
+	void (*sanity_settled)(struct cache_inode *ci, const char *file, int line);
+};
+
+#endif
