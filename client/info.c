@@ -91,6 +91,35 @@ int ntfsc_stat_ext(ntfsc *c, const char *path, struct ntfsc_stat_ext *st)
 	return error_on(c, path_stat(c, path, st));
 }
 
+int ntfsc_stat_disk(ntfsc *c, const char *path, struct ntfsc_stat_disk *d)
+{
+	Ntfsd__StatRequest sr = NTFSD__STAT_REQUEST__INIT;
+	struct ntfsc_stat_disk v = { .struct_size = sizeof(v) };
+	Ntfsd__Reply *rep;
+	size_t n;
+
+	if (!d || d->struct_size < offsetof(struct ntfsc_stat_disk, known) + sizeof(bool))
+		return error_on(c, error_set(EINVAL, "ntfsc_stat_disk: struct_size is not set "
+					     "(use NTFSC_STAT_DISK_INIT)"));
+	if (!c)
+		return error_on(c, error_set(EINVAL, NULL));
+	if (check_path(path))
+		return error_on(c, -1);
+	sr.target_case = NTFSD__STAT_REQUEST__TARGET_PATH;
+	sr.path = (char *)path;
+	if (request(c, NTFSD__REQUEST__BODY_STAT, &sr, NULL, NULL, &rep))
+		return error_on(c, -1);
+	v.known = rep->stat->ondisk_known;
+	v.size = rep->stat->ondisk_size;
+	v.initialized_size = rep->stat->ondisk_initialized_size;
+	v.allocated_size = rep->stat->ondisk_allocated_size;
+	ntfsd__reply__free_unpacked(rep, NULL);
+	/* the caller's struct may be an older, shorter one */
+	n = d->struct_size < sizeof(v) ? d->struct_size : sizeof(v);
+	memcpy((char *)d + sizeof(size_t), (char *)&v + sizeof(size_t), n - sizeof(size_t));
+	return error_on(c, 0);
+}
+
 int ntfsc_stat(ntfsc *c, const char *path, struct ntfsc_stat *st)
 {
 	struct ntfsc_stat_ext x;

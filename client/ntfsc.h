@@ -175,6 +175,18 @@ int         ntfsc_ftruncate(ntfsc_file *f, off_t size);
 /* By path, without opening the file; directories too. */
 int         ntfsc_stat(ntfsc *c, const char *path, struct ntfsc_stat *st);
 int         ntfsc_stat_ext(ntfsc *c, const char *path, struct ntfsc_stat_ext *st);
+/* The sizes the file's MFT record on disk holds now; they lag what
+ * ntfsc_stat reports while write-back has not written them (since
+ * NTFSC_4).  known is false for a directory or a file without data.  The
+ * caller sets struct_size (NTFSC_STAT_DISK_INIT); only members that fit
+ * are filled. */
+struct ntfsc_stat_disk {
+	size_t   struct_size;
+	bool     known;
+	uint64_t size, initialized_size, allocated_size;
+};
+#define NTFSC_STAT_DISK_INIT { .struct_size = sizeof(struct ntfsc_stat_disk) }
+int         ntfsc_stat_disk(ntfsc *c, const char *path, struct ntfsc_stat_disk *d);
 
 /* Calls cb for each entry of the directory, in the daemon's (index) order;
  * DOS-only names are left out.  cb returns 0 to go on; a non-zero value

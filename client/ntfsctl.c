@@ -56,7 +56,8 @@ static void usage(FILE *f)
 		"\n"
 		"Commands:\n"
 		"  status               the volume, the cache and write-back, and the clients\n"
-		"  stat PATH            sizes, attributes and cached pages of a file or directory\n"
+		"  stat PATH            sizes, attributes and cached pages of a file or directory,\n"
+		"                       and the on-disk sizes while write-back has not written them\n"
 		"  ls [-l] PATH         the names in a directory, in index order, one a line\n"
 		"                       (-l, --long: also the type and MFT record number)\n"
 		"  cat PATH             write the file's bytes, read through the cache, to stdout\n"
@@ -418,7 +419,15 @@ static void attrs_text(uint32_t a)
 	puts(")");
 }
 
-static void stat_text(const char *path, const struct ntfsc_stat_ext *x)
+/* The record on disk lags what clients see (write-back pending). */
+static bool disk_differs(const struct ntfsc_stat_ext *x, const struct ntfsc_stat_disk *d)
+{
+	return d->known && (d->size != x->st.size || d->initialized_size != x->st.initialized_size ||
+			    d->allocated_size != x->st.allocated_size);
+}
+
+static void stat_text(const char *path, const struct ntfsc_stat_ext *x,
+		      const struct ntfsc_stat_disk *d)
 {
 	const struct ntfsc_stat *s = &x->st;
 
@@ -430,6 +439,12 @@ static void stat_text(const char *path, const struct ntfsc_stat_ext *x)
 	ROW("size", "%" PRIu64, s->size);
 	ROW("initialized size", "%" PRIu64, s->initialized_size);
 	ROW("allocated size", "%" PRIu64, s->allocated_size);
+	if (disk_differs(x, d)) {
+		/* what a crash now would leave, until write-back writes it */
+		ROW("disk size", "%" PRIu64 " (write-back pending)", d->size);
+		ROW("disk initialized", "%" PRIu64, d->initialized_size);
+		ROW("disk allocated", "%" PRIu64, d->allocated_size);
+	}
 	printf("%-18s", "attributes:");
 	attrs_text(s->attributes);
 	ROW("resident", "%s", yes_no(s->resident));
@@ -442,7 +457,8 @@ static void stat_text(const char *path, const struct ntfsc_stat_ext *x)
 #undef ROW
 }
 
-static void stat_json(const char *path, const struct ntfsc_stat_ext *x)
+static void stat_json(const char *path, const struct ntfsc_stat_ext *x,
+		      const struct ntfsc_stat_disk *d)
 {
 	const struct ntfsc_stat *s = &x->st;
 	const char *sep = "";
@@ -465,20 +481,27 @@ static void stat_json(const char *path, const struct ntfsc_stat_ext *x)
 	       json_bool(s->resident), json_bool(x->compressed), json_bool(x->sparse),
 	       json_bool(x->encrypted));
 	printf(", \"cached_pages\": %" PRIu64 ", \"dirty_pages\": %" PRIu64
-	       ", \"writeback_pages\": %" PRIu64 "}\n", s->cached_pages, s->dirty_pages,
+	       ", \"writeback_pages\": %" PRIu64, s->cached_pages, s->dirty_pages,
 	       s->writeback_pages);
+	if (d->known)
+		printf(", \"on_disk\": {\"size\": %" PRIu64 ", \"initialized_size\": %" PRIu64
+		       ", \"allocated_size\": %" PRIu64 ", \"differs\": %s}", d->size,
+		       d->initialized_size, d->allocated_size, json_bool(disk_differs(x, d)));
+	puts("}");
 }
 
 static int cmd_stat(ntfsc *c, const char *path, const struct opts *o)
 {
+	struct ntfsc_stat_disk d = NTFSC_STAT_DISK_INIT;
 	struct ntfsc_stat_ext x;
 
-	if (ntfsc_stat_ext(c, path, &x))
+	/* the record first: sizes seen after it are at least as new */
+	if (ntfsc_stat_disk(c, path, &d) || ntfsc_stat_ext(c, path, &x))
 		return fail("stat", path);
 	if (o->json)
-		stat_json(path, &x);
+		stat_json(path, &x, &d);
 	else
-		stat_text(path, &x);
+		stat_text(path, &x, &d);
 	return 0;
 }
 

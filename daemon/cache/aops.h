@@ -117,6 +117,8 @@ struct address_space_operations {
 	int (*sync_fs)(struct cache *c);
 
 	/* ---- by path, for the server ---- */
+	/* stat_path answers from the inode on disk (the cache lays a cached
+	 * file's sizes over it and keeps these as the on-disk ones). */
 	int (*stat_path)(struct cache *c, const char *path, struct cache_stat *st);
 	void (*stat_inode)(struct cache_inode *ci, struct cache_stat *st);
 	int (*readdir)(struct cache *c, const char *path,

@@ -26,15 +26,22 @@ int cache_stat_path(struct cache *c, const char *path, struct cache_stat *st)
 {
 	int err = c->aops->stat_path(c, path, st);
 
-	if (!err)
-		stat_cached_sizes(c, st);
-	return err;
+	if (err)
+		return err;
+	/* the file system answered from the inode on disk */
+	st->ondisk_known = st->has_data && !st->directory;
+	st->ondisk_size = st->size;
+	st->ondisk_initialized_size = st->initialized_size;
+	st->ondisk_allocated_size = st->allocated_size;
+	stat_cached_sizes(c, st);
+	return 0;
 }
 
 void cache_stat_inode(struct cache_inode *ci, struct cache_stat *st)
 {
 	ci->cache->aops->stat_inode(ci, st);
 	stat_cached_sizes(ci->cache, st);
+	st->ondisk_known = false;   /* the open inode's sizes are memory's */
 }
 
 int cache_readdir(struct cache *c, const char *path,

@@ -5,7 +5,8 @@
  *
  * Invariants: a cached file's sizes are the cache's (the MFT record lags
  * them until write-back writes it), so `ntfsctl stat` and ntfsc_fstat
- * agree; everything else comes from the record on disk.  Errors are
+ * agree; by path, the record's own sizes come along as the on-disk ones;
+ * everything else comes from the record on disk.  Errors are
  * negative errnos with the on-disk layer's message (ntfs_last_error()).
  */
 #ifndef NTFSD_CACHE_NAMEI_H
@@ -25,6 +26,10 @@ struct cache_stat {
 	bool has_data;                  /* an unnamed $DATA: the fields below are set */
 	uint64_t size, initialized_size, allocated_size;
 	bool resident, compressed, sparse, encrypted;
+	/* By path: the on-disk inode's sizes, which lag the ones above while
+	 * write-back has not written them (ondisk_known false: not asked) */
+	bool ondisk_known;
+	uint64_t ondisk_size, ondisk_initialized_size, ondisk_allocated_size;
 };
 
 /* By path (directories too). */

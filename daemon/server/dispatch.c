@@ -558,6 +558,10 @@ static void fill_stat(Ntfsd__StatReply *s, const struct cache_stat *st)
 		s->sparse = st->sparse;
 		s->encrypted = st->encrypted;
 	}
+	s->ondisk_known = st->ondisk_known;
+	s->ondisk_size = st->ondisk_size;
+	s->ondisk_initialized_size = st->ondisk_initialized_size;
+	s->ondisk_allocated_size = st->ondisk_allocated_size;
 }
 
 static void reply_stat(struct work *w, struct cache *c, const struct cache_stat *st)

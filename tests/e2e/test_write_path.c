@@ -1472,7 +1472,8 @@ static void ctl_write_sync(void **state)
 	in3 = data_file("in3", 3, 3 * 4096 + 17, &d3);
 	in4 = data_file("in4", 4, 300, &d4);
 	in5 = data_file("in5", 5, 20, &d5);
-	start_daemon(NULL);
+	/* write-back only when asked: the on-disk sizes below must lag */
+	start_daemon((const char *const[]){ "--dirty-expire-ms", "3600000", NULL });
 
 	/* pwrite path, then sync of that file */
 	run_ctl(&r, in1, "write", "/big.bin", "--offset", "12345", (char *)NULL);
@@ -1521,10 +1522,44 @@ static void ctl_write_sync(void **state)
 		if (!strstr(r.out, want))
 			fail_msg("ntfsctl stat right after a write across the end does not show "
 				 "size %zu:\n%s", pre_len + 200, r.out);
+		/* ... and the record's own, which lags until write-back */
+		snprintf(want, sizeof(want), "\ndisk size:        %zu (write-back pending)\n",
+			 pre_len);
+		if (!strstr(r.out, want))
+			fail_msg("ntfsctl stat before the sync does not show the on-disk size %zu:\n%s",
+				 pre_len, r.out);
+	}
+	ctl_free(&r);
+	run_ctl(&r, NULL, "--json", "stat", "/prealloc.bin", (char *)NULL);
+	expect_ctl_ok(&r, "--json stat /prealloc.bin");
+	{
+		char want[128];
+
+		snprintf(want, sizeof(want), "\"on_disk\": {\"size\": %zu, ", pre_len);
+		if (!strstr(r.out, want) || !strstr(r.out, "\"differs\": true}"))
+			fail_msg("ntfsctl --json stat before the sync: no on_disk size %zu that "
+				 "differs:\n%s", pre_len, r.out);
 	}
 	ctl_free(&r);
 	run_ctl(&r, NULL, "sync", "/prealloc.bin", (char *)NULL);
 	expect_ctl_ok(&r, "sync /prealloc.bin");
+	ctl_free(&r);
+	/* synced: the record says what clients see, and stat shows one size */
+	run_ctl(&r, NULL, "stat", "/prealloc.bin", (char *)NULL);
+	expect_ctl_ok(&r, "stat /prealloc.bin after sync");
+	if (strstr(r.out, "disk size:"))
+		fail_msg("ntfsctl stat after the sync still shows an on-disk size:\n%s", r.out);
+	ctl_free(&r);
+	run_ctl(&r, NULL, "--json", "stat", "/prealloc.bin", (char *)NULL);
+	expect_ctl_ok(&r, "--json stat /prealloc.bin after sync");
+	{
+		char want[128];
+
+		snprintf(want, sizeof(want), "\"on_disk\": {\"size\": %zu, ", pre_len + 200);
+		if (!strstr(r.out, want) || !strstr(r.out, "\"differs\": false}"))
+			fail_msg("ntfsctl --json stat after the sync: on_disk is not size %zu, "
+				 "the same:\n%s", pre_len + 200, r.out);
+	}
 	ctl_free(&r);
 	pre = realloc(pre, pre_len + 200);
 	memcpy(pre + pre_len - 100, d4, 300);
