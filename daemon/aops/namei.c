@@ -43,16 +43,22 @@ static void stat_fill(struct cache_stat *st, const struct ntfs_inode *ni,
 	st->encrypted = na->flags & ATTR_IS_ENCRYPTED;
 }
 
+/* The inode at path, read from its record on disk. */
+static int open_path(struct cache *c, const char *path, struct ntfs_inode **ni)
+{
+	uint64_t mref;
+	int err = ntfs_path_lookup(NTFS_VOL(c), path, 0, &mref);
+
+	return err ? err : ntfs_inode_open(NTFS_VOL(c), MREF(mref), ni);
+}
+
 int ntfs_aops_stat_path(struct cache *c, const char *path, struct cache_stat *st)
 {
 	struct ntfs_inode *ni;
 	struct ntfs_attr *na = NULL;
-	uint64_t mref;
 	int err;
 
-	err = ntfs_path_lookup(NTFS_VOL(c), path, 0, &mref);
-	if (!err)
-		err = ntfs_inode_open(NTFS_VOL(c), MREF(mref), &ni);
+	err = open_path(c, path, &ni);
 	if (err)
 		return err;
 	err = ntfs_attr_open(ni, AT_DATA, NULL, 0, &na);
@@ -106,12 +112,9 @@ int ntfs_aops_readdir(struct cache *c, const char *path,
 {
 	struct readdir_ctx rc = { cb, ctx };
 	struct ntfs_inode *ni;
-	uint64_t mref;
 	int err;
 
-	err = ntfs_path_lookup(NTFS_VOL(c), path, 0, &mref);
-	if (!err)
-		err = ntfs_inode_open(NTFS_VOL(c), MREF(mref), &ni);
+	err = open_path(c, path, &ni);
 	if (err)
 		return err;
 	if (!ntfs_inode_is_dir(ni)) {
