@@ -182,12 +182,13 @@ static int64_t sparse_gap_end(struct cache_inode *ci, int64_t alloc_end, int64_t
 
 /*
  * Make every cluster under [pos, end) allocated: fill holes, grow the
- * allocation past its end (with some room to spare, so a file written by
- * appends gets few, large extents), then write the new runlist into the MFT
- * record before any page may be dirtied over it.  size_lock held.  On
- * failure nothing changed: the clusters are freed, the runlist restored.
+ * allocation past its end (with some room to spare when `room`, so a file
+ * written by appends gets few, large extents), then write the new runlist
+ * into the MFT record before any page may be dirtied over it.  size_lock
+ * held.  On failure nothing changed: the clusters are freed, the runlist
+ * restored.
  */
-static int allocate_range(struct cache_inode *ci, uint64_t pos, uint64_t end)
+static int allocate_range(struct cache_inode *ci, uint64_t pos, uint64_t end, bool room)
 {
 	struct ntfs_cache_inode *nci = NTFS_CI(ci);
 	struct ntfs_volume *vol = NTFS_VOL(ci->cache);
@@ -221,7 +222,7 @@ static int allocate_range(struct cache_inode *ci, uint64_t pos, uint64_t end)
 			goto undo;
 	}
 	if (last >= alloc_end) {
-		int64_t extra = alloc_end / 8 > 256 ? alloc_end / 8 : 256;
+		int64_t extra = !room ? 0 : alloc_end / 8 > 256 ? alloc_end / 8 : 256;
 		int64_t from = sparse_gap_end(ci, alloc_end, (int64_t)(pos >> bits));
 
 		if (!changed && (err = ntfs_rl_copy(&rl, &na->rl)))
@@ -234,9 +235,9 @@ static int allocate_range(struct cache_inode *ci, uint64_t pos, uint64_t end)
 			goto undo;
 		want_end = last + 1;
 		err = allocate_clusters(ci, &rl, from, want_end + extra - from, false, &fresh);
-		if (!err)
+		if (!err && extra)
 			ci->trim_pending = true;
-		else if (err == -ENOSPC)  /* the room to spare is a wish, not a need */
+		else if (err == -ENOSPC && extra)  /* the room to spare is a wish, not a need */
 			err = allocate_clusters(ci, &rl, from, want_end - from, false, &fresh);
 		if (err)
 			goto undo;
@@ -442,9 +443,17 @@ int ntfs_aops_prepare_write(struct cache_inode *ci, uint64_t pos, uint64_t end,
 		if (!err && grow)
 			err = uncompress_range(ci, ci->i_size, new_size);
 	} else if (!err && !nci->data->resident) {
-		err = allocate_range(ci, pos, end);
-		if (!err && grow)
-			err = allocate_range(ci, ci->i_size, growth_alloc_end(ci, new_size));
+		/* A refused write leaves nothing allocated past i_size: the old
+		 * last page's clusters (a hole under it after a truncate up)
+		 * come first, without room, as they are no growth; then the
+		 * write's own, which may grow the allocation and, refused,
+		 * gives all of that back.  The other way round a refusal of
+		 * the old last page (no cluster left) kept the growth, never
+		 * to be given back (found by space_model). */
+		if (grow)
+			err = allocate_range(ci, ci->i_size, growth_alloc_end(ci, new_size), false);
+		if (!err)
+			err = allocate_range(ci, pos, end, true);
 	}
 	if (!err)
 		err = check_allocated(ci, pos, end);

@@ -221,6 +221,12 @@ int cache_prepare_write(struct cache_inode *ci, uint64_t first, uint64_t count,
 int cache_trim_allocation(struct cache_inode *ci);
 /* At shutdown: trim every inode that has such room. */
 void cache_trim_all(struct cache *c);
+/* The volume is full for a write to self (size_lock held): give back the
+ * room to grow that self and every other file hold, open or not, taking
+ * the others' size_lock only if free.  Safe under open files: only
+ * clusters past the one holding i_size go, and nothing past i_size is
+ * ever written or prepared.  Returns the number of files trimmed. */
+unsigned cache_reclaim_room(struct cache_inode *self);
 /* Set the file's size (ftruncate): see truncate.c.  Refusals as for
  * prepare-write, EFBIG past what the open segment holds. */
 int cache_truncate(struct cache_inode *ci, uint64_t size);

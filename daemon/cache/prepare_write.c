@@ -11,7 +11,9 @@
  * the file system backed the new range (it raises i_size itself, with its
  * own copy of the size, under its size lock), and when it does the bytes
  * between the old and new i_size are zero in the cache whatever a client
- * left in the old last page's tail.  A page leaves here PG_write_ready and
+ * left in the old last page's tail.  ENOSPC reaches the writer only once
+ * the room to grow other files hold has been given back and the write
+ * still does not fit.  A page leaves here PG_write_ready and
  * uptodate, unless the caller said it will overwrite the page wholly: then
  * it is not read, and the writer marks it uptodate after storing all of
  * it.
@@ -88,6 +90,12 @@ int cache_prepare_write(struct cache_inode *ci, uint64_t first, uint64_t count,
 	/* the file system raises i_size with its own size (aops.h) */
 	err = ci->cache->aops->prepare_write(ci, first << NTFSD_PAGE_SHIFT,
 					     (first + count) << NTFSD_PAGE_SHIFT, new_size);
+	/* Room to grow is a wish, never the reason a write fails: with the
+	 * volume full, the room files hold goes back and the write is tried
+	 * once more (a refused one changed nothing). */
+	if (err == -ENOSPC && cache_reclaim_room(ci))
+		err = ci->cache->aops->prepare_write(ci, first << NTFSD_PAGE_SHIFT,
+						     (first + count) << NTFSD_PAGE_SHIFT, new_size);
 	if (!err && grow)
 		cache_publish_sizes(ci);
 	cache_inode_sanity_settled(ci);     /* on failure too: nothing half done */

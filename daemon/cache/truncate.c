@@ -144,23 +144,69 @@ int cache_truncate(struct cache_inode *ci, uint64_t size)
 	return err;
 }
 
-int cache_trim_allocation(struct cache_inode *ci)
+/* size_lock held: give back the room, best effort, tried once: a failure
+ * leaves it allocated (no data is at stake) until the file grows again,
+ * rather than a retry and a warning at every flusher pass. */
+static int trim_locked(struct cache_inode *ci)
 {
 	int err = 0;
 
-	cache_mutex_lock(&ci->size_lock);
+	cache_assert_held(&ci->size_lock);
 	if (ci->trim_pending)
 		err = ci->cache->aops->trim_allocation(ci);
-	/* best effort, tried once: a failure leaves the room allocated (no
-	 * data is at stake) until the file grows again, rather than a retry
-	 * and a warning at every flusher pass */
 	ci->trim_pending = false;
 	cache_inode_sanity_settled(ci);
-	cache_mutex_unlock(&ci->size_lock);
 	if (err)
 		log_warning("MFT record %llu: cannot give back the room allocated past its end: %s",
 			    (unsigned long long)ci->mft_no, ntfs_last_error());
 	return err;
+}
+
+int cache_trim_allocation(struct cache_inode *ci)
+{
+	int err;
+
+	cache_mutex_lock(&ci->size_lock);
+	err = trim_locked(ci);
+	cache_mutex_unlock(&ci->size_lock);
+	return err;
+}
+
+unsigned cache_reclaim_room(struct cache_inode *self)
+{
+	struct cache *c = self->cache;
+	uint64_t cursor = 0;
+	unsigned trimmed = 0;
+
+	cache_assert_held(&self->size_lock);
+	if (self->trim_pending && !trim_locked(self))
+		trimmed++;
+	for (;;) {
+		struct cache_inode *ci = NULL, *it;
+
+		/* by MFT number, so inodes freed meanwhile make it skip none */
+		cache_mutex_lock(&c->lock);
+		for (it = c->inodes; it; it = it->next)
+			if (it != self && it->trim_pending && it->mft_no >= cursor &&
+			    (!ci || it->mft_no < ci->mft_no))
+				ci = it;
+		if (ci) {
+			ci->refs++;
+			cursor = ci->mft_no + 1;
+		}
+		cache_mutex_unlock(&c->lock);
+		if (!ci)
+			break;
+		/* a second size_lock may only be tried (cache.h); a file
+		 * busy growing keeps its room this time */
+		if (cache_mutex_trylock(&ci->size_lock)) {
+			if (ci->trim_pending && !trim_locked(ci))
+				trimmed++;
+			cache_mutex_unlock(&ci->size_lock);
+		}
+		cache_inode_put(ci);
+	}
+	return trimmed;
 }
 
 void cache_trim_all(struct cache *c)
