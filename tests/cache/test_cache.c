@@ -924,12 +924,12 @@ static void test_not_written(void **state)
 
 static void test_trim_room(void **state)
 {
-	struct ramfs_file *f;
-	struct cache_inode *ci;
-	uint64_t free_before;
+	struct ramfs_file *f, *h, *big;
+	struct cache_inode *ci, *bi, *p;
+	uint64_t free_before, i, cached, dirty, wb;
 
 	(void)state;
-	fx_init(512, 64, 1 << 20);
+	fx_init(512, 64, 16 * PAGE);
 	X.fs->growth_room_blocks = 4;
 	f = add_file("g", PAGE, 1);
 	free_before = atomic_load(&X.fs->free_blocks);
@@ -954,6 +954,36 @@ static void test_trim_room(void **state)
 	assert_int_equal(f->disk_size, 2 * PAGE);
 	cache_inode_put(ci);
 
+	/* closed with its sizes written, the room given back by nobody yet
+	 * (the flusher's next pass would): reclaim may take its pages but
+	 * must not forget the inode, or the room stays allocated for good */
+	h = add_file("h", PAGE, 3);
+	big = add_file("big", 32 * PAGE, 4);
+	free_before = atomic_load(&X.fs->free_blocks);
+	ci = open_file("/h");
+	client_write_pattern(ci, PAGE, PAGE, 5);
+	assert_true(ci->trim_pending);
+	assert_int_equal(writeback_inode(ci, true), 0);
+	assert_false(ci->sizes_dirty);
+	cache_close(ci);
+	ci = NULL;
+	bi = open_file("/big");
+	for (i = 0; i < 32; i++)
+		assert_int_equal(cache_fault_in(bi, i, 1), 0);
+	cache_count_pages(X.c, h->ino, &cached, &dirty, &wb);
+	assert_int_equal(cached, 0);          /* its pages went */
+	for (p = X.c->inodes; p && p->mft_no != h->ino; p = p->next)
+		;
+	assert_non_null(p);                   /* the inode did not */
+	assert_true(p->trim_pending);
+	assert_true(atomic_load(&bi->cached_pages) <= 16);
+	assert_int_equal(ramfs_blocks_used(big), 32);
+	cache_close(bi);
+	/* shutdown's trim gives the room back */
+	cache_trim_all(X.c);
+	assert_int_equal(h->trims, 1);
+	assert_int_equal(ramfs_blocks_used(h), 2);
+	assert_int_equal(atomic_load(&X.fs->free_blocks), free_before - 1);
 	fx_done();
 }
 
