@@ -61,11 +61,13 @@ static void usage(FILE *f)
 		"  ls [-l] PATH         the names in a directory, in index order, one a line\n"
 		"                       (-l, --long: also the type and MFT record number)\n"
 		"  cat PATH             write the file's bytes, read through the cache, to stdout\n"
-		"  write PATH [--offset N] [--mmap]\n"
-		"                       copy stdin into the file from byte N (default 0) through\n"
-		"                       the cache; the file grows as needed (clusters allocated).\n"
+		"  write PATH [--offset N | --append] [--mmap]\n"
+		"                       copy stdin into the file through the cache: without an\n"
+		"                       option it replaces the contents (as a shell's > does),\n"
+		"                       --offset N writes in place from byte N, --append at the\n"
+		"                       end; the file grows as needed (clusters allocated).\n"
 		"                       --mmap stores through a shared mapping instead (the file\n"
-		"                       must already reach N + the length of stdin).  The data\n"
+		"                       must already reach the end of the data).  The data\n"
 		"                       reaches the disk with the daemon's write-back or sync\n"
 		"  truncate PATH SIZE   set the file's size to SIZE bytes: a smaller size drops\n"
 		"                       the bytes past it (their clusters are freed), a larger\n"
@@ -340,7 +342,7 @@ static void status_json(const struct ntfsc_volume_status *s)
 struct opts {
 	const char *socket;             /* for a second connection (sync progress) */
 	bool json, long_list;
-	bool mmap, has_offset;          /* write */
+	bool mmap, has_offset, append;  /* write */
 	off_t offset;
 	off_t size;                     /* truncate */
 };
@@ -639,7 +641,9 @@ static int offset_too_big(const char *path)
 }
 
 /* stdin -> ntfsc_pwrite, a chunk at a time. */
-static int write_stream(ntfsc_file *f, const char *path, off_t off)
+/* Copies stdin to the file from off; *end gets the byte after the last
+ * one written. */
+static int write_stream(ntfsc_file *f, const char *path, off_t off, off_t *end)
 {
 	char *buf = malloc(WRITE_CHUNK);
 	int ret = 0;
@@ -676,6 +680,7 @@ static int write_stream(ntfsc_file *f, const char *path, off_t off)
 		off += n;
 	}
 	free(buf);
+	*end = off;
 	return ret;
 }
 
@@ -727,13 +732,14 @@ static int slurp_stdin(const char *path, char **data, size_t *len)
 /* stdin -> shared mappings of at most MMAP_WINDOW bytes: store, then
  * ntfsc_set_dirty.  The file is not grown: all of stdin is read first and
  * nothing is stored unless it fits. */
-static int write_mmap(ntfsc_file *f, const char *path, off_t off)
+static int write_mmap(ntfsc_file *f, const char *path, off_t off, off_t *end)
 {
 	struct ntfsc_stat st;
 	char *data;
 	size_t len, done = 0;
 	int ret = 0;
 
+	*end = off;
 	if (slurp_stdin(path, &data, &len))
 		return 1;
 	if (!len)
@@ -773,18 +779,38 @@ static int write_mmap(ntfsc_file *f, const char *path, off_t off)
 		}
 		done += n;
 	}
+	*end = off + (off_t)done;
 	free(data);
 	return ret;
 }
 
+/*
+ * write: --offset N in place; --append at the size every client sees;
+ * neither: the file's contents replaced, as a shell's `>` does.  The new
+ * bytes go in first and the old tail is cut after them, so no client ever
+ * sees the file emptied in between, and a write that fails half way
+ * leaves the old tail rather than a file cut short.
+ */
 static int cmd_write(ntfsc *c, const char *path, const struct opts *o)
 {
 	ntfsc_file *f = ntfsc_open(c, path, O_RDWR);
+	off_t off = o->offset, end = 0;
+	struct ntfsc_stat st;
 	int ret;
 
 	if (!f)
 		return fail("write", path);
-	ret = o->mmap ? write_mmap(f, path, o->offset) : write_stream(f, path, o->offset);
+	if (o->append) {
+		if (ntfsc_fstat(f, &st)) {
+			ret = fail("write", path);
+			ntfsc_close(f);
+			return ret;
+		}
+		off = (off_t)st.size;
+	}
+	ret = o->mmap ? write_mmap(f, path, off, &end) : write_stream(f, path, off, &end);
+	if (!ret && !o->has_offset && !o->append && ntfsc_ftruncate(f, end))
+		ret = fail("write", path);
 	/* The data is in the daemon's cache once the daemon heard of it all:
 	 * a close that could not be told is a failure. */
 	if (ntfsc_close(f) && !ret)
@@ -915,7 +941,7 @@ static int cmd_truncate(ntfsc *c, const char *path, const struct opts *o)
 
 /* ---- main ---- */
 
-enum { OPT_OFFSET = 0x100, OPT_MMAP };
+enum { OPT_OFFSET = 0x100, OPT_MMAP, OPT_APPEND };
 
 static const struct command {
 	const char *name;
@@ -970,6 +996,7 @@ int main(int argc, char **argv)
 		{ "long", no_argument, NULL, 'l' },
 		{ "offset", required_argument, NULL, OPT_OFFSET },
 		{ "mmap", no_argument, NULL, OPT_MMAP },
+		{ "append", no_argument, NULL, OPT_APPEND },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -994,6 +1021,7 @@ int main(int argc, char **argv)
 			o.has_offset = true;
 			break;
 		case OPT_MMAP: o.mmap = true; break;
+		case OPT_APPEND: o.append = true; break;
 		case 'h': help = true; break;
 		case 'V': version = true; break;
 		case ':': return usage_error("option %s needs an argument", argv[optind - 1]);
@@ -1043,9 +1071,15 @@ int main(int argc, char **argv)
 		return usage_error("%s has no JSON output", cmd->name);
 	if (o.long_list && !cmd->long_list)
 		return usage_error("-l is an option of ls, not of %s", cmd->name);
-	if ((o.has_offset || o.mmap) && !cmd->write_opts)
+	if ((o.has_offset || o.mmap || o.append) && !cmd->write_opts)
 		return usage_error("--%s is an option of write, not of %s",
-				   o.has_offset ? "offset" : "mmap", cmd->name);
+				   o.has_offset ? "offset" : o.mmap ? "mmap" : "append", cmd->name);
+	if (o.append && o.has_offset)
+		return usage_error("--append and --offset cannot be combined: --append writes at "
+				   "the end");
+	if (o.append && o.mmap)
+		return usage_error("--append and --mmap cannot be combined: a mapping cannot make "
+				   "a file longer");
 	if (sock && !*sock)
 		return usage_error("the socket path is empty");
 

@@ -1648,6 +1648,80 @@ static void ctl_write_sync(void **state)
 	free(in5);
 }
 
+/*
+ * ntfsctl write's three modes: without an option it replaces the contents
+ * (as a shell's > does: the old tail goes, an empty stdin empties the
+ * file), --append writes at the end, --offset in place; --mmap replaces
+ * too.  --append with --offset or --mmap is a usage error (exit 2).
+ */
+static void ctl_write_modes(void **state)
+{
+	struct ctl_result r;
+	uint8_t *d1, *d2, *d3, *d0;
+	char *in1, *in2, *in3, *empty, *frag, *want;
+	size_t frag_len;
+
+	(void)state;
+	cat_disk("/frag/a.bin", &frag, &frag_len);
+	assert_true(frag_len > 9000);   /* the replaced contents must be shorter */
+	in1 = data_file("m1", 11, 5000, &d1);
+	in2 = data_file("m2", 12, 3000, &d2);
+	in3 = data_file("m3", 13, 100, &d3);
+	empty = data_file("m0", 14, 0, &d0);
+	free(d0);
+	start_daemon(NULL);
+
+	run_ctl(&r, in1, "write", "/frag/a.bin", (char *)NULL);
+	expect_ctl_ok(&r, "write /frag/a.bin (replace)");
+	ctl_free(&r);
+	run_ctl(&r, in2, "write", "--append", "/frag/a.bin", (char *)NULL);
+	expect_ctl_ok(&r, "write --append /frag/a.bin");
+	ctl_free(&r);
+	run_ctl(&r, NULL, "sync", "/frag/a.bin", (char *)NULL);
+	expect_ctl_ok(&r, "sync /frag/a.bin");
+	ctl_free(&r);
+	want = malloc(8000);
+	assert_non_null(want);
+	memcpy(want, d1, 5000);
+	memcpy(want + 5000, d2, 3000);
+	expect_cat("/frag/a.bin", want, 8000);
+	/* --mmap replaces as well (the file is long enough for it) */
+	run_ctl(&r, in3, "write", "--mmap", "/frag/a.bin", (char *)NULL);
+	expect_ctl_ok(&r, "write --mmap /frag/a.bin (replace)");
+	ctl_free(&r);
+	/* an empty stdin empties the file */
+	run_ctl(&r, empty, "write", "/small.txt", (char *)NULL);
+	expect_ctl_ok(&r, "write /small.txt from an empty stdin");
+	ctl_free(&r);
+	/* usage errors, nothing written */
+	run_ctl(&r, in1, "write", "--append", "--offset", "5", "/frag/a.bin", (char *)NULL);
+	if (r.status != 2 || !strstr(r.err, "--append and --offset cannot be combined"))
+		fail_msg("write --append --offset: exit %d, stderr \"%s\"", r.status, r.err);
+	ctl_free(&r);
+	run_ctl(&r, in1, "write", "--append", "--mmap", "/frag/a.bin", (char *)NULL);
+	if (r.status != 2 || !strstr(r.err, "--append and --mmap cannot be combined"))
+		fail_msg("write --append --mmap: exit %d, stderr \"%s\"", r.status, r.err);
+	ctl_free(&r);
+	run_ctl(&r, NULL, "ls", "--append", "/", (char *)NULL);
+	if (r.status != 2 || !strstr(r.err, "--append is an option of write"))
+		fail_msg("ls --append: exit %d, stderr \"%s\"", r.status, r.err);
+	ctl_free(&r);
+
+	stop_daemon_clean();
+	expect_cat("/frag/a.bin", d3, 100);
+	expect_cat("/small.txt", "", 0);
+	testvol_expect_ntfsfix_clean(image);
+	free(want);
+	free(frag);
+	free(d1);
+	free(d2);
+	free(d3);
+	free(in1);
+	free(in2);
+	free(in3);
+	free(empty);
+}
+
 /* ======================================================================
  * d) a failing write-back
  * ====================================================================== */
@@ -2022,6 +2096,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(fragmented_until_attribute_list, setup_image,
 						teardown_image),
 		cmocka_unit_test_setup_teardown(ctl_write_sync, setup_image, teardown_image),
+		cmocka_unit_test_setup_teardown(ctl_write_modes, setup_image, teardown_image),
 		cmocka_unit_test_setup_teardown(whole_page_writes_skip_reads, setup_image,
 						teardown_image),
 		cmocka_unit_test_setup_teardown(sync_reports_write_error, setup_image,
