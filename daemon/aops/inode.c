@@ -59,6 +59,7 @@ static void ntfs_aops_destroy_inode(struct cache_inode *ci)
 {
 	struct ntfs_cache_inode *nci = NTFS_CI(ci);
 
+	ntfs_attr_close(nci->std);
 	ntfs_attr_close(nci->data);
 	ntfs_inode_close(nci->ni);
 	cache_mutex_destroy(&nci->init_lock);
@@ -98,6 +99,14 @@ static int ntfs_aops_alloc_inode(struct cache *c, uint64_t mft_no, struct cache_
 	if (!err && (nci->data->flags & ATTR_IS_ENCRYPTED))
 		err = ntfs_fail(EACCES, "MFT record %llu is encrypted: ntfsd cannot read "
 				"encrypted files", (unsigned long long)mft_no);
+	/* the times write_inode keeps; a record without them keeps none */
+	if (!err && ntfs_attr_open(nci->ni, AT_STANDARD_INFORMATION, NULL, 0, &nci->std))
+		nci->std = NULL;
+	if (nci->std && (!nci->std->resident ||
+			 nci->std->data_size < 32)) {
+		ntfs_attr_close(nci->std);
+		nci->std = NULL;
+	}
 	if (err) {
 		ntfs_aops_destroy_inode(ci);
 		return err;

@@ -31,6 +31,7 @@ struct ntfs_cache_inode {
 	struct cache_inode vfs;
 	struct ntfs_inode *ni;
 	struct ntfs_attr *data;           /* unnamed $DATA */
+	struct ntfs_attr *std;            /* $STANDARD_INFORMATION (NULL: none) */
 	struct cache_mutex init_lock;     /* writes crossing initialized_size, in order */
 	struct cache_rwlock rl_lock;      /* data->rl, ->resident, ->allocated_size */
 };

@@ -25,7 +25,9 @@
  */
 #include "ntfs_ci.h"
 
+#include <endian.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -199,6 +201,8 @@ static int writepage_resident(struct cache_inode *ci, uint64_t index, uint32_t b
 	return err;
 }
 
+static int write_sizes(struct cache_inode *ci);
+
 /* Pages under writeback whose buffers go to the device together, so
  * neighbouring pages become one large write; and pages whose bytes are
  * written but lie past the record's initialized_size (disk_init): their
@@ -259,7 +263,7 @@ static int wb_end_sized(struct wb_batch *bt)
 
 	if (!bt->nsized)
 		return 0;
-	err = ntfs_aops_write_inode(bt->ci);
+	err = write_sizes(bt->ci);
 	for (i = 0; i < bt->nsized; i++)
 		cache_end_page_io(bt->ci, bt->sized_index[i], bt->sized_bufs[i], err);
 	bt->nsized = 0;
@@ -466,7 +470,8 @@ int ntfs_aops_writepage(struct cache_inode *ci, uint64_t index, uint32_t bufs, v
 	return err ? err : berr;
 }
 
-int ntfs_aops_write_inode(struct cache_inode *ci)
+/* The record's sizes, once the data they cover is durable. */
+static int write_sizes(struct cache_inode *ci)
 {
 	struct ntfs_cache_inode *nci = NTFS_CI(ci);
 	struct ntfs_attr *na = nci->data;
@@ -520,6 +525,43 @@ int ntfs_aops_write_inode(struct cache_inode *ci)
 			  (unsigned long long)ci->mft_no, ntfs_last_error());
 	}
 	return err;
+}
+
+/* NTFS times count 100 ns from 1601-01-01 UTC. */
+#define NTFS_TIME_OFFSET 116444736000000000ull
+
+/* $STANDARD_INFORMATION's modification and MFT change times to the last
+ * change the cache saw (cache_inode_touch).  Not ordered with anything:
+ * times are not data.  The access time is never moved (README, "Times"). */
+static int write_times(struct cache_inode *ci)
+{
+	struct ntfs_cache_inode *nci = NTFS_CI(ci);
+	uint64_t t[2];
+	int err;
+
+	if (!nci->std || !atomic_exchange(&ci->times_dirty, false))
+		return 0;
+	t[0] = t[1] = atomic_load(&ci->mtime_ns) / 100 + NTFS_TIME_OFFSET;
+	t[0] = t[1] = htole64(t[0]);
+	err = ntfs_attr_write_resident(nci->std, offsetof(struct ntfs_standard_information,
+							   last_data_change_time), t, sizeof(t));
+	if (err) {
+		atomic_store(&ci->times_dirty, true);
+		if (err != -ENOMEM)
+			log_error("MFT record %llu: cannot write its times: %s",
+				  (unsigned long long)ci->mft_no, ntfs_last_error());
+	}
+	return err;
+}
+
+int ntfs_aops_write_inode(struct cache_inode *ci)
+{
+	int err = write_sizes(ci), err2;
+
+	/* times after the sizes: a crash between leaves old times, never
+	 * new times over old sizes */
+	err2 = write_times(ci);
+	return err ? err : err2;
 }
 
 /* ---- the batch of a pass ---- */

@@ -110,8 +110,9 @@ struct address_space_operations {
 	/* Submit what the batch holds and end those pages' writeback. */
 	int (*writepages_flush)(struct cache_inode *ci, void *batch);
 	void (*writepages_end)(struct cache_inode *ci, void *batch);
-	/* Write the inode's sizes to disk once the data they cover is durable
-	 * (clears sizes_dirty; -ENOMEM: try again later). */
+	/* Write the inode's sizes to disk once the data they cover is durable,
+	 * and its times when times_dirty (mtime_ns); clears both flags
+	 * (-ENOMEM: try again later). */
 	int (*write_inode)(struct cache_inode *ci);
 	/* Make every completed write durable (the device flush). */
 	int (*sync_fs)(struct cache *c);

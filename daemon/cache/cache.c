@@ -127,6 +127,15 @@ void cache_inode_init(struct cache_inode *ci, struct cache *c, uint64_t ino)
 	cache_mutex_init(&ci->wb_lock, LOCK_WB);
 }
 
+void cache_inode_touch(struct cache_inode *ci)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	atomic_store(&ci->mtime_ns, (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec);
+	atomic_store(&ci->times_dirty, true);
+}
+
 void cache_inode_fini(struct cache_inode *ci)
 {
 	cache_mutex_destroy(&ci->size_lock);
@@ -141,7 +150,7 @@ void cache_destroy(struct cache *c)
 		return;
 	for (ci = c->inodes; ci; ci = next) {
 		next = ci->next;
-		if (ci->stored && (cache_has_dirty(ci) || ci->sizes_dirty)) {
+		if (ci->stored && (cache_has_dirty(ci) || cache_inode_meta_dirty(ci))) {
 			/* writeback failed: the next daemon gets another chance */
 			ci->stored = false;
 			ntfs_error("MFT record %llu still has dirty data; its segments stay in the "
@@ -433,7 +442,7 @@ void cache_inode_release(struct cache_inode *ci)
 static void cache_inode_unused(struct cache_inode *ci)
 {
 	if (atomic_load(&ci->cached_pages) == 0 && !cache_has_dirty(ci) &&
-	    !ci->sizes_dirty && !ci->trim_pending)
+	    !cache_inode_meta_dirty(ci) && !ci->trim_pending)
 		cache_inode_release(ci);
 }
 
@@ -443,7 +452,8 @@ bool cache_evict_unused(struct cache *c)
 
 	cache_assert_held(&c->lock);
 	for (ci = c->inodes; ci && (ci->refs || cache_has_dirty(ci) ||
-				    ci->sizes_dirty || ci->trim_pending); ci = ci->next)
+				    cache_inode_meta_dirty(ci) || ci->trim_pending);
+	     ci = ci->next)
 		;
 	if (!ci)
 		return false;

@@ -134,6 +134,10 @@ struct cache_inode {
 					   * sync must wait for it (set under wb_lock) */
 	bool sizes_dirty;                 /* the on-disk sizes lag the in-memory ones
 					   * (set by the file system, under its size lock) */
+	_Atomic bool times_dirty;         /* data or size changed since the on-disk
+					   * times were written (write_inode writes them) */
+	_Atomic uint64_t mtime_ns;        /* when, CLOCK_REALTIME: the data was taken
+					   * for write-back or the size changed */
 	_Atomic uint64_t disk_init;       /* initialized_size the on-disk inode holds
 					   * (written by the file system under its size
 					   * lock): every byte below it is durable on the
@@ -261,6 +265,16 @@ static inline bool cache_has_dirty(const struct cache_inode *ci)
 {
 	return dirty_bitmap_next(&ci->dirty, 0) < cache_used_pages(ci);
 }
+
+/* The on-disk inode lags: sizes or times still to be written. */
+static inline bool cache_inode_meta_dirty(const struct cache_inode *ci)
+{
+	return ci->sizes_dirty || atomic_load(&ci->times_dirty);
+}
+
+/* The file's data or size changed now: its modification and change times
+ * follow at the next write_inode (mtime policy: README, "Times"). */
+void cache_inode_touch(struct cache_inode *ci);
 
 /* Raise the high-water mark to cover bytes [0, bytes). */
 static inline void cache_use_pages(struct cache_inode *ci, uint64_t bytes)

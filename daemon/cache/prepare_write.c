@@ -96,8 +96,10 @@ int cache_prepare_write(struct cache_inode *ci, uint64_t first, uint64_t count,
 	if (err == -ENOSPC && cache_reclaim_room(ci))
 		err = ci->cache->aops->prepare_write(ci, first << NTFSD_PAGE_SHIFT,
 						     (first + count) << NTFSD_PAGE_SHIFT, new_size);
-	if (!err && grow)
+	if (!err && grow) {
 		cache_publish_sizes(ci);
+		cache_inode_touch(ci);
+	}
 	cache_inode_sanity_settled(ci);     /* on failure too: nothing half done */
 	cache_mutex_unlock(&ci->size_lock);
 	if (err)

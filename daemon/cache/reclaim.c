@@ -99,7 +99,7 @@ static void reclaim_to(struct cache *c, uint64_t target)
 
 		next = ci->next ? ci->next : c->inodes;
 		if (!ci->refs && !atomic_load(&ci->cached_pages) &&
-		    !cache_has_dirty(ci) && !ci->sizes_dirty && !ci->trim_pending) {
+		    !cache_has_dirty(ci) && !cache_inode_meta_dirty(ci) && !ci->trim_pending) {
 			/* an unused inode whose last page went: forget it (not
 			 * while it has room to give back: only this inode
 			 * knows, cache.c keeps it for the flusher too) */

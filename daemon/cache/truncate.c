@@ -138,6 +138,12 @@ int cache_truncate(struct cache_inode *ci, uint64_t size)
 		err = truncate_shrink(ci, size);
 	else if (size > ci->i_size)
 		err = truncate_grow(ci, size);
+	if (!err && size != ci->i_size)
+		err = cache_bug("MFT record %llu: truncate to %llu left i_size %llu",
+				(unsigned long long)ci->mft_no, (unsigned long long)size,
+				(unsigned long long)ci->i_size);
+	if (!err)
+		cache_inode_touch(ci);  /* ftruncate(2) moves the times even to the same size */
 	cache_publish_sizes(ci);
 	cache_inode_sanity_settled(ci);     /* on failure too: the file as it was */
 	cache_mutex_unlock(&ci->size_lock);

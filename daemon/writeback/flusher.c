@@ -88,7 +88,7 @@ static struct cache_inode *next_dirty_inode(struct cache *c, uint64_t *cursor, b
 	cache_mutex_lock(&c->lock);
 	for (ci = c->inodes; ci; ci = ci->next)
 		if (ci->mft_no >= *cursor && (!pick || ci->mft_no < pick->mft_no) &&
-		    (cache_has_dirty(ci) || ci->sizes_dirty || idle_room(ci) ||
+		    (cache_has_dirty(ci) || cache_inode_meta_dirty(ci) || idle_room(ci) ||
 		     (busy && atomic_load(&ci->wb_running))))
 			pick = ci;
 	if (pick) {
@@ -97,6 +97,14 @@ static struct cache_inode *next_dirty_inode(struct cache *c, uint64_t *cursor, b
 	}
 	cache_mutex_unlock(&c->lock);
 	return pick;
+}
+
+static uint64_t realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 /* One background pass: write back inodes that need it. */
@@ -108,13 +116,19 @@ static void flusher_pass(struct flusher_pool *fp, bool all)
 	struct cache_inode *ci;
 
 	while ((ci = next_dirty_inode(c, &cursor, false))) {
-		bool idle = !cache_has_dirty(ci) && !ci->sizes_dirty;
+		uint64_t expire_ns = fp->cfg.expire_ms * 1000000ull;
+		bool idle = !cache_has_dirty(ci) && !cache_inode_meta_dirty(ci);
+		/* data written, the inode (sizes, times) not yet, and nothing
+		 * changed for the expiry: write the inode now, not at a sync */
+		bool meta = !cache_has_dirty(ci) && cache_inode_meta_dirty(ci) &&
+			    realtime_ns() - atomic_load(&ci->mtime_ns) >= expire_ns;
 
-		if ((all || over || idle || inode_expired(ci, fp->cfg.expire_ms * 1000000ull)) &&
+		if ((all || over || idle || meta || inode_expired(ci, expire_ns)) &&
 		    cache_mutex_trylock(&ci->wb_lock)) {
-			/* an idle file with room to give back: a sync pass
-			 * writes its sizes and trims (writeback_inode_locked) */
-			writeback_inode_locked(ci, idle);
+			/* an idle file with room to give back, or with its inode
+			 * to write: a sync pass writes its sizes and times and
+			 * trims (writeback_inode_locked) */
+			writeback_inode_locked(ci, idle || meta);
 			cache_mutex_unlock(&ci->wb_lock);
 		}
 		cache_inode_put(ci);

@@ -85,6 +85,7 @@ static int writepage(struct cache_inode *ci, uint64_t index, void *batch)
 		cache_unlock_page(ci, index);
 		return 0;
 	}
+	cache_inode_touch(ci);  /* the data changed: so do its times */
 	return ci->cache->aops->writepage(ci, index, bufs, batch);
 }
 

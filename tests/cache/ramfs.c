@@ -835,6 +835,11 @@ static int ramfs_write_inode(struct cache_inode *ci)
 		f->size_seq = atomic_fetch_add(&fs->seq, 1) + 1;
 	}
 	ci->sizes_dirty = false;
+	/* the times: only that they were written, and as of when */
+	if (atomic_exchange(&ci->times_dirty, false)) {
+		f->times_writes++;
+		f->disk_mtime_ns = atomic_load(&ci->mtime_ns);
+	}
 	cache_mutex_unlock(&f->lock);
 	return 0;
 }

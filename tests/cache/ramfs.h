@@ -77,6 +77,8 @@ struct ramfs_file {
 	struct ramfs_io *log;
 	size_t nlog, caplog;
 	uint64_t size_writes;           /* write_inode calls that wrote the inode */
+	uint64_t times_writes;          /* write_inode calls that wrote the times */
+	uint64_t disk_mtime_ns;         /* the modification time on disk */
 	uint64_t size_seq;              /* when the inode was last written */
 	uint64_t trims;
 	/* injected: page index fails with fail_err for its next fail_times writes */

@@ -333,13 +333,21 @@ static void test_read_fault_in(void **state)
 
 /* ---- 2. the write path and a sync ---- */
 
+static uint64_t realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 static void test_write_back(void **state)
 {
 	const uint64_t old = PAGE, new_size = 7000;
 	struct ramfs_file *f;
 	struct cache_inode *ci;
 	uint8_t *want;
-	uint64_t mark, sizes_before, data_seq, pass_mark;
+	uint64_t mark, sizes_before, data_seq, pass_mark, t0 = realtime_ns();
 
 	(void)state;
 	fx_init(512, 256, 1 << 20);
@@ -368,6 +376,10 @@ static void test_write_back(void **state)
 	assert_int_equal(atomic_load(&ci->pages[0].buf_dirty), 0xf8);     /* [1536, 4096) */
 	assert_int_equal(atomic_load(&ci->pages[1].buf_dirty), 0x3f);     /* [4096, 7168) */
 
+	/* the growth moved the times (written at the next write_inode) */
+	assert_true(atomic_load(&ci->times_dirty));
+	assert_true(atomic_load(&ci->mtime_ns) >= t0);
+
 	mark = ramfs_now(X.fs);
 	sizes_before = f->size_writes;
 	assert_int_equal(writeback_inode(ci, true), 0);
@@ -386,6 +398,10 @@ static void test_write_back(void **state)
 	assert_int_equal(atomic_load(&ci->disk_init), new_size);
 	assert_false(ci->sizes_dirty);
 	assert_int_equal(f->size_writes, sizes_before + 1);
+	/* and the times, as of the write-back of the data */
+	assert_false(atomic_load(&ci->times_dirty));
+	assert_int_equal(f->times_writes, 1);
+	assert_true(f->disk_mtime_ns >= t0 && f->disk_mtime_ns <= realtime_ns());
 	data_seq = ramfs_last_write_seq(f);
 	assert_true(f->size_seq > data_seq);
 	assert_int_equal(atomic_load(&X.fs->sync_calls), 1);
@@ -406,6 +422,7 @@ static void test_write_back(void **state)
 	assert_int_equal(writeback_inode(ci, true), 0);
 	assert_int_equal(ramfs_written_since(f, pass_mark), 0);
 	assert_int_equal(f->size_writes, sizes_before + 1);
+	assert_int_equal(f->times_writes, 1);          /* nothing changed: times kept */
 	assert_int_equal(atomic_load(&X.fs->sync_calls), 2);
 
 	/* a client storing past i_size and dirtying those buffers: the tail

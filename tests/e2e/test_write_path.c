@@ -1648,6 +1648,154 @@ static void ctl_write_sync(void **state)
 	free(in5);
 }
 
+/* ---- times ---- */
+
+struct si_times {
+	time_t created, modified, mft_changed, accessed;
+};
+
+/* "2026-12-03 16:17:10.530995600 (UTC)" after label in istat's output,
+ * the first occurrence ($STANDARD_INFORMATION comes before $FILE_NAME). */
+static time_t istat_time(const char *out, const char *label)
+{
+	const char *p = strstr(out, label);
+	struct tm tm = { 0 };
+
+	if (!p || !strptime(p + strlen(label), " %Y-%m-%d %H:%M:%S", &tm))
+		fail_msg("istat: no '%s' time in:\n%s", label, out);
+	return timegm(&tm);
+}
+
+/* The $STANDARD_INFORMATION times of path on the stopped image, read by
+ * The Sleuth Kit (istat), and the modification time by ntfs-3g's ntfsinfo
+ * too: both must say the same second. */
+static struct si_times si_times(const char *path)
+{
+	const char *info_argv[] = { "ntfsinfo", "-F", path, image, NULL };
+	char *out = NULL, *p, ino[32];
+	struct si_times t;
+	struct tm tm = { 0 };
+	size_t len;
+
+	if (oracle_run(info_argv, &out, &len, NULL) || !(p = strstr(out, "Dumping Inode ")))
+		fail_msg("ntfsinfo -F %s: %s", path, oracle_last_stderr());
+	snprintf(ino, sizeof(ino), "%llu", strtoull(p + 14, NULL, 10));
+	p = strstr(out, "File Altered Time:");
+	if (!p || !strptime(p + 18, " %a %b %d %H:%M:%S %Y", &tm))
+		fail_msg("ntfsinfo -F %s: no File Altered Time:\n%s", path, out);
+	free(out);
+	{
+		const char *istat_argv[] = { "istat", "-f", "ntfs", image, ino, NULL };
+
+		if (oracle_run(istat_argv, &out, &len, NULL))
+			fail_msg("istat %s %s: %s", image, ino, oracle_last_stderr());
+	}
+	t.created = istat_time(out, "Created:");
+	t.modified = istat_time(out, "File Modified:");
+	t.mft_changed = istat_time(out, "MFT Modified:");
+	t.accessed = istat_time(out, "Accessed:");
+	free(out);
+	if (timegm(&tm) != t.modified)
+		fail_msg("%s: ntfsinfo says modified at %lld, istat %lld", path,
+			 (long long)timegm(&tm), (long long)t.modified);
+	return t;
+}
+
+/* Until the clock is past t by two seconds (so a moved time shows). */
+static void wait_past(time_t t)
+{
+	while (time(NULL) < t + 2)
+		testvol_sleep_ms(100);
+}
+
+static void expect_moved(const char *what, struct si_times before, struct si_times after,
+			 time_t t1, time_t t2)
+{
+	if (after.modified < t1 - 1 || after.modified > t2 + 1 || after.mft_changed < t1 - 1 ||
+	    after.mft_changed > t2 + 1)
+		fail_msg("%s: modified %lld, MFT changed %lld, not within [%lld, %lld]", what,
+			 (long long)after.modified, (long long)after.mft_changed,
+			 (long long)t1, (long long)t2);
+	if (after.created != before.created || after.accessed != before.accessed)
+		fail_msg("%s: created %lld -> %lld, accessed %lld -> %lld (must not move)", what,
+			 (long long)before.created, (long long)after.created,
+			 (long long)before.accessed, (long long)after.accessed);
+}
+
+/*
+ * $STANDARD_INFORMATION times as rsync and backup tools read them: a write
+ * (in place, no size change) and a size change move the modification and
+ * MFT change times to when they happened; a read moves nothing; creation
+ * and access times never move (README, "Times").  Read back by istat and
+ * ntfsinfo, after an fsync and after a plain stop.
+ */
+static void times_move_on_write(void **state)
+{
+	static uint8_t buf[4096];
+	struct si_times t0, t1, t2, t3;
+	time_t a, b;
+	ntfsc_file *f;
+	ntfsc *c;
+
+	(void)state;
+	t0 = si_times("/big.bin");
+	wait_past(t0.modified > t0.mft_changed ? t0.modified : t0.mft_changed);
+	start_daemon(NULL);
+	c = connect_daemon();
+	a = time(NULL);
+	f = ntfsc_open(c, "/big.bin", O_RDWR);
+	assert_non_null(f);
+	memset(buf, 0x5a, sizeof(buf));
+	assert_int_equal(ntfsc_pwrite(f, buf, sizeof(buf), 8192), (ssize_t)sizeof(buf));
+	assert_int_equal(ntfsc_fsync(f), 0);
+	b = time(NULL);
+	assert_int_equal(ntfsc_close(f), 0);
+	ntfsc_disconnect(c);
+	stop_daemon_clean();
+	t1 = si_times("/big.bin");
+	expect_moved("a write and fsync", t0, t1, a, b);
+
+	/* a size change, written by the stop's write-back */
+	wait_past(t1.modified);
+	start_daemon(NULL);
+	c = connect_daemon();
+	a = time(NULL);
+	f = ntfsc_open(c, "/big.bin", O_RDWR);
+	assert_non_null(f);
+	{
+		struct ntfsc_stat st;
+
+		assert_int_equal(ntfsc_fstat(f, &st), 0);
+		assert_int_equal(ntfsc_ftruncate(f, (off_t)st.size + 1), 0);
+	}
+	b = time(NULL);
+	assert_int_equal(ntfsc_close(f), 0);
+	ntfsc_disconnect(c);
+	stop_daemon_clean();
+	t2 = si_times("/big.bin");
+	expect_moved("a truncate up", t1, t2, a, b);
+
+	/* a read moves nothing */
+	wait_past(t2.modified);
+	start_daemon(NULL);
+	c = connect_daemon();
+	f = ntfsc_open(c, "/big.bin", O_RDONLY);
+	assert_non_null(f);
+	assert_int_equal(ntfsc_pread(f, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+	assert_int_equal(ntfsc_close(f), 0);
+	ntfsc_disconnect(c);
+	stop_daemon_clean();
+	t3 = si_times("/big.bin");
+	if (memcmp(&t2, &t3, sizeof(t2)))
+		fail_msg("a read moved the times: modified %lld -> %lld, MFT changed %lld -> %lld",
+			 (long long)t2.modified, (long long)t3.modified, (long long)t2.mft_changed,
+			 (long long)t3.mft_changed);
+	testvol_expect_ntfsfix_clean(image);
+	print_message("times: modified %lld -> %lld -> %lld, read kept %lld\n",
+		      (long long)t0.modified, (long long)t1.modified, (long long)t2.modified,
+		      (long long)t3.modified);
+}
+
 /*
  * ntfsctl write's three modes: without an option it replaces the contents
  * (as a shell's > does: the old tail goes, an empty stdin empties the
@@ -2097,6 +2245,7 @@ int main(void)
 						teardown_image),
 		cmocka_unit_test_setup_teardown(ctl_write_sync, setup_image, teardown_image),
 		cmocka_unit_test_setup_teardown(ctl_write_modes, setup_image, teardown_image),
+		cmocka_unit_test_setup_teardown(times_move_on_write, setup_image, teardown_image),
 		cmocka_unit_test_setup_teardown(whole_page_writes_skip_reads, setup_image,
 						teardown_image),
 		cmocka_unit_test_setup_teardown(sync_reports_write_error, setup_image,
