@@ -1,0 +1,96 @@
+/*
+ * namespace.h — creating and removing names on disk: a new file or
+ * directory (its MFT record and its entry in the parent's $I30 index), and
+ * unlink/rmdir (the entry, and the record with its clusters once no name
+ * is left).
+ *
+ * Invariants:
+ *  - Name policy (ntfs_name_check): a name is 1 to 255 UTF-16 units and
+ *    is refused with -EINVAL when it is "." or "..", or holds NUL, '/',
+ *    any control character (U+0001..U+001F), or one of the characters
+ *    Win32 forbids: " * < > ? : | and backslash.  So every name made here
+ *    can be opened from Windows and from POSIX alike (with ntfs-3g's
+ *    windows_names option too).  A name that Win32 accepts goes in the
+ *    Win32 name space (FILE_NAME_WIN32); the rest — a trailing dot or
+ *    space, or a reserved device name (CON, PRN, AUX, NUL, COM1-9,
+ *    LPT1-9, alone or before a dot) — in the POSIX name space.  No DOS
+ *    8.3 name is made.  A name equal to an existing entry of the
+ *    directory ignoring case (through the volume's $UpCase, whatever that
+ *    entry's name space) is refused with -EEXIST, so no two names of a
+ *    directory differ by case only.  Invalid UTF-8 is -EILSEQ.
+ *  - A new record holds, in this order: $STANDARD_INFORMATION (all four
+ *    times now, in NTFS time; ARCHIVE for a file, no attribute for a
+ *    directory), $FILE_NAME (indexed; the parent's reference with its
+ *    sequence number, the same times, sizes 0, the file attributes, plus
+ *    FILE_ATTR_DUP_FILE_NAME_INDEX_PRESENT for a directory), a security
+ *    descriptor (below), and for a file an empty resident unnamed $DATA,
+ *    for a directory an empty $INDEX_ROOT:$I30 (a leaf with only its END
+ *    entry, the volume's index block size) with MFT_RECORD_IS_DIRECTORY;
+ *    link count 1.  Security: when the parent's $STANDARD_INFORMATION
+ *    carries a security id (NTFS 3.x, as Windows writes it), the child
+ *    gets the NTFS 3.x $STANDARD_INFORMATION with the same security id
+ *    and owner id (the parent's descriptor as it is: inheritance rules are
+ *    not applied); otherwise, as ntfs-3g does, the short
+ *    $STANDARD_INFORMATION and a resident $SECURITY_DESCRIPTOR granting
+ *    Everyone full access (owner and group Administrators), left out only
+ *    for a directory whose name is so long that the record would have no
+ *    room for its index to grow out of the record.
+ *  - Crash ordering (no journal): create writes the record in use and
+ *    complete before the index entry that points at it (a crash in between
+ *    leaks the record); unlink removes the index entry first, then marks
+ *    the record unused and clears its bit (ntfs_mft_record_free), then its
+ *    extension records, and frees the clusters of its non-resident
+ *    attributes last (a crash in between leaks records or clusters).  So
+ *    no crash leaves an entry pointing at a free record, or a record in
+ *    use whose clusters are free.
+ *  - Locking: the caller serializes every change of one parent directory
+ *    and of the inode being unlinked (index.h: one writer per directory);
+ *    the allocators and vol->mft_lock are taken inside, never held by the
+ *    caller.  Nothing here knows the cache: an inode the caller still
+ *    holds open for a name unlinked here is the caller's business.
+ */
+#ifndef NTFS_NAMESPACE_H
+#define NTFS_NAMESPACE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "layout.h"
+
+struct ntfs_inode;
+struct ntfs_volume;
+
+#define NTFS_MAX_NAME_LEN 255u
+
+/* Apply the name policy above to name (len UTF-16LE units): 0 with
+ * *name_space FILE_NAME_WIN32 or FILE_NAME_POSIX, -EINVAL or
+ * -ENAMETOOLONG (with a message). */
+int ntfs_name_check(const ntfschar *name, uint32_t len, uint8_t *name_space);
+
+/* Create the file or directory `name` (UTF-8) in dir; *mft_no gets its
+ * record number (its sequence number is in the record and the parent's
+ * entry).  Returns 0, -EEXIST, -EINVAL, -ENAMETOOLONG, -EILSEQ,
+ * -ENOTDIR, -EROFS, -ENOSPC (no MFT record, no cluster for the parent's
+ * index, or a parent record too full for its index to grow), -EOPNOTSUPP,
+ * -EIO, -ENOMEM or a write error; on error nothing new is referenced (a
+ * record allocated for the call is freed again, or leaked if that fails:
+ * logged). */
+int ntfs_create(struct ntfs_volume *vol, struct ntfs_inode *dir, const char *name, bool is_dir,
+		uint64_t *mft_no);
+
+/* Remove the name `name` (UTF-8, exact: the very code units) from dir.
+ * A Win32 name also takes its DOS twin (the 8.3 name of the same link)
+ * with it.  When no name of the inode is left, its record (and extension
+ * records) are freed and its clusters given back.  A directory must be
+ * empty.  Returns 0, -ENOENT, -ENOTEMPTY, -EPERM (a system file: records
+ * below 24, or anything in $Extend), -ENOTDIR, -EROFS, -EILSEQ,
+ * -ENAMETOOLONG, -EOPNOTSUPP (a hard link whose $FILE_NAME lies in an
+ * extension record), -EIO, -ENOMEM or a write error.  Once the index entry
+ * is gone the call has taken effect: later failures leak records or
+ * clusters (logged) and are returned. */
+int ntfs_unlink(struct ntfs_volume *vol, struct ntfs_inode *dir, const char *name);
+
+/* NTFS time (100 ns units since 1601-01-01 UTC) of now. */
+uint64_t ntfs_time_now(void);
+
+#endif
