@@ -207,8 +207,12 @@ static void wait_ready(struct crashrig *r)
 
 	if (err) {
 		daemon_dump_log(&r->dmn);
+		/* exit 127 is daemon_spawn's child failing to exec the binary
+		 * (say, a rebuild replacing it mid-run), not ntfsd failing */
 		fail_with(r, "ntfsd did not come up (%s; wait status 0x%x)",
-			  err == -ECHILD ? "it exited" : "no socket within 30 s",
+			  err != -ECHILD ? "no socket within 30 s"
+			  : WIFEXITED(r->dmn.exit_status) && WEXITSTATUS(r->dmn.exit_status) == 127
+			  ? "it could not be executed: exit 127 from the exec" : "it exited",
 			  r->dmn.exit_status);
 	}
 }
