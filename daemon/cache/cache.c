@@ -231,8 +231,9 @@ static void cache_inode_store(struct cache_inode *ci)
 	fdstore_put(store, name, ci->data_fd);
 }
 
-/* Build the segments of a freshly loaded inode. */
-static int cache_inode_segments(struct cache_inode *ci)
+/* Build the segments of a freshly loaded inode, holding at least
+ * want_pages. */
+static int cache_inode_segments(struct cache_inode *ci, uint64_t want_pages)
 {
 	const struct cache_geometry *geo = &ci->cache->geo;
 	struct shm_file_header layout;
@@ -245,6 +246,8 @@ static int cache_inode_segments(struct cache_inode *ci)
 	nr_pages = cache_pages_for(ci->i_size);
 	if (alloc_pages > nr_pages)
 		nr_pages = alloc_pages;
+	if (want_pages > nr_pages)
+		nr_pages = want_pages < CACHE_MAX_WANT_PAGES ? want_pages : CACHE_MAX_WANT_PAGES;
 	/* Room to grow: the segments are sparse, so capacity costs address
 	 * space only, and nothing walks page state past used_pages. */
 	/* room: the file's size again, at least 1 GiB, and up to the volume's
@@ -289,14 +292,23 @@ int cache_inode_alloc(struct cache *c, uint64_t mft_no, struct cache_inode **out
 	return c->aops->alloc_inode(c, mft_no, out);
 }
 
-static int cache_inode_load(struct cache *c, uint64_t mft_no, struct cache_inode **out)
+/* want_pages: pages the segments must hold at least (a growth refused
+ * before; 0: none). */
+static int cache_inode_load(struct cache *c, uint64_t mft_no, uint64_t want_pages,
+			    struct cache_inode **out)
 {
 	struct cache_inode *ci;
 	int err = cache_inode_alloc(c, mft_no, &ci);
 
 	if (err)
 		return err;
-	err = cache_inode_segments(ci);
+	err = cache_inode_segments(ci, want_pages);
+	if (err && want_pages) {
+		/* segments for the growth refused before cannot be had:
+		 * serve the file as it is, the growth stays refused */
+		cache_inode_destroy(ci);
+		return cache_inode_load(c, mft_no, 0, out);
+	}
 	if (err) {
 		if (!strstr(ntfs_last_error(), "segment"))
 			ntfs_error("cannot create the shared segments of MFT record %llu: %s",
@@ -340,7 +352,7 @@ int cache_open(struct cache *c, const char *path, struct cache_inode **out)
 {
 	struct cache_inode *ci, *fresh = NULL;
 	struct cache_attr a;
-	uint64_t ino;
+	uint64_t ino, want = 0;
 	int err;
 
 	err = c->aops->lookup(c, path, &ino);
@@ -349,6 +361,16 @@ int cache_open(struct cache *c, const char *path, struct cache_inode **out)
 	cache_mutex_lock(&c->lock);
 	for (ci = c->inodes; ci && ci->mft_no != ino; ci = ci->next)
 		;
+	if (ci && !ci->refs && atomic_load(&ci->outgrown_pages) && !cache_has_dirty(ci) &&
+	    !cache_inode_meta_dirty(ci) && !ci->trim_pending) {
+		/* it outgrew its segments and nobody uses it: forget the
+		 * cached pages (all clean) and load it anew, with segments
+		 * that hold the growth refused (the EFBIG message promises
+		 * it) */
+		want = atomic_load(&ci->outgrown_pages);
+		cache_inode_release(ci);
+		ci = NULL;
+	}
 	if (ci) {
 		ci->refs++;
 		ci->openers++;
@@ -361,7 +383,7 @@ int cache_open(struct cache *c, const char *path, struct cache_inode **out)
 	}
 	cache_mutex_unlock(&c->lock);
 
-	err = cache_inode_load(c, ino, &fresh);
+	err = cache_inode_load(c, ino, want, &fresh);
 	if (err)
 		return err;
 	c->aops->getattr(fresh, &a);
@@ -438,11 +460,14 @@ void cache_inode_release(struct cache_inode *ci)
 }
 
 /* An inode nobody uses any more stays cached while it has cached pages, so
- * reopening it finds them; reclaim frees it once its last page goes. */
+ * reopening it finds them; reclaim frees it once its last page goes.  One
+ * that outgrew its segments stays too: the next open remakes them with
+ * room for that growth (reclaim or the slot table may still take it). */
 static void cache_inode_unused(struct cache_inode *ci)
 {
 	if (atomic_load(&ci->cached_pages) == 0 && !cache_has_dirty(ci) &&
-	    !cache_inode_meta_dirty(ci) && !ci->trim_pending)
+	    !cache_inode_meta_dirty(ci) && !ci->trim_pending &&
+	    !atomic_load(&ci->outgrown_pages))
 		cache_inode_release(ci);
 }
 

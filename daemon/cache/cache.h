@@ -95,6 +95,10 @@ struct fdstore_entry;
 #define CACHE_GROWTH_PAGES (1ull << 18)
 #define CACHE_MAX_ROOM_PAGES (1ull << 24)   /* 64 GiB */
 #define CACHE_MAX_PAGES (1ull << 32)
+/* A segment made anew for a refused growth holds less than this (1 TiB): the
+ * daemon's per-page arrays are sized by the segment (virtual memory, but
+ * the kernel's overcommit heuristic refuses what exceeds RAM + swap). */
+#define CACHE_MAX_WANT_PAGES (1ull << 28)
 #define CACHE_DEFAULT_MAX_LOCK_HOLD_MS 10000u
 
 /* Embedded in the file system's inode (aops.h: alloc_inode). */
@@ -151,6 +155,10 @@ struct cache_inode {
 	_Atomic bool warned_not_uptodate; /* logged a dirty page that was not uptodate */
 	_Atomic bool warned_forged;       /* logged a forged lock or writeback flag */
 	_Atomic bool warned_system;       /* logged dirty pages of a system file */
+	_Atomic uint64_t outgrown_pages;  /* a growth to this many pages was refused
+					   * with EFBIG (0: none): the next open with
+					   * nobody using the file makes its segments
+					   * anew, with room for that */
 	bool trim_pending;                /* clusters allocated past i_size as room to
 					   * grow: freed once nobody has it open */
 	_Atomic uint32_t wb_err;          /* errseq: counter << 1 | seen */

@@ -37,6 +37,11 @@ void cache_reserve_page(struct cache *c);
 /* The refusals every write shares: read-only volume (EROFS), system files
  * (EPERM), encrypted (EACCES). */
 int cache_check_writable(struct cache_inode *ci);
+/* EFBIG for a growth to `pages` past the open segments; remembered so
+ * that the next open with nobody using the file makes them anew, with
+ * room for it, up to CACHE_MAX_WANT_PAGES. */
+int cache_refuse_growth(struct cache_inode *ci, uint64_t pages);
+
 /* Publish i_size and the file system's sizes (getattr) to clients: the
  * state header and the volume header's inode slot. */
 void cache_publish_sizes(struct cache_inode *ci);

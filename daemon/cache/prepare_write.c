@@ -66,6 +66,21 @@ static void before_growth(struct cache_inode *ci, uint64_t from, uint64_t new_si
 	cache_use_pages(ci, new_size);
 }
 
+int cache_refuse_growth(struct cache_inode *ci, uint64_t pages)
+{
+	if (pages >= CACHE_MAX_WANT_PAGES)
+		return ntfs_fail(EFBIG, "MFT record %llu: %llu pages lie past what its cache "
+				 "segment holds (%llu pages) and past the %llu pages a segment "
+				 "made for it can hold", (unsigned long long)ci->mft_no,
+				 (unsigned long long)pages, (unsigned long long)ci->nr_pages,
+				 (unsigned long long)CACHE_MAX_WANT_PAGES);
+	atomic_store(&ci->outgrown_pages, pages);
+	return ntfs_fail(EFBIG, "MFT record %llu: %llu pages lie past what its cache segment "
+			 "holds while it is open (%llu pages); close every handle of it and "
+			 "reopen to grow it further", (unsigned long long)ci->mft_no,
+			 (unsigned long long)pages, (unsigned long long)ci->nr_pages);
+}
+
 int cache_prepare_write(struct cache_inode *ci, uint64_t first, uint64_t count,
 			uint64_t new_size, uint64_t write_start, uint64_t write_end)
 {
@@ -77,12 +92,11 @@ int cache_prepare_write(struct cache_inode *ci, uint64_t first, uint64_t count,
 	if (err)
 		return err;
 	if (first > ci->nr_pages || count > ci->nr_pages - first ||
-	    cache_pages_for(new_size) > ci->nr_pages)
-		return ntfs_fail(EFBIG, "MFT record %llu: pages %llu+%llu lie past what its cache "
-				 "segment can hold (%llu pages) while it is open; close every "
-				 "handle of it and reopen to grow it further",
-				 (unsigned long long)ci->mft_no, (unsigned long long)first,
-				 (unsigned long long)count, (unsigned long long)ci->nr_pages);
+	    cache_pages_for(new_size) > ci->nr_pages) {
+		uint64_t want = cache_pages_for(new_size);
+
+		return cache_refuse_growth(ci, first + count > want ? first + count : want);
+	}
 	cache_mutex_lock(&ci->size_lock);
 	grow = new_size > ci->i_size;
 	if (grow)

@@ -130,9 +130,7 @@ int cache_truncate(struct cache_inode *ci, uint64_t size)
 	if (err)
 		return err;
 	if (cache_pages_for(size) > ci->nr_pages)
-		return ntfs_fail(EFBIG, "MFT record %llu: %llu bytes is past what its cache segment "
-				 "can hold while it is open; close every handle of it and reopen",
-				 (unsigned long long)ci->mft_no, (unsigned long long)size);
+		return cache_refuse_growth(ci, cache_pages_for(size));
 	cache_mutex_lock(&ci->size_lock);
 	if (size < ci->i_size)
 		err = truncate_shrink(ci, size);

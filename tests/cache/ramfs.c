@@ -930,11 +930,14 @@ static void ramfs_volume_info(struct cache *c, struct cache_volume_info *vi)
 static void ramfs_sanity_settled(struct cache_inode *ci, const char *file, int line)
 {
 	struct ramfs_file *f = RFILE(ci);
-	uint64_t disk_init = atomic_load(&ci->disk_init);
+	uint64_t disk_init;
 	const char *bad = NULL;
 	char detail[200];
 
 	cache_mutex_lock_at(&f->lock, file, line);
+	/* under f->lock, which write_inode raises it under (read before it, a
+	 * write-back racing the check made it fail with equal values) */
+	disk_init = atomic_load(&ci->disk_init);
 	if (ci->i_size != f->data_size)
 		bad = "i_size == data_size";
 	else if (f->init_size > f->data_size)

@@ -1648,6 +1648,82 @@ static void ctl_write_sync(void **state)
 	free(in5);
 }
 
+/*
+ * Growing an open file past what its segments hold is EFBIG (nothing
+ * changes); once every handle is closed, the next open makes the segments
+ * anew with room for that growth, and it succeeds: a sparse truncate up by
+ * 3 GiB (room to grow is at least 1 GiB past the size at open), then a
+ * byte written at the new end.  ntfsinfo and a fresh daemon read the new
+ * size and the byte; ntfsfix -n is clean.
+ */
+static void growth_past_segment_after_reopen(void **state)
+{
+	const uint64_t grow = 3ull << 30;
+	struct ntfsc_stat st;
+	uint64_t size, target;
+	uint8_t one = 0xa5, got = 0;
+	ntfsc_file *f;
+	ntfsc *c;
+
+	(void)state;
+	start_daemon(NULL);
+	c = connect_daemon();
+	f = ntfsc_open(c, "/sparse.bin", O_RDWR);
+	assert_non_null(f);
+	assert_int_equal(ntfsc_fstat(f, &st), 0);
+	size = st.size;
+	target = size + grow;
+	if (ntfsc_ftruncate(f, (off_t)target) == 0 || errno != EFBIG)
+		fail_msg("a truncate 3 GiB past the open segment: %s, not EFBIG",
+			 ntfsc_ftruncate(f, (off_t)target) ? strerror(errno) : "succeeded");
+	if (!strstr(ntfsc_last_error_message(c), "reopen"))
+		fail_msg("the EFBIG message does not say what to do: %s",
+			 ntfsc_last_error_message(c));
+	assert_int_equal(ntfsc_fstat(f, &st), 0);
+	assert_int_equal(st.size, size);                /* nothing changed */
+	assert_int_equal(ntfsc_close(f), 0);
+	/* nobody has it open: the next open sizes the segments for it */
+	f = ntfsc_open(c, "/sparse.bin", O_RDWR);
+	assert_non_null(f);
+	if (ntfsc_ftruncate(f, (off_t)target))
+		fail_msg("the truncate after a reopen: %s (%s)", strerror(errno),
+			 ntfsc_last_error_message(c));
+	assert_int_equal(ntfsc_pwrite(f, &one, 1, (off_t)target), 1);
+	assert_int_equal(ntfsc_fsync(f), 0);
+	assert_int_equal(ntfsc_fstat(f, &st), 0);
+	assert_int_equal(st.size, target + 1);
+	assert_int_equal(ntfsc_close(f), 0);
+	ntfsc_disconnect(c);
+	stop_daemon_clean();
+	{
+		const char *argv[] = { "ntfsinfo", "-F", "/sparse.bin", image, NULL };
+		char *out = NULL, want[64];
+		size_t len;
+
+		if (oracle_run(argv, &out, &len, NULL))
+			fail_msg("ntfsinfo: %s", oracle_last_stderr());
+		/* $DATA's "Data size" (its $FILE_NAME copy is "Data Size") */
+		snprintf(want, sizeof(want), "Data size:\t\t %llu ", (unsigned long long)(target + 1));
+		if (!strstr(out, want) && fprintf(stderr, "%s", out) >= 0)
+			fail_msg("ntfsinfo does not give the data size %llu (see its output above)",
+				 (unsigned long long)(target + 1));
+		free(out);
+	}
+	testvol_expect_ntfsfix_clean(image);
+	/* a fresh daemon reads the byte at the end and zeroes before it */
+	start_daemon(NULL);
+	c = connect_daemon();
+	f = ntfsc_open(c, "/sparse.bin", O_RDONLY);
+	assert_non_null(f);
+	assert_int_equal(ntfsc_pread(f, &got, 1, (off_t)target), 1);
+	assert_int_equal(got, one);
+	assert_int_equal(ntfsc_pread(f, &got, 1, (off_t)target - 1), 1);
+	assert_int_equal(got, 0);
+	assert_int_equal(ntfsc_close(f), 0);
+	ntfsc_disconnect(c);
+	stop_daemon_clean();
+}
+
 /* ---- times ---- */
 
 struct si_times {
@@ -2246,6 +2322,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(ctl_write_sync, setup_image, teardown_image),
 		cmocka_unit_test_setup_teardown(ctl_write_modes, setup_image, teardown_image),
 		cmocka_unit_test_setup_teardown(times_move_on_write, setup_image, teardown_image),
+		cmocka_unit_test_setup_teardown(growth_past_segment_after_reopen, setup_image,
+						teardown_image),
 		cmocka_unit_test_setup_teardown(whole_page_writes_skip_reads, setup_image,
 						teardown_image),
 		cmocka_unit_test_setup_teardown(sync_reports_write_error, setup_image,
