@@ -1194,13 +1194,13 @@ static int ix_insert(struct ix *ix, const uint8_t *e)
  * the entry that ancestor loses is inserted again from the top. */
 static int remove_empty(struct ix *ix, struct ix_level *path, int lvl)
 {
-	uint64_t freed[IX_MAX_DEPTH];
+	struct ix_node *freed[IX_MAX_DEPTH];
 	unsigned nfreed = 0;
 	uint8_t *again = NULL;
 	struct ix_node *p;
 	int k = lvl - 1, err;
 
-	freed[nfreed++] = path[lvl].node->vcn;
+	freed[nfreed++] = path[lvl].node;
 	for (;; k--) {
 		size_t j;
 
@@ -1234,13 +1234,27 @@ static int remove_empty(struct ix *ix, struct ix_level *path, int lvl)
 				return err;
 			break;
 		}
-		freed[nfreed++] = p->vcn;
+		freed[nfreed++] = p;
 	}
 	if (!again && !(p->root && !p->internal))
 		return -ENOMEM;
 	err = p->root ? root_write(ix) : block_write(ix, p);
-	for (unsigned f = 0; f < nfreed && !err; f++)
-		err = bitmap_change(ix, vcn_to_block(ix, freed[f]), false);
+	/* unreferenced now: each freed block is written empty (so that no
+	 * reader that ignores $BITMAP:$I30, like The Sleuth Kit, takes its
+	 * old entries for live names), then its bit cleared */
+	for (unsigned f = 0; f < nfreed && !err; f++) {
+		struct ix_node *b = freed[f];
+
+		for (size_t i = 0; i < b->n; i++)
+			free(b->e[i]);
+		b->n = 0;
+		b->internal = false;
+		err = node_insert(b, 0, ie_end(false, 0));
+		if (!err)
+			err = block_write(ix, b);
+		if (!err)
+			err = bitmap_change(ix, vcn_to_block(ix, b->vcn), false);
+	}
 	if (!err && again)
 		err = ix_insert(ix, again);
 	free(again);

@@ -16,7 +16,8 @@
  *    they exist they stay (also when the root becomes a leaf again, as
  *    ntfs-3g leaves them); they only ever grow.
  *  - Exactly the blocks reachable from the root have their bit set in
- *    $BITMAP:$I30, and all of them lie inside $INDEX_ALLOCATION's data.
+ *    $BITMAP:$I30, and all of them lie inside $INDEX_ALLOCATION's data;
+ *    a block this code freed holds only an END entry.
  *    No block but the root is empty (only an END entry) once a change
  *    returns; internal blocks may hold just an END entry and its child.
  *  - INDX blocks are written whole, with update-sequence fixups applied to
@@ -40,8 +41,10 @@
  *    the parent's END, takes over the child of the entry before it), and
  *    that entry is inserted again from the top; a parent left with
  *    nothing is freed the same way, up to the root, which then becomes a
- *    leaf again.  Nodes are not merged or rebalanced otherwise: blocks
- *    can be left sparsely filled.
+ *    leaf again.  A freed block is rewritten with no entries before its
+ *    bit is cleared (readers that ignore $BITMAP:$I30, as The Sleuth Kit
+ *    does, would list its old entries as live names).  Nodes are not
+ *    merged or rebalanced otherwise: blocks can be left sparsely filled.
  *  - growth: a new block takes the first clear bit of $BITMAP:$I30 below
  *    the allocation's data size, else extends $INDEX_ALLOCATION (clusters
  *    from lcnalloc.h when its allocation is full, then its mapping pairs
