@@ -52,6 +52,9 @@
 #define IX_BLOCK_HDR ((uint32_t)offsetof(struct ntfs_index_block, index)) /* 24 */
 #define IE_HDR ((uint32_t)sizeof(struct ntfs_index_entry))               /* 16 */
 #define IX_MAX_RESERVED 8
+/* Bytes of the base record a root growing with an entry must leave free
+ * once the index has an allocation (see commit()). */
+#define IX_ROOT_RESERVE 64u
 
 /* "$I30" as stored on disk (UTF-16LE), whatever the host byte order. */
 static const union {
@@ -501,8 +504,9 @@ static int ix_open(struct ntfs_inode *dir, struct ix *ix)
 /* ---- writing nodes ---- */
 
 /* Write the root: one write of the base record, -E2BIG when it has no
- * room for it (nothing written then). */
-static int root_write(struct ix *ix)
+ * room for it, or would leave less than `reserve` bytes of the record free
+ * (nothing written then). */
+static int root_write_reserve(struct ix *ix, uint32_t reserve)
 {
 	struct ntfs_volume *vol = ix->vol;
 	struct ix_node *n = &ix->root;
@@ -526,6 +530,11 @@ static int root_write(struct ix *ix)
 		goto out;
 	}
 	voff = le16(a->u.r.value_offset);
+	if (IX_ALIGN8(voff + vlen) > le32(a->length) &&
+	    IX_ALIGN8(voff + vlen) - le32(a->length) + reserve > ntfs_mft_record_free_space(rec)) {
+		err = -E2BIG;
+		goto out;
+	}
 	err = ntfs_attr_record_resize(rec, a, IX_ALIGN8(voff + vlen));
 	if (err)
 		goto out;
@@ -550,6 +559,11 @@ out:
 	pthread_mutex_unlock(&vol->mft_lock);
 	free(rec);
 	return err;
+}
+
+static int root_write(struct ix *ix)
+{
+	return root_write_reserve(ix, 0);
 }
 
 /* Where a new block's entries start, from its index header. */
@@ -1107,7 +1121,9 @@ static int commit(struct ix *ix, struct ix_level *path, int lvl)
 	int err;
 
 	if (n->root) {
-		err = root_write(ix);
+		/* a growing root leaves room for $BITMAP:$I30 and the
+		 * allocation's mapping pairs to grow in the same record */
+		err = root_write_reserve(ix, ix->ia && n->n > 1 ? IX_ROOT_RESERVE : 0);
 		if (err != -E2BIG)
 			return err;
 		ntfs_clear_error();
@@ -1479,8 +1495,8 @@ static int walk(struct ix_walk *w, struct ix_node *n, int depth)
 	struct ix *ix = w->ix;
 	int err = 0;
 
-	if (!n->root && n->n < 2)
-		return ix_fail_node(ix, n, "empty index block");
+	if (!n->root && !n->internal && n->n < 2)
+		return ix_fail_node(ix, n, "empty leaf block");
 	if (!n->internal) {
 		if (w->leaf_depth < 0)
 			w->leaf_depth = depth;

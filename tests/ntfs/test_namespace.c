@@ -904,9 +904,12 @@ static void test_names(void **state)
 	expect_unlink_err("/names/CAFÉ", -ENOENT);  /* unlink is exact */
 	expect_create_err("/names", "readme.txt", false, -EEXIST);
 	phase_check("names");
-	unlink_ok("/names/café");
+	/* (unless the ntfs-3g mount of the phase check deleted them) */
+	if (model_find("/names/café") >= 0)
+		unlink_ok("/names/café");
 	snprintf(path, sizeof(path), "/names/%s", long_e);
-	unlink_ok(path);
+	if (model_find(path) >= 0)
+		unlink_ok(path);
 	create_ok("/names/CAFÉ", false);             /* the name is free again */
 	phase_check("names removed and made again");
 	free(long_a);
