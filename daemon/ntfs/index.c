@@ -52,6 +52,9 @@
 #define IX_BLOCK_HDR ((uint32_t)offsetof(struct ntfs_index_block, index)) /* 24 */
 #define IE_HDR ((uint32_t)sizeof(struct ntfs_index_entry))               /* 16 */
 #define IX_MAX_RESERVED 8
+/* Bytes of the base record a root growing with an entry must leave free
+ * once the index has an allocation (see commit()). */
+#define IX_ROOT_RESERVE 64u
 
 /* "$I30" as stored on disk (UTF-16LE), whatever the host byte order. */
 static const union {
@@ -501,8 +504,9 @@ static int ix_open(struct ntfs_inode *dir, struct ix *ix)
 /* ---- writing nodes ---- */
 
 /* Write the root: one write of the base record, -E2BIG when it has no
- * room for it (nothing written then). */
-static int root_write(struct ix *ix)
+ * room for it, or would leave less than `reserve` bytes of the record free
+ * (nothing written then). */
+static int root_write_reserve(struct ix *ix, uint32_t reserve)
 {
 	struct ntfs_volume *vol = ix->vol;
 	struct ix_node *n = &ix->root;
@@ -526,6 +530,11 @@ static int root_write(struct ix *ix)
 		goto out;
 	}
 	voff = le16(a->u.r.value_offset);
+	if (IX_ALIGN8(voff + vlen) > le32(a->length) &&
+	    IX_ALIGN8(voff + vlen) - le32(a->length) + reserve > ntfs_mft_record_free_space(rec)) {
+		err = -E2BIG;
+		goto out;
+	}
 	err = ntfs_attr_record_resize(rec, a, IX_ALIGN8(voff + vlen));
 	if (err)
 		goto out;
@@ -550,6 +559,11 @@ out:
 	pthread_mutex_unlock(&vol->mft_lock);
 	free(rec);
 	return err;
+}
+
+static int root_write(struct ix *ix)
+{
+	return root_write_reserve(ix, 0);
 }
 
 /* Where a new block's entries start, from its index header. */
@@ -1107,7 +1121,9 @@ static int commit(struct ix *ix, struct ix_level *path, int lvl)
 	int err;
 
 	if (n->root) {
-		err = root_write(ix);
+		/* a growing root leaves room for $BITMAP:$I30 and the
+		 * allocation's mapping pairs to grow in the same record */
+		err = root_write_reserve(ix, ix->ia && n->n > 1 ? IX_ROOT_RESERVE : 0);
 		if (err != -E2BIG)
 			return err;
 		ntfs_clear_error();
@@ -1194,13 +1210,13 @@ static int ix_insert(struct ix *ix, const uint8_t *e)
  * the entry that ancestor loses is inserted again from the top. */
 static int remove_empty(struct ix *ix, struct ix_level *path, int lvl)
 {
-	uint64_t freed[IX_MAX_DEPTH];
+	struct ix_node *freed[IX_MAX_DEPTH];
 	unsigned nfreed = 0;
 	uint8_t *again = NULL;
 	struct ix_node *p;
 	int k = lvl - 1, err;
 
-	freed[nfreed++] = path[lvl].node->vcn;
+	freed[nfreed++] = path[lvl].node;
 	for (;; k--) {
 		size_t j;
 
@@ -1234,13 +1250,27 @@ static int remove_empty(struct ix *ix, struct ix_level *path, int lvl)
 				return err;
 			break;
 		}
-		freed[nfreed++] = p->vcn;
+		freed[nfreed++] = p;
 	}
 	if (!again && !(p->root && !p->internal))
 		return -ENOMEM;
 	err = p->root ? root_write(ix) : block_write(ix, p);
-	for (unsigned f = 0; f < nfreed && !err; f++)
-		err = bitmap_change(ix, vcn_to_block(ix, freed[f]), false);
+	/* unreferenced now: each freed block is written empty (so that no
+	 * reader that ignores $BITMAP:$I30, like The Sleuth Kit, takes its
+	 * old entries for live names), then its bit cleared */
+	for (unsigned f = 0; f < nfreed && !err; f++) {
+		struct ix_node *b = freed[f];
+
+		for (size_t i = 0; i < b->n; i++)
+			free(b->e[i]);
+		b->n = 0;
+		b->internal = false;
+		err = node_insert(b, 0, ie_end(false, 0));
+		if (!err)
+			err = block_write(ix, b);
+		if (!err)
+			err = bitmap_change(ix, vcn_to_block(ix, b->vcn), false);
+	}
 	if (!err && again)
 		err = ix_insert(ix, again);
 	free(again);
@@ -1465,8 +1495,8 @@ static int walk(struct ix_walk *w, struct ix_node *n, int depth)
 	struct ix *ix = w->ix;
 	int err = 0;
 
-	if (!n->root && n->n < 2)
-		return ix_fail_node(ix, n, "empty index block");
+	if (!n->root && !n->internal && n->n < 2)
+		return ix_fail_node(ix, n, "empty leaf block");
 	if (!n->internal) {
 		if (w->leaf_depth < 0)
 			w->leaf_depth = depth;

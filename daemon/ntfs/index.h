@@ -16,8 +16,9 @@
  *    they exist they stay (also when the root becomes a leaf again, as
  *    ntfs-3g leaves them); they only ever grow.
  *  - Exactly the blocks reachable from the root have their bit set in
- *    $BITMAP:$I30, and all of them lie inside $INDEX_ALLOCATION's data.
- *    No block but the root is empty (only an END entry) once a change
+ *    $BITMAP:$I30, and all of them lie inside $INDEX_ALLOCATION's data;
+ *    a block this code freed holds only an END entry.
+ *    No leaf block but the root is empty (only an END entry) once a change
  *    returns; internal blocks may hold just an END entry and its child.
  *  - INDX blocks are written whole, with update-sequence fixups applied to
  *    a private copy (mst.h) and the bytes past the entries zeroed, through
@@ -29,8 +30,11 @@
  *    is split around its median entry by bytes: the lower half goes to a
  *    new block, the median moves up into the parent pointing at it, the
  *    upper half stays in the old block; a root that overflows the MFT
- *    record moves all its entries down into a new block and keeps only an
- *    END entry pointing at it (the tree grows by one level).  The first
+ *    record (or, once the index has an allocation, would leave less than
+ *    64 bytes of it free, the room $BITMAP:$I30 and the allocation's
+ *    mapping pairs grow into) moves all its entries down into a new block
+ *    and keeps only an END entry pointing at it (the tree grows by one
+ *    level).  The first
  *    such move creates $INDEX_ALLOCATION (one block's clusters, lcnalloc.h)
  *    and $BITMAP in the same record write that shrinks the root.
  *  - remove: from a leaf, the entry is dropped; from an internal node, it
@@ -40,8 +44,10 @@
  *    the parent's END, takes over the child of the entry before it), and
  *    that entry is inserted again from the top; a parent left with
  *    nothing is freed the same way, up to the root, which then becomes a
- *    leaf again.  Nodes are not merged or rebalanced otherwise: blocks
- *    can be left sparsely filled.
+ *    leaf again.  A freed block is rewritten with no entries before its
+ *    bit is cleared (readers that ignore $BITMAP:$I30, as The Sleuth Kit
+ *    does, would list its old entries as live names).  Nodes are not
+ *    merged or rebalanced otherwise: blocks can be left sparsely filled.
  *  - growth: a new block takes the first clear bit of $BITMAP:$I30 below
  *    the allocation's data size, else extends $INDEX_ALLOCATION (clusters
  *    from lcnalloc.h when its allocation is full, then its mapping pairs
@@ -116,7 +122,7 @@ struct ntfs_index_stats {
 };
 
 /* Walk the whole index and check the invariants above (order, one name
- * once, node kinds, equal leaf depth, no empty non-root block, bitmap bits
+ * once, node kinds, equal leaf depth, no empty leaf block, bitmap bits
  * exactly for the blocks in use, blocks inside the allocation).  0 with
  * *st filled (st may be NULL), or -EIO naming the first violation. */
 int ntfs_index_check(struct ntfs_inode *dir, struct ntfs_index_stats *st);

@@ -114,6 +114,33 @@ static bool win32_reserved(const ntfschar *name, uint32_t len)
 	return false;
 }
 
+/* A valid DOS 8.3 name as Windows stores one: 1 to 8 characters, then
+ * optionally a dot and 1 to 3 more, of upper-case letters, digits and
+ * ! # $ % & ' ( ) - @ ^ _ ` { } ~ (ASCII only, no lower case). */
+static bool dos_valid(const ntfschar *name, uint32_t len)
+{
+	static const char extra[] = "!#$%&'()-@^_`{}~";
+	uint32_t base = 0, ext = 0;
+	bool dot = false;
+
+	for (uint32_t i = 0; i < len; i++) {
+		uint16_t c = unit_at(name, i);
+
+		if (c == '.') {
+			if (dot || !base)
+				return false;
+			dot = true;
+			continue;
+		}
+		if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      (c < 0x80 && c && strchr(extra, (char)c))))
+			return false;
+		if (dot ? ++ext > 3 : ++base > 8)
+			return false;
+	}
+	return base && (!dot || ext);
+}
+
 int ntfs_name_check(const ntfschar *name, uint32_t len, uint8_t *name_space)
 {
 	static const char forbidden[] = "\"*<>?:|\\/";
@@ -138,8 +165,10 @@ int ntfs_name_check(const ntfschar *name, uint32_t len, uint8_t *name_space)
 					 "forbids \" * < > ? : | \\ and POSIX '/'", (char)c, i);
 	}
 	last = unit_at(name, len - 1);
-	*name_space = last == '.' || last == ' ' || win32_reserved(name, len) ? FILE_NAME_POSIX
-									     : FILE_NAME_WIN32;
+	if (last == '.' || last == ' ' || win32_reserved(name, len))
+		*name_space = FILE_NAME_POSIX;
+	else
+		*name_space = dos_valid(name, len) ? FILE_NAME_WIN32_AND_DOS : FILE_NAME_POSIX;
 	return 0;
 }
 

@@ -10,11 +10,17 @@
  *    any control character (U+0001..U+001F), or one of the characters
  *    Win32 forbids: " * < > ? : | and backslash.  So every name made here
  *    can be opened from Windows and from POSIX alike (with ntfs-3g's
- *    windows_names option too).  A name that Win32 accepts goes in the
- *    Win32 name space (FILE_NAME_WIN32); the rest — a trailing dot or
- *    space, or a reserved device name (CON, PRN, AUX, NUL, COM1-9,
- *    LPT1-9, alone or before a dot) — in the POSIX name space.  No DOS
- *    8.3 name is made.  A name equal to an existing entry of the
+ *    windows_names option too).  No DOS 8.3 name is generated, and a
+ *    Win32 (namespace 1) name is by definition the long half of a Win32 +
+ *    DOS pair: ntfs-3g (and the Linux driver) cannot unlink a Win32 name
+ *    that has no DOS twin.  So a name that is itself a valid DOS 8.3 name
+ *    (upper case, 8 + 3 characters of the DOS set, not a reserved device
+ *    name) goes in the Win32-and-DOS name space (FILE_NAME_WIN32_AND_DOS,
+ *    what Windows gives such names), and every other name — lower case,
+ *    long, non-ASCII, a trailing dot or space, a reserved device name
+ *    (CON, PRN, AUX, NUL, COM1-9, LPT1-9, alone or before a dot) — in the
+ *    POSIX name space (as ntfs-3g names everything it creates).  No DOS
+ *    8.3 name is made for those.  A name equal to an existing entry of the
  *    directory ignoring case (through the volume's $UpCase, whatever that
  *    entry's name space) is refused with -EEXIST, so no two names of a
  *    directory differ by case only.  Invalid UTF-8 is -EILSEQ.
@@ -63,7 +69,7 @@ struct ntfs_volume;
 #define NTFS_MAX_NAME_LEN 255u
 
 /* Apply the name policy above to name (len UTF-16LE units): 0 with
- * *name_space FILE_NAME_WIN32 or FILE_NAME_POSIX, -EINVAL or
+ * *name_space FILE_NAME_WIN32_AND_DOS or FILE_NAME_POSIX, -EINVAL or
  * -ENAMETOOLONG (with a message). */
 int ntfs_name_check(const ntfschar *name, uint32_t len, uint8_t *name_space);
 
