@@ -194,9 +194,13 @@ static ntfsc_file *file_open(ntfsc *c, const char *path, int flags)
 	int fds[NTFSD_MAX_FRAME_FDS], nfds;
 	int acc = flags & O_ACCMODE;
 
-	if (!c || (flags & ~(O_ACCMODE | O_CLOEXEC | O_LARGEFILE)) ||
+	if (!c || (flags & ~(O_ACCMODE | O_CLOEXEC | O_LARGEFILE | O_CREAT | O_EXCL | O_TRUNC)) ||
 	    (acc != O_RDONLY && acc != O_RDWR)) {
 		error_set(EINVAL, NULL);
+		return NULL;
+	}
+	if ((flags & (O_CREAT | O_TRUNC)) && acc != O_RDWR) {
+		error_set(EINVAL, "%s: O_CREAT and O_TRUNC need O_RDWR", path ? path : "");
 		return NULL;
 	}
 	if (check_path(path))
@@ -212,6 +216,9 @@ static ntfsc_file *file_open(ntfsc *c, const char *path, int flags)
 
 	orq.path = (char *)path;
 	orq.write = acc == O_RDWR;
+	orq.create = flags & O_CREAT;
+	orq.excl = (flags & O_CREAT) && (flags & O_EXCL);
+	orq.trunc = flags & O_TRUNC;
 	/* Any number of fds: the file is open on the daemon's side even when
 	 * the count is wrong, and must then be closed again. */
 	if (request(c, NTFSD__REQUEST__BODY_OPEN, &orq, fds, &nfds, &rep)) {

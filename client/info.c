@@ -130,6 +130,42 @@ int ntfsc_stat(ntfsc *c, const char *path, struct ntfsc_stat *st)
 	return error_on(c, ret);
 }
 
+/* ---- names ---- */
+
+static int name_request(ntfsc *c, const char *path, bool mkdir, bool dir)
+{
+	Ntfsd__UnlinkRequest ur = NTFSD__UNLINK_REQUEST__INIT;
+	Ntfsd__MkdirRequest mr = NTFSD__MKDIR_REQUEST__INIT;
+	Ntfsd__Reply *rep;
+
+	if (!c)
+		return error_set(EINVAL, NULL);
+	if (check_path(path))
+		return -1;
+	ur.path = mr.path = (char *)path;
+	ur.directory = dir;
+	if (mkdir ? request(c, NTFSD__REQUEST__BODY_MKDIR, &mr, NULL, NULL, &rep)
+		  : request(c, NTFSD__REQUEST__BODY_UNLINK, &ur, NULL, NULL, &rep))
+		return -1;
+	ntfsd__reply__free_unpacked(rep, NULL);
+	return 0;
+}
+
+int ntfsc_unlink(ntfsc *c, const char *path)
+{
+	return error_on(c, name_request(c, path, false, false));
+}
+
+int ntfsc_mkdir(ntfsc *c, const char *path)
+{
+	return error_on(c, name_request(c, path, true, true));
+}
+
+int ntfsc_rmdir(ntfsc *c, const char *path)
+{
+	return error_on(c, name_request(c, path, false, true));
+}
+
 /* ---- directories and the volume ---- */
 
 int ntfsc_listdir(ntfsc *c, const char *path, ntfsc_listdir_cb cb, void *ctx)

@@ -111,8 +111,20 @@ ntfsc      *ntfsc_connect(const char *socket_path);
 /* Close every file still open on c (see ntfsc_close), then the connection. */
 void        ntfsc_disconnect(ntfsc *c);
 
-/* flags: O_RDONLY or O_RDWR, optionally with O_CLOEXEC (always in effect). */
+/* flags: O_RDONLY or O_RDWR, optionally with O_CLOEXEC (always in effect);
+ * with O_RDWR also O_CREAT (an empty file when path does not exist; its
+ * parent must: ENOENT, ENOTDIR), O_EXCL (with O_CREAT: EEXIST when it
+ * does, also for a name differing by case only, as NTFS folds case) and
+ * O_TRUNC (size 0).  Names NTFS or Windows forbid are EINVAL, longer than
+ * 255 UTF-16 units ENAMETOOLONG; no MFT record or cluster left ENOSPC. */
 ntfsc_file *ntfsc_open(ntfsc *c, const char *path, int flags);
+/* Since NTFSC_4: remove the file at path (EISDIR for a directory; EBUSY
+ * while any client has it open: not supported yet), make a directory
+ * (EEXIST, ENOENT for a missing parent), remove an empty one (ENOTEMPTY,
+ * ENOTDIR).  Errors come with a message naming the path. */
+int         ntfsc_unlink(ntfsc *c, const char *path);
+int         ntfsc_mkdir(ntfsc *c, const char *path);
+int         ntfsc_rmdir(ntfsc *c, const char *path);
 /* Unmaps every ntfsc_mmap() mapping of f, closes f and frees it, also when
  * it returns -1 (the daemon could not be told).  Dirty data stays in the
  * daemon's cache and is written back later; like close(2), ntfsc_close

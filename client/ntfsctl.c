@@ -72,6 +72,10 @@ static void usage(FILE *f)
 		"  truncate PATH SIZE   set the file's size to SIZE bytes: a smaller size drops\n"
 		"                       the bytes past it (their clusters are freed), a larger\n"
 		"                       one reads as zeroes (sparse, costing no clusters)\n"
+		"  mkdir [-p] PATH      make a directory (-p, --parents: and the missing ones\n"
+		"                       above it; existing ones are fine)\n"
+		"  rm PATH              remove a file (not while a client has it open)\n"
+		"  rmdir PATH           remove an empty directory\n"
 		"  sync [PATH]          write the file's (without PATH: every file's) dirty data\n"
 		"                       back and wait; fails if any of it could not be written\n"
 		"\n"
@@ -343,6 +347,7 @@ struct opts {
 	const char *socket;             /* for a second connection (sync progress) */
 	bool json, long_list;
 	bool mmap, has_offset, append;  /* write */
+	bool parents;                   /* mkdir -p */
 	off_t offset;
 	off_t size;                     /* truncate */
 };
@@ -793,7 +798,8 @@ static int write_mmap(ntfsc_file *f, const char *path, off_t off, off_t *end)
  */
 static int cmd_write(ntfsc *c, const char *path, const struct opts *o)
 {
-	ntfsc_file *f = ntfsc_open(c, path, O_RDWR);
+	/* a missing file is made, as a shell's > and >> make it */
+	ntfsc_file *f = ntfsc_open(c, path, O_RDWR | O_CREAT);
 	off_t off = o->offset, end = 0;
 	struct ntfsc_stat st;
 	int ret;
@@ -923,6 +929,61 @@ static int cmd_sync(ntfsc *c, const char *path, const struct opts *o)
 	return 0;
 }
 
+/* ---- names ---- */
+
+/* mkdir -p: every missing directory on the way; one that exists (as a
+ * directory) is fine. */
+static int mkdir_parents(ntfsc *c, const char *path)
+{
+	char *buf = strdup(path), *p;
+	struct ntfsc_stat_ext x;
+	int ret = 0;
+
+	if (!buf) {
+		errno = ENOMEM;
+		return fail("mkdir", path);
+	}
+	for (p = buf + 1;; p++) {
+		bool last = !*p;
+
+		if (*p != '/' && !last)
+			continue;
+		*p = '\0';
+		if (p > buf + 1 && p[-1] != '/' && ntfsc_mkdir(c, buf)) {
+			if (errno != EEXIST || ntfsc_stat_ext(c, buf, &x) || !x.directory) {
+				if (errno == 0)
+					errno = ENOTDIR;
+				ret = fail("mkdir", buf);
+				break;
+			}
+		}
+		if (last)
+			break;
+		*p = '/';
+	}
+	free(buf);
+	return ret;
+}
+
+static int cmd_mkdir(ntfsc *c, const char *path, const struct opts *o)
+{
+	if (o->parents)
+		return mkdir_parents(c, path);
+	return ntfsc_mkdir(c, path) ? fail("mkdir", path) : 0;
+}
+
+static int cmd_rm(ntfsc *c, const char *path, const struct opts *o)
+{
+	(void)o;
+	return ntfsc_unlink(c, path) ? fail("rm", path) : 0;
+}
+
+static int cmd_rmdir(ntfsc *c, const char *path, const struct opts *o)
+{
+	(void)o;
+	return ntfsc_rmdir(c, path) ? fail("rmdir", path) : 0;
+}
+
 static int cmd_truncate(ntfsc *c, const char *path, const struct opts *o)
 {
 	ntfsc_file *f = ntfsc_open(c, path, O_RDWR);
@@ -956,6 +1017,9 @@ static const struct command {
 	{ "write", true, false, false, false, true, cmd_write, false },
 	{ "sync", false, true, false, false, false, cmd_sync, false },
 	{ "truncate", true, false, false, false, false, cmd_truncate, true },
+	{ "mkdir", true, false, false, false, false, cmd_mkdir, false },
+	{ "rm", true, false, false, false, false, cmd_rm, false },
+	{ "rmdir", true, false, false, false, false, cmd_rmdir, false },
 };
 
 /* A byte offset: decimal digits only, at most INT64_MAX. */
@@ -997,6 +1061,7 @@ int main(int argc, char **argv)
 		{ "offset", required_argument, NULL, OPT_OFFSET },
 		{ "mmap", no_argument, NULL, OPT_MMAP },
 		{ "append", no_argument, NULL, OPT_APPEND },
+		{ "parents", no_argument, NULL, 'p' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -1009,11 +1074,12 @@ int main(int argc, char **argv)
 	int opt, ret;
 
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, ":s:lhV", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":s:lhVp", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 's': sock = optarg; break;
 		case 'j': o.json = true; break;
 		case 'l': o.long_list = true; break;
+		case 'p': o.parents = true; break;
 		case OPT_OFFSET:
 			if (!parse_offset(optarg, &o.offset))
 				return usage_error("--offset needs a byte offset (0 to %lld), not '%s'",
@@ -1071,6 +1137,8 @@ int main(int argc, char **argv)
 		return usage_error("%s has no JSON output", cmd->name);
 	if (o.long_list && !cmd->long_list)
 		return usage_error("-l is an option of ls, not of %s", cmd->name);
+	if (o.parents && strcmp(cmd->name, "mkdir"))
+		return usage_error("-p is an option of mkdir, not of %s", cmd->name);
 	if ((o.has_offset || o.mmap || o.append) && !cmd->write_opts)
 		return usage_error("--%s is an option of write, not of %s",
 				   o.has_offset ? "offset" : o.mmap ? "mmap" : "append", cmd->name);

@@ -183,6 +183,8 @@ static const struct request_kind {
 	KIND(SYNC,           sync_request,           _NOT_SET,       0),
 	KIND(BALANCE_DIRTY,  balance_dirty_request,  _NOT_SET,       0),
 	KIND(TRUNCATE,       truncate_request,       _NOT_SET,       0),
+	KIND(UNLINK,         unlink_request,         _NOT_SET,       0),
+	KIND(MKDIR,          mkdir_request,          _NOT_SET,       0),
 #undef KIND
 };
 
@@ -203,6 +205,8 @@ static void request_set_body(Ntfsd__Request *req, Ntfsd__Request__BodyCase kind,
 	case NTFSD__REQUEST__BODY_SYNC: req->sync = body; break;
 	case NTFSD__REQUEST__BODY_BALANCE_DIRTY: req->balance_dirty = body; break;
 	case NTFSD__REQUEST__BODY_TRUNCATE: req->truncate = body; break;
+	case NTFSD__REQUEST__BODY_UNLINK: req->unlink = body; break;
+	case NTFSD__REQUEST__BODY_MKDIR: req->mkdir = body; break;
 	default: assert(!"a request kind libntfsc does not send"); break;
 	}
 }

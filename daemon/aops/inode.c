@@ -271,6 +271,8 @@ const struct address_space_operations ntfs_aops = {
 	.stat_inode = ntfs_aops_stat_inode,
 	.readdir = ntfs_aops_readdir,
 	.volume_info = ntfs_aops_volume_info,
+	.create = ntfs_aops_create,
+	.unlink = ntfs_aops_unlink,
 #if NTFSD_LOCKDEP
 	.sanity_settled = ntfs_aops_sanity_settled,
 #endif

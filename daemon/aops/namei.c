@@ -1,7 +1,9 @@
 /*
  * namei.c — NTFS's answers by path (aops.h: stat_path, stat_inode,
  * readdir, volume_info), from the MFT records on disk; the generic cache
- * (cache/namei.c) lays a cached file's sizes over them.
+ * (cache/namei.c) lays a cached file's sizes over them.  And the changes
+ * by path (create, unlink): the parent and the last name, then the
+ * on-disk layer's namespace.c, which keeps the crash ordering.
  *
  * Invariants: DOS-only names and "." are never listed; a name that is not
  * valid UTF-16 is EILSEQ with the record named, never skipped silently.
@@ -10,6 +12,7 @@
 #include "ntfs_ci.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +22,7 @@
 #include "error.h"
 #include "inode.h"
 #include "lcnalloc.h"
+#include "namespace.h"
 #include "le.h"
 #include "unistr.h"
 #include "volume.h"
@@ -159,3 +163,88 @@ void ntfs_aops_volume_info(struct cache *c, struct cache_volume_info *vi)
 	cache_mutex_unlock(&c->lock);
 }
 
+
+/* ---- namespace changes ---- */
+
+/* Split path into its parent directory (opened into *dir) and its last
+ * name (*name, into buf).  "/" and names ending in '/' have no last
+ * name: -EINVAL, as do "." and "..". */
+static int open_parent(struct cache *c, const char *path, struct ntfs_inode **dir,
+		       char *buf, size_t size, const char **name)
+{
+	size_t len = strlen(path);
+	const char *slash;
+
+	while (len > 1 && path[len - 1] == '/')
+		len--;
+	if (len >= size)
+		return ntfs_fail(ENAMETOOLONG, "%s: path too long", path);
+	memcpy(buf, path, len);
+	buf[len] = '\0';
+	slash = strrchr(buf, '/');
+	*name = slash ? slash + 1 : buf;
+	if (!**name || !strcmp(*name, ".") || !strcmp(*name, ".."))
+		return ntfs_fail(EINVAL, "%s: names no file (the root, '.' or '..')", path);
+	if (slash == buf)
+		return open_path(c, "/", dir);
+	if (slash) {
+		int err;
+
+		buf[slash - buf] = '\0';
+		err = open_path(c, buf, dir);
+		buf[slash - buf] = '/';
+		return err;
+	}
+	return open_path(c, "/", dir);
+}
+
+int ntfs_aops_create(struct cache *c, const char *path, bool is_dir, uint64_t *ino)
+{
+	struct ntfs_inode *dir;
+	const char *name;
+	char buf[4096];
+	int err = open_parent(c, path, &dir, buf, sizeof(buf), &name);
+
+	if (err)
+		return err;
+	err = ntfs_create(NTFS_VOL(c), dir, name, is_dir, ino);
+	ntfs_inode_close(dir);
+	if (err && !strstr(ntfs_last_error(), path)) {
+		char msg[512];
+
+		snprintf(msg, sizeof(msg), "%s", ntfs_last_error());
+		ntfs_fail(-err, "%s: %s", path, msg);
+	}
+	return err;
+}
+
+int ntfs_aops_unlink(struct cache *c, const char *path, bool is_dir)
+{
+	struct ntfs_inode *dir, *ni;
+	const char *name;
+	char buf[4096];
+	int err = open_parent(c, path, &dir, buf, sizeof(buf), &name);
+
+	if (err)
+		return err;
+	/* the kind the caller asked for: unlink(2) of a directory is EISDIR,
+	 * rmdir(2) of a file ENOTDIR */
+	err = open_path(c, path, &ni);
+	if (!err) {
+		if (is_dir && !ntfs_inode_is_dir(ni))
+			err = ntfs_fail(ENOTDIR, "%s: not a directory", path);
+		else if (!is_dir && ntfs_inode_is_dir(ni))
+			err = ntfs_fail(EISDIR, "%s: a directory (rmdir removes it)", path);
+		ntfs_inode_close(ni);
+	}
+	if (!err)
+		err = ntfs_unlink(NTFS_VOL(c), dir, name);
+	ntfs_inode_close(dir);
+	if (err && !strstr(ntfs_last_error(), path)) {
+		char msg[512];
+
+		snprintf(msg, sizeof(msg), "%s", ntfs_last_error());
+		ntfs_fail(-err, "%s: %s", path, msg);
+	}
+	return err;
+}

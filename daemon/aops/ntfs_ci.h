@@ -83,6 +83,8 @@ void ntfs_aops_stat_inode(struct cache_inode *ci, struct cache_stat *st);
 int ntfs_aops_readdir(struct cache *c, const char *path,
 		      int (*cb)(void *ctx, const struct cache_dirent *e), void *ctx);
 void ntfs_aops_volume_info(struct cache *c, struct cache_volume_info *vi);
+int ntfs_aops_create(struct cache *c, const char *path, bool is_dir, uint64_t *ino);
+int ntfs_aops_unlink(struct cache *c, const char *path, bool is_dir);
 
 /* What holds whenever init_lock is held (asserted): sizes and runlist
  * agree.  Debug and sanitizer builds only; aborts with the state logged. */

@@ -126,6 +126,18 @@ struct address_space_operations {
 		       int (*cb)(void *ctx, const struct cache_dirent *e), void *ctx);
 	void (*volume_info)(struct cache *c, struct cache_volume_info *vi);
 
+	/* ---- namespace changes (c->ns_lock written) ---- */
+	/* Create the file or directory at path: its parent must exist
+	 * (-ENOENT, -ENOTDIR), the name be new (-EEXIST, also for a name
+	 * that differs by case only where the file system folds case) and
+	 * allowed (-EINVAL, -ENAMETOOLONG), -ENOSPC; *ino its inode. */
+	int (*create)(struct cache *c, const char *path, bool is_dir, uint64_t *ino);
+	/* Remove the name at path (is_dir: rmdir, a directory that must be
+	 * empty, -ENOTEMPTY; else a file, -EISDIR for a directory), and the
+	 * inode with its blocks once no name is left.  The cache has
+	 * forgotten the inode first; nobody has it open. */
+	int (*unlink)(struct cache *c, const char *path, bool is_dir);
+
 	/* ---- debug builds (may be NULL) ---- */
 	/* What holds between size changes, checked by
 	 * cache_inode_sanity_settled() with size_lock held. */

@@ -84,6 +84,15 @@ int cache_create(const struct address_space_operations *aops, void *fs,
 	atomic_store(&c->max_lock_hold_ms, CACHE_DEFAULT_MAX_LOCK_HOLD_MS);
 	cache_mutex_init(&c->lock, LOCK_CACHE);
 	cache_mutex_init(&c->reclaim_lock, LOCK_RECLAIM);
+	{
+		pthread_rwlockattr_t ra;
+
+		/* a namespace change must not starve behind a stream of opens */
+		pthread_rwlockattr_init(&ra);
+		pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+		cache_rwlock_init(&c->ns_lock, LOCK_NS, &ra);
+		pthread_rwlockattr_destroy(&ra);
+	}
 	*out = c;
 	return 0;
 }
@@ -164,6 +173,7 @@ void cache_destroy(struct cache *c)
 	close(c->header_fd);
 	cache_mutex_destroy(&c->lock);
 	cache_mutex_destroy(&c->reclaim_lock);
+	cache_rwlock_destroy(&c->ns_lock);
 	free(c);
 }
 
@@ -350,6 +360,16 @@ static void slot_publish(struct cache_inode *ci, const struct cache_attr *a)
 
 int cache_open(struct cache *c, const char *path, struct cache_inode **out)
 {
+	int err;
+
+	cache_rwlock_rdlock(&c->ns_lock);
+	err = cache_open_locked(c, path, out);
+	cache_rwlock_unlock(&c->ns_lock);
+	return err;
+}
+
+int cache_open_locked(struct cache *c, const char *path, struct cache_inode **out)
+{
 	struct cache_inode *ci, *fresh = NULL;
 	struct cache_attr a;
 	uint64_t ino, want = 0;
@@ -465,6 +485,10 @@ void cache_inode_release(struct cache_inode *ci)
  * room for that growth (reclaim or the slot table may still take it). */
 static void cache_inode_unused(struct cache_inode *ci)
 {
+	if (atomic_load(&ci->unlinked)) {
+		cache_inode_release(ci);        /* the file is gone: its pages too */
+		return;
+	}
 	if (atomic_load(&ci->cached_pages) == 0 && !cache_has_dirty(ci) &&
 	    !cache_inode_meta_dirty(ci) && !ci->trim_pending &&
 	    !atomic_load(&ci->outgrown_pages))

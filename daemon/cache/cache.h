@@ -24,6 +24,10 @@
  * order, since it cannot deadlock.  Debug and sanitizer builds check it
  * (lockdep.h: every wait, release and cache_assert_held()).
  *
+ *  0. cache->ns_lock (rwlock, writers first): read by every lookup by path
+ *     (open, stat, readdir), written by every change of the namespace
+ *     (dirops.c), across the disk I/O of both; no other lock is held
+ *     when it is taken.
  *  1. ci->wb_lock: one writeback pass of the inode (writeback.c; the
  *     flushers only try it).  Held across the whole pass: disk I/O,
  *     flushes, record writes, waits for the writeback of its own pages, and
@@ -155,6 +159,8 @@ struct cache_inode {
 	_Atomic bool warned_not_uptodate; /* logged a dirty page that was not uptodate */
 	_Atomic bool warned_forged;       /* logged a forged lock or writeback flag */
 	_Atomic bool warned_system;       /* logged dirty pages of a system file */
+	_Atomic bool unlinked;            /* its last name is gone (dirops.c): never
+					   * written back, forgotten at its last put */
 	_Atomic uint64_t outgrown_pages;  /* a growth to this many pages was refused
 					   * with EFBIG (0: none): the next open with
 					   * nobody using the file makes its segments
@@ -171,6 +177,7 @@ struct cache {
 	const struct address_space_operations *aops;
 	void *fs;                         /* the file system's volume (NTFS: ntfs_volume) */
 	struct cache_geometry geo;
+	struct cache_rwlock ns_lock;      /* lookups (read) against namespace changes */
 	struct cache_mutex lock;
 	struct cache_inode *inodes;
 	int header_fd;                    /* memfd of the volume header */

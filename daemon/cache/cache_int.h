@@ -9,6 +9,9 @@
 
 #include "cache.h"
 
+/* cache_open() with c->ns_lock held (either way). */
+int cache_open_locked(struct cache *c, const char *path, struct cache_inode **out);
+
 /* With c->lock held (asserted): free an inode with refs == 0. */
 void cache_inode_release(struct cache_inode *ci);
 /* With c->lock held: free one inode nobody uses; false if there is none. */

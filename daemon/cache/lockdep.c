@@ -39,6 +39,7 @@ static _Thread_local struct {
 } held;
 
 static const char *const rank_names[LOCK_NR_RANKS] = {
+	[LOCK_NS] = "ns_lock",
 	[LOCK_WB] = "wb_lock",
 	[LOCK_SIZE] = "size_lock",
 	[LOCK_PAGE] = "a page lock",

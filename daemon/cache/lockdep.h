@@ -30,7 +30,8 @@
 
 /* The lock order, outermost first: see the numbered list in cache.h. */
 enum cache_lock_rank {
-	LOCK_WB = 1,          /* cache_inode.wb_lock */
+	LOCK_NS = 1,          /* cache.ns_lock: lookups against namespace changes */
+	LOCK_WB,              /* cache_inode.wb_lock */
 	LOCK_SIZE,            /* cache_inode.size_lock */
 	LOCK_PAGE,            /* page locks (page_lock.h) */
 	LOCK_INIT,            /* cache_inode.init_lock */

@@ -24,7 +24,11 @@ static void stat_cached_sizes(struct cache *c, struct cache_stat *st)
 
 int cache_stat_path(struct cache *c, const char *path, struct cache_stat *st)
 {
-	int err = c->aops->stat_path(c, path, st);
+	int err;
+
+	cache_rwlock_rdlock(&c->ns_lock);
+	err = c->aops->stat_path(c, path, st);
+	cache_rwlock_unlock(&c->ns_lock);
 
 	if (err)
 		return err;
@@ -47,7 +51,13 @@ void cache_stat_inode(struct cache_inode *ci, struct cache_stat *st)
 int cache_readdir(struct cache *c, const char *path,
 		  int (*cb)(void *ctx, const struct cache_dirent *e), void *ctx)
 {
-	return c->aops->readdir(c, path, cb, ctx);
+	int err;
+
+	/* cb only builds a reply: it takes no lock of the cache */
+	cache_rwlock_rdlock(&c->ns_lock);
+	err = c->aops->readdir(c, path, cb, ctx);
+	cache_rwlock_unlock(&c->ns_lock);
+	return err;
 }
 
 void cache_volume_info(struct cache *c, struct cache_volume_info *vi)

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cache.h"
+#include "dirops.h"
 #include "flusher.h"
 #include "io.h"
 #include "frame.h"
@@ -365,9 +366,11 @@ static void run_open(struct work *w)
 {
 	Ntfsd__OpenRequest *in = w->rq->open;
 	struct cache_inode *ci;
+	bool created = false;
 	int err;
 
-	err = cache_open(w->cn->srv->cache, in->path, &ci);
+	err = in->create ? cache_open_create(w->cn->srv->cache, in->path, in->excl, &ci, &created)
+			 : cache_open(w->cn->srv->cache, in->path, &ci);
 	if (err) {
 		work_fail_ntfs(w, err, in->path);
 		return;
@@ -379,6 +382,12 @@ static void run_open(struct work *w)
 		w->ci = NULL;
 		cache_close(ci);
 		work_fail(w, EPERM, "%s: a system file (NTFS metadata) opens read-only only", in->path);
+		return;
+	}
+	if (in->trunc && !created && (err = cache_truncate(ci, 0))) {
+		w->ci = NULL;
+		cache_close(ci);
+		work_fail_ntfs(w, err, in->path);
 		return;
 	}
 	/* Writers store into the data segment directly; readers cannot. */
@@ -774,6 +783,23 @@ static void run_prepare_write(struct work *w)
 	w->reply.prepare_write = &w->body.prepare_write;
 }
 
+static void run_unlink(struct work *w)
+{
+	Ntfsd__UnlinkRequest *in = w->rq->unlink;
+	int err = cache_unlink(w->cn->srv->cache, in->path, in->directory);
+
+	if (err)
+		work_fail_ntfs(w, err, in->path);
+}
+
+static void run_mkdir(struct work *w)
+{
+	int err = cache_mkdir(w->cn->srv->cache, w->rq->mkdir->path);
+
+	if (err)
+		work_fail_ntfs(w, err, w->rq->mkdir->path);
+}
+
 static void run_truncate(struct work *w)
 {
 	int err = cache_truncate(w->h->ci, w->rq->truncate->size);
@@ -900,6 +926,11 @@ static bool route(struct work *w)
 			work_fail(w, EROFS, "%s: the volume is served read-only", rq->open->path);
 			return false;
 		}
+		if ((rq->open->create || rq->open->trunc) && !rq->open->write) {
+			work_fail(w, EINVAL, "%s: O_CREAT and O_TRUNC need a file opened for "
+				  "writing", rq->open->path);
+			return false;
+		}
 		if (open_over_limit(w))
 			return false;
 		w->run = run_open;
@@ -959,6 +990,20 @@ static bool route(struct work *w)
 			return false;
 		w->run = run_truncate;
 		return true;
+	case NTFSD__REQUEST__BODY_UNLINK:
+	case NTFSD__REQUEST__BODY_MKDIR: {
+		const char *path = rq->body_case == NTFSD__REQUEST__BODY_UNLINK ? rq->unlink->path
+										 : rq->mkdir->path;
+
+		if (!path_ok(w, path))
+			return false;
+		if (srv->read_only) {
+			work_fail(w, EROFS, "%s: the volume is served read-only", path);
+			return false;
+		}
+		w->run = rq->body_case == NTFSD__REQUEST__BODY_UNLINK ? run_unlink : run_mkdir;
+		return true;
+	}
 	default:
 		work_fail(w, EOPNOTSUPP, "unknown or empty request");
 		return false;

@@ -173,13 +173,14 @@ static void sync_backoff(unsigned try)
 }
 
 /* Pages only a client's forgery can have dirtied: a read-only daemon's
- * or a system file's (neither ever hands out a writable segment).  Their
- * bits are dropped, never written; logged once per file. */
+ * or a system file's (neither ever hands out a writable segment); and an
+ * unlinked file's (its record and clusters are free).  Their bits are
+ * dropped, never written; a forgery is logged once per file. */
 static bool drop_forged_dirt(struct cache_inode *ci)
 {
 	uint64_t i = 0;
 
-	if (!ci->cache->read_only && !ci->system_file)
+	if (!ci->cache->read_only && !ci->system_file && !atomic_load(&ci->unlinked))
 		return false;
 	while ((i = dirty_bitmap_next(&ci->dirty, i)) != UINT64_MAX) {
 		cache_lock_page(ci, i);
@@ -188,6 +189,8 @@ static bool drop_forged_dirt(struct cache_inode *ci)
 		i++;
 	}
 	dirty_bitmap_trim(&ci->dirty);
+	if (atomic_load(&ci->unlinked))
+		return true;    /* the file is gone: its dirty bytes with it */
 	if (!atomic_exchange(&ci->warned_system, true))
 		log_warning("MFT record %llu: dirty pages on a %s: dropped, never written "
 			    "(only a client writing page state it was not given can make them)",

@@ -1724,6 +1724,176 @@ static void growth_past_segment_after_reopen(void **state)
 	stop_daemon_clean();
 }
 
+/* ---- names ---- */
+
+static bool name_listed(char **names, size_t n, const char *want)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(names[i], want))
+			return true;
+	return false;
+}
+
+/* The names of dir on the stopped image by ntfsls, with the count of the
+ * entries a listing must hold exactly (want, nwant), "." and ".." aside. */
+static void expect_ls(const char *dir, const char *const *want, size_t nwant)
+{
+	char **names;
+	size_t n, real = 0;
+
+	if (oracle_ls(image, dir, &names, &n))
+		fail_msg("ntfsls %s: %s", dir, oracle_last_stderr());
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(names[i], ".") && strcmp(names[i], ".."))
+			real++;
+	if (real != nwant)
+		fail_msg("ntfsls %s: %zu names, the model has %zu", dir, real, nwant);
+	for (size_t i = 0; i < nwant; i++)
+		if (!name_listed(names, n, want[i]))
+			fail_msg("ntfsls %s: no %s", dir, want[i]);
+	oracle_free_names(names, n);
+}
+
+/* Sleuth Kit's fls -r -p -u (allocated names only) of the image lists path
+ * (an independent parser). */
+static void expect_fls(const char *out, const char *path, bool present)
+{
+	char line[600];
+
+	snprintf(line, sizeof(line), ":\t%s\n", path + 1);
+	if (!!strstr(out, line) != present)
+		fail_msg("fls -r -p -u %s %s", present ? "does not list" : "still lists", path);
+}
+
+/*
+ * Names through the daemon: ntfsctl write makes a missing file, mkdir -p
+ * makes the directories on the way; O_CREAT, O_EXCL (EEXIST, also in
+ * another case) and O_TRUNC; a removal while the file is open is EBUSY,
+ * after the close it works; rm of a directory is EISDIR, rmdir of a file
+ * ENOTDIR, of a full directory ENOTEMPTY; names Windows forbids EINVAL;
+ * 300 files made in one directory and 100 removed (its index grows out of
+ * the record).  After the stop: ntfsls and Sleuth Kit's fls list exactly
+ * the model, ntfscat reads the data, ntfsfix -n is clean.
+ */
+static void names_through_the_daemon(void **state)
+{
+	static const char data[] = "a file made through ntfsd\n";
+	struct ctl_result r;
+	char *in = tmp_path("in.txt"), path[64], *fls = NULL;
+	const char *many[200];
+	char many_buf[200][16];
+	ntfsc_file *f, *g;
+	size_t len;
+	ntfsc *c;
+	int fd, i;
+
+	(void)state;
+	fd = open(in, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, data, sizeof(data) - 1), (ssize_t)(sizeof(data) - 1));
+	close(fd);
+	start_daemon(NULL);
+
+	run_ctl(&r, NULL, "mkdir", "-p", "/made/deep/er", (char *)NULL);
+	expect_ctl_ok(&r, "mkdir -p /made/deep/er");
+	ctl_free(&r);
+	run_ctl(&r, NULL, "mkdir", "-p", "/made/deep", (char *)NULL);
+	expect_ctl_ok(&r, "mkdir -p of directories that exist");
+	ctl_free(&r);
+	run_ctl(&r, in, "write", "/made/deep/new.txt", (char *)NULL);
+	expect_ctl_ok(&r, "write of a missing file");
+	ctl_free(&r);
+
+	c = connect_daemon();
+	/* O_CREAT | O_EXCL: new, then EEXIST, also in another case */
+	f = ntfsc_open(c, "/made/x.bin", O_RDWR | O_CREAT | O_EXCL);
+	assert_non_null(f);
+	assert_int_equal(ntfsc_pwrite(f, "xyz", 3, 0), 3);
+	assert_null(ntfsc_open(c, "/made/x.bin", O_RDWR | O_CREAT | O_EXCL));
+	assert_int_equal(errno, EEXIST);
+	assert_null(ntfsc_open(c, "/made/X.BIN", O_RDWR | O_CREAT | O_EXCL));
+	assert_int_equal(errno, EEXIST);
+	/* open: no removal */
+	if (ntfsc_unlink(c, "/made/x.bin") == 0 || errno != EBUSY)
+		fail_msg("unlink of an open file: %s, not EBUSY", strerror(errno));
+	assert_int_equal(ntfsc_close(f), 0);
+	/* O_TRUNC */
+	g = ntfsc_open(c, "/made/x.bin", O_RDWR | O_TRUNC);
+	assert_non_null(g);
+	{
+		struct ntfsc_stat st;
+
+		assert_int_equal(ntfsc_fstat(g, &st), 0);
+		assert_int_equal(st.size, 0);
+	}
+	assert_int_equal(ntfsc_close(g), 0);
+	assert_int_equal(ntfsc_unlink(c, "/made/x.bin"), 0);
+	assert_null(ntfsc_open(c, "/made/x.bin", O_RDONLY));
+	assert_int_equal(errno, ENOENT);
+	/* the wrong kind, a full directory, forbidden names, no parent */
+	if (ntfsc_unlink(c, "/made/deep") == 0 || errno != EISDIR)
+		fail_msg("unlink of a directory: %s, not EISDIR", strerror(errno));
+	/* (new.txt is cached with its bytes still dirty: a refused removal
+	 * must keep every one of them, checked after the stop) */
+	if (ntfsc_rmdir(c, "/made/deep/new.txt") == 0 || errno != ENOTDIR)
+		fail_msg("rmdir of a file: %s, not ENOTDIR", strerror(errno));
+	if (ntfsc_rmdir(c, "/made/deep") == 0 || errno != ENOTEMPTY)
+		fail_msg("rmdir of a full directory: %s, not ENOTEMPTY", strerror(errno));
+	if (!strstr(ntfsc_last_error_message(c), "/made/deep"))
+		fail_msg("the ENOTEMPTY message does not name the path: %s",
+			 ntfsc_last_error_message(c));
+	assert_null(ntfsc_open(c, "/made/a:b", O_RDWR | O_CREAT));
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(ntfsc_mkdir(c, "/nowhere/d") == 0 ? 0 : errno, ENOENT);
+	/* many names in one directory, some removed again */
+	assert_int_equal(ntfsc_mkdir(c, "/many"), 0);
+	for (i = 0; i < 300; i++) {
+		snprintf(path, sizeof(path), "/many/file-%03d", i);
+		f = ntfsc_open(c, path, O_RDWR | O_CREAT | O_EXCL);
+		if (!f)
+			fail_msg("create %s: %s (%s)", path, strerror(errno),
+				 ntfsc_last_error_message(c));
+		assert_int_equal(ntfsc_close(f), 0);
+	}
+	for (i = 0; i < 300; i += 3) {
+		snprintf(path, sizeof(path), "/many/file-%03d", i);
+		if (ntfsc_unlink(c, path))
+			fail_msg("unlink %s: %s (%s)", path, strerror(errno),
+				 ntfsc_last_error_message(c));
+	}
+	ntfsc_disconnect(c);
+	run_ctl(&r, NULL, "rmdir", "/made/deep/er", (char *)NULL);
+	expect_ctl_ok(&r, "rmdir /made/deep/er");
+	ctl_free(&r);
+	stop_daemon_clean();
+
+	expect_ls("/made", (const char *const[]){ "deep" }, 1);
+	expect_ls("/made/deep", (const char *const[]){ "new.txt" }, 1);
+	for (i = 0, len = 0; i < 300; i++)
+		if (i % 3) {
+			snprintf(many_buf[len], sizeof(many_buf[len]), "file-%03d", i);
+			many[len] = many_buf[len];
+			len++;
+		}
+	expect_ls("/many", many, len);
+	expect_cat("/made/deep/new.txt", data, sizeof(data) - 1);
+	{
+		const char *argv[] = { "fls", "-r", "-p", "-u", "-f", "ntfs", image, NULL };
+		size_t n;
+
+		if (oracle_run(argv, &fls, &n, NULL))
+			fail_msg("fls: %s", oracle_last_stderr());
+	}
+	expect_fls(fls, "/made/deep/new.txt", true);
+	expect_fls(fls, "/many/file-001", true);
+	expect_fls(fls, "/many/file-000", false);
+	expect_fls(fls, "/made/x.bin", false);
+	expect_fls(fls, "/made/deep/er", false);
+	free(fls);
+	testvol_expect_ntfsfix_clean(image);
+	free(in);
+}
+
 /* ---- times ---- */
 
 struct si_times {
@@ -2322,6 +2492,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(ctl_write_sync, setup_image, teardown_image),
 		cmocka_unit_test_setup_teardown(ctl_write_modes, setup_image, teardown_image),
 		cmocka_unit_test_setup_teardown(times_move_on_write, setup_image, teardown_image),
+		cmocka_unit_test_setup_teardown(names_through_the_daemon, setup_image,
+						teardown_image),
 		cmocka_unit_test_setup_teardown(growth_past_segment_after_reopen, setup_image,
 						teardown_image),
 		cmocka_unit_test_setup_teardown(whole_page_writes_skip_reads, setup_image,

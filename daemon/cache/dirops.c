@@ -1,0 +1,99 @@
+/*
+ * dirops.c — see dirops.h.
+ */
+#include "dirops.h"
+
+#include <errno.h>
+
+#include "cache_int.h"
+#include "error.h"
+
+int cache_open_create(struct cache *c, const char *path, bool excl, struct cache_inode **out,
+		      bool *created)
+{
+	uint64_t ino;
+	int err;
+
+	*created = false;
+	if (c->read_only)
+		return ntfs_fail(EROFS, "%s: the volume is served read-only", path);
+	cache_rwlock_wrlock(&c->ns_lock);
+	err = c->aops->lookup(c, path, &ino);
+	if (!err && excl)
+		err = ntfs_fail(EEXIST, "%s: exists (O_EXCL)", path);
+	else if (err == -ENOENT) {
+		ntfs_clear_error();
+		err = c->aops->create(c, path, false, &ino);
+		*created = !err;
+	}
+	if (!err)
+		err = cache_open_locked(c, path, out);
+	cache_rwlock_unlock(&c->ns_lock);
+	return err;
+}
+
+int cache_mkdir(struct cache *c, const char *path)
+{
+	uint64_t ino;
+	int err;
+
+	if (c->read_only)
+		return ntfs_fail(EROFS, "%s: the volume is served read-only", path);
+	cache_rwlock_wrlock(&c->ns_lock);
+	err = c->aops->create(c, path, true, &ino);
+	cache_rwlock_unlock(&c->ns_lock);
+	return err;
+}
+
+/* The cached inode ino, claimed for its removal (ns_lock written): a
+ * reference, so it stays, and -EBUSY when someone else uses it.  NULL in
+ * *out when it is not cached. */
+static int claim_inode(struct cache *c, const char *path, uint64_t ino,
+		       struct cache_inode **out)
+{
+	struct cache_inode *ci;
+	int err = 0;
+
+	cache_mutex_lock(&c->lock);
+	for (ci = c->inodes; ci && ci->mft_no != ino; ci = ci->next)
+		;
+	if (ci && ci->refs)
+		err = ntfs_fail(EBUSY, "%s: open (%u handle%s): removing an open file is not "
+				"supported yet", path, ci->openers, ci->openers == 1 ? "" : "s");
+	else if (ci)
+		ci->refs++;
+	cache_mutex_unlock(&c->lock);
+	*out = err ? NULL : ci;
+	return err;
+}
+
+/* Removal: the file system checks and removes; only once it has is the
+ * cached inode (dirty pages and all) given up.  Its wb_lock is held
+ * meanwhile, so no write-back pass runs under the removal and none can
+ * start on it after: writeback_inode_locked() drops what an unlinked
+ * inode has dirty. */
+int cache_unlink(struct cache *c, const char *path, bool dir)
+{
+	struct cache_inode *ci = NULL;
+	uint64_t ino;
+	int err;
+
+	if (c->read_only)
+		return ntfs_fail(EROFS, "%s: the volume is served read-only", path);
+	cache_rwlock_wrlock(&c->ns_lock);
+	err = c->aops->lookup(c, path, &ino);
+	if (!err)
+		err = claim_inode(c, path, ino, &ci);
+	if (ci)
+		cache_mutex_lock(&ci->wb_lock);
+	if (!err)
+		err = c->aops->unlink(c, path, dir);
+	if (ci) {
+		if (!err)
+			atomic_store(&ci->unlinked, true);
+		cache_mutex_unlock(&ci->wb_lock);
+		cache_inode_put(ci);    /* the last reference forgets an unlinked inode */
+	}
+	cache_rwlock_unlock(&c->ns_lock);
+	return err;
+}

@@ -1,0 +1,35 @@
+/*
+ * dirops.h — changing directories through the cache: create, mkdir,
+ * unlink, rmdir (the file system does them on disk: aops.h).
+ *
+ * Invariants:
+ *  - Every change holds c->ns_lock written and every lookup by path holds
+ *    it read (cache_open, cache_stat_path, cache_readdir), so a lookup
+ *    never reads a directory index a change is rewriting, and a name
+ *    cannot go between the lookup and the open that follows it.
+ *  - A file is removed only when nobody has it open: -EBUSY otherwise
+ *    (a file unlinked while open, kept until its last close, is not done
+ *    yet).  A cached file nobody uses is held (a reference and its
+ *    wb_lock) while the file system checks and removes it, and forgotten
+ *    only once that succeeded, its pages with it (clean or dirty: they are
+ *    the deleted file's); a refused removal keeps every dirty byte.  No
+ *    write-back of it can land on blocks the removal frees.
+ *  - Errors are negative errnos with a message naming the path.
+ */
+#ifndef NTFSD_CACHE_DIROPS_H
+#define NTFSD_CACHE_DIROPS_H
+
+#include <stdbool.h>
+
+struct cache;
+struct cache_inode;
+
+/* Open path, creating it as an empty file when it does not exist (excl:
+ * -EEXIST when it does); *created says which. */
+int cache_open_create(struct cache *c, const char *path, bool excl, struct cache_inode **out,
+		      bool *created);
+int cache_mkdir(struct cache *c, const char *path);
+/* unlink(2) (dir false) and rmdir(2) (dir true). */
+int cache_unlink(struct cache *c, const char *path, bool dir);
+
+#endif
