@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "attrib.h"
 #include "device.h"
@@ -207,7 +208,15 @@ int ntfs_aops_create(struct cache *c, const char *path, bool is_dir, uint64_t *i
 
 	if (err)
 		return err;
-	err = ntfs_create(NTFS_VOL(c), dir, name, is_dir, ino);
+	/* NTFS metadata directories take no names from clients: $Extend and
+	 * everything under it (the root is record 5, below the first user
+	 * record too) */
+	if ((dir->mft_no < FILE_first_user && dir->mft_no != FILE_root) ||
+	    !strncasecmp(path, "/$Extend/", 9))
+		err = ntfs_fail(EPERM, "%s: %s is NTFS metadata: ntfsd makes no names in it",
+				path, dir->mft_no == FILE_Extend ? "$Extend" : "its directory");
+	else
+		err = ntfs_create(NTFS_VOL(c), dir, name, is_dir, ino);
 	ntfs_inode_close(dir);
 	if (err && !strstr(ntfs_last_error(), path)) {
 		char msg[512];

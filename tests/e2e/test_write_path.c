@@ -1844,6 +1844,12 @@ static void names_through_the_daemon(void **state)
 			 ntfsc_last_error_message(c));
 	assert_null(ntfsc_open(c, "/made/a:b", O_RDWR | O_CREAT));
 	assert_int_equal(errno, EINVAL);
+	/* NTFS metadata takes no new names and loses none */
+	assert_null(ntfsc_open(c, "/$Extend/x", O_RDWR | O_CREAT));
+	assert_int_equal(errno, EPERM);
+	assert_int_equal(ntfsc_mkdir(c, "/$Extend/d") == 0 ? 0 : errno, EPERM);
+	assert_int_equal(ntfsc_unlink(c, "/$MFT") == 0 ? 0 : errno, EPERM);
+	assert_int_equal(ntfsc_unlink(c, "/$Extend/$Quota") == 0 ? 0 : errno, EPERM);
 	assert_int_equal(ntfsc_mkdir(c, "/nowhere/d") == 0 ? 0 : errno, ENOENT);
 	/* many names in one directory, some removed again */
 	assert_int_equal(ntfsc_mkdir(c, "/many"), 0);
