@@ -57,9 +57,11 @@ static int claim_inode(struct cache *c, const char *path, uint64_t ino,
 	cache_mutex_lock(&c->lock);
 	for (ci = c->inodes; ci && ci->mft_no != ino; ci = ci->next)
 		;
-	if (ci && ci->refs)
+	if (ci && ci->openers)
 		err = ntfs_fail(EBUSY, "%s: open (%u handle%s): removing an open file is not "
 				"supported yet", path, ci->openers, ci->openers == 1 ? "" : "s");
+	else if (ci && ci->refs)
+		err = ntfs_fail(EBUSY, "%s: its write-back is running: try again", path);
 	else if (ci)
 		ci->refs++;
 	cache_mutex_unlock(&c->lock);
