@@ -4,6 +4,7 @@
 #include "dirops.h"
 
 #include <errno.h>
+#include <time.h>
 
 #include "cache_int.h"
 #include "error.h"
@@ -52,16 +53,28 @@ static int claim_inode(struct cache *c, const char *path, uint64_t ino,
 		       struct cache_inode **out)
 {
 	struct cache_inode *ci;
+	unsigned tries = 0;
 	int err = 0;
 
 	cache_mutex_lock(&c->lock);
-	for (ci = c->inodes; ci && ci->mft_no != ino; ci = ci->next)
-		;
+	for (;;) {
+		for (ci = c->inodes; ci && ci->mft_no != ino; ci = ci->next)
+			;
+		/* a write-back pass (or readahead) holds a reference for a
+		 * moment: wait for it, up to 5 s; nothing can open the file
+		 * meanwhile (ns_lock) */
+		if (!ci || ci->openers || !ci->refs || ++tries > 500)
+			break;
+		cache_mutex_unlock(&c->lock);
+		nanosleep(&(struct timespec){ .tv_nsec = 10000000 }, NULL);
+		cache_mutex_lock(&c->lock);
+	}
 	if (ci && ci->openers)
 		err = ntfs_fail(EBUSY, "%s: open (%u handle%s): removing an open file is not "
 				"supported yet", path, ci->openers, ci->openers == 1 ? "" : "s");
 	else if (ci && ci->refs)
-		err = ntfs_fail(EBUSY, "%s: its write-back is running: try again", path);
+		err = ntfs_fail(EBUSY, "%s: its write-back has been running for 5 s: try again",
+				path);
 	else if (ci)
 		ci->refs++;
 	cache_mutex_unlock(&c->lock);
