@@ -107,8 +107,17 @@ static int readpages_locked(struct cache_inode *ci, uint64_t first, uint64_t n)
 int cache_fault_in(struct cache_inode *ci, uint64_t first, uint64_t count)
 {
 	uint64_t end = cache_pages_for(ci->i_size), i, n;
+	/* A batch's pages are locked, so reclaim cannot take them while it is
+	 * read: in a small cache one reader's batch, or a few readers', could
+	 * leave it nothing to take and the limit would be passed.  A batch is
+	 * at most an eighth of the cache. */
+	uint64_t batch = ci->cache->limit_pages / 8;
 	int err;
 
+	if (batch > READ_BATCH_PAGES)
+		batch = READ_BATCH_PAGES;
+	if (batch < 1)
+		batch = 1;
 	if (first >= end)
 		return 0;
 	if (count > end - first)
@@ -123,7 +132,7 @@ int cache_fault_in(struct cache_inode *ci, uint64_t first, uint64_t count)
 		}
 		/* Lock a run of pages that need reading; a page someone else
 		 * holds ends the run (and is read on its own, waiting for it). */
-		for (n = 0; i + n < first + count && n < READ_BATCH_PAGES; n++) {
+		for (n = 0; i + n < first + count && n < batch; n++) {
 			struct shm_page *q = &ci->pages[i + n];
 
 			if (page_test(q, PG_uptodate) || !cache_trylock_page(ci, i + n))

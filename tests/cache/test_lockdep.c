@@ -29,7 +29,7 @@
 #include "lockdep.h"
 
 static struct cache_mutex wb, size_a, size_b, init, reclaim, cache_lock;
-static struct cache_rwlock rl;
+static struct cache_rwlock rl, ns;
 
 static void init_locks(void)
 {
@@ -38,6 +38,7 @@ static void init_locks(void)
 	cache_mutex_init(&size_b, LOCK_SIZE);
 	cache_mutex_init(&init, LOCK_INIT);
 	cache_rwlock_init(&rl, LOCK_RL, NULL);
+	cache_rwlock_init(&ns, LOCK_NS, NULL);
 	cache_mutex_init(&reclaim, LOCK_RECLAIM);
 	cache_mutex_init(&cache_lock, LOCK_CACHE);
 }
@@ -114,6 +115,7 @@ static void expect_abort(void (*fn)(void), const char *msg)
 
 static void every_rank_in_order(void)
 {
+	cache_rwlock_rdlock(&ns);
 	cache_mutex_lock(&wb);
 	cache_mutex_lock(&size_a);
 	page_lock();
@@ -137,6 +139,7 @@ static void every_rank_in_order(void)
 	lockdep_may_sleep(__FILE__, __LINE__);
 	cache_mutex_unlock(&size_a);
 	cache_mutex_unlock(&wb);
+	cache_rwlock_unlock(&ns);
 	/* the same lock again, and the other inode's, once released */
 	cache_mutex_lock(&size_b);
 	cache_mutex_unlock(&size_b);
@@ -190,6 +193,13 @@ static void size_under_init(void)
 	cache_mutex_lock(&size_a);
 }
 
+/* a namespace change under an inode's lock: ns_lock is outermost */
+static void ns_under_wb(void)
+{
+	cache_mutex_lock(&wb);
+	cache_rwlock_wrlock(&ns);
+}
+
 static void wb_under_size(void)
 {
 	cache_mutex_lock(&size_a);
@@ -217,13 +227,14 @@ static void init_under_cache(void)
 static void test_out_of_order(void **state)
 {
 	(void)state;
-	expect_abort(size_under_init, "lock order violation: waiting for size_lock (rank 2) "
-		     "while holding init_lock (rank 4");
-	expect_abort(wb_under_size, "waiting for wb_lock (rank 1) while holding size_lock");
-	expect_abort(two_inodes_size, "waiting for size_lock (rank 2) while holding size_lock");
-	expect_abort(rl_read_twice, "rl_lock (rank 5) that this thread already holds");
-	expect_abort(init_under_cache, "waiting for init_lock (rank 4) while holding "
-		     "cache->lock (rank 7");
+	expect_abort(size_under_init, "lock order violation: waiting for size_lock (rank 3) "
+		     "while holding init_lock (rank 5");
+	expect_abort(wb_under_size, "waiting for wb_lock (rank 2) while holding size_lock");
+	expect_abort(ns_under_wb, "waiting for ns_lock (rank 1) while holding wb_lock");
+	expect_abort(two_inodes_size, "waiting for size_lock (rank 3) while holding size_lock");
+	expect_abort(rl_read_twice, "rl_lock (rank 6) that this thread already holds");
+	expect_abort(init_under_cache, "waiting for init_lock (rank 5) while holding "
+		     "cache->lock (rank 8");
 }
 
 /* ---- page locks ---- */
@@ -254,8 +265,8 @@ static void page_unlock_unheld(void)
 static void test_page_locks(void **state)
 {
 	(void)state;
-	expect_abort(page_under_rl, "waiting for a page lock (rank 3) while holding rl_lock");
-	expect_abort(size_under_page, "waiting for size_lock (rank 2) while holding a page lock");
+	expect_abort(page_under_rl, "waiting for a page lock (rank 4) while holding rl_lock");
+	expect_abort(size_under_page, "waiting for size_lock (rank 3) while holding a page lock");
 	expect_abort(second_page_waited, "waiting for a page lock while holding another");
 	expect_abort(page_unlock_unheld, "this thread holds no page lock");
 }
@@ -294,8 +305,8 @@ static void sleep_under_cache_lock(void)
 static void test_misuse(void **state)
 {
 	(void)state;
-	expect_abort(unlock_unheld, "releasing init_lock (rank 4) that this thread does not hold");
-	expect_abort(assert_unheld, "size_lock (rank 2) must be held here");
+	expect_abort(unlock_unheld, "releasing init_lock (rank 5) that this thread does not hold");
+	expect_abort(assert_unheld, "size_lock (rank 3) must be held here");
 	expect_abort(writeback_wait_under_page, "waiting for a page's writeback while holding a "
 		     "page lock");
 	expect_abort(writeback_wait_under_init, "waiting for a page's writeback while holding "

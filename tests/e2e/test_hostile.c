@@ -514,10 +514,18 @@ static int read_line(int fd, char *line, size_t size, long timeout_ms)
 		ssize_t r;
 		char c;
 
-		if (left <= 0)
+		/* a line begun is read to its end (children write whole lines):
+		 * a timeout in its middle dropped its start, and the rest of it
+		 * then read as a line of its own (a DONE lost under load) */
+		if (left <= 0 && n == 0)
 			return 0;
-		if (poll(&p, 1, (int)left) <= 0)
+		if (left <= 0)
+			left = 1000;
+		if (poll(&p, 1, (int)left) <= 0) {
+			if (n && now_ms() > end + 10000)
+				return -1;      /* half a line and then nothing for 10 s */
 			continue;
+		}
 		r = read(fd, &c, 1);
 		if (r < 0 && errno == EINTR)
 			continue;
