@@ -42,7 +42,7 @@ bad:
 			 (unsigned long long)mft_no, off);
 }
 
-static const struct ntfs_attr_record *record_find_type(const uint8_t *rec, uint32_t type)
+const struct ntfs_attr_record *ntfs_record_find_attr(const uint8_t *rec, uint32_t type)
 {
 	struct ntfs_attr_iter it;
 	const struct ntfs_attr_record *a;
@@ -56,7 +56,7 @@ static const struct ntfs_attr_record *record_find_type(const uint8_t *rec, uint3
 
 static int inode_load_attr_list(struct ntfs_inode *ni)
 {
-	const struct ntfs_attr_record *a = record_find_type(ni->mrec, AT_ATTRIBUTE_LIST);
+	const struct ntfs_attr_record *a = ntfs_record_find_attr(ni->mrec, AT_ATTRIBUTE_LIST);
 	struct ntfs_attr *na;
 	ssize_t n;
 	int err;
@@ -90,7 +90,7 @@ static int inode_load_attr_list(struct ntfs_inode *ni)
 
 static void inode_load_std_info(struct ntfs_inode *ni)
 {
-	const struct ntfs_attr_record *a = record_find_type(ni->mrec, AT_STANDARD_INFORMATION);
+	const struct ntfs_attr_record *a = ntfs_record_find_attr(ni->mrec, AT_STANDARD_INFORMATION);
 	const struct ntfs_standard_information *si;
 	uint32_t len;
 

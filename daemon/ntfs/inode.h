@@ -52,6 +52,9 @@ static inline bool ntfs_inode_is_dir(const struct ntfs_inode *ni)
 typedef int (*ntfs_attr_visit_fn)(void *ctx, const struct ntfs_attr_record *a,
 				  uint64_t mft_no);
 int ntfs_inode_foreach_attr(struct ntfs_inode *ni, ntfs_attr_visit_fn fn, void *ctx);
+/* The first attribute record of the given type in MFT record rec (fixups
+ * removed), or NULL. */
+const struct ntfs_attr_record *ntfs_record_find_attr(const uint8_t *rec, uint32_t type);
 /* The same with vol->mft_lock held throughout: for walking an inode that
  * another thread may be rewriting with ntfs_attr_update_mapping_pairs()
  * (fn must not take vol->mft_lock). */

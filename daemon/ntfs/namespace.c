@@ -202,24 +202,12 @@ static int add_resident(uint8_t *rec, uint32_t type, const ntfschar *name, uint8
 	return 0;
 }
 
-static const struct ntfs_attr_record *record_find(const uint8_t *rec, uint32_t type)
-{
-	struct ntfs_attr_iter it;
-	const struct ntfs_attr_record *a;
-
-	ntfs_attr_iter_init(&it, rec);
-	while (ntfs_attr_iter_next(&it, &a))
-		if (le32(a->type) == type)
-			return a;
-	return NULL;
-}
-
 /* The parent's security id and owner id, when its $STANDARD_INFORMATION
  * has them (NTFS 3.x) and the security id is set. */
 static bool parent_security(const struct ntfs_inode *dir, uint32_t *security_id,
 			    uint32_t *owner_id)
 {
-	const struct ntfs_attr_record *a = record_find(dir->mrec, AT_STANDARD_INFORMATION);
+	const struct ntfs_attr_record *a = ntfs_record_find_attr(dir->mrec, AT_STANDARD_INFORMATION);
 	const uint8_t *v;
 	uint32_t len;
 
@@ -303,6 +291,26 @@ static int build_record(struct ntfs_volume *vol, struct ntfs_inode *dir, uint8_t
 	return 0;
 }
 
+/* What create and unlink check first: a writable volume, a directory,
+ * a name in UTF-8 (*u its UTF-16, the caller frees it). */
+static int name_in_dir(struct ntfs_volume *vol, struct ntfs_inode *dir, const char *name,
+		       const char *verb, ntfschar **u, uint32_t *ulen)
+{
+	int err;
+
+	if (vol->flags & NTFS_OPEN_READ_ONLY)
+		return ntfs_fail(EROFS, "%s: cannot %s: volume opened read-only", vol->dev->path,
+				 verb);
+	if (!ntfs_inode_is_dir(dir))
+		return ntfs_fail(ENOTDIR, "MFT record %llu: not a directory",
+				 (unsigned long long)dir->mft_no);
+	err = ntfs_utf8_to_utf16(name, strlen(name), u, ulen);
+	if (err == -EILSEQ)
+		return ntfs_fail(EILSEQ, "directory MFT record %llu: the name to %s is not "
+				 "valid UTF-8", (unsigned long long)dir->mft_no, verb);
+	return err;
+}
+
 int ntfs_create(struct ntfs_volume *vol, struct ntfs_inode *dir, const char *name, bool is_dir,
 		uint64_t *mft_no)
 {
@@ -314,18 +322,9 @@ int ntfs_create(struct ntfs_volume *vol, struct ntfs_inode *dir, const char *nam
 	bool allocated = false;
 	int err;
 
-	if (vol->flags & NTFS_OPEN_READ_ONLY)
-		return ntfs_fail(EROFS, "%s: cannot create: volume opened read-only",
-				 vol->dev->path);
-	if (!ntfs_inode_is_dir(dir))
-		return ntfs_fail(ENOTDIR, "MFT record %llu: not a directory",
-				 (unsigned long long)dir->mft_no);
-	err = ntfs_utf8_to_utf16(name, strlen(name), &u, &ulen);
+	err = name_in_dir(vol, dir, name, "create", &u, &ulen);
 	if (err)
-		return err == -EILSEQ ? ntfs_fail(EILSEQ, "directory MFT record %llu: the name to "
-						  "create is not valid UTF-8",
-						  (unsigned long long)dir->mft_no)
-				      : err;
+		return err;
 	err = ntfs_name_check(u, ulen, &ns);
 	if (err)
 		goto out;
@@ -544,18 +543,9 @@ int ntfs_unlink(struct ntfs_volume *vol, struct ntfs_inode *dir, const char *nam
 	uint16_t links;
 	int err;
 
-	if (vol->flags & NTFS_OPEN_READ_ONLY)
-		return ntfs_fail(EROFS, "%s: cannot unlink: volume opened read-only",
-				 vol->dev->path);
-	if (!ntfs_inode_is_dir(dir))
-		return ntfs_fail(ENOTDIR, "MFT record %llu: not a directory",
-				 (unsigned long long)dir->mft_no);
-	err = ntfs_utf8_to_utf16(name, strlen(name), &u, &ulen);
+	err = name_in_dir(vol, dir, name, "unlink", &u, &ulen);
 	if (err)
-		return err == -EILSEQ ? ntfs_fail(EILSEQ, "directory MFT record %llu: the name to "
-						  "unlink is not valid UTF-8",
-						  (unsigned long long)dir->mft_no)
-				      : err;
+		return err;
 	if (ulen > NTFS_MAX_NAME_LEN) {
 		err = ntfs_fail(ENAMETOOLONG, "a name of %u UTF-16 units is longer than the 255 "
 				"NTFS allows", ulen);
