@@ -199,6 +199,17 @@ static int open_parent(struct cache *c, const char *path, struct ntfs_inode **di
 	return open_path(c, "/", dir);
 }
 
+/* err, with the message naming path (the on-disk layer names records). */
+static int name_path(int err, const char *path)
+{
+	char msg[512];
+
+	if (!err || strstr(ntfs_last_error(), path))
+		return err;
+	snprintf(msg, sizeof(msg), "%s", ntfs_last_error());
+	return ntfs_fail(-err, "%s: %s", path, msg);
+}
+
 int ntfs_aops_create(struct cache *c, const char *path, bool is_dir, uint64_t *ino)
 {
 	struct ntfs_inode *dir;
@@ -218,13 +229,7 @@ int ntfs_aops_create(struct cache *c, const char *path, bool is_dir, uint64_t *i
 	else
 		err = ntfs_create(NTFS_VOL(c), dir, name, is_dir, ino);
 	ntfs_inode_close(dir);
-	if (err && !strstr(ntfs_last_error(), path)) {
-		char msg[512];
-
-		snprintf(msg, sizeof(msg), "%s", ntfs_last_error());
-		ntfs_fail(-err, "%s: %s", path, msg);
-	}
-	return err;
+	return name_path(err, path);
 }
 
 int ntfs_aops_unlink(struct cache *c, const char *path, bool is_dir)
@@ -249,11 +254,5 @@ int ntfs_aops_unlink(struct cache *c, const char *path, bool is_dir)
 	if (!err)
 		err = ntfs_unlink(NTFS_VOL(c), dir, name);
 	ntfs_inode_close(dir);
-	if (err && !strstr(ntfs_last_error(), path)) {
-		char msg[512];
-
-		snprintf(msg, sizeof(msg), "%s", ntfs_last_error());
-		ntfs_fail(-err, "%s: %s", path, msg);
-	}
-	return err;
+	return name_path(err, path);
 }

@@ -136,12 +136,17 @@ void cache_inode_init(struct cache_inode *ci, struct cache *c, uint64_t ino)
 	cache_mutex_init(&ci->wb_lock, LOCK_WB);
 }
 
-void cache_inode_touch(struct cache_inode *ci)
+uint64_t cache_realtime_ns(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	atomic_store(&ci->mtime_ns, (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void cache_inode_touch(struct cache_inode *ci)
+{
+	atomic_store(&ci->mtime_ns, cache_realtime_ns());
 	atomic_store(&ci->times_dirty, true);
 }
 

@@ -290,6 +290,8 @@ static inline bool cache_inode_meta_dirty(const struct cache_inode *ci)
 /* The file's data or size changed now: its modification and change times
  * follow at the next write_inode (mtime policy: README, "Times"). */
 void cache_inode_touch(struct cache_inode *ci);
+/* CLOCK_REALTIME in ns: the clock mtime_ns is kept in. */
+uint64_t cache_realtime_ns(void);
 
 /* Raise the high-water mark to cover bytes [0, bytes). */
 static inline void cache_use_pages(struct cache_inode *ci, uint64_t bytes)

@@ -9,6 +9,11 @@
 #include "cache_int.h"
 #include "error.h"
 
+static int refuse_read_only(const char *path)
+{
+	return ntfs_fail(EROFS, "%s: the volume is served read-only", path);
+}
+
 int cache_open_create(struct cache *c, const char *path, bool excl, struct cache_inode **out,
 		      bool *created)
 {
@@ -17,7 +22,7 @@ int cache_open_create(struct cache *c, const char *path, bool excl, struct cache
 
 	*created = false;
 	if (c->read_only)
-		return ntfs_fail(EROFS, "%s: the volume is served read-only", path);
+		return refuse_read_only(path);
 	cache_rwlock_wrlock(&c->ns_lock);
 	err = c->aops->lookup(c, path, &ino);
 	if (!err && excl)
@@ -39,7 +44,7 @@ int cache_mkdir(struct cache *c, const char *path)
 	int err;
 
 	if (c->read_only)
-		return ntfs_fail(EROFS, "%s: the volume is served read-only", path);
+		return refuse_read_only(path);
 	cache_rwlock_wrlock(&c->ns_lock);
 	err = c->aops->create(c, path, true, &ino);
 	cache_rwlock_unlock(&c->ns_lock);
@@ -94,7 +99,7 @@ int cache_unlink(struct cache *c, const char *path, bool dir)
 	int err;
 
 	if (c->read_only)
-		return ntfs_fail(EROFS, "%s: the volume is served read-only", path);
+		return refuse_read_only(path);
 	cache_rwlock_wrlock(&c->ns_lock);
 	err = c->aops->lookup(c, path, &ino);
 	if (!err)

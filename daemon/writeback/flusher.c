@@ -99,14 +99,6 @@ static struct cache_inode *next_dirty_inode(struct cache *c, uint64_t *cursor, b
 	return pick;
 }
 
-static uint64_t realtime_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* One background pass: write back inodes that need it. */
 static void flusher_pass(struct flusher_pool *fp, bool all)
 {
@@ -121,7 +113,7 @@ static void flusher_pass(struct flusher_pool *fp, bool all)
 		/* data written, the inode (sizes, times) not yet, and nothing
 		 * changed for the expiry: write the inode now, not at a sync */
 		bool meta = !cache_has_dirty(ci) && cache_inode_meta_dirty(ci) &&
-			    realtime_ns() - atomic_load(&ci->mtime_ns) >= expire_ns;
+			    cache_realtime_ns() - atomic_load(&ci->mtime_ns) >= expire_ns;
 
 		if ((all || over || idle || meta || inode_expired(ci, expire_ns)) &&
 		    cache_mutex_trylock(&ci->wb_lock)) {

@@ -45,7 +45,7 @@ static void warn_not_uptodate(struct cache_inode *ci, uint64_t index)
 
 /* Page locked; returns with it unlocked: the checks every page passes
  * before the file system's writepage sees it. */
-static int writepage(struct cache_inode *ci, uint64_t index, void *batch)
+static int writepage(struct cache_inode *ci, uint64_t index, void *batch, bool *wrote)
 {
 	struct shm_page *p = &ci->pages[index];
 	uint32_t nbuf = ci->buffers_per_page, bufs, bsize = ci->buffer_size, b;
@@ -85,7 +85,7 @@ static int writepage(struct cache_inode *ci, uint64_t index, void *batch)
 		cache_unlock_page(ci, index);
 		return 0;
 	}
-	cache_inode_touch(ci);  /* the data changed: so do its times */
+	*wrote = true;
 	return ci->cache->aops->writepage(ci, index, bufs, batch);
 }
 
@@ -105,6 +105,7 @@ static int writeback_pass(struct cache_inode *ci)
 	const struct address_space_operations *aops = ci->cache->aops;
 	void *bt;
 	uint64_t i = 0;
+	bool wrote = false;
 	int err = 0, first_err = 0;
 
 	cache_assert_held(&ci->wb_lock);
@@ -147,7 +148,7 @@ static int writeback_pass(struct cache_inode *ci)
 			continue;
 		}
 		cache_clear_forged_writeback(ci, i);
-		err = writepage(ci, i, bt);
+		err = writepage(ci, i, bt, &wrote);
 		if (err && !first_err)
 			first_err = err;
 		i++;
@@ -157,6 +158,8 @@ static int writeback_pass(struct cache_inode *ci)
 		first_err = err;
 	atomic_store(&ci->wb_running, false);
 	aops->writepages_end(ci, bt);
+	if (wrote)
+		cache_inode_touch(ci);  /* the data changed: so do its times, once a pass */
 	return first_err;
 }
 

@@ -333,21 +333,13 @@ static void test_read_fault_in(void **state)
 
 /* ---- 2. the write path and a sync ---- */
 
-static uint64_t realtime_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static void test_write_back(void **state)
 {
 	const uint64_t old = PAGE, new_size = 7000;
 	struct ramfs_file *f;
 	struct cache_inode *ci;
 	uint8_t *want;
-	uint64_t mark, sizes_before, data_seq, pass_mark, t0 = realtime_ns();
+	uint64_t mark, sizes_before, data_seq, pass_mark, t0 = cache_realtime_ns();
 
 	(void)state;
 	fx_init(512, 256, 1 << 20);
@@ -401,7 +393,7 @@ static void test_write_back(void **state)
 	/* and the times, as of the write-back of the data */
 	assert_false(atomic_load(&ci->times_dirty));
 	assert_int_equal(f->times_writes, 1);
-	assert_true(f->disk_mtime_ns >= t0 && f->disk_mtime_ns <= realtime_ns());
+	assert_true(f->disk_mtime_ns >= t0 && f->disk_mtime_ns <= cache_realtime_ns());
 	data_seq = ramfs_last_write_seq(f);
 	assert_true(f->size_seq > data_seq);
 	assert_int_equal(atomic_load(&X.fs->sync_calls), 1);
