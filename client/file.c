@@ -7,11 +7,12 @@
  *    file it belongs to or closed before ntfsc_open returns.  A file the
  *    daemon opened for us but that we could not set up is closed on the
  *    daemon's side again.
- *  - Everything read from a shared segment that decides where we access
- *    memory (page counts, sizes) is checked once against the segment's
- *    real size and then kept privately; the shared copy is never trusted
- *    again.  The page-state layout comes from what only the daemon writes
- *    (the reply's page count, the volume header's buffer size).
+ *  - Everything that decides where we access memory (page counts, sizes)
+ *    comes from what only the daemon writes (its replies, the volume
+ *    header's buffer size), never from the page-state header any writer
+ *    may rewrite, and is checked against the memfds' real sizes before we
+ *    map by it.  The segments grow while open: each size is one struct
+ *    file_geom, published once mapped, kept until close.
  *  - A file is on its connection's list (c->files, under files_lock) from
  *    a successful open until ntfsc_close or ntfsc_disconnect takes it off;
  *    only the one that took it off releases it (file_release), so a file
@@ -50,11 +51,18 @@ int file_unpin(ntfsc_file *f, uint64_t first, uint64_t n)
 	return request(f->c, NTFSD__REQUEST__BODY_UNPIN, &ur, NULL, NULL, NULL);
 }
 
+/* The segments' size a reply carries: map them again if they grew. */
+static int adopt_segment(ntfsc_file *f, const Ntfsd__SegmentSize *sz)
+{
+	return sz ? file_remap(f, sz->nr_pages, sz->data_segment_size) : 0;
+}
+
 /* Fault pages in; *covered: pages the daemon says it covered. */
 int file_fault_in(ntfsc_file *f, uint64_t first, uint64_t n, bool pin, uint64_t *covered)
 {
 	Ntfsd__FaultInRequest fr = NTFSD__FAULT_IN_REQUEST__INIT;
 	Ntfsd__Reply *rep;
+	int err;
 
 	fr.handle = f->handle;
 	fr.first_page = first;
@@ -63,11 +71,35 @@ int file_fault_in(ntfsc_file *f, uint64_t first, uint64_t n, bool pin, uint64_t 
 	if (request(f->c, NTFSD__REQUEST__BODY_FAULT_IN, &fr, NULL, NULL, &rep))
 		return -1;
 	*covered = rep->fault_in->nr_pages;
+	err = adopt_segment(f, rep->fault_in->segment);
 	ntfsd__reply__free_unpacked(rep, NULL);
+	if (err)
+		return err;
 	if (*covered > n)
 		return error_set(EPROTO, "ntfsd faulted in %llu pages when asked for %llu",
 				 (unsigned long long)*covered, (unsigned long long)n);
+	if (*covered && first + *covered > file_nr_pages(f))
+		return error_set(EPROTO, "ntfsd faulted in pages up to %llu of MFT record %llu, "
+				 "past its segments (%llu pages)",
+				 (unsigned long long)(first + *covered), (unsigned long long)f->mft_no,
+				 (unsigned long long)file_nr_pages(f));
 	return 0;
+}
+
+int file_need_pages(ntfsc_file *f, uint64_t end)
+{
+	uint64_t covered;
+
+	if (end <= file_nr_pages(f))
+		return 0;
+	/* a fault-in of no pages: the reply says how large the segments are */
+	if (file_fault_in(f, 0, 0, false, &covered))
+		return -1;
+	if (end <= file_nr_pages(f))
+		return 0;
+	return error_set(EIO, "page %llu of MFT record %llu lies beyond its cache segments "
+			 "(%llu pages)", (unsigned long long)(end - 1), (unsigned long long)f->mft_no,
+			 (unsigned long long)file_nr_pages(f));
 }
 
 uint64_t file_size(const ntfsc_file *f)
@@ -78,111 +110,162 @@ uint64_t file_size(const ntfsc_file *f)
 	return sz.i_size;
 }
 
-/* Take the segments of a fresh OpenReply into f; closes both fds. */
-static int file_setup(ntfsc_file *f, const Ntfsd__OpenReply *o, int data_fd, int state_fd)
+static void geom_unmap(struct file_geom *g)
+{
+	if (g->data)
+		munmap((void *)g->data, (size_t)g->data_size);
+	if (g->state)
+		munmap(g->state, g->state_len);
+	free(g);
+}
+
+/* Map f's segments for nr_pages pages and data_size bytes (the daemon's
+ * word), checked against what the memfds really hold. */
+static struct file_geom *geom_map(ntfsc_file *f, uint64_t nr_pages, uint64_t data_size)
 {
 	struct shm_file_header layout;
+	struct file_geom *g;
 	struct stat st;
-	void *p;
 	uint64_t pages_bytes;
+	void *p;
+
+	if (nr_pages > f->max_pages) {
+		error_set(EPROTO, "ntfsd announced %llu pages for MFT record %llu, past the %llu "
+			  "its segment is laid out for", (unsigned long long)nr_pages,
+			  (unsigned long long)f->mft_no, (unsigned long long)f->max_pages);
+		return NULL;
+	}
+	shm_file_layout_max(&layout, nr_pages, f->max_pages, f->buffer_size);
+	if (fstat(f->state_fd, &st) < 0) {
+		error_set(errno, "cannot stat a page-state segment: %s", strerror(errno));
+		return NULL;
+	}
+	if (layout.segment_size > (uint64_t)st.st_size || layout.segment_size > SIZE_MAX) {
+		error_set(EPROTO, "ntfsd sent a page-state segment of %lld bytes for %llu pages",
+			  (long long)st.st_size, (unsigned long long)nr_pages);
+		return NULL;
+	}
+	if (fstat(f->data_fd, &st) < 0) {
+		error_set(errno, "cannot stat a data segment: %s", strerror(errno));
+		return NULL;
+	}
+	if ((uint64_t)st.st_size < data_size || data_size > SIZE_MAX) {
+		error_set(EPROTO, "ntfsd announced a data segment of %llu bytes but sent one of %lld",
+			  (unsigned long long)data_size, (long long)st.st_size);
+		return NULL;
+	}
+	g = calloc(1, sizeof(*g));
+	if (!g) {
+		error_set(ENOMEM, NULL);
+		return NULL;
+	}
+	p = mmap(NULL, (size_t)layout.segment_size,
+		 f->writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, f->state_fd, 0);
+	if (p == MAP_FAILED) {
+		error_set(errno, "cannot map a page-state segment: %s", strerror(errno));
+		free(g);
+		return NULL;
+	}
+	g->state = p;
+	g->state_len = (size_t)layout.segment_size;
+	g->nr_pages = nr_pages;
+	dirty_bitmap_init(&g->dirty, g->state, &layout);
+	g->data_size = data_size;
+	if (data_size) {
+		p = mmap(NULL, (size_t)data_size, PROT_READ, MAP_SHARED, f->data_fd, 0);
+		if (p == MAP_FAILED) {
+			error_set(errno, "cannot map a data segment: %s", strerror(errno));
+			geom_unmap(g);
+			return NULL;
+		}
+		g->data = p;
+	}
+	pages_bytes = nr_pages << PAGE_SHIFT_;
+	g->readable = pages_bytes < data_size ? pages_bytes : data_size;
+	return g;
+}
+
+int file_remap(ntfsc_file *f, uint64_t nr_pages, uint64_t data_size)
+{
+	struct file_geom *old, *g;
+
+	pthread_mutex_lock(&f->geom_lock);
+	old = file_geom(f);
+	if (old && nr_pages <= old->nr_pages && data_size <= old->data_size) {
+		pthread_mutex_unlock(&f->geom_lock);
+		return 0;
+	}
+	if (old && nr_pages < old->nr_pages)
+		nr_pages = old->nr_pages;   /* segments never shrink */
+	if (old && data_size < old->data_size)
+		data_size = old->data_size;
+	g = geom_map(f, nr_pages, data_size);
+	if (!g) {
+		pthread_mutex_unlock(&f->geom_lock);
+		return -1;
+	}
+	g->older = old;
+	atomic_store_explicit(&f->geom, g, memory_order_release);
+	pthread_mutex_unlock(&f->geom_lock);
+	return 0;
+}
+
+/* Take the segments of a fresh OpenReply into f; f keeps both fds. */
+static int file_setup(ntfsc_file *f, const Ntfsd__OpenReply *o, int data_fd, int state_fd)
+{
 	int seals, fl;
 
 	f->data_fd = data_fd;
-	if (o->inode_slot >= f->c->max_inodes) {
-		error_set(EPROTO, "ntfsd gave inode slot %u of %u", o->inode_slot,
-			  f->c->max_inodes);
-		goto fail;
-	}
+	f->state_fd = state_fd;
+	if (o->inode_slot >= f->c->max_inodes)
+		return error_set(EPROTO, "ntfsd gave inode slot %u of %u", o->inode_slot,
+				 f->c->max_inodes);
 	f->slot = o->inode_slot;
-
-	/* The page-state segment. */
-	if (fstat(state_fd, &st) < 0) {
-		error_set(errno, "cannot stat a page-state segment: %s", strerror(errno));
-		goto fail;
-	}
-	if ((uint64_t)st.st_size < sizeof(struct shm_file_header) || (uint64_t)st.st_size > SIZE_MAX) {
-		error_set(EPROTO, "ntfsd sent a page-state segment of %lld bytes",
-			  (long long)st.st_size);
-		goto fail;
-	}
-	p = mmap(NULL, (size_t)st.st_size, f->writable ? PROT_READ | PROT_WRITE : PROT_READ,
-		 MAP_SHARED, state_fd, 0);
-	if (p == MAP_FAILED) {
-		error_set(errno, "cannot map a page-state segment: %s", strerror(errno));
-		goto fail;
-	}
-	f->state = p;
-	f->state_len = (size_t)st.st_size;
 	/* The layout comes from what only the daemon writes (the reply's page
-	 * count, the volume header's buffer size), never from the mapped
-	 * header: any writer of the file can rewrite that at any time. */
-	if (o->nr_pages > (1ull << 40) || f->c->hdr->buffer_size < 512 ||
-	    f->c->hdr->buffer_size > NTFSD_PAGE_SIZE ||
-	    (f->c->hdr->buffer_size & (f->c->hdr->buffer_size - 1))) {
-		error_set(EPROTO, "ntfsd sent a page-state segment of an impossible geometry "
-			  "(%llu pages of %u-byte buffers)", (unsigned long long)o->nr_pages,
-			  f->c->hdr->buffer_size);
-		goto fail;
-	}
-	shm_file_layout(&layout, o->nr_pages, f->c->hdr->buffer_size);
-	if (layout.segment_size > (uint64_t)st.st_size) {
-		error_set(EPROTO, "ntfsd sent a page-state segment of %lld bytes for %llu pages",
-			  (long long)st.st_size, (unsigned long long)o->nr_pages);
-		goto fail;
-	}
-	f->nr_pages = o->nr_pages;
-	dirty_bitmap_init(&f->dirty, f->state, &layout);
-	f->pages = f->dirty.pages;
-	f->buffer_size = layout.buffer_size;  /* checked: a power of 2, 512..4096 */
+	 * counts, the volume header's buffer size), never from the mapped
+	 * header: any writer of the file can rewrite that at any time.  A
+	 * daemon of layout 5 sends no max_pages: its segments never grow. */
+	f->max_pages = o->max_pages ? o->max_pages : o->nr_pages;
+	if (f->max_pages > NTFSD_SHM_MAX_PAGES || o->nr_pages > f->max_pages ||
+	    f->c->hdr->buffer_size < 512 || f->c->hdr->buffer_size > NTFSD_PAGE_SIZE ||
+	    (f->c->hdr->buffer_size & (f->c->hdr->buffer_size - 1)))
+		return error_set(EPROTO, "ntfsd sent a page-state segment of an impossible geometry "
+				 "(%llu pages of %llu, %u-byte buffers)",
+				 (unsigned long long)o->nr_pages, (unsigned long long)f->max_pages,
+				 f->c->hdr->buffer_size);
+	f->buffer_size = f->c->hdr->buffer_size;
 	f->buffers_per_page = NTFSD_PAGE_SIZE / f->buffer_size;
 
 	/* The data segment: sealed against shrinking, so mapping it never faults. */
-	if (fstat(data_fd, &st) < 0) {
-		error_set(errno, "cannot stat a data segment: %s", strerror(errno));
-		goto fail;
-	}
-	if ((uint64_t)st.st_size < o->data_segment_size || o->data_segment_size > SIZE_MAX) {
-		error_set(EPROTO, "ntfsd announced a data segment of %llu bytes but sent one of %lld",
-			  (unsigned long long)o->data_segment_size, (long long)st.st_size);
-		goto fail;
-	}
 	seals = fcntl(data_fd, F_GET_SEALS);
-	if (o->data_segment_size && (seals < 0 || !(seals & F_SEAL_SHRINK))) {
-		error_set(EPROTO, "ntfsd sent a data segment that is not sealed against shrinking");
-		goto fail;
-	}
+	if (o->data_segment_size && (seals < 0 || !(seals & F_SEAL_SHRINK)))
+		return error_set(EPROTO, "ntfsd sent a data segment that is not sealed against "
+				 "shrinking");
 	/* An ntfsd without write-back shares data read-only even with
 	 * OpenReply.writable: only the fd's mode says whether stores may go. */
 	fl = fcntl(data_fd, F_GETFL);
 	f->data_writable = fl >= 0 && (fl & O_ACCMODE) == O_RDWR;
-	f->data_size = o->data_segment_size;
-	if (f->data_size) {
-		p = mmap(NULL, (size_t)f->data_size, PROT_READ, MAP_SHARED, data_fd, 0);
-		if (p == MAP_FAILED) {
-			error_set(errno, "cannot map a data segment: %s", strerror(errno));
-			goto fail;
-		}
-		f->data = p;
-	}
-	pages_bytes = f->nr_pages << PAGE_SHIFT_;
-	f->readable = pages_bytes < f->data_size ? pages_bytes : f->data_size;
-	close(state_fd);
+	if (file_remap(f, o->nr_pages, o->data_segment_size))
+		return -1;
+	f->state = file_geom(f)->state;
 	return 0;
-fail:
-	close(state_fd);
-	return -1;
 }
 
 /* Unmap and close what file_setup took (not the mappings of ntfsc_mmap). */
 static void file_free(ntfsc_file *f)
 {
-	if (f->data)
-		munmap((void *)f->data, (size_t)f->data_size);
-	if (f->state)
-		munmap(f->state, f->state_len);
+	struct file_geom *g = file_geom(f), *older;
+
+	for (; g; g = older) {
+		older = g->older;
+		geom_unmap(g);
+	}
 	if (f->data_fd >= 0)
 		close(f->data_fd);
+	if (f->state_fd >= 0)
+		close(f->state_fd);
 	pthread_mutex_destroy(&f->maps_lock);
+	pthread_mutex_destroy(&f->geom_lock);
 	free(f);
 }
 
@@ -211,8 +294,9 @@ static ntfsc_file *file_open(ntfsc *c, const char *path, int flags)
 		return NULL;
 	}
 	f->c = c;
-	f->data_fd = -1;
+	f->data_fd = f->state_fd = -1;
 	pthread_mutex_init(&f->maps_lock, NULL);
+	pthread_mutex_init(&f->geom_lock, NULL);
 
 	orq.path = (char *)path;
 	orq.write = acc == O_RDWR;

@@ -86,13 +86,21 @@ static void *file_map(ntfsc_file *f, off_t off, size_t len, int prot)
 	}
 	base = (uint64_t)off & ~(uint64_t)(PAGE_SIZE_ - 1);
 	lead = (uint64_t)off - base;
-	if (base >= f->data_size || len > f->data_size - base ||
-	    lead + len > f->data_size - base) {
+	/* past what we map: the daemon may have grown the segments since */
+	if (len < (1ull << 62) && (uint64_t)off + len > file_geom(f)->data_size) {
+		struct saved_error se;
+
+		error_save(&se);
+		if (file_need_pages(f, ((uint64_t)off + len + PAGE_SIZE_ - 1) >> PAGE_SHIFT_))
+			error_restore(&se);     /* ENXIO below says it */
+	}
+	if (base >= file_geom(f)->data_size || len > file_geom(f)->data_size - base ||
+	    lead + len > file_geom(f)->data_size - base) {
 		error_set(ENXIO, NULL);
 		return MAP_FAILED;
 	}
 	map_len = (lead + len + PAGE_SIZE_ - 1) & ~(uint64_t)(PAGE_SIZE_ - 1);
-	if (map_len > f->data_size - base) {
+	if (map_len > file_geom(f)->data_size - base) {
 		error_set(ENXIO, NULL);
 		return MAP_FAILED;
 	}
@@ -213,12 +221,12 @@ static int file_set_dirty(ntfsc_file *f, void *addr, size_t len)
 	for (uint64_t i = first; i <= last; i++) {
 		struct shm_page *p;
 
-		if (i >= f->nr_pages) {
+		if (i >= file_nr_pages(f)) {
 			err = error_set(EIO, "page %llu of MFT record %llu lies beyond its cache "
 					"segment", (unsigned long long)i, (unsigned long long)f->mft_no);
 			break;
 		}
-		p = &f->pages[i];
+		p = file_page(f, i);
 		if (!client_lock_page(f, i)) {
 			err = -1;
 			break;
@@ -230,7 +238,7 @@ static int file_set_dirty(ntfsc_file *f, void *addr, size_t len)
 					(unsigned long long)f->mft_no);
 			break;
 		}
-		set_page_dirty(&f->dirty, i, all);
+		set_page_dirty(&file_geom(f)->dirty, i, all);
 		unlock_page(p);
 	}
 	pthread_mutex_unlock(&f->maps_lock);

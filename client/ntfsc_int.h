@@ -96,6 +96,21 @@ struct ntfsc {
 	char err_msg[ERROR_MSG_SIZE];   /* of the last failed call on c, in any thread */
 };
 
+/* One size of a file's segments as this client maps them; immutable once
+ * published.  A larger one replaces it in f->geom when the daemon grew the
+ * segments; older ones stay mapped until close (they map the same memfds,
+ * so what they cover stays valid). */
+struct file_geom {
+	uint64_t nr_pages;              /* checked against the segment */
+	const uint8_t *data;            /* whole data segment, read-only; NULL if empty */
+	uint64_t data_size;
+	struct shm_file_header *state;
+	size_t state_len;
+	uint64_t readable;              /* bytes pread may copy: pages and data both cover */
+	struct dirty_bitmap dirty;      /* pointers into state; holds the descriptors */
+	struct file_geom *older;
+};
+
 struct ntfsc_file {
 	ntfsc *c;
 	struct ntfsc_file *prev, *next; /* in c->files */
@@ -105,19 +120,39 @@ struct ntfsc_file {
 	bool writable;                  /* opened O_RDWR */
 	bool data_writable;             /* the data fd may be mapped PROT_WRITE */
 	int data_fd;
-	const uint8_t *data;            /* whole data segment, read-only; NULL if empty */
-	uint64_t data_size;
-	struct shm_file_header *state;
-	size_t state_len;
-	struct shm_page *pages;
-	uint64_t nr_pages;              /* private copy, checked against the segment */
-	uint64_t readable;              /* bytes pread may copy: pages and data both cover */
-	uint32_t buffer_size;           /* private copies from the page-state header */
+	int state_fd;                   /* kept: the segments may grow while open */
+	struct shm_file_header *state;  /* the first mapping (the header: nr_dirty) */
+	uint64_t max_pages;             /* from OpenReply: what the layout is for */
+	uint32_t buffer_size;           /* a power of 2, 512..4096 (the volume header's) */
 	uint32_t buffers_per_page;
-	struct dirty_bitmap dirty;      /* pointers into state, fixed at setup */
+	_Atomic(struct file_geom *) geom; /* the mappings of the current size */
+	pthread_mutex_t geom_lock;      /* one growth of the mappings at a time */
 	pthread_mutex_t maps_lock;      /* guards maps */
 	struct mapping *maps;
 };
+
+static inline struct file_geom *file_geom(const ntfsc_file *f)
+{
+	return atomic_load_explicit(&((ntfsc_file *)f)->geom, memory_order_acquire);
+}
+
+/* Page idx, which the caller knows lies below file_geom(f)->nr_pages. */
+static inline struct shm_page *file_page(const ntfsc_file *f, uint64_t idx)
+{
+	return &file_geom(f)->dirty.pages[idx];
+}
+
+static inline uint64_t file_nr_pages(const ntfsc_file *f)
+{
+	return file_geom(f)->nr_pages;
+}
+
+/* Map the segments again when the daemon says they now hold nr_pages
+ * (data_size bytes of data); nothing when we map that much already. */
+int file_remap(ntfsc_file *f, uint64_t nr_pages, uint64_t data_size);
+/* Make the mappings cover pages [0, end): ask the daemon for the segments'
+ * size if they do not.  -1 (EIO) when even its segments do not. */
+int file_need_pages(ntfsc_file *f, uint64_t end);
 
 /* ---- error.c ---- */
 

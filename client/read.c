@@ -10,7 +10,7 @@
  *    reclaim takes pages between their fault-in and our copy, pread pins
  *    what it copies (and unpins it), so it makes progress however small the
  *    cache.
- *  - Nothing is copied from at or past f->readable, the bytes both the
+ *  - Nothing is copied from at or past file_geom(f)->readable, the bytes both the
  *    data segment and the page descriptors cover; a file whose size goes
  *    past them is EIO, not a read out of bounds.
  */
@@ -29,12 +29,12 @@
  */
 static bool copy_page(const ntfsc_file *f, uint8_t *dst, uint64_t pos, uint64_t end)
 {
-	struct shm_page *p = &f->pages[pos >> PAGE_SHIFT_];
+	struct shm_page *p = file_page(f, pos >> PAGE_SHIFT_);
 	uint32_t gen = atomic_load_explicit(&p->generation, memory_order_acquire);
 
 	if (!(page_flags(p) & PG_uptodate))
 		return false;
-	memcpy(dst, f->data + pos, (size_t)(end - pos));
+	memcpy(dst, file_geom(f)->data + pos, (size_t)(end - pos));
 	atomic_thread_fence(memory_order_acquire);
 	return atomic_load_explicit(&p->generation, memory_order_relaxed) == gen &&
 	       (page_flags(p) & PG_uptodate);
@@ -55,7 +55,7 @@ static uint64_t copy_run(const ntfsc_file *f, uint8_t *dst, uint64_t pos, uint64
 	ssize_t got;
 
 	while (n < COPY_RUN_PAGES && ((first + n) << PAGE_SHIFT_) < end) {
-		struct shm_page *p = &f->pages[first + n];
+		struct shm_page *p = file_page(f, first + n);
 
 		gen[n] = atomic_load_explicit(&p->generation, memory_order_acquire);
 		if (!(page_flags(p) & PG_uptodate))
@@ -73,7 +73,7 @@ static uint64_t copy_run(const ntfsc_file *f, uint8_t *dst, uint64_t pos, uint64
 	atomic_thread_fence(memory_order_acquire);
 	good = pos + (uint64_t)got;
 	for (i = 0; i < n && (first + i) << PAGE_SHIFT_ < good; i++) {
-		struct shm_page *p = &f->pages[first + i];
+		struct shm_page *p = file_page(f, first + i);
 
 		if (atomic_load_explicit(&p->generation, memory_order_relaxed) != gen[i] ||
 		    !(page_flags(p) & PG_uptodate)) {
@@ -86,17 +86,22 @@ static uint64_t copy_run(const ntfsc_file *f, uint8_t *dst, uint64_t pos, uint64
 
 /* The end of what pread may copy from pos on, or -1 (EIO) when the file
  * extends beyond its segments; *eof when there is nothing left. */
-static int read_limit(const ntfsc_file *f, uint64_t pos, uint64_t want_end, uint64_t *end)
+static int read_limit(ntfsc_file *f, uint64_t pos, uint64_t want_end, uint64_t *end)
 {
 	uint64_t e = file_size(f);
 
 	if (e > want_end)
 		e = want_end;
-	if (pos < e && pos >= f->readable)
+	/* the file grew past our mappings (the daemon grew its segments):
+	 * map them again first */
+	if (pos < e && e > file_geom(f)->readable &&
+	    file_need_pages(f, (e + PAGE_SIZE_ - 1) >> PAGE_SHIFT_) && pos >= file_geom(f)->readable)
+		return -1;
+	if (pos < e && pos >= file_geom(f)->readable)
 		return error_set(EIO, "byte %llu of MFT record %llu lies beyond its cache segment",
 				 (unsigned long long)pos, (unsigned long long)f->mft_no);
-	if (e > f->readable)
-		e = f->readable;
+	if (e > file_geom(f)->readable)
+		e = file_geom(f)->readable;
 	*end = e;
 	return 0;
 }

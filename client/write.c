@@ -14,7 +14,7 @@
  *    the daemon's judgement of a lock we wait for (client_lock_page).
  *  - Stores go through pwrite(2) on the data fd only within the file's
  *    cache segment (which is not sealed against growing): never past
- *    f->readable.
+ *    file_geom(f)->readable.
  *  - A size change goes with the last PrepareWrite of a range only, so a
  *    write refused part way leaves the file's size alone.
  */
@@ -40,7 +40,7 @@
  * false, errno set, when the daemon cannot be asked any more. */
 bool client_lock_page(ntfsc_file *f, uint64_t idx)
 {
-	while (!lock_page_timeout(&f->pages[idx], f->c->lock_owner, LOCK_CHECK_MS)) {
+	while (!lock_page_timeout(file_page(f, idx), f->c->lock_owner, LOCK_CHECK_MS)) {
 		Ntfsd__FaultInRequest fr = NTFSD__FAULT_IN_REQUEST__INIT;
 		struct saved_error se;
 
@@ -88,7 +88,7 @@ static bool page_covered(uint64_t i, uint64_t ws, uint64_t we)
  * it; the writer makes it uptodate). */
 static bool page_writable_for(const ntfsc_file *f, uint64_t i, uint64_t ws, uint64_t we)
 {
-	const struct shm_page *p = &f->pages[i];
+	const struct shm_page *p = file_page(f, i);
 
 	return page_write_ready(p) ||
 	       ((page_flags(p) & PG_write_ready) && page_covered(i, ws, we));
@@ -98,7 +98,7 @@ static bool page_writable_for(const ntfsc_file *f, uint64_t i, uint64_t ws, uint
 static bool range_write_ready(const ntfsc_file *f, uint64_t first, uint64_t last, uint64_t ws,
 			      uint64_t we)
 {
-	if (last >= f->nr_pages)
+	if (last >= file_nr_pages(f))
 		return false;
 	for (uint64_t i = first; i <= last; i++)
 		if (!page_writable_for(f, i, ws, we))
@@ -132,6 +132,12 @@ int prepare_range(ntfsc_file *f, uint64_t first, uint64_t n, uint64_t new_size,
 		if (request(f->c, NTFSD__REQUEST__BODY_PREPARE_WRITE, &pr, NULL, NULL, &rep))
 			return -1;
 		i_size = rep->prepare_write->i_size;  /* the size after */
+		if (rep->prepare_write->segment &&
+		    file_remap(f, rep->prepare_write->segment->nr_pages,
+			       rep->prepare_write->segment->data_segment_size)) {
+			ntfsd__reply__free_unpacked(rep, NULL);
+			return -1;
+		}
 		ntfsd__reply__free_unpacked(rep, NULL);
 		if (last && new_size && i_size < new_size)
 			return error_set(EPROTO, "ntfsd left MFT record %llu at %llu bytes when asked "
@@ -152,7 +158,7 @@ static uint64_t lock_run(ntfsc_file *f, uint64_t idx, uint64_t last, uint64_t ws
 	uint64_t n = 0;
 
 	while (idx + n <= last && n < COPY_RUN_PAGES) {
-		struct shm_page *p = &f->pages[idx + n];
+		struct shm_page *p = file_page(f, idx + n);
 
 		if (!client_lock_page(f, idx + n))
 			break;
@@ -197,7 +203,7 @@ static uint64_t dirty_unlock_run(ntfsc_file *f, uint64_t idx, uint64_t n, uint64
 	uint64_t kept = stored_end;
 
 	for (uint64_t i = 0; i < n; i++) {
-		struct shm_page *p = &f->pages[idx + i];
+		struct shm_page *p = file_page(f, idx + i);
 		uint64_t ps = (idx + i) << PAGE_SHIFT_, pe = ps + PAGE_SIZE_;
 		uint64_t s = pos > ps ? pos : ps, e = kept < pe ? kept : pe;
 
@@ -215,7 +221,7 @@ static uint64_t dirty_unlock_run(ntfsc_file *f, uint64_t idx, uint64_t n, uint64
 			}
 		}
 		if (s < e)
-			set_page_dirty(&f->dirty, idx + i,
+			set_page_dirty(&file_geom(f)->dirty, idx + i,
 				       buffer_mask(f, (uint32_t)(s - ps), (uint32_t)(e - ps)));
 		unlock_page(p);
 	}
@@ -307,9 +313,9 @@ static int pwrite_zeroes(ntfsc_file *f, uint64_t start, uint64_t end)
 	/* Zeroes the cache holds over a page whose write-back failed may not
 	 * be on the disk (the page is clean, with the new bytes): written
 	 * again they must reach it like any other bytes. */
-	for (pos = start >> PAGE_SHIFT_; pos < f->nr_pages && pos << PAGE_SHIFT_ < end &&
+	for (pos = start >> PAGE_SHIFT_; pos < file_nr_pages(f) && pos << PAGE_SHIFT_ < end &&
 	     pos << PAGE_SHIFT_ < size; pos++)
-		if (page_test(&f->pages[pos], PG_error))
+		if (page_test(file_page(f, pos), PG_error))
 			return 0;
 	tmp = malloc(1u << 16);
 	if (!tmp)
@@ -376,11 +382,11 @@ static ssize_t file_write(ntfsc_file *f, const void *buf, size_t len, off_t off)
 	    prepare_range(f, start >> PAGE_SHIFT_, last - (start >> PAGE_SHIFT_) + 1,
 			  end > size ? end : 0, start, end))
 		return -1;
-	if (end > f->readable)
+	if (end > file_geom(f)->readable)
 		return error_set(EPROTO, "ntfsd made bytes up to %llu of MFT record %llu "
 				 "writable, beyond its cache segment (%llu bytes)",
 				 (unsigned long long)end, (unsigned long long)f->mft_no,
-				 (unsigned long long)f->readable);
+				 (unsigned long long)file_geom(f)->readable);
 
 	while (pos < end) {
 		uint64_t idx = pos >> PAGE_SHIFT_, lim = last, pinned = 0, n, done = 0;

@@ -20,8 +20,10 @@ void dirty_bitmap_init(struct dirty_bitmap *b, void *base, const struct shm_file
 	b->pages = (struct shm_page *)(p + layout->pages_offset);
 	b->nr_dirty = &((struct shm_file_header *)p)->nr_dirty;
 	b->nr_pages = layout->nr_pages;
-	b->l1_words = layout->l1_words;
-	b->l2_words = layout->l2_words;
+	/* the view covers nr_pages: the bitmaps may be laid out for more
+	 * (growth), but scans stop at the pages the segment holds now */
+	b->l2_words = (layout->nr_pages + 63) / 64;
+	b->l1_words = (b->l2_words + 63) / 64;
 }
 
 bool dirty_bitmap_set(struct dirty_bitmap *b, uint64_t page)

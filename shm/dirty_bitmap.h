@@ -10,7 +10,8 @@
  * concurrent set.
  *
  * The geometry (where the bitmaps and descriptors lie, how many pages) is
- * copied into struct dirty_bitmap once, from a header the caller validated
+ * copied into struct dirty_bitmap once (one view per size of a segment
+ * that grew; views of one segment share its bits), from a header the caller validated
  * in its own memory: a segment's header can be rewritten by any writer of
  * the file, so nothing here reads it again.
  */

@@ -10,6 +10,13 @@
  *  - a page-state segment per open file: a header, a two-level dirty bitmap
  *    and one struct shm_page per page.
  *
+ * Both per-file segments grow in place while the file is open (a file
+ * growing past its room): the memfds only ever get longer, the bitmaps
+ * are laid out for max_pages from the start, so growth appends page
+ * descriptors and data at the end and moves nothing.  Whoever has the old
+ * length mapped keeps a valid view of the pages it covers; a new mapping
+ * covers the rest.
+ *
  * Invariants:
  *  - Every struct here has a fixed size and layout on all builds
  *    (_Static_assert), no pointers, and only lock-free atomics, so two
@@ -32,7 +39,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#define NTFSD_SHM_LAYOUT_VERSION 5u
+#define NTFSD_SHM_LAYOUT_VERSION 6u
 #define NTFSD_SHM_VOLUME_MAGIC 0x31564453464e544eULL /* "NTNFSDV1" */
 #define NTFSD_SHM_FILE_MAGIC 0x31464453464e544eULL   /* "NTNFSDF1" */
 
@@ -82,7 +89,10 @@ _Static_assert(sizeof(struct shm_page) == 64, "page descriptor size");
 /* Header of a page-state segment.  Followed (at the offsets it gives) by the
  * level-1 dirty bitmap (bit w set while level-2 word w is non-zero), the
  * level-2 dirty bitmap (bit p set while page p is dirty) and the page
- * descriptors.  All offsets are multiples of 64. */
+ * descriptors.  All offsets are multiples of 64.  The bitmaps are sized for
+ * max_pages, the descriptors (and segment_size) for nr_pages, the pages
+ * the segment holds now; growth raises nr_pages (up to max_pages) and
+ * segment_size, after the memfd got longer. */
 struct shm_file_header {
 	uint64_t magic;                   /* NTFSD_SHM_FILE_MAGIC */
 	uint32_t layout_version;
@@ -103,9 +113,11 @@ struct shm_file_header {
 	uint64_t mft_no;
 	_Atomic uint64_t i_size;          /* the daemon's i_size, ahead of the MFT record */
 	uint16_t seq_no;                  /* the MFT record's sequence number */
-	uint8_t reserved[14];
+	uint8_t reserved0[6];
+	uint64_t max_pages;               /* what the bitmaps are laid out for */
+	uint8_t reserved[64];
 };
-_Static_assert(sizeof(struct shm_file_header) == 128, "file header size");
+_Static_assert(sizeof(struct shm_file_header) == 192, "file header size");
 
 /* Sizes of an open inode, published under a seqcount: the writer makes seq
  * odd, stores, makes it even; a reader retries while seq is odd or changed. */

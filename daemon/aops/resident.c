@@ -37,7 +37,7 @@ static int make_nonresident(struct ntfs_cache_inode *nci)
 	struct cache_inode *ci = &nci->vfs;
 	struct ntfs_volume *vol = NTFS_VOL(ci->cache);
 	struct ntfs_attr *na = nci->data;
-	struct shm_page *p0 = &ci->pages[0];
+	struct shm_page *p0 = cache_page(ci, 0);
 	uint64_t len = na->data_size, csize = vol->geo.cluster_size;
 	int64_t clusters = (int64_t)((len + csize - 1) / csize);
 	struct ntfs_runlist rl = { 0 };
@@ -66,7 +66,7 @@ static int make_nonresident(struct ntfs_cache_inode *nci)
 	}
 	cache_lock_page(ci, 0);
 	if (len)
-		memcpy(buf, page_test(p0, PG_uptodate) ? ci->data_map : na->value, (size_t)len);
+		memcpy(buf, page_test(p0, PG_uptodate) ? cache_data(ci, 0, 1) : na->value, (size_t)len);
 	for (i = 0, err = 0; i < rl.count && !err; i++) {
 		uint64_t off = (uint64_t)rl.runs[i].vcn * csize;
 

@@ -186,7 +186,7 @@ static int writepage_resident(struct cache_inode *ci, uint64_t index, uint32_t b
 	if (len && wb_inject_enomem())
 		err = -ENOMEM;  /* stands for the record buffer's allocation */
 	else if (len)
-		err = ntfs_attr_write_resident(nci->data, pos, ci->data_map + pos, (size_t)len);
+		err = ntfs_attr_write_resident(nci->data, pos, cache_data(ci, pos, len ? len : 1), (size_t)len);
 	if (err == -ENOMEM) {
 		log_debug("writeback of resident MFT record %llu: out of memory, re-dirtied",
 			  (unsigned long long)ci->mft_no);
@@ -246,7 +246,7 @@ static unsigned page_extents(struct cache_inode *ci, uint64_t index, uint32_t bu
 			break;
 		ext[n].file_pos = start;
 		ext[n].len = end - start;
-		ext[n].buf = ci->data_map + start;
+		ext[n].buf = cache_data(ci, start, end - start);
 		n++;
 	}
 	return n;
@@ -305,7 +305,7 @@ static void redirty_after_failed_run(struct cache_inode *ci, uint64_t index, uin
 {
 
 	cache_lock_page(ci, index);
-	set_page_dirty(&ci->dirty, index, bufs);
+	set_page_dirty(cache_dirty_for(ci, index), index, bufs);
 	cache_unlock_page(ci, index);
 	atomic_fetch_sub(&ci->cache->header->counters.writeback_pages, 1);
 	cache_end_page_writeback(ci, index);

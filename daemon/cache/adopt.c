@@ -92,10 +92,11 @@ static int check_header(struct cache *c, struct adopt_pair *p, struct shm_file_h
 		return ntfs_fail(errno, "cannot restrict its mode: %s", strerror(errno));
 	if (pread(p->state_fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
 		return ntfs_fail(EINVAL, "page-state segment too short");
-	if (!shm_file_header_valid(&h, (uint64_t)ss.st_size) ||
-	    (uint64_t)ss.st_size != h.segment_size)
+	/* a daemon killed in the middle of a growth leaves the memfds longer
+	 * than the header says (they grow first): the header's size holds */
+	if (!shm_file_header_valid(&h, (uint64_t)ss.st_size))
 		return ntfs_fail(EINVAL, "page-state header does not describe its segment");
-	shm_file_layout(&want, h.nr_pages, c->geo.sector_size);
+	shm_file_layout_max(&want, h.nr_pages, h.max_pages, c->geo.sector_size);
 	if (h.buffer_size != want.buffer_size)
 		return ntfs_fail(EINVAL, "buffer size %u is not the volume's sector size %u",
 				 h.buffer_size, want.buffer_size);
@@ -115,14 +116,14 @@ static int check_header(struct cache *c, struct adopt_pair *p, struct shm_file_h
  * more, its memory punched out, so the next reader reads the disk. */
 static void forget_page(struct cache_inode *ci, uint64_t index, uint32_t *flags)
 {
-	struct shm_page *p = &ci->pages[index];
+	struct shm_page *p = cache_page(ci, index);
 
 	*flags &= ~(uint32_t)(PG_uptodate | PG_write_ready);
 	atomic_store(&p->buf_uptodate, 0);
 	atomic_fetch_add(&p->generation, 1);
 	if (fallocate(ci->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 		      (off_t)(index << NTFSD_PAGE_SHIFT), NTFSD_PAGE_SIZE) < 0)
-		memset(ci->data_map + (index << NTFSD_PAGE_SHIFT), 0, NTFSD_PAGE_SIZE);
+		memset(cache_data(ci, index << NTFSD_PAGE_SHIFT, NTFSD_PAGE_SIZE), 0, NTFSD_PAGE_SIZE);
 }
 
 /* Rebuild the page state from the flags a dead daemon and its clients
@@ -146,12 +147,12 @@ static uint64_t rebuild_pages(struct cache_inode *ci)
 	ci->cache->aops->getattr(ci, &a);
 	disk_init = a.resident ? UINT64_MAX : a.initialized_size;
 
-	for (w = 0; w < ci->dirty.l1_words; w++)
-		atomic_store(&ci->dirty.l1[w], 0);
-	for (w = 0; w < ci->dirty.l2_words; w++)
-		atomic_store(&ci->dirty.l2[w], 0);
+	for (w = 0; w < cache_dirty(ci)->l1_words; w++)
+		atomic_store(&cache_dirty(ci)->l1[w], 0);
+	for (w = 0; w < cache_dirty(ci)->l2_words; w++)
+		atomic_store(&cache_dirty(ci)->l2[w], 0);
 	for (i = 0; i < cache_used_pages(ci); i++) {
-		struct shm_page *p = &ci->pages[i];
+		struct shm_page *p = cache_page(ci, i);
 		uint32_t f = atomic_load(&p->flags);
 		uint32_t upt = atomic_load(&p->buf_uptodate) & mask;
 		uint32_t dirty = atomic_load(&p->buf_dirty) & mask;
@@ -174,7 +175,7 @@ static uint64_t rebuild_pages(struct cache_inode *ci)
 			forget_page(ci, i, &keep);
 		if (dirty) {
 			keep |= PG_dirty;
-			dirty_bitmap_set(&ci->dirty, i);
+			dirty_bitmap_set(cache_dirty_for(ci, i), i);
 			if (!atomic_load(&p->first_dirtied_ns))
 				atomic_store(&p->first_dirtied_ns, 1);
 			nr_dirty++;

@@ -54,6 +54,10 @@ struct cache_geometry {
 	uint32_t cluster_size;          /* allocation unit (published to clients) */
 	uint64_t volume_bytes;          /* bounds a segment's room to grow */
 	uint64_t serial;                /* stamps segments, checked on adoption */
+	uint64_t room_pages;            /* room to grow a segment gets at open beyond
+					 * the file (0: the volume's size, at least
+					 * 1 GiB, at most 64 GiB); past it the
+					 * segment grows in place */
 };
 
 struct address_space_operations {

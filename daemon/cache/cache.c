@@ -21,6 +21,7 @@
 
 #include "error.h"
 #include "fdstore.h"
+#include "log.h"
 #include "page.h"
 #include "segment.h"
 #include "seqcount.h"
@@ -102,6 +103,85 @@ static void segment_name(char *buf, size_t size, uint64_t mft_no, const char *ki
 	snprintf(buf, size, "seg.%llu.%s", (unsigned long long)mft_no, kind);
 }
 
+static void geom_unmap(struct cache_geom *g)
+{
+	if (g->data && g->data_size)
+		munmap(g->data, g->data_size);
+	if (g->state)
+		munmap(g->state, g->state_size);
+	if (g->priv)
+		munmap(g->priv, g->priv_size);
+	free(g);
+}
+
+static void geom_free_all(struct cache_inode *ci)
+{
+	struct cache_geom *g = atomic_load(&ci->geom), *older;
+
+	for (; g; g = older) {
+		older = g->older;
+		geom_unmap(g);
+	}
+	atomic_store(&ci->geom, NULL);
+}
+
+struct cache_geom *cache_geom_slow(const struct cache_inode *ci, uint64_t index)
+{
+	struct cache_geom *g;
+
+	atomic_thread_fence(memory_order_seq_cst);
+	g = cache_geom(ci);
+	if (index < g->nr_pages)
+		return g;
+	fprintf(stderr, "<2>ntfsd: BUG: page %llu of MFT record %llu lies past its segments "
+		"(%llu pages)\n", (unsigned long long)index, (unsigned long long)ci->mft_no,
+		(unsigned long long)g->nr_pages);
+	abort();
+}
+
+/* Map ci's three memfds for nr_pages pages (they are at least that long). */
+static int geom_map(struct cache_inode *ci, const struct shm_file_header *layout,
+		    struct cache_geom **out)
+{
+	struct cache_geom *g = calloc(1, sizeof(*g));
+	int err;
+
+	if (!g)
+		return -ENOMEM;
+	g->nr_pages = layout->nr_pages;
+	g->data_size = layout->nr_pages << NTFSD_PAGE_SHIFT;
+	g->state_size = layout->segment_size;
+	g->priv_size = layout->nr_pages * sizeof(struct page_priv);
+	if (g->data_size) {
+		g->data = mmap(NULL, g->data_size, PROT_READ | PROT_WRITE, MAP_SHARED, ci->data_fd, 0);
+		if (g->data == MAP_FAILED)
+			goto fail;
+	}
+	g->state = mmap(NULL, (size_t)g->state_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+			ci->state_fd, 0);
+	if (g->state == MAP_FAILED)
+		goto fail;
+	if (g->priv_size) {
+		g->priv = mmap(NULL, (size_t)g->priv_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+			       ci->priv_fd, 0);
+		if (g->priv == MAP_FAILED)
+			goto fail;
+	}
+	dirty_bitmap_init(&g->dirty, g->state, layout);
+	*out = g;
+	return 0;
+fail:
+	err = -errno;
+	if (g->data == MAP_FAILED)
+		g->data = NULL;
+	if (g->state == MAP_FAILED)
+		g->state = NULL;
+	if (g->priv == MAP_FAILED)
+		g->priv = NULL;
+	geom_unmap(g);
+	return err;
+}
+
 void cache_inode_destroy(struct cache_inode *ci)
 {
 	char name[64];
@@ -112,17 +192,13 @@ void cache_inode_destroy(struct cache_inode *ci)
 		segment_name(name, sizeof(name), ci->mft_no, "pages");
 		fdstore_remove(ci->cache->store, name);
 	}
-	if (ci->data_map && ci->data_size)
-		munmap(ci->data_map, ci->data_size);
-	if (ci->state)
-		munmap(ci->state, ci->state_size);
+	geom_free_all(ci);
 	if (ci->data_fd >= 0)
 		close(ci->data_fd);
 	if (ci->state_fd >= 0)
 		close(ci->state_fd);
-	free(ci->priv);
-	free((void *)ci->referenced);
-	free((void *)ci->counted);
+	if (ci->priv_fd >= 0)
+		close(ci->priv_fd);
 	ci->cache->aops->destroy_inode(ci);
 }
 
@@ -130,7 +206,7 @@ void cache_inode_init(struct cache_inode *ci, struct cache *c, uint64_t ino)
 {
 	ci->cache = c;
 	ci->mft_no = ino;
-	ci->data_fd = ci->state_fd = -1;
+	ci->data_fd = ci->state_fd = ci->priv_fd = -1;
 	atomic_store(&ci->wb_fence, UINT64_MAX);
 	cache_mutex_init(&ci->size_lock, LOCK_SIZE);
 	cache_mutex_init(&ci->wb_lock, LOCK_WB);
@@ -185,38 +261,39 @@ void cache_destroy(struct cache *c)
 int cache_inode_map(struct cache_inode *ci, int data_fd, int state_fd,
 		    const struct shm_file_header *layout)
 {
-	uint64_t nr_pages = layout->nr_pages;
-	struct shm_file_header *h;
+	struct cache_geom *g;
 	struct stat st;
+	int err;
 
 	ci->data_fd = data_fd;
 	ci->state_fd = state_fd;
-	ci->nr_pages = nr_pages;
 	ci->buffer_size = layout->buffer_size;
 	ci->buffers_per_page = layout->buffers_per_page;
-	ci->data_size = nr_pages << NTFSD_PAGE_SHIFT;
-	if (ci->data_size) {
-		ci->data_map = mmap(NULL, ci->data_size, PROT_READ | PROT_WRITE, MAP_SHARED,
-				    ci->data_fd, 0);
-		if (ci->data_map == MAP_FAILED) {
-			ci->data_map = NULL;
-			return -errno;
-		}
-	}
+	ci->max_pages = layout->max_pages;
 	/* Only the caller's private copy of the geometry counts from here on:
-	 * the mapped header is writable by every writer of the file. */
+	 * the mapped header is writable by every writer of the file.  A
+	 * daemon killed in the middle of a growth may have left the memfds
+	 * longer than the header says: the header's size is what holds. */
 	if (fstat(state_fd, &st) < 0)
 		return -errno;
-	if ((uint64_t)st.st_size != layout->segment_size)
+	if ((uint64_t)st.st_size < layout->segment_size)
 		return -EINVAL;   /* the segment is not the one the layout describes */
-	h = mmap(NULL, (size_t)layout->segment_size, PROT_READ | PROT_WRITE, MAP_SHARED,
-		 state_fd, 0);
-	if (h == MAP_FAILED)
+	if (fstat(data_fd, &st) < 0)
 		return -errno;
-	ci->state = h;
-	ci->state_size = layout->segment_size;
-	dirty_bitmap_init(&ci->dirty, h, layout);
-	ci->pages = ci->dirty.pages;
+	if ((uint64_t)st.st_size < layout->nr_pages << NTFSD_PAGE_SHIFT)
+		return -EINVAL;
+	/* page_priv: daemon-private, in a memfd too, so a larger mapping of
+	 * it after a growth shares the state of the pages both cover */
+	ci->priv_fd = memfd_create("ntfsd-priv", MFD_CLOEXEC);
+	if (ci->priv_fd < 0)
+		return -errno;
+	if (ftruncate(ci->priv_fd, (off_t)(layout->nr_pages * sizeof(struct page_priv))) < 0)
+		return -errno;
+	err = geom_map(ci, layout, &g);
+	if (err)
+		return err;
+	ci->state = g->state;
+	atomic_store(&ci->geom, g);
 	cache_use_pages(ci, ci->i_size);
 	{
 		struct cache_attr a;
@@ -224,10 +301,55 @@ int cache_inode_map(struct cache_inode *ci, int data_fd, int state_fd,
 		ci->cache->aops->getattr(ci, &a);
 		cache_use_pages(ci, a.allocated_size);
 	}
-	ci->priv = calloc(ci->nr_pages ? ci->nr_pages : 1, sizeof(*ci->priv));
-	ci->referenced = calloc(ci->nr_pages ? ci->nr_pages : 1, 1);
-	ci->counted = calloc(ci->nr_pages ? ci->nr_pages : 1, 1);
-	return ci->priv && ci->referenced && ci->counted ? 0 : -ENOMEM;
+	return 0;
+}
+
+int cache_inode_grow(struct cache_inode *ci, uint64_t pages)
+{
+	struct cache_geom *old = cache_geom(ci), *g;
+	struct shm_file_header layout;
+	uint64_t nr;
+	int err;
+
+	cache_assert_held(&ci->size_lock);
+	if (pages <= old->nr_pages)
+		return 0;
+	if (pages > ci->max_pages)
+		return cache_refuse_growth(ci, pages);
+	/* at least double, so a file growing a page at a time maps a few
+	 * times, not at every page */
+	nr = old->nr_pages * 2 > pages ? old->nr_pages * 2 : pages;
+	if (nr > ci->max_pages)
+		nr = ci->max_pages;
+	shm_file_layout_max(&layout, nr, ci->max_pages, ci->buffer_size);
+	/* The memfds get longer first: whoever maps them by the header (a
+	 * client, a daemon adopting them after a crash) finds them at least
+	 * as long as it says. */
+	if (ftruncate(ci->data_fd, (off_t)(nr << NTFSD_PAGE_SHIFT)) < 0 ||
+	    ftruncate(ci->state_fd, (off_t)layout.segment_size) < 0 ||
+	    ftruncate(ci->priv_fd, (off_t)(nr * sizeof(struct page_priv))) < 0) {
+		err = errno;
+		if (err == EFBIG)
+			return cache_refuse_growth(ci, pages);
+		return ntfs_fail(err, "MFT record %llu: cannot grow its cache segments to %llu "
+				 "pages: %s", (unsigned long long)ci->mft_no,
+				 (unsigned long long)nr, strerror(err));
+	}
+	err = geom_map(ci, &layout, &g);
+	if (err)
+		return ntfs_fail(-err, "MFT record %llu: cannot map its cache segments grown to "
+				 "%llu pages: %s", (unsigned long long)ci->mft_no,
+				 (unsigned long long)nr, strerror(-err));
+	g->older = old;
+	atomic_store_explicit(&ci->geom, g, memory_order_release);
+	/* then the header, for clients and for adoption */
+	atomic_store_explicit((_Atomic uint64_t *)&ci->state->segment_size, layout.segment_size,
+			      memory_order_release);
+	atomic_store_explicit((_Atomic uint64_t *)&ci->state->nr_pages, nr, memory_order_release);
+	log_info("MFT record %llu: cache segments grown from %llu to %llu pages",
+		  (unsigned long long)ci->mft_no, (unsigned long long)old->nr_pages,
+		  (unsigned long long)nr);
+	return 0;
 }
 
 /* Store the inode's segments so they outlive a crash of the daemon. */
@@ -274,6 +396,8 @@ static int cache_inode_segments(struct cache_inode *ci, uint64_t want_pages)
 		room = CACHE_GROWTH_PAGES;
 	if (room < nr_pages)
 		room = nr_pages;
+	if (geo->room_pages)
+		room = geo->room_pages;
 	if (room > CACHE_MAX_PAGES - nr_pages)
 		room = CACHE_MAX_PAGES - nr_pages;
 	data_fd = memfd_sized("ntfsd-data", (nr_pages + room) << NTFSD_PAGE_SHIFT);
@@ -282,7 +406,17 @@ static int cache_inode_segments(struct cache_inode *ci, uint64_t want_pages)
 	if (data_fd < 0)
 		return data_fd;
 	nr_pages += room;
-	shm_file_layout(&layout, nr_pages, geo->sector_size);
+	/* the bitmaps are laid out for growth in place up to max_pages:
+	 * sparse, so it costs address space only (a 1 TiB file's bitmap is
+	 * 32 MiB of it) */
+	{
+		uint64_t max = nr_pages * 1024 > CACHE_MIN_MAX_PAGES ? nr_pages * 1024
+								     : CACHE_MIN_MAX_PAGES;
+
+		if (max > CACHE_MAX_PAGES)
+			max = CACHE_MAX_PAGES;
+		shm_file_layout_max(&layout, nr_pages, max, geo->sector_size);
+	}
 	layout.volume_serial = geo->serial;
 	layout.mft_no = ci->mft_no;
 	layout.seq_no = ci->generation;
@@ -571,7 +705,7 @@ void cache_count_pages(struct cache *c, uint64_t mft_no, uint64_t *cached, uint6
 	if (ci) {
 		*cached = atomic_load(&ci->cached_pages);
 		for (i = 0; i < cache_used_pages(ci); i++) {
-			uint32_t f = page_flags(&ci->pages[i]);
+			uint32_t f = page_flags(cache_page(ci, i));
 
 			*dirty += !!(f & PG_dirty);
 			*writeback += cache_page_writeback(ci, i);
@@ -582,10 +716,10 @@ void cache_count_pages(struct cache *c, uint64_t mft_no, uint64_t *cached, uint6
 
 bool cache_account_page(struct cache_inode *ci, uint64_t index)
 {
-	if (atomic_load(&ci->counted[index]))
+	if (atomic_load(&cache_page_priv(ci, index)->counted))
 		return false;
 	cache_reserve_page(ci->cache);
-	if (atomic_exchange(&ci->counted[index], 1)) {
+	if (atomic_exchange(&cache_page_priv(ci, index)->counted, 1)) {
 		atomic_fetch_sub(&ci->cache->header->counters.cached_pages, 1);
 		return false;
 	}
@@ -595,7 +729,7 @@ bool cache_account_page(struct cache_inode *ci, uint64_t index)
 
 void cache_unaccount_page(struct cache_inode *ci, uint64_t index)
 {
-	if (atomic_exchange(&ci->counted[index], 0)) {
+	if (atomic_exchange(&cache_page_priv(ci, index)->counted, 0)) {
 		atomic_fetch_sub(&ci->cached_pages, 1);
 		atomic_fetch_sub(&ci->cache->header->counters.cached_pages, 1);
 	}

@@ -99,11 +99,30 @@ struct fdstore_entry;
 #define CACHE_GROWTH_PAGES (1ull << 18)
 #define CACHE_MAX_ROOM_PAGES (1ull << 24)   /* 64 GiB */
 #define CACHE_MAX_PAGES (1ull << 32)
-/* A segment made anew for a refused growth holds less than this (1 TiB): the
- * daemon's per-page arrays are sized by the segment (virtual memory, but
- * the kernel's overcommit heuristic refuses what exceeds RAM + swap). */
-#define CACHE_MAX_WANT_PAGES (1ull << 28)
+/* Segments are laid out to grow in place to 1024 times what they hold at
+ * first, at least to this (1 TiB), at most to CACHE_MAX_PAGES. */
+#define CACHE_MIN_MAX_PAGES (1ull << 28)
+/* A segment made anew for a growth refused while open holds at most this. */
+#define CACHE_MAX_WANT_PAGES CACHE_MAX_PAGES
 #define CACHE_DEFAULT_MAX_LOCK_HOLD_MS 10000u
+
+/* The daemon's mapping of an open file's segments for one capacity:
+ * nr_pages pages of data, page descriptors, bitmaps and private page
+ * state.  Immutable once published in ci->geom; a growth publishes a
+ * larger one and keeps this one mapped (until cache_inode_destroy), so a
+ * pointer taken from any geom stays valid for the pages it covers: all of
+ * them map the same memfds. */
+struct cache_geom {
+	uint64_t nr_pages;
+	uint8_t *data;                    /* nr_pages << NTFSD_PAGE_SHIFT bytes */
+	uint64_t data_size;
+	struct shm_file_header *state;
+	uint64_t state_size;
+	struct page_priv *priv;
+	uint64_t priv_size;
+	struct dirty_bitmap dirty;        /* covers nr_pages; holds the descriptors */
+	struct cache_geom *older;
+};
 
 /* Embedded in the file system's inode (aops.h: alloc_inode). */
 struct cache_inode {
@@ -117,22 +136,20 @@ struct cache_inode {
 	uint64_t i_size;
 	int data_fd;                      /* memfd: the file's bytes */
 	int state_fd;                     /* memfd: struct shm_file_header + pages */
-	uint8_t *data_map;                /* daemon's read-write mapping */
-	uint64_t data_size;               /* bytes of the data segment */
-	struct shm_file_header *state;    /* mapped: writable by the file's writers, so
-					   * only i_size (for adoption) is written there
-					   * and nothing is read back from it */
-	uint64_t state_size;              /* the segment's geometry, private copies */
+	int priv_fd;                      /* memfd: struct page_priv per page (ours only) */
+	struct shm_file_header *state;    /* mapped (the first mapping; the header is at
+					   * the start of every one): writable by the
+					   * file's writers, so the daemon writes there
+					   * only i_size and the geometry it grew to,
+					   * and reads nothing back */
 	uint32_t buffer_size, buffers_per_page;
-	struct shm_page *pages;
-	uint64_t nr_pages;                /* capacity: the file may grow up to this */
+	uint64_t max_pages;               /* the segments can grow in place to this */
+	_Atomic(struct cache_geom *) geom;/* the mapping of the current capacity:
+					   * read with cache_geom(); older ones stay
+					   * mapped until the inode goes */
 	_Atomic uint64_t used_pages;      /* high-water mark of pages below i_size or the
 					   * allocation: page state past it is untouched,
 					   * so loops over pages stop here */
-	struct dirty_bitmap dirty;
-	struct page_priv *priv;           /* daemon-private page state (page_lock.h) */
-	_Atomic uint8_t *referenced;      /* clock bits for reclaim, one per page */
-	_Atomic uint8_t *counted;         /* page counted in cached_pages (memory held) */
 	_Atomic uint64_t cached_pages;
 	/* write side */
 	struct cache_mutex size_lock;     /* i_size changes (prepare-write) */
@@ -260,12 +277,72 @@ static inline uint64_t cache_pages_for(uint64_t bytes)
 	return (bytes + NTFSD_PAGE_SIZE - 1) >> NTFSD_PAGE_SHIFT;
 }
 
+/* The current geometry of ci's segments. */
+static inline struct cache_geom *cache_geom(const struct cache_inode *ci)
+{
+	return atomic_load_explicit(&((struct cache_inode *)ci)->geom, memory_order_acquire);
+}
+
+/* A geometry that covers page index: a caller that knows the index has
+ * seen the growth that made it, so the current one does (the slow path
+ * looks again after a full fence, and aborts on a page past every
+ * mapping: an access out of bounds). */
+struct cache_geom *cache_geom_slow(const struct cache_inode *ci, uint64_t index);
+
+static inline struct cache_geom *cache_geom_for(const struct cache_inode *ci, uint64_t index)
+{
+	struct cache_geom *g = cache_geom(ci);
+
+	return __builtin_expect(index < g->nr_pages, 1) ? g : cache_geom_slow(ci, index);
+}
+
+/* Pages the segments hold now (the file may grow up to this without a
+ * growth of the segments). */
+static inline uint64_t cache_nr_pages(const struct cache_inode *ci)
+{
+	return cache_geom(ci)->nr_pages;
+}
+
+static inline struct shm_page *cache_page(const struct cache_inode *ci, uint64_t index)
+{
+	return &cache_geom_for(ci, index)->dirty.pages[index];
+}
+
+static inline struct page_priv *cache_page_priv(const struct cache_inode *ci, uint64_t index)
+{
+	return &cache_geom_for(ci, index)->priv[index];
+}
+
+/* Byte pos of the data segment, in a mapping that covers `len` bytes
+ * from there (len >= 1). */
+static inline uint8_t *cache_data(const struct cache_inode *ci, uint64_t pos, uint64_t len)
+{
+	return cache_geom_for(ci, (pos + len - 1) >> NTFSD_PAGE_SHIFT)->data + pos;
+}
+
+/* The dirty bitmap: the current view (scans), or one that covers index. */
+static inline struct dirty_bitmap *cache_dirty(const struct cache_inode *ci)
+{
+	return &cache_geom(ci)->dirty;
+}
+
+static inline struct dirty_bitmap *cache_dirty_for(const struct cache_inode *ci, uint64_t index)
+{
+	return &cache_geom_for(ci, index)->dirty;
+}
+
+/* Grow the segments to hold at least `pages` pages, in place (size_lock
+ * held): clients that have the old size mapped keep working and map the
+ * rest when they need it.  -EFBIG past max_pages or RLIMIT_FSIZE (with
+ * the message, and remembered as cache_refuse_growth() does), -ENOMEM. */
+int cache_inode_grow(struct cache_inode *ci, uint64_t pages);
+
 /* Pages that may hold state (see used_pages). */
 static inline uint64_t cache_used_pages(const struct cache_inode *ci)
 {
-	uint64_t n = atomic_load(&ci->used_pages);
+	uint64_t n = atomic_load(&((struct cache_inode *)ci)->used_pages), nr = cache_nr_pages(ci);
 
-	return n < ci->nr_pages ? n : ci->nr_pages;
+	return n < nr ? n : nr;
 }
 
 /* Dirty pages as the daemon counts them: bits of the dirty bitmap below
@@ -273,12 +350,12 @@ static inline uint64_t cache_used_pages(const struct cache_inode *ci)
  * can set to anything). */
 static inline uint64_t cache_nr_dirty(const struct cache_inode *ci)
 {
-	return dirty_bitmap_count(&ci->dirty, cache_used_pages(ci));
+	return dirty_bitmap_count(cache_dirty(ci), cache_used_pages(ci));
 }
 
 static inline bool cache_has_dirty(const struct cache_inode *ci)
 {
-	return dirty_bitmap_next(&ci->dirty, 0) < cache_used_pages(ci);
+	return dirty_bitmap_next(cache_dirty(ci), 0) < cache_used_pages(ci);
 }
 
 /* The on-disk inode lags: sizes or times still to be written. */

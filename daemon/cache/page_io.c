@@ -80,7 +80,7 @@ void *wb_alloc(size_t n)
 
 void cache_page_failed(struct cache_inode *ci, uint64_t index, int err)
 {
-	struct shm_page *p = &ci->pages[index];
+	struct shm_page *p = cache_page(ci, index);
 
 	page_set_bits(p, PG_error);
 	errseq_set(ci, -err);
@@ -92,7 +92,7 @@ void cache_page_failed(struct cache_inode *ci, uint64_t index, int err)
 void cache_redirty_page_locked(struct cache_inode *ci, uint64_t index, uint32_t bufs)
 {
 	cache_assert_page_locked(ci, index);
-	set_page_dirty(&ci->dirty, index, bufs);
+	set_page_dirty(cache_dirty_for(ci, index), index, bufs);
 	atomic_fetch_add(&ci->wb_enomem, 1);
 }
 
@@ -111,7 +111,7 @@ static bool wb_whole_page(struct cache_inode *ci, uint64_t index, uint32_t bufs)
 void cache_end_page_io(struct cache_inode *ci, uint64_t index, uint32_t bufs, int err)
 {
 	struct cache *c = ci->cache;
-	struct shm_page *p = &ci->pages[index];
+	struct shm_page *p = cache_page(ci, index);
 
 	if (err == -ENOMEM) {
 		cache_lock_page(ci, index);

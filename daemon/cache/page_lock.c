@@ -1,8 +1,11 @@
 /*
  * page_lock.c — see page_lock.h.
  *
- * Invariants: the private state word of a page is a futex private to the
- * daemon (FUTEX_PRIVATE_FLAG); whoever clears a bit and sees PP_WAITERS
+ * Invariants: the private state word of a page is a futex of the daemon's
+ * only; it is a shared (not FUTEX_PRIVATE_FLAG) one all the same, keyed by
+ * the memfd page, because a segment that grew is mapped at more than one
+ * address (cache.h: struct cache_geom) and a waiter on one must be woken
+ * through another.  Whoever clears a bit and sees PP_WAITERS
  * wakes every sleeper, who re-arm it if they must sleep again (as the
  * shared flags word does, shm/page.c).  The shared lock is taken only by
  * the thread holding PP_LOCKED, and released before PP_LOCKED is.
@@ -28,12 +31,12 @@
 
 static void priv_wait(_Atomic uint32_t *w, uint32_t expected)
 {
-	syscall(SYS_futex, (uint32_t *)w, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
+	syscall(SYS_futex, (uint32_t *)w, FUTEX_WAIT, expected, NULL, NULL, 0);
 }
 
 static void priv_wake(_Atomic uint32_t *w)
 {
-	syscall(SYS_futex, (uint32_t *)w, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+	syscall(SYS_futex, (uint32_t *)w, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
 /* Sleep until none of bits is set in the private word. */
@@ -105,7 +108,7 @@ static void warn_forged(struct cache_inode *ci, uint64_t index, const char *what
 static void lock_shared(struct cache_inode *ci, uint64_t index)
 {
 	struct cache *c = ci->cache;
-	struct shm_page *p = &ci->pages[index];
+	struct shm_page *p = cache_page(ci, index);
 	uint64_t since = 0;
 	uint32_t held_by = 0;
 
@@ -144,7 +147,7 @@ static void lock_shared(struct cache_inode *ci, uint64_t index)
 
 static void lock_page_private(struct cache_inode *ci, uint64_t index)
 {
-	_Atomic uint32_t *w = &ci->priv[index].state;
+	_Atomic uint32_t *w = &cache_page_priv(ci, index)->state;
 
 	while (!priv_trylock(w))
 		priv_wait_clear(w, PP_LOCKED);
@@ -153,10 +156,10 @@ static void lock_page_private(struct cache_inode *ci, uint64_t index)
 
 static bool trylock_page_private(struct cache_inode *ci, uint64_t index)
 {
-	struct shm_page *p = &ci->pages[index];
+	struct shm_page *p = cache_page(ci, index);
 	uint32_t f;
 
-	if (!priv_trylock(&ci->priv[index].state))
+	if (!priv_trylock(&cache_page_priv(ci, index)->state))
 		return false;
 	if (trylock_page(p, NTFSD_LOCK_OWNER_DAEMON))
 		return true;
@@ -167,14 +170,14 @@ static bool trylock_page_private(struct cache_inode *ci, uint64_t index)
 		lock_shared(ci, index);
 		return true;
 	}
-	priv_clear_wake(&ci->priv[index].state, PP_LOCKED);
+	priv_clear_wake(&cache_page_priv(ci, index)->state, PP_LOCKED);
 	return false;
 }
 
 static void unlock_page_private(struct cache_inode *ci, uint64_t index)
 {
-	unlock_page(&ci->pages[index]);
-	priv_clear_wake(&ci->priv[index].state, PP_LOCKED);
+	unlock_page(cache_page(ci, index));
+	priv_clear_wake(&cache_page_priv(ci, index)->state, PP_LOCKED);
 }
 
 #if NTFSD_LOCKDEP
@@ -203,7 +206,7 @@ void cache_unlock_page_at(struct cache_inode *ci, uint64_t index, const char *fi
 void cache_assert_page_locked_at(const struct cache_inode *ci, uint64_t index, const char *file,
 				 int line)
 {
-	if (!(atomic_load(&ci->priv[index].state) & PP_LOCKED) || !lockdep_pages_held()) {
+	if (!(atomic_load(&cache_page_priv(ci, index)->state) & PP_LOCKED) || !lockdep_pages_held()) {
 		log_error("lockdep: %s:%d: page %llu of MFT record %llu must be locked here and "
 			  "is not", file, line, (unsigned long long)index,
 			  (unsigned long long)ci->mft_no);
@@ -233,19 +236,19 @@ void cache_unlock_page(struct cache_inode *ci, uint64_t index)
 void cache_set_page_writeback(struct cache_inode *ci, uint64_t index)
 {
 	cache_assert_page_locked(ci, index);
-	atomic_fetch_or(&ci->priv[index].state, PP_WRITEBACK);
-	page_set_bits(&ci->pages[index], PG_writeback);
+	atomic_fetch_or(&cache_page_priv(ci, index)->state, PP_WRITEBACK);
+	page_set_bits(cache_page(ci, index), PG_writeback);
 }
 
 void cache_end_page_writeback(struct cache_inode *ci, uint64_t index)
 {
-	end_page_writeback(&ci->pages[index]);
-	priv_clear_wake(&ci->priv[index].state, PP_WRITEBACK);
+	end_page_writeback(cache_page(ci, index));
+	priv_clear_wake(&cache_page_priv(ci, index)->state, PP_WRITEBACK);
 }
 
 bool cache_page_writeback(const struct cache_inode *ci, uint64_t index)
 {
-	return atomic_load(&ci->priv[index].state) & PP_WRITEBACK;
+	return atomic_load(&cache_page_priv(ci, index)->state) & PP_WRITEBACK;
 }
 
 void cache_wait_on_page_writeback(struct cache_inode *ci, uint64_t index)
@@ -253,12 +256,12 @@ void cache_wait_on_page_writeback(struct cache_inode *ci, uint64_t index)
 #if NTFSD_LOCKDEP
 	lockdep_wait_writeback(__FILE__, __LINE__);
 #endif
-	priv_wait_clear(&ci->priv[index].state, PP_WRITEBACK);
+	priv_wait_clear(&cache_page_priv(ci, index)->state, PP_WRITEBACK);
 }
 
 bool cache_clear_forged_writeback(struct cache_inode *ci, uint64_t index)
 {
-	struct shm_page *p = &ci->pages[index];
+	struct shm_page *p = cache_page(ci, index);
 
 	cache_assert_page_locked(ci, index);
 	if (!page_test(p, PG_writeback) || cache_page_writeback(ci, index))
@@ -270,19 +273,19 @@ bool cache_clear_forged_writeback(struct cache_inode *ci, uint64_t index)
 
 void cache_pin_page(struct cache_inode *ci, uint64_t index, uint32_t n)
 {
-	atomic_fetch_add(&ci->priv[index].pins, n);
-	page_pin(&ci->pages[index]);
+	atomic_fetch_add(&cache_page_priv(ci, index)->pins, n);
+	page_pin(cache_page(ci, index));
 	if (n > 1)
-		atomic_fetch_add(&ci->pages[index].pincount, n - 1);
+		atomic_fetch_add(&cache_page(ci, index)->pincount, n - 1);
 }
 
 void cache_unpin_page(struct cache_inode *ci, uint64_t index, uint32_t n)
 {
-	atomic_fetch_sub(&ci->priv[index].pins, n);
-	atomic_fetch_sub(&ci->pages[index].pincount, n);
+	atomic_fetch_sub(&cache_page_priv(ci, index)->pins, n);
+	atomic_fetch_sub(&cache_page(ci, index)->pincount, n);
 }
 
 bool cache_page_pinned(const struct cache_inode *ci, uint64_t index)
 {
-	return atomic_load(&ci->priv[index].pins) != 0;
+	return atomic_load(&cache_page_priv(ci, index)->pins) != 0;
 }

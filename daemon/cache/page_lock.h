@@ -43,6 +43,9 @@ struct cache_inode;
 struct page_priv {
 	_Atomic uint32_t state;
 	_Atomic uint32_t pins;
+	_Atomic uint8_t referenced;       /* clock bit for reclaim */
+	_Atomic uint8_t counted;          /* counted in cached_pages (memory held) */
+	uint8_t reserved[6];
 };
 
 /* Page locks are rank LOCK_PAGE of the lock order (cache.h): with

@@ -6,8 +6,9 @@
  * Invariants: every refusal happens here or in the file system's
  * prepare_write, before a client may dirty a page, so writeback never
  * meets a write it cannot do: a read-only volume (EROFS), system files
- * (EPERM), the file system's own (EACCES, ENOSPC, ...), growth past the
- * open segment (EFBIG).  i_size only grows here, under size_lock, when
+ * (EPERM), the file system's own (EACCES, ENOSPC, ...), growth past what
+ * the segments can grow to in place (EFBIG; below that they grow, see
+ * cache_inode_grow()).  i_size only grows here, under size_lock, when
  * the file system backed the new range (it raises i_size itself, with its
  * own copy of the size, under its size lock), and when it does the bytes
  * between the old and new i_size are zero in the cache whatever a client
@@ -60,7 +61,7 @@ static void before_growth(struct cache_inode *ci, uint64_t from, uint64_t new_si
 	cache_assert_held(&ci->size_lock);
 	if (from % NTFSD_PAGE_SIZE) {
 		cache_lock_page(ci, from >> NTFSD_PAGE_SHIFT);
-		memset(ci->data_map + from, 0, NTFSD_PAGE_SIZE - from % NTFSD_PAGE_SIZE);
+		memset(cache_data(ci, from, 1), 0, NTFSD_PAGE_SIZE - from % NTFSD_PAGE_SIZE);
 		cache_unlock_page(ci, from >> NTFSD_PAGE_SHIFT);
 	}
 	cache_use_pages(ci, new_size);
@@ -68,17 +69,15 @@ static void before_growth(struct cache_inode *ci, uint64_t from, uint64_t new_si
 
 int cache_refuse_growth(struct cache_inode *ci, uint64_t pages)
 {
-	if (pages >= CACHE_MAX_WANT_PAGES)
-		return ntfs_fail(EFBIG, "MFT record %llu: %llu pages lie past what its cache "
-				 "segment holds (%llu pages) and past the %llu pages a segment "
-				 "made for it can hold", (unsigned long long)ci->mft_no,
-				 (unsigned long long)pages, (unsigned long long)ci->nr_pages,
-				 (unsigned long long)CACHE_MAX_WANT_PAGES);
+	if (pages > CACHE_MAX_WANT_PAGES)
+		return ntfs_fail(EFBIG, "MFT record %llu: a size of %llu pages is past the %llu "
+				 "pages a cache segment can hold", (unsigned long long)ci->mft_no,
+				 (unsigned long long)pages, (unsigned long long)CACHE_MAX_WANT_PAGES);
 	atomic_store(&ci->outgrown_pages, pages);
-	return ntfs_fail(EFBIG, "MFT record %llu: %llu pages lie past what its cache segment "
-			 "holds while it is open (%llu pages); close every handle of it and "
-			 "reopen to grow it further", (unsigned long long)ci->mft_no,
-			 (unsigned long long)pages, (unsigned long long)ci->nr_pages);
+	return ntfs_fail(EFBIG, "MFT record %llu: %llu pages lie past what its cache segments "
+			 "can grow to while it is open (%llu pages); close every handle of it "
+			 "and reopen to grow it further", (unsigned long long)ci->mft_no,
+			 (unsigned long long)pages, (unsigned long long)ci->max_pages);
 }
 
 int cache_prepare_write(struct cache_inode *ci, uint64_t first, uint64_t count,
@@ -91,13 +90,21 @@ int cache_prepare_write(struct cache_inode *ci, uint64_t first, uint64_t count,
 	err = cache_check_writable(ci);
 	if (err)
 		return err;
-	if (first > ci->nr_pages || count > ci->nr_pages - first ||
-	    cache_pages_for(new_size) > ci->nr_pages) {
+	if (first > CACHE_MAX_PAGES || count > CACHE_MAX_PAGES - first)
+		return cache_refuse_growth(ci, first + (count < CACHE_MAX_PAGES ? count : 0));
+	cache_mutex_lock(&ci->size_lock);
+	{
+		/* past the segments' room: grow them in place first */
 		uint64_t want = cache_pages_for(new_size);
 
-		return cache_refuse_growth(ci, first + count > want ? first + count : want);
+		if (first + count > want)
+			want = first + count;
+		err = cache_inode_grow(ci, want);
+		if (err) {
+			cache_mutex_unlock(&ci->size_lock);
+			return err;
+		}
 	}
-	cache_mutex_lock(&ci->size_lock);
 	grow = new_size > ci->i_size;
 	if (grow)
 		before_growth(ci, ci->i_size, new_size);
@@ -125,15 +132,15 @@ int cache_prepare_write(struct cache_inode *ci, uint64_t first, uint64_t count,
 		uint64_t ps = i << NTFSD_PAGE_SHIFT;
 
 		if (ps >= write_start && ps + NTFSD_PAGE_SIZE <= write_end &&
-		    !page_test(&ci->pages[i], PG_uptodate)) {
+		    !page_test(cache_page(ci, i), PG_uptodate)) {
 			cache_account_page(ci, i);
-			atomic_store_explicit(&ci->referenced[i], 1, memory_order_relaxed);
+			atomic_store_explicit(&cache_page_priv(ci, i)->referenced, 1, memory_order_relaxed);
 		} else {
 			err = readpage(ci, i);
 			if (err)
 				return err;
 		}
-		page_set_bits(&ci->pages[i], PG_write_ready);
+		page_set_bits(cache_page(ci, i), PG_write_ready);
 	}
 	return 0;
 }

@@ -26,12 +26,12 @@ int readpage(struct cache_inode *ci, uint64_t index)
 	ssize_t n;
 	bool fresh;
 
-	if (index >= ci->nr_pages)   /* every caller stays within the segment */
+	if (index >= cache_nr_pages(ci))   /* every caller stays within the segment */
 		return cache_bug("MFT record %llu: readpage of page %llu, past its %llu pages",
 				 (unsigned long long)ci->mft_no, (unsigned long long)index,
-				 (unsigned long long)ci->nr_pages);
-	p = &ci->pages[index];
-	atomic_store_explicit(&ci->referenced[index], 1, memory_order_relaxed);
+				 (unsigned long long)cache_nr_pages(ci));
+	p = cache_page(ci, index);
+	atomic_store_explicit(&cache_page_priv(ci, index)->referenced, 1, memory_order_relaxed);
 	if (page_test(p, PG_uptodate))
 		return 0;
 	cache_lock_page(ci, index);
@@ -40,7 +40,7 @@ int readpage(struct cache_inode *ci, uint64_t index)
 		return 0;
 	}
 	fresh = cache_account_page(ci, index);
-	buf = ci->data_map + (index << NTFSD_PAGE_SHIFT);
+	buf = cache_data(ci, index << NTFSD_PAGE_SHIFT, NTFSD_PAGE_SIZE);
 	cache_assert_may_sleep();
 	n = c->aops->read(ci, index << NTFSD_PAGE_SHIFT, NTFSD_PAGE_SIZE, buf);
 	if (n < 0) {
@@ -71,7 +71,7 @@ static int readpages_locked(struct cache_inode *ci, uint64_t first, uint64_t n)
 {
 	struct cache *c = ci->cache;
 	uint64_t pos = first << NTFSD_PAGE_SHIFT, len = n << NTFSD_PAGE_SHIFT, i;
-	uint8_t *buf = ci->data_map + pos;
+	uint8_t *buf = cache_data(ci, pos, len);
 	ssize_t got;
 
 	bool fresh[READ_BATCH_PAGES];
@@ -86,7 +86,7 @@ static int readpages_locked(struct cache_inode *ci, uint64_t first, uint64_t n)
 	if (got >= 0)
 		memset(buf + got, 0, len - (uint64_t)got);
 	for (i = first; i < first + n; i++) {
-		struct shm_page *p = &ci->pages[i];
+		struct shm_page *p = cache_page(ci, i);
 
 		cache_assert_page_locked(ci, i);
 		if (got >= 0) {
@@ -98,7 +98,7 @@ static int readpages_locked(struct cache_inode *ci, uint64_t first, uint64_t n)
 		} else if (fresh[i - first]) {
 			cache_unaccount_page(ci, i);
 		}
-		atomic_store_explicit(&ci->referenced[i], 1, memory_order_relaxed);
+		atomic_store_explicit(&cache_page_priv(ci, i)->referenced, 1, memory_order_relaxed);
 		cache_unlock_page(ci, i);
 	}
 	return got < 0 ? (int)got : 0;
@@ -123,17 +123,17 @@ int cache_fault_in(struct cache_inode *ci, uint64_t first, uint64_t count)
 	if (count > end - first)
 		count = end - first;
 	for (i = first; i < first + count;) {
-		struct shm_page *p = &ci->pages[i];
+		struct shm_page *p = cache_page(ci, i);
 
 		if (page_test(p, PG_uptodate)) {
-			atomic_store_explicit(&ci->referenced[i], 1, memory_order_relaxed);
+			atomic_store_explicit(&cache_page_priv(ci, i)->referenced, 1, memory_order_relaxed);
 			i++;
 			continue;
 		}
 		/* Lock a run of pages that need reading; a page someone else
 		 * holds ends the run (and is read on its own, waiting for it). */
 		for (n = 0; i + n < first + count && n < batch; n++) {
-			struct shm_page *q = &ci->pages[i + n];
+			struct shm_page *q = cache_page(ci, i + n);
 
 			if (page_test(q, PG_uptodate) || !cache_trylock_page(ci, i + n))
 				break;

@@ -24,7 +24,7 @@ static bool over_target(struct cache *c, uint64_t target)
 static bool try_drop_page(struct cache_inode *ci, uint64_t index)
 {
 	struct cache *c = ci->cache;
-	struct shm_page *p = &ci->pages[index];
+	struct shm_page *p = cache_page(ci, index);
 	const uint32_t busy = PG_locked | PG_dirty;
 
 	/* writeback and pins from the daemon's own state: a client cannot
@@ -62,9 +62,9 @@ static bool sweep_inode(struct cache_inode *ci, uint64_t *page, uint64_t target)
 	for (; *page < cache_used_pages(ci); (*page)++) {
 		uint64_t i = *page;
 
-		if (!page_test(&ci->pages[i], PG_uptodate))
+		if (!page_test(cache_page(ci, i), PG_uptodate))
 			continue;
-		if (atomic_exchange_explicit(&ci->referenced[i], 0, memory_order_relaxed))
+		if (atomic_exchange_explicit(&cache_page_priv(ci, i)->referenced, 0, memory_order_relaxed))
 			continue;
 		if (try_drop_page(ci, i) && !over_target(ci->cache, target)) {
 			(*page)++;

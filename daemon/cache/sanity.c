@@ -51,7 +51,7 @@ void cache_insane_at(const struct cache_inode *ci, const char *file, int line,
 		  "%llu in the segment, %llu used, %llu cached; refs %u, openers %u)",
 		  short_file(file), line, (unsigned long long)ci->mft_no, check,
 		  (unsigned long long)ci->i_size, detail ? detail : "", detail ? "; " : "",
-		  (unsigned long long)ci->nr_pages, (unsigned long long)cache_used_pages(ci),
+		  (unsigned long long)cache_nr_pages(ci), (unsigned long long)cache_used_pages(ci),
 		  (unsigned long long)atomic_load(&ci->cached_pages), ci->refs, ci->openers);
 	abort();
 }
@@ -65,8 +65,8 @@ void cache_inode_sanity_settled_at(struct cache_inode *ci, const char *file, int
 	if (take)
 		cache_mutex_lock_at(&ci->size_lock, file, line);
 	/* the segment holds the file: growth past it is EFBIG */
-	SANE(ci->i_size <= ci->nr_pages << NTFSD_PAGE_SHIFT);
-	SANE(atomic_load(&ci->cached_pages) <= ci->nr_pages);
+	SANE(ci->i_size <= cache_nr_pages(ci) << NTFSD_PAGE_SHIFT);
+	SANE(atomic_load(&ci->cached_pages) <= cache_nr_pages(ci));
 	SANE(cache_used_pages(ci) >= cache_pages_for(ci->i_size));
 	if (ci->cache->aops->sanity_settled)
 		ci->cache->aops->sanity_settled(ci, file, line);

@@ -33,7 +33,7 @@
 /* Drop page index from the cache entirely (see the invariants). */
 static void truncate_page(struct cache_inode *ci, uint64_t index)
 {
-	struct shm_page *p = &ci->pages[index];
+	struct shm_page *p = cache_page(ci, index);
 
 	cache_lock_page(ci, index);
 	while (cache_page_writeback(ci, index)) {
@@ -42,14 +42,14 @@ static void truncate_page(struct cache_inode *ci, uint64_t index)
 		cache_lock_page(ci, index);
 	}
 	cache_clear_forged_writeback(ci, index);
-	clear_page_dirty_for_io(&ci->dirty, index);
+	clear_page_dirty_for_io(cache_dirty_for(ci, index), index);
 	page_clear_bits(p, PG_uptodate | PG_write_ready | PG_error);
 	atomic_store(&p->buf_uptodate, 0);
 	atomic_fetch_add_explicit(&p->generation, 1, memory_order_seq_cst);
 	atomic_thread_fence(memory_order_seq_cst);
 	if (fallocate(ci->data_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 		      (off_t)(index << NTFSD_PAGE_SHIFT), NTFSD_PAGE_SIZE) < 0)
-		memset(ci->data_map + (index << NTFSD_PAGE_SHIFT), 0, NTFSD_PAGE_SIZE);
+		memset(cache_data(ci, index << NTFSD_PAGE_SHIFT, NTFSD_PAGE_SIZE), 0, NTFSD_PAGE_SIZE);
 	cache_unaccount_page(ci, index);
 	cache_unlock_page(ci, index);
 }
@@ -61,7 +61,7 @@ static void zero_page_tail(struct cache_inode *ci, uint64_t from)
 	if (!(from % NTFSD_PAGE_SIZE))
 		return;
 	cache_lock_page(ci, from >> NTFSD_PAGE_SHIFT);
-	memset(ci->data_map + from, 0, NTFSD_PAGE_SIZE - from % NTFSD_PAGE_SIZE);
+	memset(cache_data(ci, from, 1), 0, NTFSD_PAGE_SIZE - from % NTFSD_PAGE_SIZE);
 	cache_unlock_page(ci, from >> NTFSD_PAGE_SHIFT);
 }
 
@@ -69,7 +69,7 @@ static void zero_page_tail(struct cache_inode *ci, uint64_t from)
  * dirtying it anew without prepare-write, then wait out I/O under way. */
 static void fence_page(struct cache_inode *ci, uint64_t index)
 {
-	struct shm_page *p = &ci->pages[index];
+	struct shm_page *p = cache_page(ci, index);
 
 	cache_assert_held(&ci->size_lock);
 	cache_lock_page(ci, index);
@@ -129,9 +129,14 @@ int cache_truncate(struct cache_inode *ci, uint64_t size)
 	err = cache_check_writable(ci);
 	if (err)
 		return err;
-	if (cache_pages_for(size) > ci->nr_pages)
+	if (cache_pages_for(size) > CACHE_MAX_PAGES)
 		return cache_refuse_growth(ci, cache_pages_for(size));
 	cache_mutex_lock(&ci->size_lock);
+	err = cache_inode_grow(ci, cache_pages_for(size));
+	if (err) {
+		cache_mutex_unlock(&ci->size_lock);
+		return err;
+	}
 	if (size < ci->i_size)
 		err = truncate_shrink(ci, size);
 	else if (size > ci->i_size)

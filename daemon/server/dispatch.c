@@ -56,6 +56,7 @@ struct work {
 		Ntfsd__VolumeStatusReply status;
 		Ntfsd__PrepareWriteReply prepare_write;
 	} body;
+	Ntfsd__SegmentSize segment;   /* in fault-in and prepare-write replies */
 	int fds[2];
 	int nfds;
 	struct cache_inode *ci;       /* open: the inode opened */
@@ -146,20 +147,52 @@ static struct handle *handle_find(struct conn *cn, uint64_t id)
 	return h;
 }
 
+/* The handle's pin counts cover pages [0, end) (its file's segments may
+ * have grown since it opened; only its connection's one request at a time
+ * touches them). */
+static bool handle_pins_cover(struct handle *h, uint64_t end)
+{
+	uint64_t n = cache_nr_pages(h->ci);
+	uint32_t *p;
+
+	if (end <= h->nr_pins)
+		return true;
+	if (n < end)
+		n = end;
+	p = realloc(h->pins, n * sizeof(*p));
+	if (!p)
+		return false;
+	memset(p + h->nr_pins, 0, (n - h->nr_pins) * sizeof(*p));
+	h->pins = p;
+	h->nr_pins = n;
+	return true;
+}
+
+/* The segments' size, for a reply a client may need to map more after. */
+static Ntfsd__SegmentSize *segment_size(struct work *w, struct cache_inode *ci)
+{
+	struct cache_geom *g = cache_geom(ci);
+
+	ntfsd__segment_size__init(&w->segment);
+	w->segment.nr_pages = g->nr_pages;
+	w->segment.data_segment_size = g->data_size;
+	return &w->segment;
+}
+
 static void handle_release(struct conn *cn, struct handle *h)
 {
 	struct cache_inode *ci = h->ci;
 	uint64_t i;
 
 	for (i = 0; i < cache_used_pages(ci); i++) {
-		if (h->pins && h->pins[i]) {
+		if (i < h->nr_pins && h->pins[i]) {
 			cache_unpin_page(ci, i, h->pins[i]);
 			h->pins[i] = 0;
 		}
 		/* a lock the client still held when it went away */
 		if (cn->closing && h->writable &&
-		    page_lock_owner(&ci->pages[i]) == cn->lock_id &&
-		    unlock_page_if_owner(&ci->pages[i], cn->lock_id))
+		    page_lock_owner(cache_page(ci, i)) == cn->lock_id &&
+		    unlock_page_if_owner(cache_page(ci, i), cn->lock_id))
 			log_warning("client pid %d died holding the lock of page %llu of MFT "
 				    "record %llu: released", (int)cn->pid,
 				    (unsigned long long)i, (unsigned long long)ci->mft_no);
@@ -413,8 +446,8 @@ static void done_open(struct work *w)
 		return;
 	h = calloc(1, sizeof(*h));
 	if (h)
-		h->pins = calloc(w->ci->nr_pages ? w->ci->nr_pages : 1, sizeof(*h->pins));
-	if (!h || !h->pins) {
+		h->ci = w->ci;
+	if (!h || !handle_pins_cover(h, 1)) {
 		if (h)
 			free(h);
 		cache_close(w->ci);
@@ -436,8 +469,9 @@ static void done_open(struct work *w)
 	w->body.open.handle = h->id;
 	w->body.open.inode_slot = h->ci->slot;
 	w->body.open.mft_no = h->ci->mft_no;
-	w->body.open.nr_pages = h->ci->nr_pages;
-	w->body.open.data_segment_size = h->ci->data_size;
+	w->body.open.nr_pages = cache_geom(h->ci)->nr_pages;
+	w->body.open.data_segment_size = cache_geom(h->ci)->data_size;
+	w->body.open.max_pages = h->ci->max_pages;
 	w->body.open.writable = h->writable;
 	w->reply.body_case = NTFSD__REPLY__BODY_OPEN;
 	w->reply.open = &w->body.open;
@@ -491,6 +525,11 @@ static void run_fault_in(struct work *w)
 	} else if (count > end - first) {
 		count = end - first;
 	}
+	if (in->pin && !handle_pins_cover(h, first + count)) {
+		work_fail(w, ENOMEM, "fault-in: out of memory for the pin counts of %llu pages",
+			  (unsigned long long)(first + count));
+		return;
+	}
 	if (in->pin)
 		for (i = first; i < first + count; i++) {
 			h->pins[i]++;
@@ -526,9 +565,11 @@ static void run_fault_in(struct work *w)
 		h->ra_window = 0;
 		h->ra_end = first + count;
 	}
-	h->ra_next = first + count;
+	if (count)
+		h->ra_next = first + count;
 	ntfsd__fault_in_reply__init(&w->body.fault_in);
 	w->body.fault_in.nr_pages = count;
+	w->body.fault_in.segment = segment_size(w, ci);
 	w->reply.body_case = NTFSD__REPLY__BODY_FAULT_IN;
 	w->reply.fault_in = &w->body.fault_in;
 }
@@ -540,8 +581,8 @@ static void do_unpin(struct work *w)
 	uint64_t i, end;
 
 	end = in->first_page + in->nr_pages;
-	if (end < in->first_page || end > h->ci->nr_pages)
-		end = h->ci->nr_pages;
+	if (end < in->first_page || end > h->nr_pins)
+		end = h->nr_pins;
 	for (i = in->first_page; i < end; i++)
 		if (h->pins[i]) {
 			h->pins[i]--;
@@ -779,6 +820,7 @@ static void run_prepare_write(struct work *w)
 	}
 	ntfsd__prepare_write_reply__init(&w->body.prepare_write);
 	w->body.prepare_write.i_size = ci->i_size;
+	w->body.prepare_write.segment = segment_size(w, ci);
 	w->reply.body_case = NTFSD__REPLY__BODY_PREPARE_WRITE;
 	w->reply.prepare_write = &w->body.prepare_write;
 }

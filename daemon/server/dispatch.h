@@ -50,6 +50,7 @@ struct handle {
 	struct cache_inode *ci;
 	bool writable;
 	uint32_t *pins;                 /* per page, pins held by this handle */
+	uint64_t nr_pins;               /* pages pins covers (grows with the file) */
 	uint64_t ra_next;               /* page a sequential reader asks for next */
 	uint64_t ra_window;             /* readahead pages */
 	uint64_t ra_end;                /* end of the last readahead started */

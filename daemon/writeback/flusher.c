@@ -55,8 +55,8 @@ static bool inode_expired(struct cache_inode *ci, uint64_t expire_ns)
 {
 	uint64_t i = 0, now = now_ns();
 
-	while ((i = dirty_bitmap_next(&ci->dirty, i)) != UINT64_MAX) {
-		uint64_t t = atomic_load(&ci->pages[i].first_dirtied_ns);
+	while ((i = dirty_bitmap_next(cache_dirty(ci), i)) != UINT64_MAX) {
+		uint64_t t = atomic_load(&cache_page(ci, i)->first_dirtied_ns);
 
 		if (t && now - t >= expire_ns)
 			return true;

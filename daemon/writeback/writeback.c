@@ -47,7 +47,7 @@ static void warn_not_uptodate(struct cache_inode *ci, uint64_t index)
  * before the file system's writepage sees it. */
 static int writepage(struct cache_inode *ci, uint64_t index, void *batch, bool *wrote)
 {
-	struct shm_page *p = &ci->pages[index];
+	struct shm_page *p = cache_page(ci, index);
 	uint32_t nbuf = ci->buffers_per_page, bufs, bsize = ci->buffer_size, b;
 	uint64_t pos = index << NTFSD_PAGE_SHIFT, i_size = ci->i_size, page_end, limit;
 
@@ -55,7 +55,7 @@ static int writepage(struct cache_inode *ci, uint64_t index, void *batch, bool *
 	cache_assert_page_locked(ci, index);
 	if (pos >= i_size) {
 		/* Wholly past i_size (truncate raced us): discard, not an error. */
-		clear_page_dirty_for_io(&ci->dirty, index);
+		clear_page_dirty_for_io(cache_dirty_for(ci, index), index);
 		cache_unlock_page(ci, index);
 		return 0;
 	}
@@ -68,14 +68,14 @@ static int writepage(struct cache_inode *ci, uint64_t index, void *batch, bool *
 	if (!page_test(p, PG_uptodate)) {
 		/* dirty but never read nor wholly written: the cache does not
 		 * hold the file's bytes, so they must never reach the disk */
-		clear_page_dirty_for_io(&ci->dirty, index);
+		clear_page_dirty_for_io(cache_dirty_for(ci, index), index);
 		warn_not_uptodate(ci, index);
 		cache_unlock_page(ci, index);
 		return 0;
 	}
 	if (page_end > i_size)
-		memset(ci->data_map + i_size, 0, (size_t)(page_end - i_size));
-	bufs = clear_page_dirty_for_io(&ci->dirty, index);
+		memset(cache_data(ci, i_size, page_end - i_size), 0, (size_t)(page_end - i_size));
+	bufs = clear_page_dirty_for_io(cache_dirty_for(ci, index), index);
 	/* Buffers wholly past i_size are clean and uptodate without I/O. */
 	limit = page_end < i_size ? page_end : i_size;
 	for (b = 0; b < nbuf; b++)
@@ -115,13 +115,13 @@ static int writeback_pass(struct cache_inode *ci)
 	/* before any dirty bit is taken, until every page taken has ended
 	 * its writeback: flusher_sync_all() waits for passes it sees */
 	atomic_store(&ci->wb_running, true);
-	dirty_bitmap_trim(&ci->dirty);
-	while ((i = dirty_bitmap_next(&ci->dirty, i)) != UINT64_MAX) {
-		struct shm_page *p = &ci->pages[i];
+	dirty_bitmap_trim(cache_dirty(ci));
+	while ((i = dirty_bitmap_next(cache_dirty(ci), i)) != UINT64_MAX) {
+		struct shm_page *p = cache_page(ci, i);
 
 		if (i >= cache_used_pages(ci)) {
 			/* no page of the file lies there: a client's bit */
-			clear_page_dirty_for_io(&ci->dirty, i);
+			clear_page_dirty_for_io(cache_dirty_for(ci, i), i);
 			i++;
 			continue;
 		}
@@ -134,7 +134,7 @@ static int writeback_pass(struct cache_inode *ci)
 		}
 		if (!page_test(p, PG_dirty) && !atomic_load(&p->buf_dirty)) {
 			/* a stale bitmap bit: clear it */
-			clear_page_dirty_for_io(&ci->dirty, i);
+			clear_page_dirty_for_io(cache_dirty_for(ci, i), i);
 			cache_unlock_page(ci, i);
 			i++;
 			continue;
@@ -185,13 +185,13 @@ static bool drop_forged_dirt(struct cache_inode *ci)
 
 	if (!ci->cache->read_only && !ci->system_file && !atomic_load(&ci->unlinked))
 		return false;
-	while ((i = dirty_bitmap_next(&ci->dirty, i)) != UINT64_MAX) {
+	while ((i = dirty_bitmap_next(cache_dirty(ci), i)) != UINT64_MAX) {
 		cache_lock_page(ci, i);
-		clear_page_dirty_for_io(&ci->dirty, i);
+		clear_page_dirty_for_io(cache_dirty_for(ci, i), i);
 		cache_unlock_page(ci, i);
 		i++;
 	}
-	dirty_bitmap_trim(&ci->dirty);
+	dirty_bitmap_trim(cache_dirty(ci));
 	if (atomic_load(&ci->unlinked))
 		return true;    /* the file is gone: its dirty bytes with it */
 	if (!atomic_exchange(&ci->warned_system, true))

@@ -703,7 +703,7 @@ static int write_buffers(struct cache_inode *ci, uint64_t index, uint32_t bufs)
 				z = ze;
 			}
 		}
-		memcpy(f->disk + start, ci->data_map + start, (size_t)(stop - start));
+		memcpy(f->disk + start, cache_geom(ci)->data + start, (size_t)(stop - start));
 		log_io(f, start, stop - start, RAMFS_IO_DATA);
 		if (min64(stop, f->data_size) > f->init_size) {
 			f->init_size = min64(stop, f->data_size);
@@ -760,7 +760,7 @@ static void check_page(struct cache_inode *ci, uint64_t index, uint32_t bufs)
 	if (!bufs || (bufs & ~page_all_buffers(ci->buffers_per_page)))
 		violation(fs, "%s: page %llu handed over with buffers %#x", name,
 			  (unsigned long long)index, bufs);
-	if (!page_test(&ci->pages[index], PG_uptodate))
+	if (!page_test(cache_page(ci, index), PG_uptodate))
 		violation(fs, "%s: page %llu is not uptodate", name, (unsigned long long)index);
 	if (pos >= i_size)
 		violation(fs, "%s: page %llu lies wholly past i_size %llu", name,
@@ -774,7 +774,7 @@ static void check_page(struct cache_inode *ci, uint64_t index, uint32_t bufs)
 				  (unsigned long long)index, (unsigned long long)b,
 				  (unsigned long long)i_size);
 	for (b = i_size; b < page_end && b > pos; b++)
-		if (ci->data_map[b]) {
+		if (cache_geom(ci)->data[b]) {
 			violation(fs, "%s: page %llu: byte %llu past i_size is not zero", name,
 				  (unsigned long long)index, (unsigned long long)b);
 			break;

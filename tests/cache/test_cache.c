@@ -151,7 +151,7 @@ static struct cache_inode *open_file(const char *path)
 
 static uint32_t flags(struct cache_inode *ci, uint64_t index)
 {
-	return page_flags(&ci->pages[index]);
+	return page_flags(cache_page(ci, index));
 }
 
 static uint64_t counter_cached(void)
@@ -183,7 +183,7 @@ static int client_write(struct cache_inode *ci, uint64_t pos, const uint8_t *src
 	if (err)
 		return err;
 	for (i = first; i <= last; i++) {
-		struct shm_page *p = &ci->pages[i];
+		struct shm_page *p = cache_page(ci, i);
 		uint64_t ps = i << NTFSD_PAGE_SHIFT;
 		uint64_t s = pos > ps ? pos : ps, e = end < ps + PAGE ? end : ps + PAGE;
 
@@ -198,12 +198,12 @@ static int client_write(struct cache_inode *ci, uint64_t pos, const uint8_t *src
 				(unsigned long long)i, page_flags(p));
 			return -EPROTO;
 		}
-		memcpy(ci->data_map + s, src + (s - pos), (size_t)(e - s));
+		memcpy(cache_geom(ci)->data + s, src + (s - pos), (size_t)(e - s));
 		if (!(page_flags(p) & PG_uptodate)) {
 			atomic_store(&p->buf_uptodate, page_all_buffers(ci->buffers_per_page));
 			page_set_bits(p, PG_buffers | PG_uptodate);
 		}
-		set_page_dirty(&ci->dirty, i, buffer_mask(ci, (uint32_t)(s - ps),
+		set_page_dirty(cache_dirty_for(ci, i), i, buffer_mask(ci, (uint32_t)(s - ps),
 							  (uint32_t)(e - ps)));
 		cache_unlock_page(ci, i);
 	}
@@ -225,8 +225,8 @@ static void forge_dirty(struct cache_inode *ci, uint64_t index, uint32_t bufs, u
 			uint32_t from, uint32_t to)
 {
 	cache_lock_page(ci, index);
-	memset(ci->data_map + (index << NTFSD_PAGE_SHIFT) + from, byte, to - from);
-	set_page_dirty(&ci->dirty, index, bufs);
+	memset(cache_geom(ci)->data + (index << NTFSD_PAGE_SHIFT) + from, byte, to - from);
+	set_page_dirty(cache_dirty_for(ci, index), index, bufs);
 	cache_unlock_page(ci, index);
 }
 
@@ -266,13 +266,13 @@ static void test_read_fault_in(void **state)
 	assert_int_equal(atomic_load(&ci->cached_pages), 4);
 	assert_int_equal(counter_cached(), 4);
 	assert_int_equal(atomic_load(&X.c->header->counters.pages_read), 4);
-	assert_memory_equal(ci->data_map, want, size);
+	assert_memory_equal(cache_geom(ci)->data, want, size);
 	/* the disk holds stale bytes past the end of the last block's data */
 	assert_int_equal(f->disk[size], RAMFS_STALE);
-	assert_true(all_zero(ci->data_map + size, 4 * PAGE - size));
+	assert_true(all_zero(cache_geom(ci)->data + size, 4 * PAGE - size));
 	for (unsigned i = 0; i < 4; i++) {
 		assert_true(flags(ci, i) & PG_uptodate);
-		assert_int_equal(atomic_load(&ci->pages[i].buf_uptodate), 0xff);
+		assert_int_equal(atomic_load(&cache_page(ci, i)->buf_uptodate), 0xff);
 	}
 	assert_false(flags(ci, 4) & PG_uptodate);
 	/* uptodate pages are not read again */
@@ -304,8 +304,8 @@ static void test_read_fault_in(void **state)
 	assert_int_equal(cache_fault_in(gi, 0, 4), 0);
 	free(want);
 	want = pattern(0, PAGE + 1000, 2);
-	assert_memory_equal(gi->data_map, want, PAGE + 1000);
-	assert_true(all_zero(gi->data_map + PAGE + 1000, 3 * PAGE - 1000));
+	assert_memory_equal(cache_geom(gi)->data, want, PAGE + 1000);
+	assert_true(all_zero(cache_geom(gi)->data + PAGE + 1000, 3 * PAGE - 1000));
 	cache_close(gi);
 
 	/* a read error leaves the page not uptodate and not counted */
@@ -365,8 +365,8 @@ static void test_write_back(void **state)
 	/* both partly written, so both read first (page 1 as zeroes) */
 	assert_true(flags(ci, 0) & PG_uptodate);
 	assert_true(flags(ci, 1) & PG_uptodate);
-	assert_int_equal(atomic_load(&ci->pages[0].buf_dirty), 0xf8);     /* [1536, 4096) */
-	assert_int_equal(atomic_load(&ci->pages[1].buf_dirty), 0x3f);     /* [4096, 7168) */
+	assert_int_equal(atomic_load(&cache_page(ci, 0)->buf_dirty), 0xf8);     /* [1536, 4096) */
+	assert_int_equal(atomic_load(&cache_page(ci, 1)->buf_dirty), 0x3f);     /* [4096, 7168) */
 
 	/* the growth moved the times (written at the next write_inode) */
 	assert_true(atomic_load(&ci->times_dirty));
@@ -404,7 +404,7 @@ static void test_write_back(void **state)
 	assert_false(cache_has_dirty(ci));
 	assert_false(flags(ci, 0) & (PG_dirty | PG_writeback | PG_error));
 	assert_false(flags(ci, 1) & (PG_dirty | PG_writeback | PG_error));
-	assert_int_equal(atomic_load(&ci->pages[0].buf_dirty), 0);
+	assert_int_equal(atomic_load(&cache_page(ci, 0)->buf_dirty), 0);
 	assert_int_equal(atomic_load(&X.c->header->counters.writeback_pages), 0);
 	assert_int_equal(atomic_load(&X.c->pages_written), 2);
 	assert_int_equal(errseq_check_and_advance(ci, &(uint32_t){ 0 }), 0);
@@ -425,7 +425,7 @@ static void test_write_back(void **state)
 	assert_int_equal(writeback_inode(ci, false), 0);
 	assert_int_equal(ramfs_written_since(f, pass_mark), 512);
 	assert_int_equal(ramfs_written_in(f, pass_mark, 6656, 512), 512);
-	assert_true(all_zero(ci->data_map + new_size, 2 * PAGE - new_size));
+	assert_true(all_zero(cache_geom(ci)->data + new_size, 2 * PAGE - new_size));
 	assert_true(all_zero(f->disk + new_size, 7168 - new_size));
 	assert_false(cache_has_dirty(ci));
 	assert_disk(f, want, new_size);
@@ -433,13 +433,13 @@ static void test_write_back(void **state)
 	/* growth past what a client left after the end (stored, not
 	 * dirtied): the bytes between the old and the new end are zeroes */
 	cache_lock_page(ci, 1);
-	memset(ci->data_map + new_size, 0xBB, 2 * PAGE - new_size);
+	memset(cache_geom(ci)->data + new_size, 0xBB, 2 * PAGE - new_size);
 	cache_unlock_page(ci, 1);
 	client_write_pattern(ci, 7500, 100, 3);
 	fill(want + 7500, 7500, 100, 3);
 	assert_int_equal(ci->i_size, 7600);
-	assert_true(all_zero(ci->data_map + new_size, 7500 - new_size));
-	assert_true(all_zero(ci->data_map + 7600, 2 * PAGE - 7600));
+	assert_true(all_zero(cache_geom(ci)->data + new_size, 7500 - new_size));
+	assert_true(all_zero(cache_geom(ci)->data + 7600, 2 * PAGE - 7600));
 	assert_int_equal(writeback_inode(ci, true), 0);
 	assert_disk(f, want, 7600);
 	cache_close(ci);
@@ -449,7 +449,7 @@ static void test_write_back(void **state)
 	ci = open_file("/w");
 	assert_int_equal(ci->i_size, 7600);
 	assert_int_equal(cache_fault_in(ci, 0, 2), 0);
-	assert_memory_equal(ci->data_map, want, 2 * PAGE);
+	assert_memory_equal(cache_geom(ci)->data, want, 2 * PAGE);
 	cache_close(ci);
 	free(want);
 	fx_done();
@@ -623,7 +623,7 @@ static void test_enomem(void **state)
 	assert_int_equal(cache_nr_dirty(ci), 3);
 	for (i = 0; i < 3; i++) {
 		assert_true(flags(ci, i) & PG_dirty);
-		assert_int_equal(atomic_load(&ci->pages[i].buf_dirty), 0xff);
+		assert_int_equal(atomic_load(&cache_page(ci, i)->buf_dirty), 0xff);
 		assert_int_equal(ramfs_written_in(f, mark, i * PAGE, PAGE), 0);
 	}
 	assert_false(flags(ci, 3) & PG_dirty);
@@ -696,12 +696,12 @@ static void test_truncate(void **state)
 	assert_int_equal(atomic_load(&X.fs->free_blocks), free_before + 2);
 	for (unsigned i = 2; i < 4; i++) {
 		assert_false(flags(ci, i) & (PG_uptodate | PG_dirty | PG_write_ready));
-		assert_false(dirty_bitmap_test(&ci->dirty, i));
+		assert_false(dirty_bitmap_test(cache_dirty(ci), i));
 	}
 	assert_true(flags(ci, 1) & PG_dirty);
 	assert_true(flags(ci, 1) & PG_uptodate);
 	assert_int_equal(atomic_load(&ci->cached_pages), 2);
-	assert_true(all_zero(ci->data_map + small, 4 * PAGE - small));
+	assert_true(all_zero(cache_geom(ci)->data + small, 4 * PAGE - small));
 	cache_count_pages(X.c, f->ino, &cached, &dirty, &wb);
 	assert_int_equal(cached, 2);
 	assert_int_equal(dirty, 1);
@@ -717,7 +717,7 @@ static void test_truncate(void **state)
 	/* up: the new range reads as zeroes, a hole on the disk, whatever a
 	 * client left past the old end in the cache */
 	cache_lock_page(ci, 1);
-	memset(ci->data_map + small, 0xBB, 2 * PAGE - small);
+	memset(cache_geom(ci)->data + small, 0xBB, 2 * PAGE - small);
 	cache_unlock_page(ci, 1);
 	free_before = atomic_load(&X.fs->free_blocks);
 	assert_int_equal(cache_truncate(ci, big), 0);
@@ -726,8 +726,8 @@ static void test_truncate(void **state)
 	assert_int_equal(atomic_load(&X.fs->free_blocks), free_before);
 	assert_int_equal(ramfs_blocks_used(f), 2);
 	assert_int_equal(cache_fault_in(ci, 0, 4), 0);
-	assert_memory_equal(ci->data_map, want, small);
-	assert_true(all_zero(ci->data_map + small, 4 * PAGE - small));
+	assert_memory_equal(cache_geom(ci)->data, want, small);
+	assert_true(all_zero(cache_geom(ci)->data + small, 4 * PAGE - small));
 	mark = ramfs_now(X.fs);
 	assert_int_equal(writeback_inode(ci, true), 0);
 	assert_int_equal(ramfs_written_since(f, mark), 0);
@@ -740,8 +740,8 @@ static void test_truncate(void **state)
 	ci = open_file("/t");
 	assert_int_equal(ci->i_size, big);
 	assert_int_equal(cache_fault_in(ci, 0, 4), 0);
-	assert_memory_equal(ci->data_map, want, small);
-	assert_true(all_zero(ci->data_map + small, 4 * PAGE - small));
+	assert_memory_equal(cache_geom(ci)->data, want, small);
+	assert_true(all_zero(cache_geom(ci)->data + small, 4 * PAGE - small));
 	/* writing into the hole allocates it */
 	client_write_pattern(ci, 2 * PAGE, 100, 3);
 	fill(want + 2 * PAGE, 2 * PAGE, 100, 3);
@@ -828,7 +828,7 @@ static void test_reclaim(void **state)
 	for (i = 0; i < n; i++) {
 		assert_int_equal(cache_fault_in(ci, i, 1), 0);
 		assert_true(counter_cached() <= limit);
-		assert_memory_equal(ci->data_map + i * PAGE, want + i * PAGE, PAGE);
+		assert_memory_equal(cache_geom(ci)->data + i * PAGE, want + i * PAGE, PAGE);
 	}
 	assert_true(atomic_load(&ci->cached_pages) <= limit);
 	assert_true(atomic_load(&X.c->header->counters.pages_reclaimed) >= n + 8 - limit);
@@ -843,7 +843,7 @@ static void test_reclaim(void **state)
 	read_before = atomic_load(&X.c->header->counters.pages_read);
 	assert_int_equal(cache_fault_in(ci, 0, 1), 0);
 	assert_int_equal(atomic_load(&X.c->header->counters.pages_read), read_before + 1);
-	assert_memory_equal(ci->data_map, want, PAGE);
+	assert_memory_equal(cache_geom(ci)->data, want, PAGE);
 
 	/* dirty pages are never reclaimed */
 	client_write_pattern(ci, 10 * PAGE, 4 * PAGE, 3);
@@ -856,7 +856,7 @@ static void test_reclaim(void **state)
 		assert_true(flags(ci, i) & PG_uptodate);
 		assert_true(flags(ci, i) & PG_dirty);
 	}
-	assert_memory_equal(ci->data_map + 10 * PAGE, want + 10 * PAGE, 4 * PAGE);
+	assert_memory_equal(cache_geom(ci)->data + 10 * PAGE, want + 10 * PAGE, 4 * PAGE);
 	assert_int_equal(writeback_inode(ci, true), 0);
 	assert_disk(f, want, n * PAGE);
 	/* clean now, they can go (within a few turns of the clock) */
@@ -894,7 +894,7 @@ static void test_not_written(void **state)
 	assert_int_equal(ramfs_written_since(f, mark), PAGE);
 	assert_int_equal(ramfs_written_in(f, mark, 0, PAGE), PAGE);
 	assert_true(flags(ci, 1) & PG_dirty);
-	assert_int_equal(atomic_load(&ci->pages[1].buf_dirty), 0xff);
+	assert_int_equal(atomic_load(&cache_page(ci, 1)->buf_dirty), 0xff);
 	assert_int_equal(cache_nr_dirty(ci), 1);
 
 	/* a dirty page never made uptodate: the cache does not hold its
@@ -908,7 +908,7 @@ static void test_not_written(void **state)
 	assert_int_equal(ramfs_written_since(f, mark), PAGE);
 	assert_int_equal(ramfs_written_in(f, mark, PAGE, PAGE), PAGE);
 	assert_false(flags(ci, 3) & PG_dirty);
-	assert_false(dirty_bitmap_test(&ci->dirty, 3));
+	assert_false(dirty_bitmap_test(cache_dirty(ci), 3));
 	assert_true(atomic_load(&ci->warned_not_uptodate));
 	assert_false(cache_has_dirty(ci));
 
@@ -917,7 +917,7 @@ static void test_not_written(void **state)
 	assert_int_equal(cache_truncate(ci, 2 * PAGE), 0);
 	assert_true(cache_used_pages(ci) >= 4);
 	cache_lock_page(ci, 3);
-	page_set_bits(&ci->pages[3], PG_uptodate);
+	page_set_bits(cache_page(ci, 3), PG_uptodate);
 	cache_unlock_page(ci, 3);
 	forge_dirty(ci, 3, 0xff, 0xCD, 0, PAGE);
 	mark = ramfs_now(X.fs);
@@ -1067,6 +1067,130 @@ static void test_concurrent_writeback(void **state)
 	fx_done();
 }
 
+/* ---- 12. segments growing under readers, writers and write-back ---- */
+
+struct grower {
+	struct cache_inode *ci;
+	uint8_t *model;
+	uint64_t max_bytes;
+	_Atomic uint64_t size;          /* bytes the model holds */
+	int err;
+	_Atomic bool done;
+};
+
+/* Appends (and rewrites below the end) until the file is max_bytes: with
+ * one page of room, the segments grow at every doubling. */
+static void *grower_thread(void *arg)
+{
+	struct grower *g = arg;
+	unsigned seed = 777;
+	uint64_t size = atomic_load(&g->size);
+
+	while (size < g->max_bytes) {
+		uint8_t buf[3 * PAGE];
+		uint64_t pos, len;
+
+		seed = seed * 1103515245u + 12345u;
+		len = 1 + (seed >> 8) % (sizeof(buf) - 1);
+		seed = seed * 1103515245u + 12345u;
+		pos = (seed >> 8) % 4 == 0 && size ? (seed >> 10) % size : size;
+		if (pos + len > g->max_bytes)
+			len = g->max_bytes - pos;
+		fill(buf, pos, len, seed);
+		g->err = client_write(g->ci, pos, buf, len);
+		if (g->err)
+			break;
+		memcpy(g->model + pos, buf, len);
+		if (pos + len > size)
+			size = pos + len;
+		atomic_store(&g->size, size);
+	}
+	atomic_store(&g->done, true);
+	return NULL;
+}
+
+/* Reads pages the writer has finished with, through whatever mapping is
+ * current, while the segments grow under it. */
+static void *reader_thread(void *arg)
+{
+	struct grower *g = arg;
+	unsigned seed = 4242;
+
+	while (!atomic_load(&g->done)) {
+		uint64_t pages = cache_used_pages(g->ci), i;
+
+		if (!pages)
+			continue;
+		seed = seed * 1103515245u + 12345u;
+		i = (seed >> 8) % pages;
+		if (cache_fault_in(g->ci, i, 1 + (seed >> 4) % 4)) {
+			g->err = -EIO;
+			break;
+		}
+		if (cache_trylock_page(g->ci, i))
+			cache_unlock_page(g->ci, i);
+		(void)page_flags(cache_page(g->ci, i));
+	}
+	return NULL;
+}
+
+static void test_growth_racing(void **state)
+{
+	unsigned rounds = RAMFS_MAX_FILES - 1, growths = 0;
+
+	(void)state;
+	fx_init(512, RAMFS_MAX_FILES * RAMFS_MAX_PAGES, 1 << 22);
+	X.geo.room_pages = 1;
+	fx_restart();                   /* the cache with one page of room */
+	for (unsigned r = 0; r < rounds; r++) {
+		struct grower g = { .max_bytes = RAMFS_MAX_BYTES };
+		char name[16], path[20];
+		struct ramfs_file *f;
+		struct cache_geom *geo;
+		pthread_t w, rd;
+
+		snprintf(name, sizeof(name), "g%u", r);
+		snprintf(path, sizeof(path), "/g%u", r);
+		f = add_file(name, 1, r);       /* ramfs files are never empty */
+		g.model = calloc(1, g.max_bytes);
+		assert_non_null(g.model);
+		{
+			uint8_t *b = pattern(0, 1, r);
+
+			g.model[0] = b[0];
+			free(b);
+			atomic_store(&g.size, 1);
+		}
+		g.ci = open_file(path);
+		assert_int_equal(cache_nr_pages(g.ci), 2);   /* its page and one of room */
+		assert_int_equal(pthread_create(&w, NULL, grower_thread, &g), 0);
+		assert_int_equal(pthread_create(&rd, NULL, reader_thread, &g), 0);
+		while (!atomic_load(&g.done)) {
+			struct timespec ts = { 0, 100000 };
+
+			assert_int_equal(writeback_inode(g.ci, false), 0);
+			nanosleep(&ts, NULL);
+		}
+		assert_int_equal(pthread_join(w, NULL), 0);
+		assert_int_equal(pthread_join(rd, NULL), 0);
+		assert_int_equal(g.err, 0);
+		assert_int_equal(writeback_inode(g.ci, true), 0);
+		assert_false(cache_has_dirty(g.ci));
+		assert_int_equal(g.ci->i_size, g.max_bytes);
+		assert_int_equal(f->disk_size, g.max_bytes);
+		assert_disk(f, g.model, g.max_bytes);
+		assert_true(cache_nr_pages(g.ci) >= g.max_bytes / PAGE);
+		for (geo = cache_geom(g.ci); geo->older; geo = geo->older)
+			growths++;
+		cache_close(g.ci);
+		free(g.model);
+	}
+	/* 2 pages, then 4, 8, ... 256: seven growths a round */
+	print_message("%u rounds, %u growths of the segments\n", rounds, growths);
+	assert_true(growths >= rounds * 7);
+	fx_done();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1081,6 +1205,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_not_written, fx_teardown),
 		cmocka_unit_test_teardown(test_trim_room, fx_teardown),
 		cmocka_unit_test_teardown(test_concurrent_writeback, fx_teardown),
+		cmocka_unit_test_teardown(test_growth_racing, fx_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -166,7 +166,7 @@ static void version_strings(void **state)
 	(void)state;
 	assert_string_equal(ntfsc_version(false), "0.1.0");
 	snprintf(want, sizeof(want), "libntfsc 0.1.0 (protocol %u, shm layout %u)",
-		 NTFSD_PROTOCOL_VERSION, 5u);
+		 NTFSD_PROTOCOL_VERSION, 6u);
 	assert_string_equal(ntfsc_version(true), want);
 }
 

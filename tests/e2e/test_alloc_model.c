@@ -20,7 +20,8 @@
  *    ntfsc_set_dirty, ntfsc_ftruncate down and up (0, unaligned, sparse
  *    growth), ntfsc_pread and whole-file checks, fstat (sizes and flags)
  *    and fsync against an in-memory model of its files, and writes and
- *    truncations far past what an open file's cache segment holds (EFBIG).
+ *    truncations past what any cache segment can hold (16 TiB: EFBIG; below
+ *    that an open file's segments grow in place).
  *    Resident files grow within their record and move out of it: the model
  *    learns where each record's limit lies and holds the daemon to it.
  *    What the daemon did not support must fail with the documented errno
@@ -138,8 +139,8 @@
 #define MODEL_VOL_MIB 512       /* > what the files' caps (+1/8 room) can take */
 #define FULL_VOL_MIB 40
 #define SHARED_SLICE 70001u
-/* far past what an open file's cache segment can hold: EFBIG */
-#define BEYOND_SEGMENT ((uint64_t)1 << 40)
+/* past what any cache segment can hold (16 TiB), open or not: EFBIG */
+#define BEYOND_SEGMENT ((uint64_t)1 << 44)
 
 static const char *ntfsd_bin;
 
@@ -1315,8 +1316,7 @@ static void op_truncate(struct child *ch, int idx)
 		ch->n_trunc_up++;
 }
 
-/* Far past what the open file's cache segment holds: EFBIG, nothing
- * changes. */
+/* Past what any cache segment can hold: EFBIG, nothing changes. */
 static void op_beyond(struct child *ch, int idx)
 {
 	struct mfile *mf = &files[idx];

@@ -366,6 +366,89 @@ static void keeper_survives_sigkill(void **state)
 		fail_msg("the keeper still runs after a clean shutdown (%s)", keeper_path);
 }
 
+/*
+ * Segments that grew while the file was open survive a kill: a file is
+ * grown 1 GiB + 16 MiB past its end (past the room its segments had at
+ * open, so they grow in place) and written at the new end and at its
+ * start, with write-back held off; the daemon is killed; the next one
+ * adopts the grown segments from the keeper (a header that names the
+ * grown size, memfds at least that long) and writes both ranges back.
+ * ntfscat then reads the new size, the bytes, and zeroes in the gap.
+ */
+static void keeper_adopts_grown_segments(void **state)
+{
+	const char *args[] = { "--fd-store", "keeper", "--fd-store-dir", store_dir, HOLD_OFF_ARGS,
+			       NULL };
+	enum { TAIL = 65536 };
+	static uint8_t tail[TAIL], head[4096];
+	uint64_t size, target;
+	struct ntfsc_stat st;
+	char *got, snap[200];
+	size_t glen;
+	ntfsc_file *f;
+	ntfsc *c;
+
+	(void)state;
+	fill_random(7, tail, sizeof(tail));
+	fill_random(8, head, sizeof(head));
+	assert_int_equal(daemon_start(&dmn, ntfsd_bin, image, args), 0);
+	c = ntfsc_connect(dmn.socket);
+	assert_non_null(c);
+	f = ntfsc_open(c, "/big.bin", O_RDWR);
+	assert_non_null(f);
+	assert_int_equal(ntfsc_fstat(f, &st), 0);
+	size = st.size;
+	target = size + (1ull << 30) + (16u << 20);
+	if (ntfsc_ftruncate(f, (off_t)target))
+		fail_msg("growing /big.bin to %" PRIu64 ": %s (%s)", target, strerror(errno),
+			 ntfsc_last_error_message(c));
+	assert_int_equal(ntfsc_pwrite(f, tail, TAIL, (off_t)(target - TAIL)), TAIL);
+	assert_int_equal(ntfsc_pwrite(f, head, sizeof(head), 0), (ssize_t)sizeof(head));
+	assert_true(dirty_pages(dmn.socket) > 0);
+
+	kill(dmn.pid, SIGKILL);
+	waitpid(dmn.pid, NULL, 0);
+	dmn.pid = 0;
+	daemon_stop(&dmn);
+	ntfsc_disconnect(c);    /* the files go with it: its daemon is gone */
+
+	assert_int_equal(daemon_start(&dmn, ntfsd_bin, image, args), 0);
+	if (!log_has(dmn.log, "adopted MFT record")) {
+		daemon_dump_log(&dmn);
+		fail_msg("the restarted daemon adopted nothing");
+	}
+	c = ntfsc_connect(dmn.socket);
+	assert_non_null(c);
+	f = ntfsc_open(c, "/big.bin", O_RDONLY);
+	assert_non_null(f);
+	assert_int_equal(ntfsc_fstat(f, &st), 0);
+	assert_int_equal(st.size, target);
+	{
+		static uint8_t buf[TAIL];
+
+		assert_int_equal(ntfsc_pread(f, buf, TAIL, (off_t)(target - TAIL)), TAIL);
+		assert_memory_equal(buf, tail, TAIL);
+	}
+	assert_int_equal(ntfsc_close(f), 0);
+	ntfsc_disconnect(c);
+	ctl_sync(dmn.socket);
+	if (!daemon_stop(&dmn))
+		fail_msg("ntfsd did not exit 0 after SIGTERM");
+
+	assert_int_equal(testvol_snapshot(image, snap, sizeof(snap)), 0);
+	testvol_cat(snap, "/big.bin", &got, &glen);
+	unlink(snap);
+	if (glen != target)
+		fail_msg("ntfscat /big.bin: %zu bytes, want %" PRIu64, glen, target);
+	if (memcmp(got, head, sizeof(head)) || memcmp(got + target - TAIL, tail, TAIL))
+		fail_msg("ntfscat /big.bin: the bytes written before the kill are not there");
+	for (uint64_t i = size > sizeof(head) ? size : sizeof(head); i < target - TAIL; i += 4093)
+		if (got[i])
+			fail_msg("ntfscat /big.bin: byte %" PRIu64 " of the gap is %d", i, got[i]);
+	free(got);
+	testvol_expect_ntfsfix_clean(image);
+}
+
 /* ---- playing systemd ---- */
 
 struct stored {
@@ -656,6 +739,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(keeper_survives_sigkill, setup, teardown),
+		cmocka_unit_test_setup_teardown(keeper_adopts_grown_segments, setup, teardown),
 		cmocka_unit_test_setup_teardown(systemd_store_survives_sigkill, setup, teardown),
 		cmocka_unit_test_setup_teardown(planted_keeper_refused, setup, teardown),
 	};

@@ -1649,46 +1649,77 @@ static void ctl_write_sync(void **state)
 }
 
 /*
- * Growing an open file past what its segments hold is EFBIG (nothing
- * changes); once every handle is closed, the next open makes the segments
- * anew with room for that growth, and it succeeds: a sparse truncate up by
- * 3 GiB (room to grow is at least 1 GiB past the size at open), then a
- * byte written at the new end.  ntfsinfo and a fresh daemon read the new
- * size and the byte; ntfsfix -n is clean.
+ * Growing an open file past what its segments hold grows them in place,
+ * with every handle open: a sparse truncate up by 3 GiB (room to grow is
+ * 1 GiB past the size at open), then bytes written at the new end with
+ * pwrite and through ntfsc_mmap.  A second client that mapped the file at
+ * its old size reads them (its old mapping keeps working, the new pages
+ * are mapped when it needs them), through pread and ntfsc_mmap, and its
+ * mapping of the start of the file still reads what it did.  ntfsinfo and
+ * a fresh daemon read the new size and the bytes; ntfsfix -n is clean.
  */
-static void growth_past_segment_after_reopen(void **state)
+static void growth_past_segment_while_open(void **state)
 {
 	const uint64_t grow = 3ull << 30;
 	struct ntfsc_stat st;
 	uint64_t size, target;
-	uint8_t one = 0xa5, got = 0;
-	ntfsc_file *f;
-	ntfsc *c;
+	uint8_t one = 0xa5, got = 0, head[4096], head2[4096], tail[8192];
+	const uint8_t *old_map;
+	ntfsc_file *f, *r;
+	ntfsc *c, *c2;
+	uint8_t *w;
 
 	(void)state;
 	start_daemon(NULL);
 	c = connect_daemon();
+	c2 = connect_daemon();
 	f = ntfsc_open(c, "/sparse.bin", O_RDWR);
 	assert_non_null(f);
+	r = ntfsc_open(c2, "/sparse.bin", O_RDONLY);
+	assert_non_null(r);
 	assert_int_equal(ntfsc_fstat(f, &st), 0);
 	size = st.size;
 	target = size + grow;
-	if (ntfsc_ftruncate(f, (off_t)target) == 0 || errno != EFBIG)
-		fail_msg("a truncate 3 GiB past the open segment: %s, not EFBIG",
-			 ntfsc_ftruncate(f, (off_t)target) ? strerror(errno) : "succeeded");
-	if (!strstr(ntfsc_last_error_message(c), "reopen"))
-		fail_msg("the EFBIG message does not say what to do: %s",
-			 ntfsc_last_error_message(c));
-	assert_int_equal(ntfsc_fstat(f, &st), 0);
-	assert_int_equal(st.size, size);                /* nothing changed */
-	assert_int_equal(ntfsc_close(f), 0);
-	/* nobody has it open: the next open sizes the segments for it */
-	f = ntfsc_open(c, "/sparse.bin", O_RDWR);
-	assert_non_null(f);
+	assert_int_equal(ntfsc_pread(r, head, sizeof(head), 0), (ssize_t)sizeof(head));
+	old_map = ntfsc_mmap(r, 0, sizeof(head), PROT_READ);
+	assert_true(old_map != MAP_FAILED);
 	if (ntfsc_ftruncate(f, (off_t)target))
-		fail_msg("the truncate after a reopen: %s (%s)", strerror(errno),
+		fail_msg("a truncate 3 GiB past the open segment: %s (%s)", strerror(errno),
 			 ntfsc_last_error_message(c));
 	assert_int_equal(ntfsc_pwrite(f, &one, 1, (off_t)target), 1);
+	/* a store through a mapping of the grown part */
+	w = ntfsc_mmap(f, (off_t)(target - 8192), 8192, PROT_READ | PROT_WRITE);
+	if (w == MAP_FAILED)
+		fail_msg("ntfsc_mmap of the grown part: %s (%s)", strerror(errno),
+			 ntfsc_last_error_message(c));
+	for (size_t i = 0; i < 8192; i++)
+		w[i] = (uint8_t)(i * 7 + 1);
+	assert_int_equal(ntfsc_set_dirty(f, w, 8192), 0);
+	assert_int_equal(ntfsc_munmap(f, w, 8192), 0);
+	/* the reader mapped the old size: it maps the rest when it needs it */
+	assert_int_equal(ntfsc_pread(r, &got, 1, (off_t)target), 1);
+	assert_int_equal(got, one);
+	assert_int_equal(ntfsc_pread(r, tail, sizeof(tail), (off_t)(target - 8192)),
+			 (ssize_t)sizeof(tail));
+	for (size_t i = 0; i < 8192; i++)
+		if (tail[i] != (uint8_t)(i * 7 + 1))
+			fail_msg("the reader reads byte %zu of the grown tail as %u", i, tail[i]);
+	{
+		const uint8_t *m = ntfsc_mmap(r, (off_t)(target - 8192), 8193, PROT_READ);
+
+		if (m == MAP_FAILED)
+			fail_msg("the reader's ntfsc_mmap of the grown part: %s (%s)",
+				 strerror(errno), ntfsc_last_error_message(c2));
+		assert_memory_equal(m, tail, sizeof(tail));
+		assert_int_equal(m[8192], one);
+		assert_int_equal(ntfsc_munmap(r, (void *)m, 8193), 0);
+	}
+	assert_memory_equal(old_map, head, sizeof(head));
+	assert_int_equal(ntfsc_pread(r, head2, sizeof(head2), 0), (ssize_t)sizeof(head2));
+	assert_memory_equal(head2, head, sizeof(head));
+	assert_int_equal(ntfsc_munmap(r, (void *)old_map, sizeof(head)), 0);
+	assert_int_equal(ntfsc_close(r), 0);
+	ntfsc_disconnect(c2);
 	assert_int_equal(ntfsc_fsync(f), 0);
 	assert_int_equal(ntfsc_fstat(f, &st), 0);
 	assert_int_equal(st.size, target + 1);
@@ -1717,7 +1748,12 @@ static void growth_past_segment_after_reopen(void **state)
 	assert_non_null(f);
 	assert_int_equal(ntfsc_pread(f, &got, 1, (off_t)target), 1);
 	assert_int_equal(got, one);
-	assert_int_equal(ntfsc_pread(f, &got, 1, (off_t)target - 1), 1);
+	assert_int_equal(ntfsc_pread(f, tail, sizeof(tail), (off_t)(target - 8192)),
+			 (ssize_t)sizeof(tail));
+	for (size_t i = 0; i < 8192; i++)
+		if (tail[i] != (uint8_t)(i * 7 + 1))
+			fail_msg("a fresh daemon reads byte %zu of the grown tail as %u", i, tail[i]);
+	assert_int_equal(ntfsc_pread(f, &got, 1, (off_t)(target - 8193)), 1);
 	assert_int_equal(got, 0);
 	assert_int_equal(ntfsc_close(f), 0);
 	ntfsc_disconnect(c);
@@ -2500,7 +2536,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(times_move_on_write, setup_image, teardown_image),
 		cmocka_unit_test_setup_teardown(names_through_the_daemon, setup_image,
 						teardown_image),
-		cmocka_unit_test_setup_teardown(growth_past_segment_after_reopen, setup_image,
+		cmocka_unit_test_setup_teardown(growth_past_segment_while_open, setup_image,
 						teardown_image),
 		cmocka_unit_test_setup_teardown(whole_page_writes_skip_reads, setup_image,
 						teardown_image),

@@ -1181,7 +1181,7 @@ static void check_layout(uint64_t n, uint32_t bs)
 static void test_segment_layout(void **state)
 {
 	const uint64_t sizes[] = { 0, 1, 2, 63, 64, 65, 4095, 4096, 4097, 262143, 262144, 262145,
-				   1ull << 20, (1ull << 20) + 1, 1ull << 32, 1ull << 40 };
+				   1ull << 20, (1ull << 20) + 1, (1ull << 32) - 1, 1ull << 32 };
 	const uint32_t bss[] = { 512, 1024, 2048, 4096 };
 	uint64_t seed = 99;
 
@@ -1190,7 +1190,74 @@ static void test_segment_layout(void **state)
 		for (size_t j = 0; j < sizeof(bss) / sizeof(bss[0]); j++)
 			check_layout(sizes[i], bss[j]);
 	for (int i = 0; i < 2000; i++)
-		check_layout(rng(&seed) % (1ull << (rng(&seed) % 41)), bss[i % 4]);
+		check_layout(rng(&seed) % (1ull << (rng(&seed) % 33)), bss[i % 4]);
+	/* past what a segment may be laid out for */
+	{
+		struct shm_file_header h;
+
+		shm_file_layout(&h, 1ull << 32, 512);
+		h.nr_pages = h.max_pages = (1ull << 32) + 1;
+		assert_false(shm_file_header_valid(&h, UINT64_MAX));
+	}
+}
+
+/*
+ * A segment laid out for max_pages grows in place: every offset stays, only
+ * nr_pages and segment_size move, the header stays valid at each size and
+ * a size past max_pages is refused.  Dirty bits set through the view of the
+ * small size are seen through the view of the large one (they are the same
+ * words), and the small view never sees past its pages.
+ */
+static void test_segment_grows_in_place(void **state)
+{
+	const uint64_t sizes[] = { 0, 1, 64, 65, 4097, 262145 };
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		uint64_t n = sizes[i], max = n * 1024 + 64;
+		struct shm_file_header h, g;
+		struct dirty_bitmap small, big;
+		uint8_t *seg;
+
+		shm_file_layout_max(&h, n, max, 4096);
+		assert_true(h.max_pages == max);
+		assert_true(h.l2_words == (max + 63) / 64);
+		assert_true(shm_file_header_valid(&h, h.segment_size));
+		g = h;
+		shm_file_resize(&g, n * 4 + 3);
+		assert_true(g.l1_offset == h.l1_offset && g.l2_offset == h.l2_offset &&
+			    g.pages_offset == h.pages_offset && g.l1_words == h.l1_words &&
+			    g.l2_words == h.l2_words);
+		assert_true(g.segment_size >= h.segment_size);
+		assert_true(shm_file_header_valid(&g, g.segment_size));
+		assert_false(shm_file_header_valid(&g, g.segment_size - 1));
+		g.nr_pages = max + 1;
+		assert_false(shm_file_header_valid(&g, UINT64_MAX));
+		g.nr_pages = n * 4 + 3;
+		g.max_pages = max + 64;  /* bitmaps laid out for less */
+		assert_false(shm_file_header_valid(&g, UINT64_MAX));
+		g.max_pages = max;
+
+		seg = t_alloc(4096, g.segment_size);
+		memset(seg, 0, g.segment_size);
+		memcpy(seg, &g, sizeof(g));
+		dirty_bitmap_init(&small, seg, &h);
+		dirty_bitmap_init(&big, seg, &g);
+		assert_int_equal(small.l2_words, (n + 63) / 64);
+		if (n) {
+			assert_true(dirty_bitmap_set(&small, n - 1));
+			assert_true(dirty_bitmap_test(&big, n - 1));
+			assert_int_equal(dirty_bitmap_next(&big, 0), n - 1);
+		}
+		assert_true(dirty_bitmap_set(&big, n * 4 + 2));
+		assert_false(dirty_bitmap_test(&small, n * 4 + 2));
+		assert_int_equal(dirty_bitmap_next(&small, n ? n - 1 : 0), n ? n - 1 : UINT64_MAX);
+		assert_int_equal(dirty_bitmap_next(&big, n), n * 4 + 2);
+		assert_int_equal(dirty_bitmap_count(&big, UINT64_MAX), n ? 2 : 1);
+		assert_int_equal(dirty_bitmap_count(&small, UINT64_MAX), n ? 1 : 0);
+		assert_true((uint8_t *)big.pages == seg + g.pages_offset &&
+			    big.pages == small.pages);
+	}
 }
 
 /* A correct header is accepted; any wrong field or a short mapping is not. */
@@ -1241,6 +1308,8 @@ static void test_segment_header_valid(void **state)
 		REJECT(segment_size, good.segment_size - NTFSD_PAGE_SIZE, sz);
 		REJECT(nr_pages, good.nr_pages + 4097 * 64, sz);
 		REJECT(nr_pages, (1ull << 40) + 1, UINT64_MAX);
+		REJECT(max_pages, good.max_pages + 64, UINT64_MAX);
+		REJECT(max_pages, (1ull << 32) + 64, UINT64_MAX);
 		REJECT(nr_pages, UINT64_MAX, UINT64_MAX);
 		REJECT(nr_pages, UINT64_MAX / 64 + 1, UINT64_MAX);
 		/* Too small a mapping. */
@@ -2388,6 +2457,7 @@ int main(void)
 		T(test_page_sleepers_woken),
 		T(test_dirty_bitmap_sizes),
 		T(test_segment_layout),
+		T(test_segment_grows_in_place),
 		T(test_segment_header_valid),
 		T(test_segment_header_rejects_inconsistent_geometry),
 		T(test_seqcount_threads),
