@@ -223,9 +223,9 @@ static int file_setup(ntfsc_file *f, const Ntfsd__OpenReply *o, int data_fd, int
 	f->slot = o->inode_slot;
 	/* The layout comes from what only the daemon writes (the reply's page
 	 * counts, the volume header's buffer size), never from the mapped
-	 * header: any writer of the file can rewrite that at any time.  A
-	 * daemon of layout 5 sends no max_pages: its segments never grow. */
-	f->max_pages = o->max_pages ? o->max_pages : o->nr_pages;
+	 * header: any writer of the file can rewrite that at any time.  (A
+	 * daemon of another layout was refused at connect.) */
+	f->max_pages = o->max_pages;
 	if (f->max_pages > NTFSD_SHM_MAX_PAGES || o->nr_pages > f->max_pages ||
 	    f->c->hdr->buffer_size < 512 || f->c->hdr->buffer_size > NTFSD_PAGE_SIZE ||
 	    (f->c->hdr->buffer_size & (f->c->hdr->buffer_size - 1)))

@@ -90,8 +90,9 @@ int cache_prepare_write(struct cache_inode *ci, uint64_t first, uint64_t count,
 	err = cache_check_writable(ci);
 	if (err)
 		return err;
-	if (first > CACHE_MAX_PAGES || count > CACHE_MAX_PAGES - first)
-		return cache_refuse_growth(ci, first + (count < CACHE_MAX_PAGES ? count : 0));
+	if (first > CACHE_MAX_PAGES || count > CACHE_MAX_PAGES - first ||
+	    new_size > CACHE_MAX_PAGES << NTFSD_PAGE_SHIFT)
+		return cache_refuse_growth(ci, CACHE_MAX_PAGES + 1);
 	cache_mutex_lock(&ci->size_lock);
 	{
 		/* past the segments' room: grow them in place first */

@@ -129,8 +129,8 @@ int cache_truncate(struct cache_inode *ci, uint64_t size)
 	err = cache_check_writable(ci);
 	if (err)
 		return err;
-	if (cache_pages_for(size) > CACHE_MAX_PAGES)
-		return cache_refuse_growth(ci, cache_pages_for(size));
+	if (size > CACHE_MAX_PAGES << NTFSD_PAGE_SHIFT)
+		return cache_refuse_growth(ci, CACHE_MAX_PAGES + 1);
 	cache_mutex_lock(&ci->size_lock);
 	err = cache_inode_grow(ci, cache_pages_for(size));
 	if (err) {

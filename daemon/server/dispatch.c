@@ -159,10 +159,14 @@ static bool handle_pins_cover(struct handle *h, uint64_t end)
 		return true;
 	if (n < end)
 		n = end;
-	p = realloc(h->pins, n * sizeof(*p));
+	/* calloc, not realloc and memset: a segment is sparse and so are the
+	 * counts, only the pages pinned are ever touched */
+	p = calloc(n, sizeof(*p));
 	if (!p)
 		return false;
-	memset(p + h->nr_pins, 0, (n - h->nr_pins) * sizeof(*p));
+	if (h->nr_pins)
+		memcpy(p, h->pins, h->nr_pins * sizeof(*p));
+	free(h->pins);
 	h->pins = p;
 	h->nr_pins = n;
 	return true;
