@@ -84,17 +84,35 @@ static int map_header(ntfsc *c, int fd)
 	return 0;
 }
 
+/* Our lock table: ours alone to write (shm_layout.h). */
+static int map_lock_table(ntfsc *c, int fd)
+{
+	struct stat st;
+	void *p;
+
+	if (fstat(fd, &st) < 0)
+		return error_set(errno, "cannot stat ntfsd's lock table: %s", strerror(errno));
+	if ((uint64_t)st.st_size < sizeof(struct shm_lock_table))
+		return error_set(EPROTO, "ntfsd's lock table is too small (%lld bytes)",
+				 (long long)st.st_size);
+	p = mmap(NULL, sizeof(struct shm_lock_table), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		return error_set(errno, "cannot map ntfsd's lock table: %s", strerror(errno));
+	c->locks = p;
+	return 0;
+}
+
 static int hello(ntfsc *c)
 {
 	Ntfsd__Hello hr = NTFSD__HELLO__INIT;
 	Ntfsd__Reply *rep;
 	const Ntfsd__HelloReply *h;
-	int fd, err;
+	int fds[2], err;
 
 	hr.protocol_version = NTFSD_PROTOCOL_VERSION;
 	hr.client_name = program_invocation_short_name && *program_invocation_short_name
 			 ? program_invocation_short_name : "libntfsc";
-	if (request(c, NTFSD__REQUEST__BODY_HELLO, &hr, &fd, NULL, &rep))
+	if (request(c, NTFSD__REQUEST__BODY_HELLO, &hr, fds, NULL, &rep))
 		return -1;
 	h = rep->hello;
 	if (h->protocol_version != NTFSD_PROTOCOL_VERSION)
@@ -106,11 +124,12 @@ static int hello(ntfsc *c)
 				h->layout_version, NTFSD_SHM_LAYOUT_VERSION);
 	else if (h->lock_owner <= NTFSD_LOCK_OWNER_DAEMON || h->lock_owner > NTFSD_LOCK_OWNER_MAX)
 		err = error_set(EPROTO, "ntfsd gave lock id %u", h->lock_owner);
-	else
-		err = map_header(c, fd);
+	else if (!(err = map_header(c, fds[0])) && (err = map_lock_table(c, fds[1])))
+		munmap((void *)c->hdr, sizeof(*c->hdr));
 	c->lock_owner = h->lock_owner;
 	ntfsd__reply__free_unpacked(rep, NULL);
-	close(fd);
+	close(fds[0]);
+	close(fds[1]);
 	return err;
 }
 
@@ -194,6 +213,7 @@ void ntfsc_disconnect(ntfsc *c)
 	}
 	close(c->sock);
 	munmap((void *)c->hdr, sizeof(*c->hdr));
+	munmap(c->locks, sizeof(*c->locks));
 	pthread_mutex_destroy(&c->lock);
 	pthread_mutex_destroy(&c->files_lock);
 	pthread_mutex_destroy(&c->err_lock);

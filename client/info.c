@@ -368,9 +368,9 @@ void compat_volume_status_free_v0(struct volume_status_v0 *st)
 }
 
 /* Spelled out for the version string; the asserts keep them true. */
-#define NTFSC_PROTOCOL_STR "2"
+#define NTFSC_PROTOCOL_STR "3"
 #define NTFSC_LAYOUT_STR "6"
-_Static_assert(NTFSD_PROTOCOL_VERSION == 2, "update NTFSC_PROTOCOL_STR");
+_Static_assert(NTFSD_PROTOCOL_VERSION == 3, "update NTFSC_PROTOCOL_STR");
 _Static_assert(NTFSD_SHM_LAYOUT_VERSION == 6, "update NTFSC_LAYOUT_STR");
 
 const char *ntfsc_version(bool full)

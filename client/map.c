@@ -220,6 +220,7 @@ static int file_set_dirty(ntfsc_file *f, void *addr, size_t len)
 	all = page_all_buffers(f->buffers_per_page);
 	for (uint64_t i = first; i <= last; i++) {
 		struct shm_page *p;
+		uint32_t ent;
 
 		if (i >= file_nr_pages(f)) {
 			err = error_set(EIO, "page %llu of MFT record %llu lies beyond its cache "
@@ -227,19 +228,19 @@ static int file_set_dirty(ntfsc_file *f, void *addr, size_t len)
 			break;
 		}
 		p = file_page(f, i);
-		if (!client_lock_page(f, i)) {
+		if (!client_lock_page(f, i, &ent)) {
 			err = -1;
 			break;
 		}
 		if (!page_write_ready(p)) {
-			unlock_page(p);
+			client_unlock_page(f, i, ent);
 			err = error_set(EIO, "page %llu of MFT record %llu is not writable (past the "
 					"end of the file, or lost)", (unsigned long long)i,
 					(unsigned long long)f->mft_no);
 			break;
 		}
 		set_page_dirty(&file_geom(f)->dirty, i, all);
-		unlock_page(p);
+		client_unlock_page(f, i, ent);
 	}
 	pthread_mutex_unlock(&f->maps_lock);
 	if (!err)

@@ -86,6 +86,7 @@ struct ntfsc {
 	const struct shm_volume_header *hdr;
 	uint32_t max_inodes;
 	uint32_t lock_owner;            /* the id our page locks carry (HelloReply) */
+	struct shm_lock_table *locks;   /* an entry per page lock a thread holds or takes */
 
 	pthread_mutex_t files_lock;     /* guards files */
 	struct ntfsc_file *files;
@@ -235,8 +236,11 @@ int file_release(ntfsc_file *f);
 /* ---- write.c ---- */
 
 /* Lock page idx of f, asking the daemon to judge a holder that keeps it
- * long; false, errno set, when the daemon cannot be asked any more. */
-bool client_lock_page(ntfsc_file *f, uint64_t idx);
+ * long; false, errno set, when the daemon cannot be asked any more.  The
+ * page's entry in the connection's lock table goes in first (*entry) and
+ * comes out in client_unlock_page(), after the lock. */
+bool client_lock_page(ntfsc_file *f, uint64_t idx, uint32_t *entry);
+void client_unlock_page(ntfsc_file *f, uint64_t idx, uint32_t entry);
 /* PG_uptodate and PG_write_ready both set. */
 bool page_write_ready(const struct shm_page *p);
 /* Make [first, first + n) of f write-ready, growing the file to new_size

@@ -171,7 +171,7 @@ static const struct request_kind {
 } request_kinds[] = {
 #define KIND(req, msg, rep, fds) \
 	[NTFSD__REQUEST__BODY_##req] = { &ntfsd__##msg##__descriptor, NTFSD__REPLY__BODY_##rep, fds }
-	KIND(HELLO,          hello,                  HELLO,          1),  /* the header segment */
+	KIND(HELLO,          hello,                  HELLO,          2),  /* header, lock table */
 	KIND(OPEN,           open_request,           OPEN,          -1),  /* data and page state */
 	KIND(CLOSE,          close_request,          _NOT_SET,       0),
 	KIND(FAULT_IN,       fault_in_request,       FAULT_IN,       0),

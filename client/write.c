@@ -27,6 +27,8 @@
 #include <unistd.h>
 
 #include "dirty.h"
+#include <sched.h>
+
 #include "page.h"
 
 /* How long a page lock may keep this client waiting before the daemon is
@@ -38,20 +40,70 @@
  * LOCK_CHECK_MS the daemon judges the holder (it breaks a lock nobody
  * legitimately holds, and disconnects a holder past max-lock-hold-ms).
  * false, errno set, when the daemon cannot be asked any more. */
-bool client_lock_page(ntfsc_file *f, uint64_t idx)
+static _Thread_local uint32_t lock_hint;  /* where this thread looks for a free entry */
+
+/* Put key into a free entry of our lock table, before the lock is taken;
+ * its index.  Entries live for a page copy at most, so a full table only
+ * ever makes us wait a moment. */
+static uint32_t lock_entry_get(ntfsc *c, uint64_t key)
 {
-	while (!lock_page_timeout(file_page(f, idx), f->c->lock_owner, LOCK_CHECK_MS)) {
+	const uint32_t n = NTFSD_LOCK_TABLE_ENTRIES;
+	uint32_t i = lock_hint % n;
+
+	for (;;) {
+		for (uint32_t k = 0; k < n; k++, i = (i + 1) % n) {
+			uint64_t z = 0;
+
+			if (atomic_load_explicit(&c->locks->entry[i], memory_order_relaxed) == 0 &&
+			    atomic_compare_exchange_strong(&c->locks->entry[i], &z, key)) {
+				lock_hint = i + 1;
+				/* the entry is seen before the lock that follows */
+				atomic_thread_fence(memory_order_release);
+				return i;
+			}
+		}
+		sched_yield();
+	}
+}
+
+/* Is key held (NTFSD_LOCK_HELD) by any thread of ours? */
+static bool lock_held_by_us(const ntfsc *c, uint64_t key)
+{
+	for (uint32_t i = 0; i < NTFSD_LOCK_TABLE_ENTRIES; i++)
+		if (atomic_load_explicit(&c->locks->entry[i], memory_order_acquire) ==
+		    (key | NTFSD_LOCK_HELD))
+			return true;
+	return false;
+}
+
+/* Lock page idx of f.  The page state is writable by every writer of the
+ * file, so a lock may be forged, or held by a client that hangs: after
+ * LOCK_CHECK_MS the daemon judges the holder (it breaks a lock nobody
+ * legitimately holds, and disconnects a holder past max-lock-hold-ms).  A
+ * lock in our own name that no thread of ours holds (our lock table says
+ * so) was forged in our name: the daemon is told, and breaks it.
+ * *entry: our lock table's entry for it, for client_unlock_page().  false,
+ * errno set, when the daemon cannot be asked any more. */
+bool client_lock_page(ntfsc_file *f, uint64_t idx, uint32_t *entry)
+{
+	struct shm_page *p = file_page(f, idx);
+	uint64_t key = ntfsd_lock_key(f->slot, idx);
+
+	*entry = lock_entry_get(f->c, key);
+	while (!lock_page_timeout(p, f->c->lock_owner, LOCK_CHECK_MS)) {
 		Ntfsd__FaultInRequest fr = NTFSD__FAULT_IN_REQUEST__INIT;
 		struct saved_error se;
 
 		fr.handle = f->handle;
 		fr.first_page = idx;
 		fr.lock_check = true;
+		fr.not_mine = page_lock_owner(p) == f->c->lock_owner && !lock_held_by_us(f->c, key);
 		error_save(&se);
 		if (request(f->c, NTFSD__REQUEST__BODY_FAULT_IN, &fr, NULL, NULL, NULL) &&
 		    f->c->dead) {
 			int err = errno;
 
+			atomic_store_explicit(&f->c->locks->entry[*entry], 0, memory_order_release);
 			error_restore(&se);
 			return error_set(err, "page %llu of MFT record %llu stays locked and "
 					 "ntfsd is gone", (unsigned long long)idx,
@@ -59,7 +111,16 @@ bool client_lock_page(ntfsc_file *f, uint64_t idx)
 		}
 		error_restore(&se);
 	}
+	atomic_store_explicit(&f->c->locks->entry[*entry], key | NTFSD_LOCK_HELD,
+			      memory_order_release);
 	return true;
+}
+
+void client_unlock_page(ntfsc_file *f, uint64_t idx, uint32_t entry)
+{
+	unlock_page(file_page(f, idx));
+	/* only once the lock is gone: while we hold it, the entry is there */
+	atomic_store_explicit(&f->c->locks->entry[entry], 0, memory_order_release);
 }
 
 #define WRITE_READY (PG_uptodate | PG_write_ready)
@@ -153,17 +214,16 @@ int prepare_range(ntfsc_file *f, uint64_t first, uint64_t n, uint64_t new_size,
  * ascending order, as long as each is uptodate and write-ready under its
  * lock.  Returns how many are locked: 0 when page idx is not write-ready.
  */
-static uint64_t lock_run(ntfsc_file *f, uint64_t idx, uint64_t last, uint64_t ws, uint64_t we)
+static uint64_t lock_run(ntfsc_file *f, uint64_t idx, uint64_t last, uint64_t ws, uint64_t we,
+		       uint32_t *ents)
 {
 	uint64_t n = 0;
 
 	while (idx + n <= last && n < COPY_RUN_PAGES) {
-		struct shm_page *p = file_page(f, idx + n);
-
-		if (!client_lock_page(f, idx + n))
+		if (!client_lock_page(f, idx + n, &ents[n]))
 			break;
 		if (!page_writable_for(f, idx + n, ws, we)) {
-			unlock_page(p);
+			client_unlock_page(f, idx + n, ents[n]);
 			break;
 		}
 		n++;
@@ -198,7 +258,7 @@ static int store(const ntfsc_file *f, const uint8_t *src, uint64_t pos, uint64_t
 /* Dirty the buffers that bytes [pos, stored_end) touch in the n locked
  * pages from idx, then unlock all n. */
 static uint64_t dirty_unlock_run(ntfsc_file *f, uint64_t idx, uint64_t n, uint64_t pos,
-				 uint64_t stored_end)
+				 uint64_t stored_end, const uint32_t *ents)
 {
 	uint64_t kept = stored_end;
 
@@ -223,7 +283,7 @@ static uint64_t dirty_unlock_run(ntfsc_file *f, uint64_t idx, uint64_t n, uint64
 		if (s < e)
 			set_page_dirty(&file_geom(f)->dirty, idx + i,
 				       buffer_mask(f, (uint32_t)(s - ps), (uint32_t)(e - ps)));
-		unlock_page(p);
+		client_unlock_page(f, idx + i, ents[i]);
 	}
 	return kept;
 }
@@ -351,6 +411,7 @@ static int pwrite_zeroes(ntfsc_file *f, uint64_t start, uint64_t end)
 static ssize_t file_write(ntfsc_file *f, const void *buf, size_t len, off_t off)
 {
 	const uint8_t *in = buf;
+	uint32_t ents[COPY_RUN_PAGES];      /* lock table entries of a locked run */
 	uint64_t start, end, pos, last, size;
 	unsigned retries = 0;
 	bool thrash = false;
@@ -402,14 +463,14 @@ static ssize_t file_write(ntfsc_file *f, const void *buf, size_t len, off_t off)
 				err = prepare_range(f, idx, pinned, 0, start, end);
 			}
 		}
-		n = err ? 0 : lock_run(f, idx, lim, start, end);
+		n = err ? 0 : lock_run(f, idx, lim, start, end, ents);
 		if (n) {
 			uint64_t run_end = (idx + n) << PAGE_SHIFT_;
 
 			if (run_end > end)
 				run_end = end;
 			err = store(f, in + (pos - start), pos, run_end, &done);
-			pos = dirty_unlock_run(f, idx, n, pos, pos + done);
+			pos = dirty_unlock_run(f, idx, n, pos, pos + done, ents);
 			retries = 0;
 		}
 		if (pinned) {

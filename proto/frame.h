@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define NTFSD_PROTOCOL_VERSION 2u
+#define NTFSD_PROTOCOL_VERSION 3u
 #define NTFSD_MAX_FRAME (16u << 20)
 #define NTFSD_MAX_FRAME_FDS 4
 #define NTFSD_DEFAULT_SOCKET "/run/ntfsd/ntfsd.sock"

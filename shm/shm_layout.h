@@ -119,6 +119,29 @@ struct shm_file_header {
 };
 _Static_assert(sizeof(struct shm_file_header) == 192, "file header size");
 
+/* A connection's lock table: one per client connection, a memfd the daemon
+ * makes and shares with that client only (mode 0600, read-write), so no
+ * other client can write it.  A thread of the client puts the key of a
+ * page in a free entry before it takes the page's lock, marks it
+ * NTFSD_LOCK_HELD once the lock is its own, and frees the entry only
+ * after it released the lock.  So a lock that names the connection while
+ * its table has no entry for the page was forged in its name, and the
+ * daemon breaks it rather than wait for (and in the end disconnect) a
+ * client that never took it. */
+#define NTFSD_LOCK_TABLE_ENTRIES 16384u
+#define NTFSD_LOCK_HELD (1ull << 63)
+
+static inline uint64_t ntfsd_lock_key(uint32_t inode_slot, uint64_t page)
+{
+	return ((uint64_t)(inode_slot + 1) << 32) | (page & 0xffffffffull);
+}
+
+struct shm_lock_table {
+	_Atomic uint64_t entry[NTFSD_LOCK_TABLE_ENTRIES];   /* 0: free */
+};
+_Static_assert(sizeof(struct shm_lock_table) == 8 * NTFSD_LOCK_TABLE_ENTRIES,
+	       "lock table size");
+
 /* Sizes of an open inode, published under a seqcount: the writer makes seq
  * odd, stores, makes it even; a reader retries while seq is odd or changed. */
 struct shm_inode_slot {

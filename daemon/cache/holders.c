@@ -10,9 +10,13 @@
 #include "holders.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cache_int.h"
 #include "log.h"
@@ -32,6 +36,8 @@ struct holder {
 	void *arg;
 	struct holder_file *files;
 	unsigned nfiles, cap;
+	int table_fd;                     /* its lock table (shm_layout.h), ours to close */
+	struct shm_lock_table *table;     /* mapped */
 };
 
 struct holder_table {
@@ -40,6 +46,38 @@ struct holder_table {
 	unsigned n, cap;
 	uint32_t next_id;
 };
+
+static void holder_free(struct holder *h)
+{
+	free(h->files);
+	if (h->table)
+		munmap(h->table, sizeof(*h->table));
+	if (h->table_fd >= 0)
+		close(h->table_fd);
+}
+
+/* A fresh lock table: a memfd of mode 0600, sealed against shrinking. */
+static int table_new(int *fd_out, struct shm_lock_table **out)
+{
+	int fd = memfd_create("ntfsd-locks", MFD_CLOEXEC | MFD_ALLOW_SEALING), err;
+	void *p;
+
+	if (fd < 0)
+		return -errno;
+	if (fchmod(fd, 0600) < 0 || ftruncate(fd, sizeof(struct shm_lock_table)) < 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0)
+		goto fail;
+	p = mmap(NULL, sizeof(struct shm_lock_table), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		goto fail;
+	*fd_out = fd;
+	*out = p;
+	return 0;
+fail:
+	err = -errno;
+	close(fd);
+	return err;
+}
 
 int cache_holders_init(struct cache *c)
 {
@@ -61,7 +99,7 @@ void cache_holders_destroy(struct cache *c)
 	if (!t)
 		return;
 	for (i = 0; i < t->n; i++)
-		free(t->h[i].files);
+		holder_free(&t->h[i]);
 	free(t->h);
 	cache_mutex_destroy(&t->lock);
 	free(t);
@@ -114,6 +152,7 @@ int cache_holder_add(struct cache *c, pid_t pid, uid_t uid, void (*expire)(void 
 			h->uid = uid;
 			h->expire = expire;
 			h->arg = arg;
+			h->table_fd = -1;
 			*id = cand;
 			cache_mutex_unlock(&t->lock);
 			return 0;
@@ -133,7 +172,7 @@ void cache_holder_remove(struct cache *c, uint32_t id)
 	cache_mutex_lock(&t->lock);
 	h = find(t, id);
 	if (h) {
-		free(h->files);
+		holder_free(h);
 		*h = t->h[--t->n];
 	}
 	cache_mutex_unlock(&t->lock);
@@ -196,6 +235,56 @@ bool cache_holder_may_lock(struct cache *c, uint32_t id, struct cache_inode *ci)
 			ok = h->files[i].ci == ci;
 	cache_mutex_unlock(&t->lock);
 	return ok;
+}
+
+int cache_holder_lock_table(struct cache *c, uint32_t id, int *fd)
+{
+	struct holder_table *t = c->holders;
+	struct shm_lock_table *table = NULL;
+	struct holder *h;
+	int nfd = -1, err;
+
+	*fd = -1;
+	if (!t)
+		return 0;
+	err = table_new(&nfd, &table);
+	if (err)
+		return err;
+	cache_mutex_lock(&t->lock);
+	h = find(t, id);
+	if (h && !h->table) {
+		h->table = table;
+		h->table_fd = nfd;
+		table = NULL;
+	}
+	if (h)
+		*fd = h->table_fd;
+	cache_mutex_unlock(&t->lock);
+	if (table) {            /* it had one, or is gone */
+		munmap(table, sizeof(*table));
+		close(nfd);
+	}
+	return *fd >= 0 ? 0 : -ENOENT;
+}
+
+bool cache_holder_claims(struct cache *c, uint32_t id, struct cache_inode *ci, uint64_t index)
+{
+	struct holder_table *t = c->holders;
+	uint64_t key = ntfsd_lock_key(ci->slot, index);
+	struct holder *h;
+	bool claimed = false;
+	unsigned i;
+
+	if (!t)
+		return true;
+	cache_mutex_lock(&t->lock);
+	h = find(t, id);
+	if (h && h->table)
+		for (i = 0; i < NTFSD_LOCK_TABLE_ENTRIES && !claimed; i++)
+			claimed = (atomic_load_explicit(&h->table->entry[i], memory_order_acquire) &
+				   ~NTFSD_LOCK_HELD) == key;
+	cache_mutex_unlock(&t->lock);
+	return claimed;
 }
 
 void cache_holder_expire(struct cache *c, uint32_t id, struct cache_inode *ci, uint64_t index,

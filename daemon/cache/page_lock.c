@@ -95,6 +95,33 @@ static bool break_shared_lock(struct shm_page *p, uint32_t f)
 	return true;
 }
 
+static void warn_forged(struct cache_inode *ci, uint64_t index, const char *what);
+
+/* Undo break_shared_lock(p, f) if nobody took the page since. */
+static bool restore_shared_lock(struct shm_page *p, uint32_t f)
+{
+	uint32_t broken = f & ~(PG_locked | PG_waiters | PG_OWNER_MASK);
+
+	if (!atomic_compare_exchange_strong(&p->flags, &broken, f & ~PG_waiters))
+		return false;
+	atomic_store(&p->lock_owner, page_lock_owner_of(f));
+	return true;
+}
+
+bool cache_break_lock_of(struct cache_inode *ci, uint64_t index, uint32_t owner)
+{
+	struct shm_page *p = cache_page(ci, index);
+	uint32_t f = page_flags(p);
+
+	if (!(f & PG_locked) || page_lock_owner_of(f) != owner || owner == NTFSD_LOCK_OWNER_DAEMON)
+		return false;
+	if (!break_shared_lock(p, f))
+		return false;
+	warn_forged(ci, index, "a lock in the name of a writer that does not hold it (as it "
+		    "says)");
+	return true;
+}
+
 static void warn_forged(struct cache_inode *ci, uint64_t index, const char *what)
 {
 	if (atomic_exchange(&ci->warned_forged, true))
@@ -128,6 +155,22 @@ static void lock_shared(struct cache_inode *ci, uint64_t index)
 		if (!cache_holder_may_lock(c, owner, ci)) {
 			if (break_shared_lock(p, f))
 				warn_forged(ci, index, "a lock held by no writer of the file");
+			continue;
+		}
+		if (!cache_holder_claims(c, owner, ci, index)) {
+			/* a writer's id, but its lock table has no entry for
+			 * the page: forged in its name (an entry goes in
+			 * before a lock is taken and out after it is dropped) */
+			if (break_shared_lock(p, f)) {
+				/* it may have taken the page since we looked at its
+				 * table: then the lock was its own, give it back */
+				if (cache_holder_claims(c, owner, ci, index) &&
+				    restore_shared_lock(p, f))
+					continue;
+				warn_forged(ci, index, "a lock in the name of a writer that does "
+					    "not hold it");
+			}
+			held_by = 0;
 			continue;
 		}
 		t = now_ms();

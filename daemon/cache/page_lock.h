@@ -13,8 +13,11 @@
  *    and is broken at once.
  *  - A shared lock naming anyone else is judged by the holder table
  *    (holders.h): an id that is not a connected client with a writable
- *    handle on this file is broken at once; a real holder is waited for at
- *    most max_lock_hold_ms, then disconnected and its lock broken.
+ *    handle on this file is broken at once, and so is one whose lock
+ *    table (shm_layout.h, writable by that client only) has no entry for
+ *    the page: another writer forged it in that client's name.  A real
+ *    holder is waited for at most max_lock_hold_ms, then disconnected and
+ *    its lock broken.
  *  - priv.state PP_WRITEBACK is the truth about writeback: the daemon sets
  *    it before the shared PG_writeback and clears it after; the daemon
  *    waits on it, never on the shared bit.  A shared PG_writeback without
@@ -84,5 +87,11 @@ bool cache_clear_forged_writeback(struct cache_inode *ci, uint64_t index);
 void cache_pin_page(struct cache_inode *ci, uint64_t index, uint32_t n);
 void cache_unpin_page(struct cache_inode *ci, uint64_t index, uint32_t n);
 bool cache_page_pinned(const struct cache_inode *ci, uint64_t index);
+
+/* A client asks for a lock in its own name that it does not hold (its
+ * lock table says so) to be broken: break page index's shared lock if it
+ * names owner.  Only the owner's own locks, so a client can hurt no one
+ * else with it.  True when broken. */
+bool cache_break_lock_of(struct cache_inode *ci, uint64_t index, uint32_t owner);
 
 #endif

@@ -345,6 +345,19 @@ static void do_hello(struct work *w)
 		return;
 	}
 	w->nfds = 1;
+	{
+		int tfd, err = cache_holder_lock_table(srv->cache, w->cn->lock_id, &tfd);
+
+		if (!err && tfd >= 0 && (w->fds[1] = fcntl(tfd, F_DUPFD_CLOEXEC, 0)) < 0)
+			err = -errno;
+		if (err) {
+			work_fail(w, -err, "cannot make this connection's lock table: %s",
+				  strerror(-err));
+			return;
+		}
+		if (tfd >= 0)
+			w->nfds = 2;
+	}
 	ntfsd__hello_reply__init(&w->body.hello);
 	w->body.hello.protocol_version = NTFSD_PROTOCOL_VERSION;
 	w->body.hello.layout_version = NTFSD_SHM_LAYOUT_VERSION;
@@ -514,7 +527,10 @@ static void run_fault_in(struct work *w)
 	int err;
 
 	if (in->lock_check) {
-		/* the daemon's own lock judges the holder (page_lock.h) */
+		/* the daemon's own lock judges the holder (page_lock.h); a
+		 * lock the client says is forged in its own name goes first */
+		if (in->not_mine && first < cache_used_pages(ci) && w->h->writable)
+			cache_break_lock_of(ci, first, w->cn->lock_id);
 		if (first < cache_used_pages(ci)) {
 			cache_lock_page(ci, first);
 			cache_unlock_page(ci, first);

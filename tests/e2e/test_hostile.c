@@ -75,6 +75,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -1110,9 +1111,15 @@ static int dirty_page(struct atk *a, uint64_t i)
 		    strerror(-err), raw_last_message());
 		return 3;
 	}
-	lock_page(&a->pages[i], a->id);
-	forge_dirty(a, i, FD_ALL, 0);
-	unlock_page(&a->pages[i]);
+	{
+		/* as libntfsc does: the claim in our lock table first */
+		int ent = raw_lock_claim(&a->hi, a->f.inode_slot, i);
+
+		lock_page(&a->pages[i], a->id);
+		forge_dirty(a, i, FD_ALL, 0);
+		unlock_page(&a->pages[i]);
+		raw_lock_unclaim(&a->hi, ent);
+	}
 	return 0;
 }
 
@@ -2206,6 +2213,11 @@ static int take_lock(int up, int *fdp, struct raw_file *f)
 		return 2;
 	}
 	id = raw_lock_id(&hi);
+	/* a real lock: claimed in our lock table (the mapping stays) */
+	if (raw_lock_claim(&hi, f->inode_slot, LOCKED_PAGE) < 0) {
+		say(up, "FAIL no lock table entry");
+		return 2;
+	}
 	lock_page(&f->pages[LOCKED_PAGE], id);
 	say(up, "LOCKED %d %u %s", (int)getpid(), id, hi.lock_owner ? "assigned" : "pid");
 	*fdp = fd;
@@ -2340,6 +2352,158 @@ static void lock_held_too_long(void **state)
 	kids_close_fds(&atk);
 	stop_timed();
 out:
+	finish();
+}
+
+/*
+ * A writer forges page locks in another writer's name: the victim's lock
+ * id, read off the flags of a page it holds, written into pages it is
+ * about to lock and into pages the daemon's write-back must lock.  With
+ * --max-lock-hold-ms 1000 and 4 s of forging, a daemon that took such a
+ * lock for the victim's would disconnect it several times over.  The
+ * victim's lock table (shm_layout.h) has no entry for a forged page, so
+ * the daemon breaks each one it meets at once, and the victim, which meets
+ * one in its own name that no thread of it holds, asks for it to be
+ * broken.  The victim keeps its connection, every write and fsync
+ * succeeds, and ntfscat reads its last bytes.
+ */
+struct framer {
+	struct raw_file f;
+	uint32_t own_id, victim_id;
+	uint64_t first, npages;         /* the pages forged */
+	_Atomic bool stop;
+	_Atomic uint64_t forged;
+};
+
+static void *framer_thread(void *arg)
+{
+	struct framer *fr = arg;
+	uint64_t rng = 0x9e3779b97f4a7c15ull;
+	int64_t end = now_ms() + 10000;
+
+	/* learn the victim's id from a page it holds */
+	while (!fr->victim_id && !atomic_load(&fr->stop) && now_ms() < end)
+		for (uint64_t i = fr->first; i < fr->first + fr->npages; i++) {
+			uint32_t f = atomic_load(&fr->f.pages[i].flags);
+			uint32_t o = page_lock_owner_of(f);
+
+			if (o && o != fr->own_id && o != NTFSD_LOCK_OWNER_DAEMON) {
+				fr->victim_id = o;
+				break;
+			}
+		}
+	while (fr->victim_id && !atomic_load(&fr->stop)) {
+		struct shm_page *p;
+		uint32_t f;
+
+		rng ^= rng << 13;
+		rng ^= rng >> 7;
+		rng ^= rng << 17;
+		p = &fr->f.pages[fr->first + rng % fr->npages];
+		f = atomic_load(&p->flags);
+		if (!(f & PG_locked) &&
+		    atomic_compare_exchange_strong(&p->flags, &f,
+						   f | PG_locked | (fr->victim_id << PG_OWNER_SHIFT)))
+			atomic_fetch_add(&fr->forged, 1);
+		sleep_ms(1);
+	}
+	return NULL;
+}
+
+static void lock_forged_in_a_writers_name(void **state)
+{
+	enum { SPAN = 16 * 4096 };
+	const struct known *k = known_file("/frag/b.bin");
+	struct raw_hello_info hi;
+	struct framer fr = { .first = 0, .npages = SPAN / 4096 };
+	static uint8_t buf[SPAN];
+	unsigned writes = 0, syncs = 0;
+	pthread_t t;
+	int64_t end;
+	ntfsc_file *f = NULL;
+	ntfsc *c = NULL;
+	int rfd = -1;
+	char *got = NULL;
+	size_t glen = 0;
+
+	(void)state;
+	if (k->len < SPAN)
+		fail_msg("/frag/b.bin is shorter than %d bytes", SPAN);
+	if (!start((const char *const[]){ "--max-lock-hold-ms", "1000", NULL }))
+		goto out;
+	c = ntfsc_connect(dmn.socket);
+	f = c ? ntfsc_open(c, "/frag/b.bin", O_RDWR) : NULL;
+	rfd = raw_connect(dmn.socket, 10000);
+	if (!f || rfd < 0 || raw_hello(rfd, "framer", &hi) ||
+	    raw_open(rfd, "/frag/b.bin", true, &fr.f)) {
+		problem("cannot set up the victim and the framer: %s", strerror(errno));
+		goto out;
+	}
+	fr.own_id = raw_lock_id(&hi);
+	assert_int_equal(pthread_create(&t, NULL, framer_thread, &fr), 0);
+	end = now_ms() + 4000;
+	while (now_ms() < end || !fr.victim_id) {
+		memset(buf, (int)(writes % 251) + 1, sizeof(buf));
+		if (ntfsc_pwrite(f, buf, sizeof(buf), 0) != (ssize_t)sizeof(buf)) {
+			problem("the victim's write %u failed: %s (%s)", writes, strerror(errno),
+				ntfsc_last_error_message(c));
+			break;
+		}
+		writes++;
+		if (writes % 8 == 0) {
+			if (ntfsc_fsync(f)) {
+				problem("the victim's fsync %u failed: %s (%s)", syncs,
+					strerror(errno), ntfsc_last_error_message(c));
+				break;
+			}
+			syncs++;
+		}
+		if (now_ms() > end + 10000) {
+			problem("the framer never saw the victim hold a lock");
+			break;
+		}
+	}
+	atomic_store(&fr.stop, true);
+	pthread_join(t, NULL);
+	print_message("  victim lock id %u: %u writes, %u fsyncs, %llu locks forged in its name\n",
+		      fr.victim_id, writes, syncs, (unsigned long long)atomic_load(&fr.forged));
+	/* a forged page stays locked until someone meets it: few but
+	 * every one is in the way of the victim or of write-back */
+	if (atomic_load(&fr.forged) < 10 || writes < 5)
+		problem("only %llu locks were forged, %u writes: the test proves little",
+			(unsigned long long)atomic_load(&fr.forged), writes);
+	if (!nproblems && ntfsc_fsync(f))
+		problem("the last fsync failed: %s", strerror(errno));
+	if (log_count("past max-lock-hold-ms", NULL))
+		problem("the daemon disconnected a client for a lock forged in its name");
+	if (!log_count("does not hold it", NULL))
+		problem("the log does not say a lock forged in a writer's name was broken");
+	ntfsc_close(f);
+	f = NULL;
+	ntfsc_disconnect(c);
+	c = NULL;
+	raw_file_unmap(&fr.f);
+	raw_hello_info_free(&hi);
+	close(rfd);
+	rfd = -1;
+	if (stop_timed() != 0)
+		problem("ntfsd did not stop cleanly");
+	if (oracle_cat(image, "/frag/b.bin", NULL, &got, &glen) || glen != k->len)
+		problem("ntfscat /frag/b.bin: %s", oracle_last_stderr());
+	else
+		for (size_t i = 0; i < SPAN; i++)
+			if ((uint8_t)got[i] != (uint8_t)(((writes - 1) % 251) + 1)) {
+				problem("ntfscat /frag/b.bin: byte %zu is not the victim's last", i);
+				break;
+			}
+	free(got);
+out:
+	if (f)
+		ntfsc_close(f);
+	if (c)
+		ntfsc_disconnect(c);
+	if (rfd >= 0)
+		close(rfd);
 	finish();
 }
 
@@ -3008,6 +3172,7 @@ int main(void)
 		T(forge_lock_random_owner),
 		T(forge_writeback),
 		T(lock_held_too_long),
+		T(lock_forged_in_a_writers_name),
 		T(lock_holder_in_pid_namespace),
 		T(uid_limits),
 		T(fuzz_page_state),

@@ -251,12 +251,12 @@ int raw_hello(int fd, const char *client_name, struct raw_hello_info *info)
 	Ntfsd__Reply *r;
 	uint8_t *buf = NULL;
 	size_t len = 0;
-	int fds[1], nfds = 0, err;
+	int fds[2], nfds = 0, err;
 
 	last_msg[0] = '\0';
 	if (info) {
 		memset(info, 0, sizeof(*info));
-		info->header_fd = -1;
+		info->header_fd = info->lock_table_fd = -1;
 	}
 	h.protocol_version = NTFSD_PROTOCOL_VERSION;
 	h.client_name = (char *)(client_name ? client_name : "rawclient");
@@ -266,7 +266,7 @@ int raw_hello(int fd, const char *client_name, struct raw_hello_info *info)
 	err = raw_send(fd, &rq);
 	if (err)
 		return err;
-	err = recv_frame(fd, &buf, &len, fds, 1, &nfds);
+	err = recv_frame(fd, &buf, &len, fds, 2, &nfds);
 	if (err)
 		return err == -EWOULDBLOCK ? -EAGAIN : err;
 	r = ntfsd__reply__unpack(NULL, len, buf);
@@ -281,6 +281,14 @@ int raw_hello(int fd, const char *client_name, struct raw_hello_info *info)
 		info->layout_version = r->hello->layout_version;
 		info->read_only = r->hello->read_only;
 		info->lock_owner = wire_lock_owner(buf, len);
+		if (nfds == 2) {
+			void *p = mmap(NULL, sizeof(struct shm_lock_table), PROT_READ | PROT_WRITE,
+				       MAP_SHARED, fds[1], 0);
+
+			info->lock_table_fd = fds[1];
+			info->locks = p == MAP_FAILED ? NULL : p;
+			nfds = 1;
+		}
 		if (nfds) {
 			info->header_fd = fds[0];
 			nfds = 0;
@@ -291,6 +299,38 @@ int raw_hello(int fd, const char *client_name, struct raw_hello_info *info)
 	free(buf);
 	close_fds(fds, nfds);
 	return err;
+}
+
+int raw_lock_claim(const struct raw_hello_info *info, uint32_t slot, uint64_t page)
+{
+	if (!info || !info->locks)
+		return -1;
+	for (int i = 0; i < (int)NTFSD_LOCK_TABLE_ENTRIES; i++) {
+		uint64_t z = 0;
+
+		if (atomic_compare_exchange_strong(&info->locks->entry[i], &z,
+						   ntfsd_lock_key(slot, page) | NTFSD_LOCK_HELD))
+			return i;
+	}
+	return -1;
+}
+
+void raw_lock_unclaim(const struct raw_hello_info *info, int entry)
+{
+	if (info && info->locks && entry >= 0)
+		atomic_store(&info->locks->entry[entry], 0);
+}
+
+void raw_hello_info_free(struct raw_hello_info *info)
+{
+	if (info->locks)
+		munmap(info->locks, sizeof(*info->locks));
+	if (info->lock_table_fd >= 0)
+		close(info->lock_table_fd);
+	if (info->header_fd >= 0)
+		close(info->header_fd);
+	info->locks = NULL;
+	info->lock_table_fd = info->header_fd = -1;
 }
 
 uint32_t raw_lock_id(const struct raw_hello_info *info)

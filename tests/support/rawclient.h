@@ -52,12 +52,23 @@ struct raw_hello_info {
 	 * 0 when the daemon did not send it */
 	uint32_t lock_owner;
 	int header_fd;          /* the volume header segment, -1 if none came */
+	int lock_table_fd;      /* this connection's lock table, -1 if none came */
+	struct shm_lock_table *locks;   /* mapped read-write, NULL if none came */
 };
 
 /* Hello as client_name (NULL: "rawclient").  info may be NULL (the header
  * fd is then closed).  0, or -errno (the daemon's refusal, or the
  * connection's failure). */
 int raw_hello(int fd, const char *client_name, struct raw_hello_info *info);
+/* Say in our lock table that we hold page `page` of the file in inode slot
+ * `slot` (as libntfsc does around every page lock it takes); the entry's
+ * index, or -1 with no table or no free entry.  raw_lock_unclaim() frees
+ * it.  A raw client that takes a lock without a claim has its lock broken
+ * as forged when the daemon meets it. */
+int raw_lock_claim(const struct raw_hello_info *info, uint32_t slot, uint64_t page);
+void raw_lock_unclaim(const struct raw_hello_info *info, int entry);
+/* Unmap the lock table and close both fds. */
+void raw_hello_info_free(struct raw_hello_info *info);
 /* The id this connection takes page locks with: HelloReply.lock_owner,
  * or, from a daemon that does not assign one, the caller's pid. */
 uint32_t raw_lock_id(const struct raw_hello_info *info);
