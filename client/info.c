@@ -166,6 +166,23 @@ int ntfsc_rmdir(ntfsc *c, const char *path)
 	return error_on(c, name_request(c, path, false, true));
 }
 
+int ntfsc_rename(ntfsc *c, const char *from, const char *to)
+{
+	Ntfsd__RenameRequest rr = NTFSD__RENAME_REQUEST__INIT;
+	Ntfsd__Reply *rep;
+
+	if (!c)
+		return error_set(EINVAL, NULL);
+	if (check_path(from) || check_path(to))
+		return error_on(c, -1);
+	rr.from = (char *)from;
+	rr.to = (char *)to;
+	if (request(c, NTFSD__REQUEST__BODY_RENAME, &rr, NULL, NULL, &rep))
+		return error_on(c, -1);
+	ntfsd__reply__free_unpacked(rep, NULL);
+	return error_on(c, 0);
+}
+
 /* ---- directories and the volume ---- */
 
 int ntfsc_listdir(ntfsc *c, const char *path, ntfsc_listdir_cb cb, void *ctx)

@@ -125,6 +125,13 @@ ntfsc_file *ntfsc_open(ntfsc *c, const char *path, int flags);
 int         ntfsc_unlink(ntfsc *c, const char *path);
 int         ntfsc_mkdir(ntfsc *c, const char *path);
 int         ntfsc_rmdir(ntfsc *c, const char *path);
+/* Since NTFSC_5: rename(2).  Moves the name from to to (another directory
+ * too); a target file or empty directory is replaced (EISDIR, ENOTDIR
+ * when the kinds differ, ENOTEMPTY for a directory with entries, EBUSY
+ * while any client has the target open).  The renamed file may be open;
+ * its handles keep working.  A directory into its own subtree is EINVAL,
+ * NTFS metadata EPERM, a name taken in another case EEXIST. */
+int         ntfsc_rename(ntfsc *c, const char *from, const char *to);
 /* Unmaps every ntfsc_mmap() mapping of f, closes f and frees it, also when
  * it returns -1 (the daemon could not be told).  Dirty data stays in the
  * daemon's cache and is written back later; like close(2), ntfsc_close

@@ -76,6 +76,9 @@ static void usage(FILE *f)
 		"                       above it; existing ones are fine)\n"
 		"  rm PATH              remove a file (not while a client has it open)\n"
 		"  rmdir PATH           remove an empty directory\n"
+		"  mv PATH NEWPATH      rename PATH to NEWPATH (in another directory too),\n"
+		"                       replacing a file or empty directory there as rename(2)\n"
+		"                       does; the file may be open\n"
 		"  sync [PATH]          write the file's (without PATH: every file's) dirty data\n"
 		"                       back and wait; fails if any of it could not be written\n"
 		"\n"
@@ -350,6 +353,7 @@ struct opts {
 	bool parents;                   /* mkdir -p */
 	off_t offset;
 	off_t size;                     /* truncate */
+	const char *target;             /* mv */
 };
 
 static int cmd_status(ntfsc *c, const char *path, const struct opts *o)
@@ -984,6 +988,17 @@ static int cmd_rmdir(ntfsc *c, const char *path, const struct opts *o)
 	return ntfsc_rmdir(c, path) ? fail("rmdir", path) : 0;
 }
 
+static int cmd_mv(ntfsc *c, const char *path, const struct opts *o)
+{
+	if (!ntfsc_rename(c, path, o->target))
+		return 0;
+	/* the message names both paths */
+	fprintf(stderr, "%s: mv: %s\n", prog,
+		ntfsc_last_error_message(NULL) ? ntfsc_last_error_message(NULL)
+					       : strerror(errno));
+	return 1;
+}
+
 static int cmd_truncate(ntfsc *c, const char *path, const struct opts *o)
 {
 	ntfsc_file *f = ntfsc_open(c, path, O_RDWR);
@@ -1008,18 +1023,19 @@ static const struct command {
 	const char *name;
 	bool takes_path, optional_path, json, long_list, write_opts;
 	int (*run)(ntfsc *c, const char *path, const struct opts *o);
-	bool takes_size;
+	bool takes_size, takes_target;
 } commands[] = {
-	{ "status", false, false, true, false, false, cmd_status, false },
-	{ "stat", true, false, true, false, false, cmd_stat, false },
-	{ "ls", true, false, true, true, false, cmd_ls, false },
-	{ "cat", true, false, false, false, false, cmd_cat, false },
-	{ "write", true, false, false, false, true, cmd_write, false },
-	{ "sync", false, true, false, false, false, cmd_sync, false },
-	{ "truncate", true, false, false, false, false, cmd_truncate, true },
-	{ "mkdir", true, false, false, false, false, cmd_mkdir, false },
-	{ "rm", true, false, false, false, false, cmd_rm, false },
-	{ "rmdir", true, false, false, false, false, cmd_rmdir, false },
+	{ "status", false, false, true, false, false, cmd_status, false, false },
+	{ "stat", true, false, true, false, false, cmd_stat, false, false },
+	{ "ls", true, false, true, true, false, cmd_ls, false, false },
+	{ "cat", true, false, false, false, false, cmd_cat, false, false },
+	{ "write", true, false, false, false, true, cmd_write, false, false },
+	{ "sync", false, true, false, false, false, cmd_sync, false, false },
+	{ "truncate", true, false, false, false, false, cmd_truncate, true, false },
+	{ "mkdir", true, false, false, false, false, cmd_mkdir, false, false },
+	{ "rm", true, false, false, false, false, cmd_rm, false, false },
+	{ "rmdir", true, false, false, false, false, cmd_rmdir, false, false },
+	{ "mv", true, false, false, false, false, cmd_mv, false, true },
 };
 
 /* A byte offset: decimal digits only, at most INT64_MAX. */
@@ -1127,6 +1143,11 @@ int main(int argc, char **argv)
 				return usage_error("SIZE must be a byte count (0 to %lld), not '%s'",
 						   (long long)INT64_MAX, argv[optind]);
 			optind++;
+		}
+		if (cmd->takes_target) {
+			if (optind >= argc)
+				return usage_error("%s needs a NEWPATH", cmd->name);
+			o.target = argv[optind++];
 		}
 	} else if (cmd->optional_path && optind < argc) {
 		path = argv[optind++];

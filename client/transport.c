@@ -185,6 +185,7 @@ static const struct request_kind {
 	KIND(TRUNCATE,       truncate_request,       _NOT_SET,       0),
 	KIND(UNLINK,         unlink_request,         _NOT_SET,       0),
 	KIND(MKDIR,          mkdir_request,          _NOT_SET,       0),
+	KIND(RENAME,         rename_request,         _NOT_SET,       0),
 #undef KIND
 };
 
@@ -207,6 +208,7 @@ static void request_set_body(Ntfsd__Request *req, Ntfsd__Request__BodyCase kind,
 	case NTFSD__REQUEST__BODY_TRUNCATE: req->truncate = body; break;
 	case NTFSD__REQUEST__BODY_UNLINK: req->unlink = body; break;
 	case NTFSD__REQUEST__BODY_MKDIR: req->mkdir = body; break;
+	case NTFSD__REQUEST__BODY_RENAME: req->rename = body; break;
 	default: assert(!"a request kind libntfsc does not send"); break;
 	}
 }

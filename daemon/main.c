@@ -283,6 +283,7 @@ int main(int argc, char **argv)
 	if (!o.cache_size)
 		o.cache_size = DEFAULT_CACHE_SIZE;
 	crashpoint_init();      /* the tests' NTFSD_CRASHPOINT (crashpoint.h) */
+	ntfs_crashpoint_hook = crashpoint;      /* ... also in ntfs/ */
 
 	/* socket activation: systemd (or systemd-socket-activate) listens for us;
 	 * its file-descriptor store hands back segments of a crashed daemon */

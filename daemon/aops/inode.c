@@ -273,6 +273,7 @@ const struct address_space_operations ntfs_aops = {
 	.volume_info = ntfs_aops_volume_info,
 	.create = ntfs_aops_create,
 	.unlink = ntfs_aops_unlink,
+	.rename = ntfs_aops_rename,
 #if NTFSD_LOCKDEP
 	.sanity_settled = ntfs_aops_sanity_settled,
 #endif

@@ -256,3 +256,92 @@ int ntfs_aops_unlink(struct cache *c, const char *path, bool is_dir)
 	ntfs_inode_close(dir);
 	return name_path(err, path);
 }
+
+/* Is the directory ino on the path of directories from "/" down to path's
+ * parent (path is where a directory is to go)? */
+static int inside(struct cache *c, const char *path, uint64_t ino, bool *in)
+{
+	char buf[4096];
+	size_t len = strlen(path);
+
+	*in = false;
+	if (len >= sizeof(buf))
+		return ntfs_fail(ENAMETOOLONG, "%s: path too long", path);
+	memcpy(buf, path, len + 1);
+	for (char *p = buf + 1; (p = strchr(p, '/')); p++) {
+		uint64_t mref;
+		int err;
+
+		*p = '\0';
+		err = ntfs_path_lookup(NTFS_VOL(c), buf, 0, &mref);
+		*p = '/';
+		if (err)
+			return err;
+		if (MREF(mref) == ino) {
+			*in = true;
+			return 0;
+		}
+	}
+	return 0;
+}
+
+int ntfs_aops_rename(struct cache *c, const char *from, const char *to, uint64_t *ino)
+{
+	struct ntfs_inode *odir = NULL, *ndir = NULL, *src = NULL, *dst = NULL;
+	const char *oname, *nname;
+	char obuf[4096], nbuf[4096];
+	bool in = false;
+	int err;
+
+	err = open_parent(c, from, &odir, obuf, sizeof(obuf), &oname);
+	if (!err)
+		err = open_parent(c, to, &ndir, nbuf, sizeof(nbuf), &nname);
+	if (!err)
+		err = open_path(c, from, &src);
+	if (err)
+		goto out;
+	if (!strncasecmp(from, "/$Extend/", 9) || !strncasecmp(to, "/$Extend/", 9) ||
+	    (ndir->mft_no < FILE_first_user && ndir->mft_no != FILE_root)) {
+		err = ntfs_fail(EPERM, "%s -> %s: NTFS metadata takes no names from clients",
+				from, to);
+		goto out;
+	}
+	/* rename(2): a directory into its own subtree is EINVAL */
+	if (ntfs_inode_is_dir(src)) {
+		err = inside(c, to, src->mft_no, &in);
+		if (!err && in)
+			err = ntfs_fail(EINVAL, "%s -> %s: a directory cannot move into itself",
+					from, to);
+		if (err)
+			goto out;
+	}
+	/* a target of another file must be of the source's kind; it goes
+	 * first (the caller made sure nobody has it open) */
+	err = open_path(c, to, &dst);
+	if (err == -ENOENT) {
+		ntfs_clear_error();
+		err = 0;
+	} else if (!err && dst->mft_no != src->mft_no) {
+		if (ntfs_inode_is_dir(src) && !ntfs_inode_is_dir(dst))
+			err = ntfs_fail(ENOTDIR, "%s -> %s: the target is not a directory", from, to);
+		else if (!ntfs_inode_is_dir(src) && ntfs_inode_is_dir(dst))
+			err = ntfs_fail(EISDIR, "%s -> %s: the target is a directory", from, to);
+		if (!err)
+			err = ntfs_unlink(NTFS_VOL(c), ndir, nname);
+		/* unlinking the target may have changed ndir's index: reload
+		 * the directory the rename adds to */
+		if (!err) {
+			ntfs_inode_close(ndir);
+			ndir = NULL;
+			err = open_parent(c, to, &ndir, nbuf, sizeof(nbuf), &nname);
+		}
+	}
+	if (!err)
+		err = ntfs_rename(NTFS_VOL(c), odir, oname, ndir, nname, ino);
+out:
+	ntfs_inode_close(dst);
+	ntfs_inode_close(src);
+	ntfs_inode_close(ndir);
+	ntfs_inode_close(odir);
+	return name_path(err, from);
+}

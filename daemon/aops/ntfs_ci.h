@@ -85,6 +85,7 @@ int ntfs_aops_readdir(struct cache *c, const char *path,
 void ntfs_aops_volume_info(struct cache *c, struct cache_volume_info *vi);
 int ntfs_aops_create(struct cache *c, const char *path, bool is_dir, uint64_t *ino);
 int ntfs_aops_unlink(struct cache *c, const char *path, bool is_dir);
+int ntfs_aops_rename(struct cache *c, const char *from, const char *to, uint64_t *ino);
 
 /* What holds whenever init_lock is held (asserted): sizes and runlist
  * agree.  Debug and sanitizer builds only; aborts with the state logged. */

@@ -141,6 +141,13 @@ struct address_space_operations {
 	 * inode with its blocks once no name is left.  The cache has
 	 * forgotten the inode first; nobody has it open. */
 	int (*unlink)(struct cache *c, const char *path, bool is_dir);
+	/* rename(2): move the name at from to to (another directory too),
+	 * replacing a target of the same kind (a file, or an empty
+	 * directory: -ENOTEMPTY, -EISDIR, -ENOTDIR otherwise) that nobody has
+	 * open; a directory into its own subtree is -EINVAL.  Open handles
+	 * of the file keep working.  *ino: the renamed inode.  May be NULL
+	 * (-EOPNOTSUPP). */
+	int (*rename)(struct cache *c, const char *from, const char *to, uint64_t *ino);
 
 	/* ---- debug builds (may be NULL) ---- */
 	/* What holds between size changes, checked by

@@ -117,3 +117,38 @@ int cache_unlink(struct cache *c, const char *path, bool dir)
 	cache_rwlock_unlock(&c->ns_lock);
 	return err;
 }
+
+int cache_rename(struct cache *c, const char *from, const char *to)
+{
+	struct cache_inode *ci = NULL;
+	uint64_t src, dst, ino;
+	int err;
+
+	if (c->read_only)
+		return refuse_read_only(from);
+	if (!c->aops->rename)
+		return ntfs_fail(EOPNOTSUPP, "%s: this file system cannot rename", from);
+	cache_rwlock_wrlock(&c->ns_lock);
+	err = c->aops->lookup(c, from, &src);
+	/* a target that is another file goes: claimed as an unlink claims it */
+	if (!err && !c->aops->lookup(c, to, &dst) && dst != src)
+		err = claim_inode(c, to, dst, &ci);
+	else
+		ntfs_clear_error();
+	if (ci)
+		cache_mutex_lock(&ci->wb_lock);
+	if (!err)
+		err = c->aops->rename(c, from, to, &ino);
+	if (ci) {
+		/* the target's name is gone if the rename happened, or if it
+		 * failed after the target's removal: its inode is no longer
+		 * reachable either way when the lookup fails */
+		if (!err || c->aops->lookup(c, to, &dst) || dst != ci->mft_no)
+			atomic_store(&ci->unlinked, true);
+		ntfs_clear_error();
+		cache_mutex_unlock(&ci->wb_lock);
+		cache_inode_put(ci);
+	}
+	cache_rwlock_unlock(&c->ns_lock);
+	return err;
+}

@@ -31,5 +31,8 @@ int cache_open_create(struct cache *c, const char *path, bool excl, struct cache
 int cache_mkdir(struct cache *c, const char *path);
 /* unlink(2) (dir false) and rmdir(2) (dir true). */
 int cache_unlink(struct cache *c, const char *path, bool dir);
+/* rename(2) (aops.h): a target that is another file must be unused, as
+ * for unlink (-EBUSY); the renamed file may be open. */
+int cache_rename(struct cache *c, const char *from, const char *to);
 
 #endif

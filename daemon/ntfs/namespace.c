@@ -176,8 +176,9 @@ int ntfs_name_check(const ntfschar *name, uint32_t len, uint8_t *name_space)
 
 /* Append a resident attribute to rec (before its end marker); -E2BIG
  * when it does not fit. */
-static int add_resident(uint8_t *rec, uint32_t type, const ntfschar *name, uint8_t name_len,
-			const void *value, uint32_t vlen, uint8_t resident_flags)
+/* A resident attribute at offset off of rec (an attribute boundary). */
+static int add_resident_at(uint8_t *rec, uint32_t off, uint32_t type, const ntfschar *name,
+			   uint8_t name_len, const void *value, uint32_t vlen, uint8_t resident_flags)
 {
 	struct ntfs_mft_record *m = (void *)rec;
 	uint32_t voff = NS_ALIGN8(NTFS_ATTR_RESIDENT_HEADER_SIZE + 2u * name_len);
@@ -185,7 +186,7 @@ static int add_resident(uint8_t *rec, uint32_t type, const ntfschar *name, uint8
 	uint16_t inst = le16(m->next_attr_instance);
 	struct ntfs_attr_record *a;
 
-	a = ntfs_attr_record_insert(rec, le32(m->bytes_in_use) - 8, type, len);
+	a = ntfs_attr_record_insert(rec, off, type, len);
 	if (!a)
 		return -E2BIG;
 	a->name_length = name_len;
@@ -200,6 +201,14 @@ static int add_resident(uint8_t *rec, uint32_t type, const ntfschar *name, uint8
 		memcpy((uint8_t *)a + voff, value, vlen);
 	m->next_attr_instance = cpu_to_le16((uint16_t)(inst + 1));
 	return 0;
+}
+
+/* The same at the end of rec (a record built in attribute order). */
+static int add_resident(uint8_t *rec, uint32_t type, const ntfschar *name, uint8_t name_len,
+			const void *value, uint32_t vlen, uint8_t resident_flags)
+{
+	return add_resident_at(rec, le32(((struct ntfs_mft_record *)rec)->bytes_in_use) - 8, type,
+			       name, name_len, value, vlen, resident_flags);
 }
 
 /* The parent's security id and owner id, when its $STANDARD_INFORMATION
@@ -371,6 +380,7 @@ int ntfs_create(struct ntfs_volume *vol, struct ntfs_inode *dir, const char *nam
 	if (err)
 		goto out;
 	mref = (uint64_t)le16(((const struct ntfs_mft_record *)rec)->sequence_number) << 48 | no;
+	ntfs_crashpoint("create-before-entry");
 	/* 2: the entry that points at it */
 	err = ntfs_index_add(dir, fn, mref);
 	if (err)
@@ -524,6 +534,7 @@ static int free_inode(struct ntfs_inode *ni, struct ntfs_runlist *rls, size_t nr
 			first = err;
 		off += le16(e->length);
 	}
+	ntfs_crashpoint("unlink-before-free");
 	for (size_t i = 0; i < nrl; i++)
 		if (rls[i].count && (err = ntfs_cluster_free_from_rl(vol, &rls[i], 0)) && !first)
 			first = err;
@@ -647,6 +658,7 @@ int ntfs_unlink(struct ntfs_volume *vol, struct ntfs_inode *dir, const char *nam
 		if (err)
 			goto out;
 	}
+	ntfs_crashpoint("unlink-after-entry");
 	/* 2: the record keeps its other names, or goes with its clusters */
 	err = links ? drop_names(ni, &sc, sc.twin, links) : free_inode(ni, rls, nrl);
 out:
@@ -656,5 +668,211 @@ out:
 	free(sc.nr);
 	ntfs_inode_close(ni);
 	free(u);
+	return err;
+}
+
+/* ---- rename ---- */
+
+/* Add fn as one more (indexed) $FILE_NAME of ni's base record, after the
+ * ones it has (attributes stay in type order), with link count links. */
+static int add_name(struct ntfs_inode *ni, const struct ntfs_file_name *fn, uint32_t fn_len,
+		    uint16_t links)
+{
+	struct ntfs_volume *vol = ni->vol;
+	uint8_t *rec = malloc(vol->geo.mft_record_size);
+	const struct ntfs_attr_record *a;
+	struct ntfs_attr_iter it;
+	uint32_t off;
+	int err;
+
+	if (!rec)
+		return -ENOMEM;
+	pthread_mutex_lock(&vol->mft_lock);
+	err = ntfs_mft_record_read(vol, ni->mft_no, rec);
+	if (!err) {
+		off = le32(((struct ntfs_mft_record *)rec)->bytes_in_use) - 8;
+		ntfs_attr_iter_init(&it, rec);
+		while (ntfs_attr_iter_next(&it, &a))
+			if (le32(a->type) > AT_FILE_NAME) {
+				off = (uint32_t)((const uint8_t *)a - rec);
+				break;
+			}
+		err = add_resident_at(rec, off, AT_FILE_NAME, NULL, 0, fn, fn_len,
+				      RESIDENT_ATTR_IS_INDEXED);
+		if (err == -E2BIG)
+			err = ntfs_fail(ENOSPC, "MFT record %llu has no room for the $FILE_NAME "
+					"of its new name", (unsigned long long)ni->mft_no);
+	}
+	if (!err) {
+		((struct ntfs_mft_record *)rec)->link_count = cpu_to_le16(links);
+		err = ntfs_mft_record_write(vol, ni->mft_no, rec);
+	}
+	if (!err) {
+		memcpy(ni->mrec, rec, vol->geo.mft_record_size);
+		ni->link_count = links;
+	}
+	pthread_mutex_unlock(&vol->mft_lock);
+	free(rec);
+	return err;
+}
+
+int ntfs_rename(struct ntfs_volume *vol, struct ntfs_inode *odir, const char *oname,
+		struct ntfs_inode *ndir, const char *nname, uint64_t *mft_no)
+{
+	struct fn_scan sc = { 0 };
+	struct ntfs_inode *ni = NULL;
+	struct ntfs_file_name *fn = NULL;
+	ntfschar *ou = NULL, *nu = NULL;
+	uint32_t oulen, nulen, fn_len;
+	uint64_t mref, other, got;
+	uint16_t links;
+	uint8_t ns;
+	int err;
+
+	err = name_in_dir(vol, odir, oname, "rename", &ou, &oulen);
+	if (!err)
+		err = name_in_dir(vol, ndir, nname, "rename", &nu, &nulen);
+	if (err)
+		goto out;
+	if (oulen > NTFS_MAX_NAME_LEN) {
+		err = ntfs_fail(ENAMETOOLONG, "a name of %u UTF-16 units is longer than the 255 "
+				"NTFS allows", oulen);
+		goto out;
+	}
+	err = ntfs_name_check(nu, nulen, &ns);
+	if (err)
+		goto out;
+	err = oulen ? ntfs_index_lookup(odir, ou, oulen, NTFS_INDEX_EXACT, &mref, NULL) : -ENOENT;
+	if (err == -ENOENT)
+		err = ntfs_fail(ENOENT, "directory MFT record %llu: no entry \"%s\"",
+				(unsigned long long)odir->mft_no, oname);
+	if (err)
+		goto out;
+	if (MREF(mref) < NTFS_MFT_FIRST_ALLOCATABLE || odir->mft_no == FILE_Extend ||
+	    ndir->mft_no == FILE_Extend) {
+		err = ntfs_fail(EPERM, "\"%s\" (MFT record %llu) is NTFS metadata, or the name "
+				"would be", oname, (unsigned long long)MREF(mref));
+		goto out;
+	}
+	/* the new name must be free, ignoring case, unless it names the file
+	 * itself (a change of case; the same name is nothing to do) */
+	err = ntfs_index_lookup(ndir, nu, nulen, NTFS_INDEX_ANY_CASE, &other, NULL);
+	if (!err && MREF(other) != MREF(mref)) {
+		err = ntfs_fail(EEXIST, "directory MFT record %llu: \"%s\" exists already (as MFT "
+				"record %llu, maybe in another case)", (unsigned long long)ndir->mft_no,
+				nname, (unsigned long long)MREF(other));
+		goto out;
+	}
+	if (err && err != -ENOENT)
+		goto out;
+	ntfs_clear_error();
+	if (odir->mft_no == ndir->mft_no && oulen == nulen && !memcmp(ou, nu, 2u * oulen)) {
+		err = 0;
+		*mft_no = MREF(mref);
+		goto out;
+	}
+	err = ntfs_inode_open(vol, MREF(mref), &ni);
+	if (!err && MSEQNO(mref) && MSEQNO(mref) != ni->seq_no)
+		err = ntfs_fail(EIO, "directory MFT record %llu: the entry \"%s\" points at MFT "
+				"record %llu with sequence number %u, but the record has %u",
+				(unsigned long long)odir->mft_no, oname,
+				(unsigned long long)MREF(mref), MSEQNO(mref), ni->seq_no);
+	if (err)
+		goto out;
+	sc.dir_no = odir->mft_no;
+	sc.name = ou;
+	sc.len = oulen;
+	err = ntfs_inode_foreach_attr(ni, scan_attr, &sc);
+	if (err < 0)
+		goto out;
+	if (!sc.found || sc.rec_no != ni->mft_no) {
+		err = ntfs_fail(sc.found ? EOPNOTSUPP : EIO, sc.found
+				? "MFT record %llu: the $FILE_NAME of \"%s\" lies in an extension "
+				  "record; not implemented"
+				: "MFT record %llu has no $FILE_NAME for the entry \"%s\"",
+				(unsigned long long)ni->mft_no, oname);
+		goto out;
+	}
+	sc.twin = sc.twin && sc.type == FILE_NAME_WIN32;
+	/* the new $FILE_NAME: the old one's times, sizes and attributes, the
+	 * new parent and name */
+	{
+		const struct ntfs_attr_record *a =
+			ntfs_mft_record_find_instance(ni->mrec, AT_FILE_NAME, sc.instance);
+		const struct ntfs_file_name *old;
+		uint32_t vlen = 0;
+
+		old = a ? (const void *)ntfs_attr_value(a, &vlen) : NULL;
+		if (!old || vlen < sizeof(*old)) {
+			err = ntfs_fail(EIO, "MFT record %llu: its $FILE_NAME for \"%s\" is gone",
+					(unsigned long long)ni->mft_no, oname);
+			goto out;
+		}
+		fn_len = (uint32_t)sizeof(*fn) + 2u * nulen;
+		fn = calloc(1, fn_len);
+		if (!fn) {
+			err = -ENOMEM;
+			goto out;
+		}
+		memcpy(fn, old, sizeof(*fn));
+	}
+	fn->parent_directory = cpu_to_le64((uint64_t)ndir->seq_no << 48 | ndir->mft_no);
+	fn->last_mft_change_time = cpu_to_le64(ntfs_time_now());
+	fn->file_name_length = (uint8_t)nulen;
+	fn->file_name_type = ns;
+	memcpy(fn + 1, nu, 2u * nulen);
+	mref = (uint64_t)ni->seq_no << 48 | ni->mft_no;
+	links = ni->link_count;
+
+	/* 1: the record gets the new name (a second link) */
+	err = add_name(ni, fn, fn_len, (uint16_t)(links + 1));
+	if (err)
+		goto out;
+	ntfs_crashpoint("rename-after-name");
+	/* 2: the new entry points at it */
+	err = ntfs_index_add(ndir, fn, mref);
+	if (err) {
+		char msg[512];
+
+		snprintf(msg, sizeof(msg), "%s", ntfs_last_error());
+		/* take the name back out: the file stays as it was */
+		struct fn_scan undo = { .rec_no = ni->mft_no };
+
+		undo.instance = (uint16_t)(le16(((struct ntfs_mft_record *)ni->mrec)->
+						next_attr_instance) - 1);
+		if (drop_names(ni, &undo, false, links))
+			ntfs_error("%s; and MFT record %llu keeps the $FILE_NAME of the new name "
+				   "without an entry: %s", msg, (unsigned long long)ni->mft_no,
+				   ntfs_last_error());
+		else
+			ntfs_error("%s", msg);
+		goto out;
+	}
+	ntfs_crashpoint("rename-after-entry");
+	/* 3: the old entry (and its DOS twin) go: from here on the rename has
+	 * happened, a crash before 4 leaves an extra $FILE_NAME */
+	err = ntfs_index_remove(odir, ou, oulen, &got);
+	if (!err && MREF(got) != ni->mft_no)
+		err = ntfs_fail(EIO, "directory MFT record %llu: the entry \"%s\" changed while it "
+				"was being renamed", (unsigned long long)odir->mft_no, oname);
+	if (!err && sc.twin) {
+		err = ntfs_index_remove(odir, sc.twin_name, sc.twin_len, NULL);
+		if (err == -ENOENT) {
+			ntfs_clear_error();
+			err = 0;
+		}
+	}
+	ntfs_crashpoint("rename-before-drop");
+	/* 4: the old $FILE_NAME(s) leave the record */
+	if (!err)
+		err = drop_names(ni, &sc, sc.twin, links + 1 - (sc.twin ? 2 : 1));
+	if (!err)
+		*mft_no = ni->mft_no;
+out:
+	free(sc.nr);
+	free(fn);
+	ntfs_inode_close(ni);
+	free(ou);
+	free(nu);
 	return err;
 }

@@ -41,7 +41,7 @@
  *    Everyone full access (owner and group Administrators), left out only
  *    for a directory whose name is so long that the record would have no
  *    room for its index to grow out of the record.
- *  - Crash ordering (no journal): create writes the record in use and
+ *  - Crash ordering (no journal; rename's is at ntfs_rename): create writes the record in use and
  *    complete before the index entry that points at it (a crash in between
  *    leaks the record); unlink removes the index entry first, then marks
  *    the record unused and clears its bit (ntfs_mft_record_free), then its
@@ -95,6 +95,23 @@ int ntfs_create(struct ntfs_volume *vol, struct ntfs_inode *dir, const char *nam
  * is gone the call has taken effect: later failures leak records or
  * clusters (logged) and are returned. */
 int ntfs_unlink(struct ntfs_volume *vol, struct ntfs_inode *dir, const char *name);
+
+/* Rename `oname` (UTF-8, exact) in odir to `nname` in ndir (odir or
+ * another directory).  The new name follows the name policy above; it
+ * must be free in ndir, ignoring case, unless it names the same file (a
+ * change of case; the very same name changes nothing).  A target to
+ * replace is the caller's to unlink first.  A Win32 name's DOS twin goes
+ * with it.  The new $FILE_NAME keeps the old one's times, sizes and
+ * attributes, with the new parent (a directory's ".." on NTFS) and the MFT
+ * change time now.  Crash order: (1) the record gains the new $FILE_NAME
+ * (link count + 1), (2) the new index entry goes in, (3) the old entry
+ * (and twin) comes out, (4) the old $FILE_NAME leaves the record.  A crash
+ * leaves the file under its old name, or under both (a hard link), never
+ * under none; a failure at 1 or 2 undoes 1.  *mft_no: the file's record.
+ * Returns 0 or the errors of ntfs_create() and ntfs_unlink() (-ENOSPC
+ * also when the record has no room for a second $FILE_NAME). */
+int ntfs_rename(struct ntfs_volume *vol, struct ntfs_inode *odir, const char *oname,
+		struct ntfs_inode *ndir, const char *nname, uint64_t *mft_no);
 
 /* NTFS time (100 ns units since 1601-01-01 UTC) of now. */
 uint64_t ntfs_time_now(void);

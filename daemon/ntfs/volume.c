@@ -29,6 +29,8 @@
 #include "mst.h"
 #include "unistr.h"
 
+void (*ntfs_crashpoint_hook)(const char *name);
+
 static int volume_load_mft(struct ntfs_volume *vol)
 {
 	const struct ntfs_geometry *g = &vol->geo;

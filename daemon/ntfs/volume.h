@@ -88,4 +88,15 @@ static inline bool ntfs_volume_is_dirty(const struct ntfs_volume *vol)
 	return vol->vol_flags & VOLUME_IS_DIRTY;
 }
 
+/* The daemon's crash points (util/crashpoint.h, for the crash tests) in
+ * this layer's multi-write operations: set once at startup, before any
+ * volume is opened; NULL (the tools, the fuzzer) makes them nothing. */
+extern void (*ntfs_crashpoint_hook)(const char *name);
+
+static inline void ntfs_crashpoint(const char *name)
+{
+	if (ntfs_crashpoint_hook)
+		ntfs_crashpoint_hook(name);
+}
+
 #endif

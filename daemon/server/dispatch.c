@@ -862,6 +862,15 @@ static void run_mkdir(struct work *w)
 		work_fail_ntfs(w, err, w->rq->mkdir->path);
 }
 
+static void run_rename(struct work *w)
+{
+	Ntfsd__RenameRequest *in = w->rq->rename;
+	int err = cache_rename(w->cn->srv->cache, in->from, in->to);
+
+	if (err)
+		work_fail_ntfs(w, err, in->from);
+}
+
 static void run_truncate(struct work *w)
 {
 	int err = cache_truncate(w->h->ci, w->rq->truncate->size);
@@ -1066,6 +1075,15 @@ static bool route(struct work *w)
 		w->run = rq->body_case == NTFSD__REQUEST__BODY_UNLINK ? run_unlink : run_mkdir;
 		return true;
 	}
+	case NTFSD__REQUEST__BODY_RENAME:
+		if (!path_ok(w, rq->rename->from) || !path_ok(w, rq->rename->to))
+			return false;
+		if (srv->read_only) {
+			work_fail(w, EROFS, "%s: the volume is served read-only", rq->rename->from);
+			return false;
+		}
+		w->run = run_rename;
+		return true;
 	default:
 		work_fail(w, EOPNOTSUPP, "unknown or empty request");
 		return false;

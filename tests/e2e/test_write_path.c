@@ -1936,6 +1936,259 @@ static void names_through_the_daemon(void **state)
 	free(in);
 }
 
+/* ntfsinfo -F path: its MFT record number and that of the directory its
+ * (only) $FILE_NAME names as parent. */
+static void ntfsinfo_parent(const char *path, unsigned long long *ino, unsigned long long *parent)
+{
+	const char *argv[] = { "ntfsinfo", "-F", path, image, NULL };
+	char *out = NULL, *p;
+	size_t n;
+
+	if (oracle_run(argv, &out, &n, NULL))
+		fail_msg("ntfsinfo -F %s: %s", path, oracle_last_stderr());
+	p = strstr(out, "Dumping Inode ");
+	if (!p || sscanf(p, "Dumping Inode %llu", ino) != 1)
+		fail_msg("ntfsinfo -F %s: no inode number in\n%s", path, out);
+	p = strstr(out, "Parent directory:");
+	if (!p || sscanf(p, "Parent directory: %llu", parent) != 1)
+		fail_msg("ntfsinfo -F %s: no parent directory in\n%s", path, out);
+	if (strstr(p + 1, "Parent directory:"))
+		fail_msg("ntfsinfo -F %s: more than one $FILE_NAME:\n%s", path, out);
+	free(out);
+}
+
+/* After our renames, ntfs-3g goes on in the same directories: through a
+ * mount of the image, a moved directory's ".." is its new parent, and
+ * ntfs-3g creates, removes and renames there; what it did is what a
+ * second mount lists.  A failure is reported after the unmount. */
+static void ntfs3g_goes_on_after_renames(void)
+{
+	static const char *const need[] = { "ntfs-3g", NULL };
+	static struct testvol tv;
+	char a[600], b[600], err[800] = "";
+	struct stat up, r2;
+	int fd;
+
+	if (testvol_create(&tv, "renames", need))
+		fail_msg("no scratch volume for ntfs-3g");
+	if (testvol_mount(&tv, image, "no_detach")) {
+		testvol_print_log_tail(&tv);
+		testvol_destroy(&tv);
+		fail_msg("ntfs-3g refused %s after our renames", image);
+	}
+	snprintf(a, sizeof(a), "%s/r2/sub2/..", tv.mnt);
+	snprintf(b, sizeof(b), "%s/r2", tv.mnt);
+	if (stat(a, &up) || stat(b, &r2) || up.st_ino != r2.st_ino)
+		snprintf(err, sizeof(err), "through ntfs-3g, /r2/sub2/.. is not /r2");
+	snprintf(a, sizeof(a), "%s/to/by-ntfs-3g", tv.mnt);
+	fd = open(a, O_WRONLY | O_CREAT | O_EXCL, 0644);
+	if (fd < 0 || write(fd, "x", 1) != 1)
+		snprintf(err, sizeof(err), "ntfs-3g create %s: %s", a, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	snprintf(a, sizeof(a), "%s/to/moved-000", tv.mnt);
+	if (!err[0] && unlink(a))
+		snprintf(err, sizeof(err), "ntfs-3g unlink %s: %s", a, strerror(errno));
+	snprintf(a, sizeof(a), "%s/to/moved-001", tv.mnt);
+	snprintf(b, sizeof(b), "%s/r2/sub2/from-to", tv.mnt);
+	if (!err[0] && rename(a, b))
+		snprintf(err, sizeof(err), "ntfs-3g rename %s: %s", a, strerror(errno));
+	if (testvol_unmount(&tv)) {
+		testvol_destroy(&tv);
+		fail_msg("unmounting %s failed", tv.mnt);
+	}
+	testvol_destroy(&tv);
+	if (err[0])
+		fail_msg("%s", err);
+	expect_ls("/r2/sub2", (const char *const[]){ "f1", "from-to" }, 2);
+	expect_cat("/r2/sub2/from-to", "/from/file-001", 14);
+	testvol_expect_ntfsfix_clean(image);
+}
+
+/* A new file at path holding len bytes of data, closed. */
+static void make_file(ntfsc *c, const char *path, const void *data, size_t len)
+{
+	ntfsc_file *f = ntfsc_open(c, path, O_RDWR | O_CREAT | O_EXCL);
+
+	if (!f)
+		fail_msg("create %s: %s (%s)", path, strerror(errno), ntfsc_last_error_message(c));
+	if (len && ntfsc_pwrite(f, data, len, 0) != (ssize_t)len)
+		fail_msg("write %s: %s", path, strerror(errno));
+	assert_int_equal(ntfsc_close(f), 0);
+}
+
+static void expect_rename_refused(ntfsc *c, const char *from, const char *to, int want)
+{
+	if (ntfsc_rename(c, from, to) == 0)
+		fail_msg("rename %s -> %s succeeded, want %s", from, to, strerror(want));
+	if (errno != want)
+		fail_msg("rename %s -> %s: %s (%s), want %s", from, to, strerror(errno),
+			 ntfsc_last_error_message(c), strerror(want));
+	if (!strstr(ntfsc_last_error_message(c), from))
+		fail_msg("rename %s -> %s: the message does not name the path: %s", from, to,
+			 ntfsc_last_error_message(c));
+}
+
+/*
+ * Renames through the daemon: in one directory, across directories, over
+ * an existing file, a directory with files into another parent, a change
+ * of case only; refusals (a directory into its own subtree EINVAL, over a
+ * full directory ENOTEMPTY, the kinds crossed EISDIR/ENOTDIR, a missing
+ * source ENOENT, metadata EPERM, an open target EBUSY, all with the
+ * source untouched); a file renamed while open keeps taking writes
+ * through its handle; 300 files moved from one directory to another (the
+ * new index grows out of the record, the old one empties).  After the
+ * stop: ntfsls and Sleuth Kit's fls list exactly the model, ntfscat reads
+ * the data, ntfsinfo shows each moved file's one $FILE_NAME naming its new
+ * parent, ntfsfix -n is clean; then ntfs-3g goes on in those directories.
+ */
+static void renames_through_the_daemon(void **state)
+{
+	static const char one[] = "the first file\n", two[] = "the second file, longer\n";
+	static const char early[] = "written before the rename|", late[] = "and after it\n";
+	char path[64], to[64], *fls = NULL;
+	const char *moved[300];
+	char moved_buf[300][20];
+	ntfsc_file *f, *g;
+	ntfsc *c;
+	int i;
+
+	(void)state;
+	start_daemon(NULL);
+	c = connect_daemon();
+	assert_int_equal(ntfsc_mkdir(c, "/r"), 0);
+	assert_int_equal(ntfsc_mkdir(c, "/r2"), 0);
+	assert_int_equal(ntfsc_mkdir(c, "/r/sub"), 0);
+	make_file(c, "/r/a.txt", one, sizeof(one) - 1);
+	make_file(c, "/r/sub/f1", two, sizeof(two) - 1);
+	make_file(c, "/r2/d.txt", two, sizeof(two) - 1);
+
+	/* same directory, then across, then over an existing file */
+	assert_int_equal(ntfsc_rename(c, "/r/a.txt", "/r/b.txt"), 0);
+	assert_null(ntfsc_open(c, "/r/a.txt", O_RDONLY));
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(ntfsc_rename(c, "/r/b.txt", "/r2/c.txt"), 0);
+	assert_int_equal(ntfsc_rename(c, "/r2/c.txt", "/r2/d.txt"), 0);
+	/* a change of case only */
+	assert_int_equal(ntfsc_rename(c, "/r2/d.txt", "/r2/D.TXT"), 0);
+	/* a directory with a file into another parent */
+	assert_int_equal(ntfsc_rename(c, "/r/sub", "/r2/sub2"), 0);
+	f = ntfsc_open(c, "/r2/sub2/f1", O_RDONLY);
+	assert_non_null(f);
+	assert_int_equal(ntfsc_close(f), 0);
+
+	/* refusals */
+	expect_rename_refused(c, "/r2/sub2", "/r2/sub2/inner", EINVAL);
+	assert_int_equal(ntfsc_mkdir(c, "/r/empty"), 0);
+	expect_rename_refused(c, "/r/empty", "/r2/sub2", ENOTEMPTY);
+	expect_rename_refused(c, "/r/empty", "/r2/D.TXT", ENOTDIR);
+	expect_rename_refused(c, "/r2/D.TXT", "/r/empty", EISDIR);
+	expect_rename_refused(c, "/r/none", "/r/other", ENOENT);
+	expect_rename_refused(c, "/$MFT", "/mft", EPERM);
+	expect_rename_refused(c, "/r2/D.TXT", "/$Extend/x", EPERM);
+	make_file(c, "/r/busy", one, sizeof(one) - 1);
+	g = ntfsc_open(c, "/r/busy", O_RDONLY);
+	assert_non_null(g);
+	expect_rename_refused(c, "/r2/D.TXT", "/r/busy", EBUSY);
+	assert_int_equal(ntfsc_close(g), 0);
+	/* an empty directory is replaced by a directory */
+	assert_int_equal(ntfsc_mkdir(c, "/r/gone"), 0);
+	assert_int_equal(ntfsc_rename(c, "/r/empty", "/r/gone"), 0);
+
+	/* renamed while open: the handle goes on writing the same file */
+	f = ntfsc_open(c, "/r/open.bin", O_RDWR | O_CREAT | O_EXCL);
+	assert_non_null(f);
+	assert_int_equal(ntfsc_pwrite(f, early, sizeof(early) - 1, 0), (ssize_t)sizeof(early) - 1);
+	assert_int_equal(ntfsc_rename(c, "/r/open.bin", "/r2/open2.bin"), 0);
+	assert_int_equal(ntfsc_pwrite(f, late, sizeof(late) - 1, sizeof(early) - 1),
+			 (ssize_t)sizeof(late) - 1);
+	assert_int_equal(ntfsc_fsync(f), 0);
+	assert_int_equal(ntfsc_close(f), 0);
+
+	/* 300 files from one directory to another */
+	assert_int_equal(ntfsc_mkdir(c, "/from"), 0);
+	assert_int_equal(ntfsc_mkdir(c, "/to"), 0);
+	for (i = 0; i < 300; i++) {
+		snprintf(path, sizeof(path), "/from/file-%03d", i);
+		make_file(c, path, path, strlen(path));
+	}
+	for (i = 0; i < 300; i++) {
+		snprintf(path, sizeof(path), "/from/file-%03d", i);
+		snprintf(to, sizeof(to), "/to/moved-%03d", i);
+		if (ntfsc_rename(c, path, to))
+			fail_msg("rename %s -> %s: %s (%s)", path, to, strerror(errno),
+				 ntfsc_last_error_message(c));
+		snprintf(moved_buf[i], sizeof(moved_buf[i]), "moved-%03d", i);
+		moved[i] = moved_buf[i];
+	}
+	ntfsc_disconnect(c);
+	/* ntfsctl mv: a rename, a refusal naming the path (1), a usage error (2) */
+	{
+		struct ctl_result r;
+
+		run_ctl(&r, NULL, "mv", "/r/gone", "/r/gone2", (char *)NULL);
+		expect_ctl_ok(&r, "mv /r/gone /r/gone2");
+		ctl_free(&r);
+		run_ctl(&r, NULL, "mv", "/r/none", "/r/x", (char *)NULL);
+		if (r.status != 1 || !r.err || !strstr(r.err, "/r/none"))
+			fail_msg("mv of a missing file: status %d, stderr %s", r.status,
+				 r.err ? r.err : "");
+		ctl_free(&r);
+		run_ctl(&r, NULL, "mv", "/r/gone2", (char *)NULL);
+		if (r.status != 2)
+			fail_msg("mv without NEWPATH: status %d, not 2", r.status);
+		ctl_free(&r);
+	}
+	stop_daemon_clean();
+
+	expect_ls("/r", (const char *const[]){ "busy", "gone2" }, 2);
+	expect_ls("/r2", (const char *const[]){ "D.TXT", "sub2", "open2.bin" }, 3);
+	expect_ls("/r2/sub2", (const char *const[]){ "f1" }, 1);
+	expect_ls("/from", NULL, 0);
+	expect_ls("/to", moved, 300);
+	expect_cat("/r2/D.TXT", one, sizeof(one) - 1);
+	expect_cat("/r2/sub2/f1", two, sizeof(two) - 1);
+	expect_cat("/r2/open2.bin", "written before the rename|and after it\n",
+		   sizeof(early) + sizeof(late) - 2);
+	expect_cat("/to/moved-123", "/from/file-123", 14);
+	{
+		const char *argv[] = { "fls", "-r", "-p", "-u", "-f", "ntfs", image, NULL };
+		size_t n;
+
+		if (oracle_run(argv, &fls, &n, NULL))
+			fail_msg("fls: %s", oracle_last_stderr());
+	}
+	expect_fls(fls, "/r2/D.TXT", true);
+	expect_fls(fls, "/r2/d.txt", false);
+	expect_fls(fls, "/r2/c.txt", false);
+	expect_fls(fls, "/r/b.txt", false);
+	expect_fls(fls, "/r2/sub2/f1", true);
+	expect_fls(fls, "/r/sub/f1", false);
+	expect_fls(fls, "/r/gone2", true);
+	expect_fls(fls, "/r/gone", false);
+	expect_fls(fls, "/r/empty", false);
+	expect_fls(fls, "/r2/open2.bin", true);
+	expect_fls(fls, "/to/moved-000", true);
+	expect_fls(fls, "/to/moved-299", true);
+	expect_fls(fls, "/from/file-150", false);
+	free(fls);
+	/* the moved directory's and file's $FILE_NAME name the new parent
+	 * (a directory's ".."), and each kept one name */
+	{
+		unsigned long long r2, up, sub2, f1, up2;
+
+		ntfsinfo_parent("/r2", &r2, &up);
+		ntfsinfo_parent("/r2/sub2", &sub2, &up);
+		assert_int_equal(up, r2);
+		ntfsinfo_parent("/r2/sub2/f1", &f1, &up2);
+		assert_int_equal(up2, sub2);
+		ntfsinfo_parent("/r2/open2.bin", &f1, &up);
+		assert_int_equal(up, r2);
+	}
+	testvol_expect_ntfsfix_clean(image);
+	ntfs3g_goes_on_after_renames();
+}
+
 /* ---- times ---- */
 
 struct si_times {
@@ -2536,6 +2789,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(times_move_on_write, setup_image, teardown_image),
 		cmocka_unit_test_setup_teardown(names_through_the_daemon, setup_image,
 						teardown_image),
+		cmocka_unit_test_setup_teardown(renames_through_the_daemon, setup_image,
+						teardown_image),
 		cmocka_unit_test_setup_teardown(growth_past_segment_while_open, setup_image,
 						teardown_image),
 		cmocka_unit_test_setup_teardown(whole_page_writes_skip_reads, setup_image,
@@ -2547,5 +2802,8 @@ int main(void)
 	if (!daemon_test_env(&ntfsd_bin, &ntfsctl_bin, &fixture_dir))
 		return 1;
 	signal(SIGPIPE, SIG_IGN);
+	/* NTFSD_TEST_FILTER=name (cmocka's pattern) runs only those tests */
+	if (getenv("NTFSD_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("NTFSD_TEST_FILTER"));
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
