@@ -1042,6 +1042,9 @@ static int root_push_down(struct ix *ix)
 	return err;
 }
 
+static int split_cow(struct ix *ix, struct ix_level *path, int lvl, struct ix_node *lo,
+		     uint8_t *median);
+
 /* Split block path[lvl] around its median (see index.h). */
 static int split(struct ix *ix, struct ix_level *path, int lvl)
 {
@@ -1096,20 +1099,91 @@ static int split(struct ix *ix, struct ix_level *path, int lvl)
 	free(n->e[m]);
 	memmove(n->e, n->e + m + 1, (n->n - m - 1) * sizeof(*n->e));
 	n->n -= m + 1;
-	/* the lower block, then the upper (for a block just pushed down from
-	 * the root, its first write, which sets its bit), then the parent
-	 * with the median */
-	err = block_write(ix, lo);
-	node_free(lo);
-	if (!err)
-		err = block_write(ix, n);
-	if (err) {
-		free(median);
-		return err;
+	if (n->is_new) {
+		/* a block just pushed down from the root: nothing refers to
+		 * it yet, so it is written in place, before its parent */
+		err = block_write(ix, lo);
+		node_free(lo);
+		if (!err)
+			err = block_write(ix, n);
+		if (err) {
+			free(median);
+			return err;
+		}
+		err = node_insert(path[lvl - 1].node, path[lvl - 1].pos, median);
+		return err ? err : commit(ix, path, lvl - 1);
 	}
+	return split_cow(ix, path, lvl, lo, median);
+}
+
+/* The rest of split() for a block on disk: copy-on-write.  Both halves go
+ * to new blocks (lo, and hi taking n's upper half), written and their
+ * bits set while nothing refers to them; then one write of the parent
+ * (its entry for n pointing at hi, the median before it pointing at lo)
+ * switches the tree over, so a crash at any moment leaves the old tree or
+ * the new one, never a name lost or listed twice; then n's old block is
+ * written empty and its bit cleared (a crash before leaks it).  lo and
+ * median are ours. */
+static int split_cow(struct ix *ix, struct ix_level *path, int lvl, struct ix_node *lo,
+		     uint8_t *median)
+{
+	struct ix_node *n = path[lvl].node, *hi = NULL;
+	uint8_t *pe = path[lvl - 1].node->e[path[lvl - 1].pos];
+	uint64_t vcn;
+	int err;
+
+	if (ie_child(pe) != n->vcn) {
+		err = ix_fail_node(ix, n, "its parent's entry points elsewhere");
+		goto fail;
+	}
+	err = block_reserve(ix, &vcn);
+	if (!err && !(hi = node_new(n->internal)))
+		err = -ENOMEM;
+	if (err)
+		goto fail;
+	hi->vcn = vcn;
+	hi->e = n->e;
+	hi->n = n->n;
+	hi->cap = n->cap;
+	n->e = NULL;
+	n->n = n->cap = 0;
+	err = block_write(ix, lo);
+	if (!err)
+		err = block_write(ix, hi);
+	if (err)
+		goto fail;
+	ie_set_child(pe, hi->vcn);
 	err = node_insert(path[lvl - 1].node, path[lvl - 1].pos, median);
+	median = NULL;
 	if (!err)
 		err = commit(ix, path, lvl - 1);
+	if (err)
+		goto fail;
+	ntfs_crashpoint("index-split-before-free");
+	/* n's old block: unreferenced now, written empty for readers that
+	 * ignore $BITMAP:$I30 (The Sleuth Kit), then free */
+	n->internal = false;
+	err = node_insert(n, 0, ie_end(false, 0));
+	if (!err)
+		err = block_write(ix, n);
+	if (!err)
+		err = bitmap_change(ix, vcn_to_block(ix, n->vcn), false);
+	node_free(lo);
+	node_free(hi);
+	/* the split has happened: a block that could not be freed is only
+	 * leaked, and no caller may undo what refers to lo and hi now */
+	if (err)
+		ntfs_clear_error();
+	return 0;
+fail:
+	/* the new blocks that got their bits are unreferenced: free again */
+	if (!lo->is_new && bitmap_change(ix, vcn_to_block(ix, lo->vcn), false))
+		ntfs_clear_error();
+	if (hi && !hi->is_new && bitmap_change(ix, vcn_to_block(ix, hi->vcn), false))
+		ntfs_clear_error();
+	node_free(lo);
+	node_free(hi);
+	free(median);
 	return err;
 }
 
@@ -1205,9 +1279,77 @@ static int ix_insert(struct ix *ix, const uint8_t *e)
 
 /* ---- removal ---- */
 
-/* path[lvl] is a block whose subtree is now empty: free it (and parents
- * left with nothing), fixing up the first ancestor that keeps entries;
- * the entry that ancestor loses is inserted again from the top. */
+/* The empty leaf path[lvl] goes into a sibling leaf with room for the
+ * separator between them, with writes in an order no crash loses an
+ * entry by: (0) the leaf written empty (what the removal took is gone;
+ * the parent still points at an empty leaf, which readers take as a node
+ * without entries), (1) the sibling with the separator added (listed
+ * twice, in the parent and the sibling, until 2), (2) the parent without
+ * the separator and the pointer to the leaf, (3) the leaf's bit cleared
+ * (a crash before it leaks the block).  *done false (and nothing written)
+ * when there is no such sibling: remove_empty's general way then. */
+static int merge_into_sibling(struct ix *ix, struct ix_level *path, int lvl, bool *done)
+{
+	struct ix_node *b, *p, *sib = NULL;
+	size_t j, sep;
+	bool right;
+	int err;
+
+	*done = false;
+	if (lvl < 1)
+		return 0;
+	b = path[lvl].node;
+	p = path[lvl - 1].node;
+	j = path[lvl - 1].pos;
+	right = !ie_is_end(p->e[j]);
+	sep = right ? j : j - 1;
+	if (b->internal || (!right && j == 0))
+		return 0;
+	err = node_load(ix, ie_child(p->e[right ? j + 1 : j - 1]), &sib);
+	if (err)
+		return err;
+	if (sib->internal) {
+		node_free(sib);
+		return 0;
+	}
+	err = node_insert(sib, right ? 0 : sib->n - 1, ie_copy_as(p->e[sep], false, 0));
+	if (err || !block_fits(ix, sib)) {
+		node_free(sib);
+		return err;
+	}
+	*done = true;
+	/* 0 */
+	err = block_write(ix, b);
+	/* 1 */
+	if (!err)
+		err = block_write(ix, sib);
+	node_free(sib);
+	if (err)
+		return err;
+	ntfs_crashpoint("index-merge-before-parent");
+	/* 2: right: the separator's successor (child: the sibling) takes its
+	 * slot; left: the END entry now points at the sibling */
+	if (right) {
+		free(node_take(p, j));
+	} else {
+		uint8_t *x = node_take(p, j - 1);
+
+		ie_set_child(p->e[j - 1], ie_child(x));
+		free(x);
+	}
+	err = p->root ? root_write(ix) : block_write(ix, p);
+	/* 3 */
+	if (!err)
+		err = bitmap_change(ix, vcn_to_block(ix, b->vcn), false);
+	return err;
+}
+
+/* path[lvl] is a block whose subtree is now empty: into a sibling leaf
+ * when one has room (merge_into_sibling), else free it (and parents left
+ * with nothing), fixing up the first ancestor that keeps entries; the
+ * entry that ancestor loses is inserted again from the top.  That second
+ * way has a window: between the ancestor's write and the reinsertion, a
+ * crash loses that one entry's name (the file stays, without a name). */
 static int remove_empty(struct ix *ix, struct ix_level *path, int lvl)
 {
 	struct ix_node *freed[IX_MAX_DEPTH];
@@ -1215,7 +1357,11 @@ static int remove_empty(struct ix *ix, struct ix_level *path, int lvl)
 	uint8_t *again = NULL;
 	struct ix_node *p;
 	int k = lvl - 1, err;
+	bool merged;
 
+	err = merge_into_sibling(ix, path, lvl, &merged);
+	if (err || merged)
+		return err;
 	freed[nfreed++] = path[lvl].node;
 	for (;; k--) {
 		size_t j;
@@ -1290,11 +1436,65 @@ static int leaf_remove(struct ix *ix, struct ix_level *path, int lvl)
 	return remove_empty(ix, path, lvl);
 }
 
+/* path[*k] is an internal node at the entry whose predecessor is wanted:
+ * descend to the rightmost leaf of its child, filling path; *k: that
+ * leaf's level, its pos the predecessor (the last entry before END).
+ * 1 (nothing failed) when that leaf is empty (see merge_into_sibling). */
+static int pred_leaf(struct ix *ix, struct ix_level *path, int *k)
+{
+	for (uint64_t child = ie_child(path[*k].node->e[path[*k].pos]);;) {
+		struct ix_node *c;
+		int err;
+
+		if (*k + 1 >= IX_MAX_DEPTH)
+			return ntfs_fail(EIO, "directory MFT record %llu: index deeper than %d levels",
+					 (unsigned long long)ix->dir->mft_no, IX_MAX_DEPTH);
+		err = node_load(ix, child, &c);
+		if (err)
+			return err;
+		path[++*k] = (struct ix_level){ .node = c, .pos = c->n - 1 };
+		if (!c->internal)
+			break;
+		child = ie_child(c->e[c->n - 1]);
+	}
+	if (path[*k].node->n < 2)
+		return 1;
+	path[*k].pos = path[*k].node->n - 2;
+	return 0;
+}
+
+/* x, at path[slot], has an empty leaf as its child path[slot + 1] (what a
+ * crash inside merge_into_sibling leaves): x goes, the entry after it
+ * keeps its own child, and the leaf is freed. */
+static int drop_with_empty_child(struct ix *ix, struct ix_level *path, int slot)
+{
+	struct ix_node *n = path[slot].node, *b = path[slot + 1].node;
+	int err;
+
+	free(node_take(n, path[slot].pos));
+	err = n->root ? root_write(ix) : block_write(ix, n);
+	if (!err)
+		err = bitmap_change(ix, vcn_to_block(ix, b->vcn), false);
+	return err;
+}
+
+/* Is name in the index (exactly)?  *mref: its entry's reference. */
+static int ix_find(struct ix *ix, const void *name, uint32_t len, bool *found, uint64_t *mref)
+{
+	struct ix_level path[IX_MAX_DEPTH];
+	int depth, err = descend(ix, name, len, path, &depth, found);
+
+	if (!err && *found)
+		*mref = get_le64(path[depth].node->e[path[depth].pos]);
+	path_release(path, depth);
+	return err;
+}
+
 static int ix_remove(struct ix *ix, const void *name, uint32_t len, uint64_t *mref)
 {
 	struct ix_level path[IX_MAX_DEPTH];
-	uint8_t *x = NULL, *pred = NULL;
-	int depth, err, k;
+	uint8_t *pred = NULL;
+	int depth, slot, err;
 	bool found;
 
 	err = descend(ix, name, len, path, &depth, &found);
@@ -1308,56 +1508,28 @@ static int ix_remove(struct ix *ix, const void *name, uint32_t len, uint64_t *mr
 		err = leaf_remove(ix, path, depth);
 		goto out;
 	}
-	/* internal: the predecessor, from the rightmost leaf of the child */
-	x = ie_copy_as(path[depth].node->e[path[depth].pos], false, 0);
-	if (!x) {
-		err = -ENOMEM;
+	/* internal: the predecessor (from the rightmost leaf of the child)
+	 * takes its place first, and only then leaves its leaf: a crash in
+	 * between lists it twice (found either way), never loses it */
+	slot = depth;
+	err = pred_leaf(ix, path, &depth);
+	if (err == 1 && depth == slot + 1) {
+		err = drop_with_empty_child(ix, path, slot);
 		goto out;
 	}
-	k = depth;
-	for (uint64_t child = ie_child(path[k].node->e[path[k].pos]);;) {
-		struct ix_node *c;
-
-		if (k + 1 >= IX_MAX_DEPTH) {
-			err = ntfs_fail(EIO, "directory MFT record %llu: index deeper than %d levels",
-					(unsigned long long)ix->dir->mft_no, IX_MAX_DEPTH);
-			goto out;
-		}
-		err = node_load(ix, child, &c);
-		if (err)
-			goto out;
-		path[++k] = (struct ix_level){ .node = c, .pos = c->n - 1 };
-		depth = k;
-		if (!c->internal)
-			break;
-		child = ie_child(c->e[c->n - 1]);
-	}
-	if (path[k].node->n < 2) {
-		err = ix_fail_node(ix, path[k].node, "empty index block");
+	if (err == 1)
+		err = ix_fail_node(ix, path[depth].node, "empty index block");
+	if (err)
 		goto out;
-	}
-	path[k].pos = path[k].node->n - 2;
-	pred = ie_copy_as(path[k].node->e[path[k].pos], false, 0);
+	pred = ie_copy_as(path[depth].node->e[path[depth].pos], false, 0);
 	if (!pred) {
 		err = -ENOMEM;
 		goto out;
 	}
-	/* 1: the predecessor leaves its leaf (maybe emptying it) */
-	err = leaf_remove(ix, path, k);
-	path_release(path, depth);
-	depth = -1;
-	if (err)
-		goto out;
-	/* 2: it takes the removed entry's place, wherever that is now */
-	err = descend(ix, ie_name(x), ie_name_len(x), path, &depth, &found);
-	if (!err && !found)
-		err = ntfs_fail(EIO, "directory MFT record %llu: an index entry vanished while "
-				"another was removed", (unsigned long long)ix->dir->mft_no);
-	if (err)
-		goto out;
-	if (path[depth].node->internal) {
-		struct ix_node *n = path[depth].node;
-		size_t pos = path[depth].pos;
+	/* 1: the predecessor in the removed entry's place, keeping its child */
+	{
+		struct ix_node *n = path[slot].node;
+		size_t pos = path[slot].pos;
 		uint8_t *r = ie_copy_as(pred, true, ie_child(n->e[pos]));
 
 		if (!r) {
@@ -1366,19 +1538,115 @@ static int ix_remove(struct ix *ix, const void *name, uint32_t len, uint64_t *mr
 		}
 		free(n->e[pos]);
 		n->e[pos] = r;
-		err = commit(ix, path, depth);
-	} else {
-		err = leaf_remove(ix, path, depth);
-		path_release(path, depth);
-		depth = -1;
-		if (!err)
-			err = ix_insert(ix, pred);
+		path_release(path + slot + 1, depth - slot - 1);
+		depth = slot;
+		err = commit(ix, path, slot);
 	}
+	path_release(path, depth);
+	depth = -1;
+	if (err)
+		goto out;
+	ntfs_crashpoint("index-remove-before-leaf");
+	/* 2: its leaf copy goes, wherever the tree has it now */
+	err = descend(ix, ie_name(pred), ie_name_len(pred), path, &depth, &found);
+	if (!err && (!found || !path[depth].node->internal))
+		err = ntfs_fail(EIO, "directory MFT record %llu: an index entry moved while "
+				"another was removed", (unsigned long long)ix->dir->mft_no);
+	if (err)
+		goto out;
+	err = pred_leaf(ix, path, &depth);
+	if (err == 1)
+		err = ix_fail_node(ix, path[depth].node, "empty index block");
+	if (err)
+		goto out;
+	if (ntfs_file_name_collate(ix->vol, ie_name(pred), ie_name_len(pred),
+				   ie_name(path[depth].node->e[path[depth].pos]),
+				   ie_name_len(path[depth].node->e[path[depth].pos]))) {
+		err = ntfs_fail(EIO, "directory MFT record %llu: the predecessor of a removed "
+				"index entry is not where it was", (unsigned long long)ix->dir->mft_no);
+		goto out;
+	}
+	err = leaf_remove(ix, path, depth);
 out:
 	path_release(path, depth);
-	free(x);
 	free(pred);
 	return err;
+}
+
+/* ---- orphaned blocks ---- */
+
+/* Mark the block at vcn and every block under it as reached. */
+static int ix_mark(struct ix *ix, uint64_t vcn, uint8_t *reached, int depth)
+{
+	uint64_t b = vcn_to_block(ix, vcn);
+	struct ix_node *n = NULL;
+	int err;
+
+	if (depth >= IX_MAX_DEPTH || b >= ix->nr_blocks || reached[b / 8] & (1u << (b % 8)))
+		return -EIO;
+	reached[b / 8] |= (uint8_t)(1u << (b % 8));
+	err = node_load(ix, vcn, &n);
+	for (size_t i = 0; !err && n->internal && i < n->n; i++)
+		err = ix_mark(ix, ie_child(n->e[i]), reached, depth + 1);
+	if (n)
+		node_free(n);
+	return err;
+}
+
+/* Blocks $BITMAP:$I30 has in use that no node refers to: what a crash
+ * inside a split (split_cow) or a merge leaves.  ntfs-3g's readdir and
+ * The Sleuth Kit list the entries of every block in use, so such a block
+ * shows stale names; each is written empty and freed.  Once per directory
+ * and run, before its first change; best effort: a tree that does not
+ * walk cleanly is left alone (the change itself then reports it). */
+static void ix_reclaim_orphans(struct ix *ix)
+{
+	struct ntfs_volume *vol = ix->vol;
+	uint8_t *reached = NULL;
+	bool seen = false;
+	int err = 0;
+
+	pthread_mutex_lock(&vol->mft_lock);
+	for (size_t i = 0; i < vol->ix_nchecked && !seen; i++)
+		seen = vol->ix_checked[i] == ix->dir->mft_no;
+	if (!seen && vol->ix_nchecked == vol->ix_checked_cap) {
+		size_t cap = vol->ix_checked_cap ? 2 * vol->ix_checked_cap : 64;
+		uint64_t *p = realloc(vol->ix_checked, cap * sizeof(*p));
+
+		if (p) {
+			vol->ix_checked = p;
+			vol->ix_checked_cap = cap;
+		}
+	}
+	if (!seen && vol->ix_nchecked < vol->ix_checked_cap)
+		vol->ix_checked[vol->ix_nchecked++] = ix->dir->mft_no;
+	pthread_mutex_unlock(&vol->mft_lock);
+	if (seen || !ix->ia || !ix->nr_blocks)
+		return;
+	reached = calloc(ix->nr_blocks / 8 + 1, 1);
+	if (!reached)
+		return;
+	for (size_t i = 0; !err && ix->root.internal && i < ix->root.n; i++)
+		err = ix_mark(ix, ie_child(ix->root.e[i]), reached, 1);
+	for (uint64_t b = 0; !err && b < ix->nr_blocks; b++) {
+		struct ix_node *n;
+
+		if (!bit_get(ix, b) || reached[b / 8] & (1u << (b % 8)))
+			continue;
+		n = node_new(false);
+		if (!n)
+			break;
+		n->vcn = block_to_vcn(ix, b);
+		n->is_new = false;
+		err = node_insert(n, 0, ie_end(false, 0));
+		if (!err)
+			err = block_write(ix, n);
+		if (!err)
+			err = bitmap_change(ix, b, false);
+		node_free(n);
+	}
+	free(reached);
+	ntfs_clear_error();
 }
 
 /* ---- the API ---- */
@@ -1460,8 +1728,10 @@ int ntfs_index_add(struct ntfs_inode *dir, const struct ntfs_file_name *fn, uint
 	put_le16(e + 10, (uint16_t)klen);
 	memcpy(e + IE_HDR, fn, klen);
 	err = ix_open(dir, &ix);
-	if (!err)
+	if (!err) {
+		ix_reclaim_orphans(&ix);
 		err = ix_insert(&ix, e);
+	}
 	ix_close(&ix);
 	free(e);
 	return err;
@@ -1471,10 +1741,25 @@ int ntfs_index_remove(struct ntfs_inode *dir, const ntfschar *name, uint32_t len
 		      uint64_t *mref)
 {
 	struct ix ix;
+	uint64_t got = 0, again = 0;
+	bool found = false;
 	int err = ix_open(dir, &ix);
 
-	if (!err)
-		err = ix_remove(&ix, name, len, mref);
+	if (!err) {
+		ix_reclaim_orphans(&ix);
+		err = ix_remove(&ix, name, len, &got);
+	}
+	/* a crash inside a removal may have left a second entry of the
+	 * name for the same file (see ix_remove, merge_into_sibling): it
+	 * goes too, or it would point at a record freed after this */
+	for (int i = 0; !err && i < 4; i++) {
+		err = ix_find(&ix, name, len, &found, &again);
+		if (err || !found || MREF(again) != MREF(got))
+			break;
+		err = ix_remove(&ix, name, len, NULL);
+	}
+	if (!err && mref)
+		*mref = got;
 	ix_close(&ix);
 	return err;
 }

@@ -397,6 +397,7 @@ void ntfs_volume_close(struct ntfs_volume *vol)
 	ntfs_attr_close(atomic_load_explicit(&vol->mft_data, memory_order_relaxed));
 	ntfs_inode_close(vol->mft_ni);
 	pthread_mutex_destroy(&vol->mft_lock);
+	free(vol->ix_checked);
 	free(vol->upcase);
 	free(vol->label);
 	ntfs_device_close(vol->dev);

@@ -59,6 +59,10 @@ struct ntfs_volume {
 	char *label;                    /* UTF-8, may be empty */
 	/* write side */
 	pthread_mutex_t mft_lock;       /* serializes read-modify-write of MFT records */
+	/* directories whose $I30 had its orphaned blocks reclaimed this run
+	 * (index.c; under mft_lock) */
+	uint64_t *ix_checked;
+	size_t ix_nchecked, ix_checked_cap;
 	struct ntfs_inode *mirr_ni;     /* $MFTMirr, NULL when read-only */
 	struct ntfs_attr *mirr_data;
 	uint32_t mirr_records;          /* records $MFTMirr mirrors */
