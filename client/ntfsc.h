@@ -38,6 +38,7 @@
 #include <stdint.h>
 #include <sys/mman.h>      /* PROT_*, MAP_FAILED for ntfsc_mmap */
 #include <sys/types.h>
+#include <time.h>          /* struct timespec for the times */
 
 #ifdef __cplusplus
 extern "C" {
@@ -206,6 +207,32 @@ struct ntfsc_stat_disk {
 };
 #define NTFSC_STAT_DISK_INIT { .struct_size = sizeof(struct ntfsc_stat_disk) }
 int         ntfsc_stat_disk(ntfsc *c, const char *path, struct ntfsc_stat_disk *d);
+
+/* Since NTFSC_6: a file's or directory's times from its
+ * $STANDARD_INFORMATION, as clients see them now (a cached file's change
+ * not yet written back included): creation, last data change
+ * (modification), last MFT record change (change) and last access
+ * (access: never moved by reads, as with noatime).  known is false for a
+ * record without times.  The caller sets struct_size
+ * (NTFSC_STAT_TIMES_INIT); only members that fit are filled. */
+struct ntfsc_stat_times {
+	size_t          struct_size;
+	bool            known;
+	struct timespec creation, modification, change, access;
+};
+#define NTFSC_STAT_TIMES_INIT { .struct_size = sizeof(struct ntfsc_stat_times) }
+int         ntfsc_stat_times(ntfsc *c, const char *path, struct ntfsc_stat_times *st);
+int         ntfsc_fstat_times(ntfsc_file *f, struct ntfsc_stat_times *st);
+/* Since NTFSC_6: utimensat(2) and futimens(2): times[0] the access time,
+ * times[1] the modification time, each a time, UTIME_NOW or UTIME_OMIT;
+ * times NULL sets both to now.  The change time becomes now.  Data
+ * written to the file before the call is written back first, so it never
+ * moves the times after they are set; a write after the call does.
+ * ntfsc_futimens needs a file opened for writing (EBADF); both: EINVAL
+ * (tv_nsec out of range, a time before 1678 or after 2262), EROFS, EPERM
+ * (NTFS metadata), ENOENT, and the daemon's write errors. */
+int         ntfsc_utimens(ntfsc *c, const char *path, const struct timespec times[2]);
+int         ntfsc_futimens(ntfsc_file *f, const struct timespec times[2]);
 
 /* Calls cb for each entry of the directory, in the daemon's (index) order;
  * DOS-only names are left out.  cb returns 0 to go on; a non-zero value

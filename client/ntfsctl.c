@@ -59,7 +59,8 @@ static void usage(FILE *f)
 		"  stat PATH            sizes, attributes and cached pages of a file or directory,\n"
 		"                       and the on-disk sizes while write-back has not written them\n"
 		"  ls [-l] PATH         the names in a directory, in index order, one a line\n"
-		"                       (-l, --long: also the type and MFT record number)\n"
+		"                       (-l, --long: also the type, size, modification time\n"
+		"                       (UTC) and MFT record number)\n"
 		"  cat PATH             write the file's bytes, read through the cache, to stdout\n"
 		"  write PATH [--offset N | --append] [--mmap]\n"
 		"                       copy stdin into the file through the cache: without an\n"
@@ -79,6 +80,11 @@ static void usage(FILE *f)
 		"  mv PATH NEWPATH      rename PATH to NEWPATH (in another directory too),\n"
 		"                       replacing a file or empty directory there as rename(2)\n"
 		"                       does; the file may be open\n"
+		"  touch [-c] [-d @SECONDS[.FRACTION]] PATH\n"
+		"                       set the access and modification times of a file or\n"
+		"                       directory to now (-d, --date: to that time, in seconds\n"
+		"                       since 1970 UTC); a missing file is created empty,\n"
+		"                       unless -c (--no-create) is given\n"
 		"  sync [PATH]          write the file's (without PATH: every file's) dirty data\n"
 		"                       back and wait; fails if any of it could not be written\n"
 		"\n"
@@ -354,6 +360,8 @@ struct opts {
 	off_t offset;
 	off_t size;                     /* truncate */
 	const char *target;             /* mv */
+	bool no_create, has_date;       /* touch */
+	struct timespec date;
 };
 
 static int cmd_status(ntfsc *c, const char *path, const struct opts *o)
@@ -437,8 +445,26 @@ static bool disk_differs(const struct ntfsc_stat_ext *x, const struct ntfsc_stat
 			    d->allocated_size != x->st.allocated_size);
 }
 
+/* A time as "2026-12-04 17:30:12.1234567 UTC" (NTFS keeps 100 ns). */
+static const char *time_text(const struct timespec *ts, char *buf, size_t size)
+{
+	struct tm tm;
+	char day[32];
+
+	if (!gmtime_r(&ts->tv_sec, &tm) || !strftime(day, sizeof(day), "%Y-%m-%d %H:%M:%S", &tm))
+		snprintf(buf, size, "%lld s since 1970", (long long)ts->tv_sec);
+	else
+		snprintf(buf, size, "%s.%07ld UTC", day, ts->tv_nsec / 100);
+	return buf;
+}
+
+static int64_t ts_ns(const struct timespec *ts)
+{
+	return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
+}
+
 static void stat_text(const char *path, const struct ntfsc_stat_ext *x,
-		      const struct ntfsc_stat_disk *d)
+		      const struct ntfsc_stat_disk *d, const struct ntfsc_stat_times *t)
 {
 	const struct ntfsc_stat *s = &x->st;
 
@@ -456,6 +482,14 @@ static void stat_text(const char *path, const struct ntfsc_stat_ext *x,
 		ROW("disk initialized", "%" PRIu64, d->initialized_size);
 		ROW("disk allocated", "%" PRIu64, d->allocated_size);
 	}
+	if (t->known) {
+		char b[64];
+
+		ROW("modified", "%s", time_text(&t->modification, b, sizeof(b)));
+		ROW("changed", "%s", time_text(&t->change, b, sizeof(b)));
+		ROW("accessed", "%s", time_text(&t->access, b, sizeof(b)));
+		ROW("created", "%s", time_text(&t->creation, b, sizeof(b)));
+	}
 	printf("%-18s", "attributes:");
 	attrs_text(s->attributes);
 	ROW("resident", "%s", yes_no(s->resident));
@@ -469,7 +503,7 @@ static void stat_text(const char *path, const struct ntfsc_stat_ext *x,
 }
 
 static void stat_json(const char *path, const struct ntfsc_stat_ext *x,
-		      const struct ntfsc_stat_disk *d)
+		      const struct ntfsc_stat_disk *d, const struct ntfsc_stat_times *t)
 {
 	const struct ntfsc_stat *s = &x->st;
 	const char *sep = "";
@@ -498,29 +532,38 @@ static void stat_json(const char *path, const struct ntfsc_stat_ext *x,
 		printf(", \"on_disk\": {\"size\": %" PRIu64 ", \"initialized_size\": %" PRIu64
 		       ", \"allocated_size\": %" PRIu64 ", \"differs\": %s}", d->size,
 		       d->initialized_size, d->allocated_size, json_bool(disk_differs(x, d)));
+	if (t->known)
+		printf(", \"mtime_ns\": %" PRId64 ", \"ctime_ns\": %" PRId64 ", \"atime_ns\": %" PRId64
+		       ", \"creation_time_ns\": %" PRId64, ts_ns(&t->modification), ts_ns(&t->change),
+		       ts_ns(&t->access), ts_ns(&t->creation));
 	puts("}");
 }
 
 static int cmd_stat(ntfsc *c, const char *path, const struct opts *o)
 {
 	struct ntfsc_stat_disk d = NTFSC_STAT_DISK_INIT;
+	struct ntfsc_stat_times t = NTFSC_STAT_TIMES_INIT;
 	struct ntfsc_stat_ext x;
 
 	/* the record first: sizes seen after it are at least as new */
-	if (ntfsc_stat_disk(c, path, &d) || ntfsc_stat_ext(c, path, &x))
+	if (ntfsc_stat_disk(c, path, &d) || ntfsc_stat_ext(c, path, &x) ||
+	    ntfsc_stat_times(c, path, &t))
 		return fail("stat", path);
 	if (o->json)
-		stat_json(path, &x, &d);
+		stat_json(path, &x, &d, &t);
 	else
-		stat_text(path, &x, &d);
+		stat_text(path, &x, &d, &t);
 	return 0;
 }
 
 /* ---- ls ---- */
 
 struct ls_ctx {
+	ntfsc *c;
+	const char *dir;
 	const struct opts *o;
 	size_t n;
+	int failed;                     /* an entry could not be stat'ed */
 };
 
 static int ls_entry(void *ctx, const char *name, uint64_t mft_no, bool is_dir)
@@ -533,7 +576,29 @@ static int ls_entry(void *ctx, const char *name, uint64_t mft_no, bool is_dir)
 		json_string(name);
 		printf(", \"mft_no\": %" PRIu64 ", \"directory\": %s}", mft_no, json_bool(is_dir));
 	} else if (l->o->long_list) {
-		printf("%c %12" PRIu64 "  %s\n", is_dir ? 'd' : '-', mft_no, name);
+		struct ntfsc_stat_times t = NTFSC_STAT_TIMES_INIT;
+		struct ntfsc_stat_ext x;
+		char *p = NULL, when[32] = "-";
+		size_t dl = strlen(l->dir);
+
+		if (asprintf(&p, "%s%s%s", l->dir, dl && l->dir[dl - 1] == '/' ? "" : "/",
+			     name) < 0)
+			return -1;
+		if (ntfsc_stat_ext(l->c, p, &x) || ntfsc_stat_times(l->c, p, &t)) {
+			/* the entry went between the listing and the stat */
+			l->failed = fail("ls", p);
+			free(p);
+			return 0;
+		}
+		free(p);
+		if (t.known) {
+			struct tm tm;
+
+			if (gmtime_r(&t.modification.tv_sec, &tm))
+				strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+		}
+		printf("%c %14" PRIu64 "  %s  %10" PRIu64 "  %s\n", is_dir ? 'd' : '-',
+		       is_dir ? (uint64_t)0 : x.st.size, when, mft_no, name);
 	} else {
 		puts(name);
 	}
@@ -543,13 +608,13 @@ static int ls_entry(void *ctx, const char *name, uint64_t mft_no, bool is_dir)
 
 static int cmd_ls(ntfsc *c, const char *path, const struct opts *o)
 {
-	struct ls_ctx l = { .o = o };
+	struct ls_ctx l = { .c = c, .dir = path, .o = o };
 
 	if (ntfsc_listdir(c, path, ls_entry, &l) < 0)
 		return fail("ls", path);
 	if (o->json)
 		puts(l.n ? "]" : "[]");
-	return 0;
+	return l.failed;
 }
 
 /* ---- cat ---- */
@@ -1015,6 +1080,61 @@ static int cmd_truncate(ntfsc *c, const char *path, const struct opts *o)
 	return 0;
 }
 
+/* ---- touch ---- */
+
+static int cmd_touch(ntfsc *c, const char *path, const struct opts *o)
+{
+	struct timespec t[2] = { o->date, o->date };
+	const struct timespec *times = o->has_date ? t : NULL;
+	ntfsc_file *f;
+
+	if (!ntfsc_utimens(c, path, times))
+		return 0;
+	if (errno == ENOENT && o->no_create)
+		return 0;       /* as touch(1) -c: nothing to do, not an error */
+	if (errno != ENOENT)
+		return fail("touch", path);
+	/* missing: made empty (its times are now), then given the date */
+	f = ntfsc_open(c, path, O_RDWR | O_CREAT);
+	if (!f)
+		return fail("touch", path);
+	if (times && ntfsc_futimens(f, times)) {
+		int rc = fail("touch", path);
+
+		ntfsc_close(f);
+		return rc;
+	}
+	return ntfsc_close(f) ? fail("touch", path) : 0;
+}
+
+/* "@SECONDS[.FRACTION]" since 1970 UTC (the form date(1) -d accepts too). */
+static bool parse_date(const char *s, struct timespec *ts)
+{
+	long long sec;
+	long ns = 0, scale = 100000000;
+	char *end;
+
+	if (*s++ != '@' || !*s)
+		return false;
+	errno = 0;
+	sec = strtoll(s, &end, 10);
+	if (errno || end == s || (*end && *end != '.'))
+		return false;
+	if (*end == '.') {
+		for (end++; *end >= '0' && *end <= '9'; end++, scale /= 10)
+			ns += scale ? (*end - '0') * scale : 0;
+		if (*end)
+			return false;
+		if (sec < 0 && ns) {    /* -1.5 is 2 s before, plus 0.5 */
+			sec--;
+			ns = 1000000000 - ns;
+		}
+	}
+	ts->tv_sec = (time_t)sec;
+	ts->tv_nsec = ns;
+	return true;
+}
+
 /* ---- main ---- */
 
 enum { OPT_OFFSET = 0x100, OPT_MMAP, OPT_APPEND };
@@ -1036,6 +1156,7 @@ static const struct command {
 	{ "rm", true, false, false, false, false, cmd_rm, false, false },
 	{ "rmdir", true, false, false, false, false, cmd_rmdir, false, false },
 	{ "mv", true, false, false, false, false, cmd_mv, false, true },
+	{ "touch", true, false, false, false, false, cmd_touch, false, false },
 };
 
 /* A byte offset: decimal digits only, at most INT64_MAX. */
@@ -1078,6 +1199,8 @@ int main(int argc, char **argv)
 		{ "mmap", no_argument, NULL, OPT_MMAP },
 		{ "append", no_argument, NULL, OPT_APPEND },
 		{ "parents", no_argument, NULL, 'p' },
+		{ "no-create", no_argument, NULL, 'c' },
+		{ "date", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -1090,12 +1213,19 @@ int main(int argc, char **argv)
 	int opt, ret;
 
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, ":s:lhVp", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":s:lhVpcd:", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 's': sock = optarg; break;
 		case 'j': o.json = true; break;
 		case 'l': o.long_list = true; break;
 		case 'p': o.parents = true; break;
+		case 'c': o.no_create = true; break;
+		case 'd':
+			if (!parse_date(optarg, &o.date))
+				return usage_error("-d needs @SECONDS[.FRACTION] since 1970 UTC, not "
+						   "'%s'", optarg);
+			o.has_date = true;
+			break;
 		case OPT_OFFSET:
 			if (!parse_offset(optarg, &o.offset))
 				return usage_error("--offset needs a byte offset (0 to %lld), not '%s'",
@@ -1160,6 +1290,9 @@ int main(int argc, char **argv)
 		return usage_error("-l is an option of ls, not of %s", cmd->name);
 	if (o.parents && strcmp(cmd->name, "mkdir"))
 		return usage_error("-p is an option of mkdir, not of %s", cmd->name);
+	if ((o.no_create || o.has_date) && strcmp(cmd->name, "touch"))
+		return usage_error("-%c is an option of touch, not of %s", o.no_create ? 'c' : 'd',
+				   cmd->name);
 	if ((o.has_offset || o.mmap || o.append) && !cmd->write_opts)
 		return usage_error("--%s is an option of write, not of %s",
 				   o.has_offset ? "offset" : o.mmap ? "mmap" : "append", cmd->name);

@@ -186,6 +186,7 @@ static const struct request_kind {
 	KIND(UNLINK,         unlink_request,         _NOT_SET,       0),
 	KIND(MKDIR,          mkdir_request,          _NOT_SET,       0),
 	KIND(RENAME,         rename_request,         _NOT_SET,       0),
+	KIND(SET_TIMES,      set_times_request,      _NOT_SET,       0),
 #undef KIND
 };
 
@@ -209,6 +210,7 @@ static void request_set_body(Ntfsd__Request *req, Ntfsd__Request__BodyCase kind,
 	case NTFSD__REQUEST__BODY_UNLINK: req->unlink = body; break;
 	case NTFSD__REQUEST__BODY_MKDIR: req->mkdir = body; break;
 	case NTFSD__REQUEST__BODY_RENAME: req->rename = body; break;
+	case NTFSD__REQUEST__BODY_SET_TIMES: req->set_times = body; break;
 	default: assert(!"a request kind libntfsc does not send"); break;
 	}
 }

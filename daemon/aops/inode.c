@@ -107,6 +107,9 @@ static int ntfs_aops_alloc_inode(struct cache *c, uint64_t mft_no, struct cache_
 		ntfs_attr_close(nci->std);
 		nci->std = NULL;
 	}
+	for (unsigned i = 0; i < 4; i++)
+		atomic_store(&nci->std_times[i], nci->std ? get_le64(nci->std->value + 8 * i)
+							  : nci->ni->times[i]);
 	if (err) {
 		ntfs_aops_destroy_inode(ci);
 		return err;
@@ -274,6 +277,9 @@ const struct address_space_operations ntfs_aops = {
 	.create = ntfs_aops_create,
 	.unlink = ntfs_aops_unlink,
 	.rename = ntfs_aops_rename,
+	.set_times = ntfs_aops_set_times,
+	.set_times_path = ntfs_aops_set_times_path,
+	.sync_dir_copies = ntfs_aops_sync_dir_copies,
 #if NTFSD_LOCKDEP
 	.sanity_settled = ntfs_aops_sanity_settled,
 #endif

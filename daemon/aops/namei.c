@@ -24,14 +24,27 @@
 #include "inode.h"
 #include "lcnalloc.h"
 #include "namespace.h"
+#include "inode_times.h"
+#include "log.h"
 #include "le.h"
 #include "unistr.h"
 #include "volume.h"
+
+/* times[4]: creation, data change, MFT change, access (NTFS time). */
+static void stat_times(struct cache_stat *st, const uint64_t times[4])
+{
+	st->times_known = times[1] != 0;
+	st->creation_ns = ntfs_time_to_unix_ns(times[0]);
+	st->mtime_ns = ntfs_time_to_unix_ns(times[1]);
+	st->ctime_ns = ntfs_time_to_unix_ns(times[2]);
+	st->atime_ns = ntfs_time_to_unix_ns(times[3]);
+}
 
 static void stat_fill(struct cache_stat *st, const struct ntfs_inode *ni,
 		      const struct ntfs_attr *na)
 {
 	*st = (struct cache_stat){ 0 };
+	stat_times(st, ni->times);
 	st->mft_no = ni->mft_no;
 	st->attributes = ni->file_attributes;
 	st->directory = ntfs_inode_is_dir(ni);
@@ -81,7 +94,13 @@ void ntfs_aops_stat_inode(struct cache_inode *ci, struct cache_stat *st)
 {
 	struct ntfs_cache_inode *nci = NTFS_CI(ci);
 
+	uint64_t t[4];
+
 	stat_fill(st, nci->ni, nci->data);
+	/* the record read at open is older than the times written since */
+	for (unsigned i = 0; i < 4; i++)
+		t[i] = atomic_load(&nci->std_times[i]);
+	stat_times(st, t);
 }
 
 struct readdir_ctx {
@@ -210,6 +229,21 @@ static int name_path(int err, const char *path)
 	return ntfs_fail(-err, "%s: %s", path, msg);
 }
 
+/* A change of dir's entries took effect: its data and MFT change times
+ * move to now, and the copies of them in its own parent's entry follow
+ * (as ntfs-3g does).  A failure here undoes nothing: it is logged. */
+static void dir_changed(struct cache *c, struct ntfs_inode *dir)
+{
+	int err = ntfs_touch_dir(dir);
+
+	if (!err)
+		err = ntfs_sync_dir_copies(NTFS_VOL(c), dir->mft_no);
+	if (err && err != -EROFS)
+		log_warning("directory MFT record %llu: its times could not follow a change of "
+			    "its entries: %s", (unsigned long long)dir->mft_no, ntfs_last_error());
+	ntfs_clear_error();
+}
+
 int ntfs_aops_create(struct cache *c, const char *path, bool is_dir, uint64_t *ino)
 {
 	struct ntfs_inode *dir;
@@ -228,6 +262,8 @@ int ntfs_aops_create(struct cache *c, const char *path, bool is_dir, uint64_t *i
 				path, dir->mft_no == FILE_Extend ? "$Extend" : "its directory");
 	else
 		err = ntfs_create(NTFS_VOL(c), dir, name, is_dir, ino);
+	if (!err)
+		dir_changed(c, dir);
 	ntfs_inode_close(dir);
 	return name_path(err, path);
 }
@@ -253,6 +289,8 @@ int ntfs_aops_unlink(struct cache *c, const char *path, bool is_dir)
 	}
 	if (!err)
 		err = ntfs_unlink(NTFS_VOL(c), dir, name);
+	if (!err)
+		dir_changed(c, dir);
 	ntfs_inode_close(dir);
 	return name_path(err, path);
 }
@@ -338,6 +376,19 @@ int ntfs_aops_rename(struct cache *c, const char *from, const char *to, uint64_t
 	}
 	if (!err)
 		err = ntfs_rename(NTFS_VOL(c), odir, oname, ndir, nname, ino);
+	if (!err) {
+		/* the moved inode's MFT change time, then every copy of it */
+		uint64_t t[4] = { 0, 0, ntfs_time_now(), 0 };
+
+		if (ntfs_set_times(src, t, NTFS_TIME_MFT) ||
+		    ntfs_sync_dir_copies(NTFS_VOL(c), src->mft_no))
+			log_warning("%s: its MFT change time could not follow the rename: %s", to,
+				    ntfs_last_error());
+		ntfs_clear_error();
+		dir_changed(c, odir);
+		if (ndir->mft_no != odir->mft_no)
+			dir_changed(c, ndir);
+	}
 out:
 	ntfs_inode_close(dst);
 	ntfs_inode_close(src);

@@ -32,6 +32,9 @@ struct ntfs_cache_inode {
 	struct ntfs_inode *ni;
 	struct ntfs_attr *data;           /* unnamed $DATA */
 	struct ntfs_attr *std;            /* $STANDARD_INFORMATION (NULL: none) */
+	_Atomic uint64_t std_times[4];    /* its creation, data change, MFT change and
+					   * access times as on disk (NTFS time): written
+					   * under wb_lock, read by stat unlocked */
 	struct cache_mutex init_lock;     /* writes crossing initialized_size, in order */
 	struct cache_rwlock rl_lock;      /* data->rl, ->resident, ->allocated_size */
 };
@@ -86,6 +89,9 @@ void ntfs_aops_volume_info(struct cache *c, struct cache_volume_info *vi);
 int ntfs_aops_create(struct cache *c, const char *path, bool is_dir, uint64_t *ino);
 int ntfs_aops_unlink(struct cache *c, const char *path, bool is_dir);
 int ntfs_aops_rename(struct cache *c, const char *from, const char *to, uint64_t *ino);
+int ntfs_aops_set_times(struct cache_inode *ci, const struct cache_times *t);
+int ntfs_aops_set_times_path(struct cache *c, const char *path, const struct cache_times *t);
+int ntfs_aops_sync_dir_copies(struct cache *c, uint64_t ino);
 
 /* What holds whenever init_lock is held (asserted): sizes and runlist
  * agree.  Debug and sanitizer builds only; aborts with the state logged. */

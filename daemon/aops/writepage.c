@@ -545,7 +545,10 @@ static int write_times(struct cache_inode *ci)
 	t[0] = t[1] = htole64(t[0]);
 	err = ntfs_attr_write_resident(nci->std, offsetof(struct ntfs_standard_information,
 							   last_data_change_time), t, sizeof(t));
-	if (err) {
+	if (!err) {
+		atomic_store(&nci->std_times[1], le64toh(t[0]));
+		atomic_store(&nci->std_times[2], le64toh(t[1]));
+	} else {
 		atomic_store(&ci->times_dirty, true);
 		if (err != -ENOMEM)
 			log_error("MFT record %llu: cannot write its times: %s",

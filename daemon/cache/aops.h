@@ -46,6 +46,16 @@ struct cache_volume_info;
 struct cache_attr {
 	uint64_t i_size, initialized_size, allocated_size;
 	bool resident;                  /* the data lives inside the inode's record */
+	/* filled by the cache, not the file system: a change of data or size
+	 * whose times write_inode has not written yet, and when it was */
+	bool times_pending;
+	uint64_t mtime_ns;
+};
+
+/* utimensat(2)'s request: each time set to the value given or left. */
+struct cache_times {
+	bool set_atime, set_mtime;
+	int64_t atime_ns, mtime_ns;     /* since 1970, CLOCK_REALTIME */
 };
 
 /* What the cache needs to know of the volume to lay out segments. */
@@ -148,6 +158,18 @@ struct address_space_operations {
 	 * of the file keep working.  *ino: the renamed inode.  May be NULL
 	 * (-EOPNOTSUPP). */
 	int (*rename)(struct cache *c, const char *from, const char *to, uint64_t *ino);
+
+	/* ---- times (cache/utimes.h) ---- */
+	/* Set the times t asks for, and the change time to now: of the cached
+	 * inode ci (wb_lock held), or by path of an inode that is not cached
+	 * (a directory too; ns_lock written).  Either clears times_dirty's
+	 * pending change only through the caller. */
+	int (*set_times)(struct cache_inode *ci, const struct cache_times *t);
+	int (*set_times_path)(struct cache *c, const char *path, const struct cache_times *t);
+	/* Bring the copies of inode ino's sizes and times that its parents'
+	 * directory entries hold to what its record on disk says now
+	 * (ns_lock written).  May be NULL. */
+	int (*sync_dir_copies)(struct cache *c, uint64_t ino);
 
 	/* ---- debug builds (may be NULL) ---- */
 	/* What holds between size changes, checked by

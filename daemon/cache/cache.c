@@ -688,6 +688,8 @@ bool cache_getattr(struct cache *c, uint64_t mft_no, struct cache_attr *a)
 	if (!ci)
 		return false;
 	c->aops->getattr(ci, a);
+	a->times_pending = atomic_load(&ci->times_dirty);
+	a->mtime_ns = atomic_load(&ci->mtime_ns);
 	cache_inode_put(ci);
 	return true;
 }

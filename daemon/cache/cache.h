@@ -163,6 +163,9 @@ struct cache_inode {
 					   * times were written (write_inode writes them) */
 	_Atomic uint64_t mtime_ns;        /* when, CLOCK_REALTIME: the data was taken
 					   * for write-back or the size changed */
+	_Atomic bool dircopy_dirty;       /* write_inode wrote sizes or times that the
+					   * parent's entries do not carry yet
+					   * (cache_take_dir_copies) */
 	_Atomic uint64_t disk_init;       /* initialized_size the on-disk inode holds
 					   * (written by the file system under its size
 					   * lock): every byte below it is durable on the

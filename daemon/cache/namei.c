@@ -20,6 +20,8 @@ static void stat_cached_sizes(struct cache *c, struct cache_stat *st)
 	st->initialized_size = a.initialized_size;
 	st->allocated_size = a.allocated_size;
 	st->resident = a.resident;
+	if (a.times_pending && st->times_known)
+		st->mtime_ns = st->ctime_ns = (int64_t)a.mtime_ns;
 }
 
 int cache_stat_path(struct cache *c, const char *path, struct cache_stat *st)

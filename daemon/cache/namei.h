@@ -30,6 +30,10 @@ struct cache_stat {
 	 * write-back has not written them (ondisk_known false: not asked) */
 	bool ondisk_known;
 	uint64_t ondisk_size, ondisk_initialized_size, ondisk_allocated_size;
+	/* Times in ns since 1970 (times_known false: the inode has none):
+	 * what clients see, a cached file's pending change included. */
+	bool times_known;
+	int64_t creation_ns, mtime_ns, ctime_ns, atime_ns;
 };
 
 /* By path (directories too). */

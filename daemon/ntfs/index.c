@@ -1764,6 +1764,42 @@ int ntfs_index_remove(struct ntfs_inode *dir, const ntfschar *name, uint32_t len
 	return err;
 }
 
+/* The duplicated information of a $FILE_NAME key: the times, sizes,
+ * attributes and reparse tag, between the parent reference and the name's
+ * length. */
+#define DUP_OFF offsetof(struct ntfs_file_name, creation_time)
+#define DUP_LEN (offsetof(struct ntfs_file_name, file_name_length) - DUP_OFF)
+
+int ntfs_index_update_dup(struct ntfs_inode *dir, const struct ntfs_file_name *fn, uint64_t mref)
+{
+	struct ix_level path[IX_MAX_DEPTH];
+	struct ix ix;
+	bool found = false;
+	int depth = -1, err = ix_open(dir, &ix);
+
+	if (!err)
+		err = descend(&ix, fn + 1, fn->file_name_length, path, &depth, &found);
+	if (!err && !found)
+		err = -ENOENT;
+	if (!err) {
+		struct ix_node *n = path[depth].node;
+		uint8_t *e = n->e[path[depth].pos];
+		uint8_t *key = e + IE_HDR;
+
+		if (MREF(get_le64(e)) != MREF(mref) || ie_fn(e)->file_name_type != fn->file_name_type)
+			err = -ENOENT;
+		else if (memcmp(key + DUP_OFF, (const uint8_t *)fn + DUP_OFF, DUP_LEN)) {
+			/* same length: the node is rewritten in place, one write */
+			memcpy(key + DUP_OFF, (const uint8_t *)fn + DUP_OFF, DUP_LEN);
+			err = n->root ? root_write(&ix) : block_write(&ix, n);
+		}
+	}
+	if (depth >= 0)
+		path_release(path, depth);
+	ix_close(&ix);
+	return err;
+}
+
 /* ---- walking the whole tree ---- */
 
 struct ix_walk {

@@ -110,6 +110,13 @@ int ntfs_index_add(struct ntfs_inode *dir, const struct ntfs_file_name *fn, uint
 int ntfs_index_remove(struct ntfs_inode *dir, const ntfschar *name, uint32_t len,
 		      uint64_t *mref);
 
+/* Rewrite the duplicated information (times, sizes, attributes, reparse
+ * tag) of the entry named exactly as fn, in fn's name space, for mref,
+ * with fn's: the copies Windows and ntfs-3g keep current in the parent's
+ * index.  One write of the node holding it, none when nothing changed.
+ * -ENOENT when there is no such entry. */
+int ntfs_index_update_dup(struct ntfs_inode *dir, const struct ntfs_file_name *fn, uint64_t mref);
+
 /* 1 when dir's index holds no entry, 0 when it holds one, or an error. */
 int ntfs_index_is_empty(struct ntfs_inode *dir);
 

@@ -29,6 +29,7 @@
 #include "namei.h"
 #include "ntfsd.pb-c.h"
 #include "page.h"
+#include "utimes.h"
 #include "server.h"
 #include "writeback.h"
 
@@ -632,6 +633,11 @@ static void fill_stat(Ntfsd__StatReply *s, const struct cache_stat *st)
 	s->ondisk_size = st->ondisk_size;
 	s->ondisk_initialized_size = st->ondisk_initialized_size;
 	s->ondisk_allocated_size = st->ondisk_allocated_size;
+	s->times_known = st->times_known;
+	s->creation_time_ns = st->creation_ns;
+	s->mtime_ns = st->mtime_ns;
+	s->ctime_ns = st->ctime_ns;
+	s->atime_ns = st->atime_ns;
 }
 
 static void reply_stat(struct work *w, struct cache *c, const struct cache_stat *st)
@@ -871,6 +877,58 @@ static void run_rename(struct work *w)
 		work_fail_ntfs(w, err, in->from);
 }
 
+static void times_request(const Ntfsd__SetTimesRequest *in, struct cache_times *t)
+{
+	*t = (struct cache_times){ .set_atime = in->set_atime, .atime_ns = in->atime_ns,
+				   .set_mtime = in->set_mtime, .mtime_ns = in->mtime_ns };
+}
+
+/* An inode cached: its dirty data written back first, so that it moves
+ * the times before they are set (cache/utimes.h). */
+static int set_times_cached(struct cache_inode *ci, const struct cache_times *t)
+{
+	writeback_inode(ci, true);
+	return cache_set_times_inode(ci, t);
+}
+
+static void run_set_times(struct work *w)
+{
+	Ntfsd__SetTimesRequest *in = w->rq->set_times;
+	struct cache *c = w->cn->srv->cache;
+	struct cache_times t;
+	uint64_t ino = 0;
+	int err = -EAGAIN;
+
+	times_request(in, &t);
+	if (w->h) {
+		err = set_times_cached(w->h->ci, &t);
+		ino = w->h->ci->mft_no;
+	}
+	/* by path: the inode cached or not, and it may become cached (or be
+	 * forgotten) between the two looks: a few tries */
+	for (int tries = 0; !w->h && err == -EAGAIN && tries < 8; tries++) {
+		struct cache_inode *ci = cache_find_cached(c, in->path);
+
+		if (ci) {
+			ino = ci->mft_no;
+			err = set_times_cached(ci, &t);
+			cache_inode_put(ci);
+		} else {
+			err = cache_set_times_path(c, in->path, &t, &ino);
+		}
+	}
+	if (err == -EAGAIN) {
+		work_fail(w, EAGAIN, "%s: opened and closed too fast to set its times: try again",
+			  in->path);
+		return;
+	}
+	if (err) {
+		work_fail_ntfs(w, err, w->h ? "set-times" : in->path);
+		return;
+	}
+	cache_sync_dir_copies(c, ino);
+}
+
 static void run_truncate(struct work *w)
 {
 	int err = cache_truncate(w->h->ci, w->rq->truncate->size);
@@ -911,6 +969,9 @@ static void run_sync(struct work *w)
 
 	if (w->h) {
 		writeback_inode(w->h->ci, true);
+		/* the handle keeps the inode: no reference for an unlink to wait on */
+		if (cache_take_dir_copies(w->h->ci))
+			cache_sync_dir_copies(srv->cache, w->h->ci->mft_no);
 		err = errseq_check_and_advance(w->h->ci, &w->h->errseq);
 		if (err)
 			work_fail(w, -err, "MFT record %llu: a write-back failed: %s",
@@ -1083,6 +1144,22 @@ static bool route(struct work *w)
 			return false;
 		}
 		w->run = run_rename;
+		return true;
+	case NTFSD__REQUEST__BODY_SET_TIMES:
+		if (rq->set_times->target_case == NTFSD__SET_TIMES_REQUEST__TARGET_HANDLE) {
+			if (!need_handle(w, rq->set_times->handle) || !need_writable(w, EBADF))
+				return false;
+		} else if (rq->set_times->target_case != NTFSD__SET_TIMES_REQUEST__TARGET_PATH) {
+			work_fail(w, EINVAL, "set-times: neither a handle nor a path");
+			return false;
+		} else if (!path_ok(w, rq->set_times->path)) {
+			return false;
+		}
+		if (srv->read_only) {
+			work_fail(w, EROFS, "set-times: the volume is served read-only");
+			return false;
+		}
+		w->run = run_set_times;
 		return true;
 	default:
 		work_fail(w, EOPNOTSUPP, "unknown or empty request");

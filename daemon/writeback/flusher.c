@@ -15,6 +15,7 @@
 #include "cache.h"
 #include "log.h"
 #include "page.h"
+#include "utimes.h"
 #include "writeback.h"
 
 #define TICK_MS 100
@@ -99,6 +100,19 @@ static struct cache_inode *next_dirty_inode(struct cache *c, uint64_t *cursor, b
 	return pick;
 }
 
+/* Drop the reference to ci, then bring its directory entries up to date
+ * if its write-back wrote its inode: by number, with no reference held
+ * (cache/utimes.h). */
+static void put_and_sync_dir_copies(struct cache *c, struct cache_inode *ci)
+{
+	uint64_t ino = ci->mft_no;
+	bool copies = cache_take_dir_copies(ci);
+
+	cache_inode_put(ci);
+	if (copies)
+		cache_sync_dir_copies(c, ino);
+}
+
 /* One background pass: write back inodes that need it. */
 static void flusher_pass(struct flusher_pool *fp, bool all)
 {
@@ -123,7 +137,7 @@ static void flusher_pass(struct flusher_pool *fp, bool all)
 			writeback_inode_locked(ci, idle || meta);
 			cache_mutex_unlock(&ci->wb_lock);
 		}
-		cache_inode_put(ci);
+		put_and_sync_dir_copies(c, ci);
 	}
 	flusher_count_dirty(c);
 }
@@ -257,7 +271,7 @@ int flusher_sync_all(struct cache *c)
 		err = writeback_inode(ci, true);
 		if (err && !first)
 			first = err;
-		cache_inode_put(ci);
+		put_and_sync_dir_copies(c, ci);
 	}
 	flusher_count_dirty(c);
 	return first;

@@ -207,6 +207,7 @@ int writeback_inode_locked(struct cache_inode *ci, bool sync)
 	uint64_t i, before;
 	unsigned try;
 	int err = 0, first_err = 0;
+	bool meta;
 
 	cache_assert_held(&ci->wb_lock);
 	if (drop_forged_dirt(ci))
@@ -237,7 +238,12 @@ int writeback_inode_locked(struct cache_inode *ci, bool sync)
 	}
 	for (i = 0; i < cache_used_pages(ci); i++)
 		cache_wait_on_page_writeback(ci, i);
+	meta = cache_inode_meta_dirty(ci);
 	err = ci->cache->aops->write_inode(ci);
+	/* the parents' entries carry the sizes and times: they follow once
+	 * the caller holds no lock of the inode (cache/utimes.h) */
+	if (!err && meta)
+		atomic_store(&ci->dircopy_dirty, true);
 	if (!first_err)
 		first_err = err;
 	/* nobody is appending: the room to grow can go (sizes are on disk) */

@@ -881,7 +881,9 @@ static void allow(bool *ok, uint64_t nclusters, const struct placement *pl)
  * Nothing of the volume changed but what the given files (X and Y) and the
  * allocator own: clusters outside theirs and outside $MFT's, $MFTMirr's
  * and $Bitmap's are byte for byte as before, and so is every MFT record
- * but theirs and the ones free before.
+ * but theirs and the ones free before.  The files' directories count as
+ * theirs: their entries carry copies of the files' sizes and times, which
+ * follow a sync (taken from the records on disk, never from a client).
  */
 static void unchanged_outside(const char *const *paths, int npaths)
 {
@@ -919,12 +921,23 @@ static void unchanged_outside(const char *const *paths, int npaths)
 				goto out_ok;
 			allow(ok, nclusters, pl);
 		}
-		for (int i = 0; i < npaths; i++) {
+		for (int i = 0; i < 2 * npaths; i++) {
+			char parent[256];
+			const char *p = paths[i / 2];
+
+			if (i % 2) {    /* the file's directory */
+				const char *slash = strrchr(p, '/');
+				size_t n = slash && slash != p ? (size_t)(slash - p) : 1;
+
+				snprintf(parent, sizeof(parent), "%.*s", (int)n, p);
+				p = parent;
+			}
 			memset(pl, 0, sizeof(*pl));
-			if (!placement_of(imgs[v], paths[i], 0, pl))
+			if (!placement_of(imgs[v], p, 0, pl))
 				goto out_ok;
 			allow(ok, nclusters, pl);
-			for (int r = 0; r < pl->nrec; r++)
+			for (int r = 0; r < pl->nrec && nrecs < (int)(sizeof(recs) / sizeof(recs[0]));
+			     r++)
 				recs[nrecs++] = pl->rec[r];
 		}
 	}
