@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ntfsc.h"
@@ -80,6 +81,12 @@ static void usage(FILE *f)
 		"  mv PATH NEWPATH      rename PATH to NEWPATH (in another directory too),\n"
 		"                       replacing a file or empty directory there as rename(2)\n"
 		"                       does; the file may be open\n"
+		"  cp SRC DEST          copy a file between the host and the volume, or within\n"
+		"                       the volume; a volume path is written :/PATH (e.g.\n"
+		"                       cp disk.img :/images/ or cp :/logs/a.txt .); a DEST\n"
+		"                       that is a directory gets SRC's name; an existing file\n"
+		"                       is replaced.  Not synced (see sync).  On a terminal a\n"
+		"                       long copy shows a progress bar\n"
 		"  touch [-c] [-d @SECONDS[.FRACTION]] PATH\n"
 		"                       set the access and modification times of a file or\n"
 		"                       directory to now (-d, --date: to that time, in seconds\n"
@@ -1080,6 +1087,227 @@ static int cmd_truncate(ntfsc *c, const char *path, const struct opts *o)
 	return 0;
 }
 
+/* ---- cp ---- */
+
+#define CP_CHUNK (1u << 20)
+
+/* One side of a copy: a host file (fd) or a volume file (f). */
+struct cp_end {
+	const char *name;               /* as given, ":/..." for the volume */
+	const char *vpath;              /* the volume path (NULL: host) */
+	char *owned;                    /* name with the source's base name added */
+	int fd;
+	ntfsc_file *f;
+};
+
+static int cp_fail(const struct cp_end *e, const char *what)
+{
+	int err = errno;
+	const char *msg = e->vpath ? ntfsc_last_error_message(NULL) : NULL;
+
+	fprintf(stderr, "%s: cp: %s %s: %s\n", prog, what, e->owned ? e->owned : e->name,
+		msg ? msg : strerror(err));
+	return 1;
+}
+
+static ssize_t cp_read(struct cp_end *e, void *buf, size_t len, off_t off)
+{
+	ssize_t n;
+
+	if (e->f)
+		return ntfsc_pread(e->f, buf, len, off);
+	do
+		n = pread(e->fd, buf, len, off);
+	while (n < 0 && errno == EINTR);
+	return n;
+}
+
+static int cp_write(struct cp_end *e, const void *buf, size_t len, off_t off)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = e->f ? ntfsc_pwrite(e->f, p, len, off) : pwrite(e->fd, p, len, off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		off += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void draw_copy(uint64_t done, uint64_t total, uint64_t ms)
+{
+	unsigned filled = total ? (unsigned)(done * 40 / total) : 40, i;
+	char bar[41];
+
+	for (i = 0; i < 40; i++)
+		bar[i] = i < filled ? '#' : '.';
+	bar[40] = '\0';
+	fprintf(stderr, "\rcp: [%s] %3u%% %8.1f of %.1f MiB, %.1f MiB/s ", bar,
+		total ? (unsigned)(done * 100 / total) : 100, (double)done / (1 << 20),
+		(double)total / (1 << 20), ms ? (double)done / (1 << 20) * 1000 / (double)ms : 0.0);
+}
+
+/* DIR/base of the source, when the destination is a directory. */
+static int cp_into_dir(struct cp_end *dst, const char *src_name)
+{
+	const char *base = strrchr(src_name, '/');
+	const char *dir = dst->vpath ? dst->vpath : dst->name;
+	size_t dl = strlen(dir);
+
+	base = base ? base + 1 : src_name;
+	if (!*base) {
+		errno = EISDIR;
+		return -1;
+	}
+	if (asprintf(&dst->owned, "%s%s%s%s", dst->vpath ? ":" : "", dir,
+		     dl && dir[dl - 1] == '/' ? "" : "/", base) < 0)
+		return -1;
+	if (dst->vpath)
+		dst->vpath = dst->owned + 1;
+	return 0;
+}
+
+static int cp_open_src(ntfsc *c, struct cp_end *e, uint64_t *size, uint64_t *mft)
+{
+	struct ntfsc_stat_ext x;
+	struct stat st;
+
+	if (e->vpath) {
+		if (ntfsc_stat_ext(c, e->vpath, &x))
+			return cp_fail(e, "cannot read");
+		if (x.directory) {
+			errno = EISDIR;
+			fprintf(stderr, "%s: cp: %s: is a directory (cp copies files)\n", prog,
+				e->name);
+			return 1;
+		}
+		e->f = ntfsc_open(c, e->vpath, O_RDONLY);
+		if (!e->f)
+			return cp_fail(e, "cannot open");
+		*size = x.st.size;
+		*mft = x.mft_no;
+		return 0;
+	}
+	e->fd = open(e->name, O_RDONLY | O_CLOEXEC);
+	if (e->fd < 0)
+		return cp_fail(e, "cannot open");
+	if (fstat(e->fd, &st))
+		return cp_fail(e, "cannot read");
+	if (!S_ISREG(st.st_mode)) {
+		fprintf(stderr, "%s: cp: %s: %s (cp copies regular files)\n", prog, e->name,
+			S_ISDIR(st.st_mode) ? "is a directory" : "not a regular file");
+		return 1;
+	}
+	*size = (uint64_t)st.st_size;
+	return 0;
+}
+
+static int cp_open_dst(ntfsc *c, struct cp_end *e, const char *src_name, uint64_t src_mft)
+{
+	struct ntfsc_stat_ext x;
+	struct stat st;
+
+	if (e->vpath) {
+		x.mft_no = UINT64_MAX;          /* a new name */
+		if (!ntfsc_stat_ext(c, e->vpath, &x) && x.directory) {
+			if (cp_into_dir(e, src_name))
+				return cp_fail(e, "cannot name a file in");
+			if (ntfsc_stat_ext(c, e->vpath, &x))
+				x.mft_no = UINT64_MAX;
+		}
+		if (src_mft != UINT64_MAX && x.mft_no == src_mft) {
+			fprintf(stderr, "%s: cp: %s and %s are the same file\n", prog, src_name,
+				e->owned ? e->owned : e->name);
+			return 1;
+		}
+		e->f = ntfsc_open(c, e->vpath, O_RDWR | O_CREAT | O_TRUNC);
+		return e->f ? 0 : cp_fail(e, "cannot create");
+	}
+	if (!stat(e->name, &st) && S_ISDIR(st.st_mode) && cp_into_dir(e, src_name))
+		return cp_fail(e, "cannot name a file in");
+	e->fd = open(e->owned ? e->owned : e->name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+	return e->fd < 0 ? cp_fail(e, "cannot create") : 0;
+}
+
+/*
+ * cp SRC DST: a volume path is written ":/PATH"; at least one side is one.
+ * A destination that is a directory gets the source's base name.  The
+ * copy goes through the cache and is not synced (as write: `ntfsctl sync`
+ * makes it durable).  On a terminal a copy that runs past half a second
+ * draws a progress bar on stderr, erased at the end.
+ */
+static int cmd_cp(ntfsc *c, const char *from, const struct opts *o)
+{
+	struct cp_end src = { .name = from, .fd = -1 }, dst = { .name = o->target, .fd = -1 };
+	const char *after = getenv("NTFSCTL_PROGRESS_AFTER_MS");
+	uint64_t size = 0, done = 0, mft = UINT64_MAX, start = mono_ms(), drawn = 0;
+	uint64_t wait_ms = after ? strtoull(after, NULL, 10) : 500;
+	bool tty = isatty(STDERR_FILENO), drew = false;
+	char *buf = NULL;
+	int ret;
+
+	src.vpath = from[0] == ':' ? from + 1 : NULL;
+	dst.vpath = o->target[0] == ':' ? o->target + 1 : NULL;
+	ret = cp_open_src(c, &src, &size, &mft);
+	if (!ret)
+		ret = cp_open_dst(c, &dst, src.vpath ? src.vpath : from, src.vpath ? mft : UINT64_MAX);
+	if (!ret && !(buf = malloc(CP_CHUNK))) {
+		errno = ENOMEM;
+		ret = cp_fail(&src, "cannot copy");
+	}
+	while (!ret) {
+		ssize_t n = cp_read(&src, buf, CP_CHUNK, (off_t)done);
+		uint64_t now;
+
+		if (n < 0) {
+			ret = cp_fail(&src, "cannot read");
+			break;
+		}
+		if (n == 0)
+			break;
+		if (cp_write(&dst, buf, (size_t)n, (off_t)done)) {
+			ret = cp_fail(&dst, "cannot write");
+			break;
+		}
+		done += (uint64_t)n;
+		now = mono_ms();
+		if (tty && now - start >= wait_ms && (!drew || now - drawn >= 100)) {
+			draw_copy(done, size > done ? size : done, now - start);
+			drew = true;
+			drawn = now;
+		}
+	}
+	if (drew)
+		fprintf(stderr, "\r%*s\r", 78, "");
+	free(buf);
+	if (src.f)
+		ntfsc_close(src.f);
+	if (src.fd >= 0)
+		close(src.fd);
+	/* the data is in the cache once the daemon heard of it all */
+	if (dst.f && ntfsc_close(dst.f) && !ret)
+		ret = cp_fail(&dst, "cannot close");
+	if (dst.fd >= 0 && close(dst.fd) && !ret)
+		ret = cp_fail(&dst, "cannot write");
+	free(src.owned);
+	free(dst.owned);
+	return ret;
+}
+
 /* ---- touch ---- */
 
 static int cmd_touch(ntfsc *c, const char *path, const struct opts *o)
@@ -1157,6 +1385,7 @@ static const struct command {
 	{ "rmdir", true, false, false, false, false, cmd_rmdir, false, false },
 	{ "mv", true, false, false, false, false, cmd_mv, false, true },
 	{ "touch", true, false, false, false, false, cmd_touch, false, false },
+	{ "cp", true, false, false, false, false, cmd_cp, false, true },
 };
 
 /* A byte offset: decimal digits only, at most INT64_MAX. */
@@ -1276,7 +1505,8 @@ int main(int argc, char **argv)
 		}
 		if (cmd->takes_target) {
 			if (optind >= argc)
-				return usage_error("%s needs a NEWPATH", cmd->name);
+				return usage_error("%s needs a %s", cmd->name,
+						   strcmp(cmd->name, "cp") ? "NEWPATH" : "DEST");
 			o.target = argv[optind++];
 		}
 	} else if (cmd->optional_path && optind < argc) {
@@ -1302,6 +1532,11 @@ int main(int argc, char **argv)
 	if (o.append && o.mmap)
 		return usage_error("--append and --mmap cannot be combined: a mapping cannot make "
 				   "a file longer");
+	if (!strcmp(cmd->name, "cp") && path[0] != ':' && o.target[0] != ':')
+		return usage_error("cp: one side must be a volume path, written :/PATH");
+	if (!strcmp(cmd->name, "cp") && ((path[0] == ':' && path[1] != '/') ||
+					 (o.target[0] == ':' && o.target[1] != '/')))
+		return usage_error("cp: a volume path is absolute: :/PATH");
 	if (sock && !*sock)
 		return usage_error("the socket path is empty");
 
