@@ -119,8 +119,10 @@ void        ntfsc_disconnect(ntfsc *c);
  * O_TRUNC (size 0).  Names NTFS or Windows forbid are EINVAL, longer than
  * 255 UTF-16 units ENAMETOOLONG; no MFT record or cluster left ENOSPC. */
 ntfsc_file *ntfsc_open(ntfsc *c, const char *path, int flags);
-/* Since NTFSC_4: remove the file at path (EISDIR for a directory; EBUSY
- * while any client has it open: not supported yet), make a directory
+/* Since NTFSC_4: remove the file at path (EISDIR for a directory; a file
+ * clients have open loses its name at once and stays readable and
+ * writable through their handles until the last close, which frees it,
+ * as unlink(2) does), make a directory
  * (EEXIST, ENOENT for a missing parent), remove an empty one (ENOTEMPTY,
  * ENOTDIR).  Errors come with a message naming the path. */
 int         ntfsc_unlink(ntfsc *c, const char *path);

@@ -268,7 +268,7 @@ int ntfs_aops_create(struct cache *c, const char *path, bool is_dir, uint64_t *i
 	return name_path(err, path);
 }
 
-int ntfs_aops_unlink(struct cache *c, const char *path, bool is_dir)
+static int unlink_path(struct cache *c, const char *path, bool is_dir, bool keep, bool *kept)
 {
 	struct ntfs_inode *dir, *ni;
 	const char *name;
@@ -288,11 +288,26 @@ int ntfs_aops_unlink(struct cache *c, const char *path, bool is_dir)
 		ntfs_inode_close(ni);
 	}
 	if (!err)
-		err = ntfs_unlink(NTFS_VOL(c), dir, name);
+		err = ntfs_unlink_keep(NTFS_VOL(c), dir, name, keep, kept);
 	if (!err)
 		dir_changed(c, dir);
 	ntfs_inode_close(dir);
 	return name_path(err, path);
+}
+
+int ntfs_aops_unlink(struct cache *c, const char *path, bool is_dir)
+{
+	return unlink_path(c, path, is_dir, false, NULL);
+}
+
+int ntfs_aops_unlink_open(struct cache *c, const char *path, bool *kept)
+{
+	return unlink_path(c, path, false, true, kept);
+}
+
+int ntfs_aops_free_orphan(struct cache *c, uint64_t ino)
+{
+	return ntfs_free_orphan(NTFS_VOL(c), ino);
 }
 
 /* Is the directory ino on the path of directories from "/" down to path's

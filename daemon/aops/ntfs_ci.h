@@ -88,6 +88,8 @@ int ntfs_aops_readdir(struct cache *c, const char *path,
 void ntfs_aops_volume_info(struct cache *c, struct cache_volume_info *vi);
 int ntfs_aops_create(struct cache *c, const char *path, bool is_dir, uint64_t *ino);
 int ntfs_aops_unlink(struct cache *c, const char *path, bool is_dir);
+int ntfs_aops_unlink_open(struct cache *c, const char *path, bool *kept);
+int ntfs_aops_free_orphan(struct cache *c, uint64_t ino);
 int ntfs_aops_rename(struct cache *c, const char *from, const char *to, uint64_t *ino);
 int ntfs_aops_set_times(struct cache_inode *ci, const struct cache_times *t);
 int ntfs_aops_set_times_path(struct cache *c, const char *path, const struct cache_times *t);

@@ -151,6 +151,12 @@ struct address_space_operations {
 	 * inode with its blocks once no name is left.  The cache has
 	 * forgotten the inode first; nobody has it open. */
 	int (*unlink)(struct cache *c, const char *path, bool is_dir);
+	/* unlink(2) of a file clients have open: the name goes as unlink's
+	 * does; when it was the last, the inode stays, nameless, with its
+	 * blocks (*kept true), for the open handles, until free_orphan frees
+	 * it after their last close.  NULL: such an unlink is -EBUSY. */
+	int (*unlink_open)(struct cache *c, const char *path, bool *kept);
+	int (*free_orphan)(struct cache *c, uint64_t ino);
 	/* rename(2): move the name at from to to (another directory too),
 	 * replacing a target of the same kind (a file, or an empty
 	 * directory: -ENOTEMPTY, -EISDIR, -ENOTDIR otherwise) that nobody has

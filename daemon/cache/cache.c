@@ -628,6 +628,8 @@ static void cache_inode_unused(struct cache_inode *ci)
 		cache_inode_release(ci);        /* the file is gone: its pages too */
 		return;
 	}
+	if (atomic_load(&ci->orphan))
+		return;                         /* the flusher frees it on disk first */
 	if (atomic_load(&ci->cached_pages) == 0 && !cache_has_dirty(ci) &&
 	    !cache_inode_meta_dirty(ci) && !ci->trim_pending &&
 	    !atomic_load(&ci->outgrown_pages))
@@ -640,7 +642,8 @@ bool cache_evict_unused(struct cache *c)
 
 	cache_assert_held(&c->lock);
 	for (ci = c->inodes; ci && (ci->refs || cache_has_dirty(ci) ||
-				    cache_inode_meta_dirty(ci) || ci->trim_pending);
+				    cache_inode_meta_dirty(ci) || ci->trim_pending ||
+				    atomic_load(&ci->orphan));
 	     ci = ci->next)
 		;
 	if (!ci)

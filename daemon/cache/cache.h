@@ -163,6 +163,9 @@ struct cache_inode {
 					   * times were written (write_inode writes them) */
 	_Atomic uint64_t mtime_ns;        /* when, CLOCK_REALTIME: the data was taken
 					   * for write-back or the size changed */
+	_Atomic bool orphan;              /* its last name was removed while it was open:
+					   * on disk, nameless, until the last close
+					   * (cache_evict_orphan frees it then) */
 	_Atomic bool dircopy_dirty;       /* write_inode wrote sizes or times that the
 					   * parent's entries do not carry yet
 					   * (cache_take_dir_copies) */

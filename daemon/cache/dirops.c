@@ -8,6 +8,7 @@
 
 #include "cache_int.h"
 #include "error.h"
+#include "log.h"
 
 static int refuse_read_only(const char *path)
 {
@@ -52,10 +53,11 @@ int cache_mkdir(struct cache *c, const char *path)
 }
 
 /* The cached inode ino, claimed for its removal (ns_lock written): a
- * reference, so it stays, and -EBUSY when someone else uses it.  NULL in
+ * reference, so it stays, and -EBUSY when someone else uses it (open_ok:
+ * clients may have it open; *is_open says whether they do).  NULL in
  * *out when it is not cached. */
-static int claim_inode(struct cache *c, const char *path, uint64_t ino,
-		       struct cache_inode **out)
+static int claim_inode(struct cache *c, const char *path, uint64_t ino, bool open_ok,
+		       bool *is_open, struct cache_inode **out)
 {
 	struct cache_inode *ci;
 	unsigned tries = 0;
@@ -74,9 +76,13 @@ static int claim_inode(struct cache *c, const char *path, uint64_t ino,
 		nanosleep(&(struct timespec){ .tv_nsec = 10000000 }, NULL);
 		cache_mutex_lock(&c->lock);
 	}
-	if (ci && ci->openers)
-		err = ntfs_fail(EBUSY, "%s: open (%u handle%s): removing an open file is not "
-				"supported yet", path, ci->openers, ci->openers == 1 ? "" : "s");
+	*is_open = ci && ci->openers;
+	if (ci && ci->openers && !open_ok)
+		err = ntfs_fail(EBUSY, "%s: open (%u handle%s): an open file cannot be "
+				"replaced by a rename (or, here, removed) yet", path, ci->openers,
+				ci->openers == 1 ? "" : "s");
+	else if (ci && ci->openers)
+		ci->refs++;
 	else if (ci && ci->refs)
 		err = ntfs_fail(EBUSY, "%s: its write-back has been running for 5 s: try again",
 				path);
@@ -95,6 +101,7 @@ static int claim_inode(struct cache *c, const char *path, uint64_t ino,
 int cache_unlink(struct cache *c, const char *path, bool dir)
 {
 	struct cache_inode *ci = NULL;
+	bool is_open = false, kept = false;
 	uint64_t ino;
 	int err;
 
@@ -103,7 +110,17 @@ int cache_unlink(struct cache *c, const char *path, bool dir)
 	cache_rwlock_wrlock(&c->ns_lock);
 	err = c->aops->lookup(c, path, &ino);
 	if (!err)
-		err = claim_inode(c, path, ino, &ci);
+		err = claim_inode(c, path, ino, !dir && c->aops->unlink_open, &is_open, &ci);
+	if (is_open) {
+		/* its handles keep the inode: only the name goes now, the rest
+		 * at the last close (cache_evict_orphan) */
+		err = c->aops->unlink_open(c, path, &kept);
+		if (!err && kept)
+			atomic_store(&ci->orphan, true);
+		cache_inode_put(ci);
+		cache_rwlock_unlock(&c->ns_lock);
+		return err;
+	}
 	if (ci)
 		cache_mutex_lock(&ci->wb_lock);
 	if (!err)
@@ -116,6 +133,39 @@ int cache_unlink(struct cache *c, const char *path, bool dir)
 	}
 	cache_rwlock_unlock(&c->ns_lock);
 	return err;
+}
+
+bool cache_evict_orphan(struct cache_inode *ci)
+{
+	struct cache *c = ci->cache;
+	bool go;
+	int err;
+
+	if (!atomic_load(&ci->orphan))
+		return false;
+	cache_rwlock_wrlock(&c->ns_lock);
+	cache_mutex_lock(&c->lock);
+	go = atomic_load(&ci->orphan) && !ci->openers;
+	cache_mutex_unlock(&c->lock);
+	if (go) {
+		/* no write-back pass runs under the free, and none writes it
+		 * after: an unlinked inode's dirt is dropped */
+		cache_mutex_lock(&ci->wb_lock);
+		atomic_store(&ci->unlinked, true);
+		atomic_store(&ci->orphan, false);
+		err = c->aops->free_orphan(c, ci->mft_no);
+		cache_mutex_unlock(&ci->wb_lock);
+		if (err)
+			log_error("MFT record %llu: unlinked while open, it could not be freed at "
+				  "its last close (its record and clusters stay in use, nameless): "
+				  "%s", (unsigned long long)ci->mft_no, ntfs_last_error());
+		else
+			log_debug("MFT record %llu: unlinked while open, freed after its last close",
+				  (unsigned long long)ci->mft_no);
+		ntfs_clear_error();
+	}
+	cache_rwlock_unlock(&c->ns_lock);
+	return go;
 }
 
 int cache_rename(struct cache *c, const char *from, const char *to)
@@ -132,7 +182,7 @@ int cache_rename(struct cache *c, const char *from, const char *to)
 	err = c->aops->lookup(c, from, &src);
 	/* a target that is another file goes: claimed as an unlink claims it */
 	if (!err && !c->aops->lookup(c, to, &dst) && dst != src)
-		err = claim_inode(c, to, dst, &ci);
+		err = claim_inode(c, to, dst, false, &(bool){ false }, &ci);
 	else
 		ntfs_clear_error();
 	if (ci)

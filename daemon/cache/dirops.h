@@ -7,9 +7,12 @@
  *    it read (cache_open, cache_stat_path, cache_readdir), so a lookup
  *    never reads a directory index a change is rewriting, and a name
  *    cannot go between the lookup and the open that follows it.
- *  - A file is removed only when nobody has it open: -EBUSY otherwise
- *    (a file unlinked while open, kept until its last close, is not done
- *    yet).  A cached file nobody uses is held (a reference and its
+ *  - A file unlinked while clients have it open loses its name at once
+ *    and stays usable through their handles (reads, writes, growth,
+ *    write-back as before: "orphan"); its record and blocks are freed by
+ *    the flusher after the last close (cache_evict_orphan), and a crash
+ *    before that leaks them (in use, nameless).  A file replaced by a
+ *    rename must not be open (-EBUSY).  A cached file nobody uses is held (a reference and its
  *    wb_lock) while the file system checks and removes it, and forgotten
  *    only once that succeeded, its pages with it (clean or dirty: they are
  *    the deleted file's); a refused removal keeps every dirty byte.  No
@@ -34,5 +37,10 @@ int cache_unlink(struct cache *c, const char *path, bool dir);
 /* rename(2) (aops.h): a target that is another file must be unused, as
  * for unlink (-EBUSY); the renamed file may be open. */
 int cache_rename(struct cache *c, const char *from, const char *to);
+/* ci (a reference held, no lock) lost its last name while open: once
+ * nobody has it open, free it on disk and mark it unlinked, so the last
+ * reference forgets it.  True when it was freed (or its free failed:
+ * logged); false while it is still open, or not an orphan. */
+bool cache_evict_orphan(struct cache_inode *ci);
 
 #endif

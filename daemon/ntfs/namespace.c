@@ -541,7 +541,81 @@ static int free_inode(struct ntfs_inode *ni, struct ntfs_runlist *rls, size_t nr
 	return first;
 }
 
+/* The runlists of every non-resident attribute sc found in ni, and of a
+ * non-resident $ATTRIBUTE_LIST, copied into *rls (*nrl of them). */
+static int copy_runlists(struct ntfs_inode *ni, const struct fn_scan *sc,
+			 struct ntfs_runlist **rls, size_t *nrl)
+{
+	const struct ntfs_attr_record *al = NULL;
+	struct ntfs_attr_iter it;
+	int err = 0;
+
+	*nrl = 0;
+	*rls = calloc(sc->nnr + 1, sizeof(**rls));
+	if (!*rls)
+		return -ENOMEM;
+	for (size_t i = 0; i < sc->nnr && !err; i++) {
+		struct ntfs_attr *na;
+
+		err = ntfs_attr_open(ni, sc->nr[i].type, sc->nr[i].name_len ? sc->nr[i].name : NULL,
+				     sc->nr[i].name_len, &na);
+		if (!err) {
+			err = ntfs_rl_copy(&(*rls)[(*nrl)++], &na->rl);
+			ntfs_attr_close(na);
+		}
+	}
+	ntfs_attr_iter_init(&it, ni->mrec);
+	while (!err && ntfs_attr_iter_next(&it, &al))
+		if (le32(al->type) == AT_ATTRIBUTE_LIST) {
+			struct ntfs_attr *na;
+
+			if (!al->non_resident)
+				break;
+			err = ntfs_attr_open_record(ni, al, &na);
+			if (!err) {
+				err = ntfs_rl_copy(&(*rls)[(*nrl)++], &na->rl);
+				ntfs_attr_close(na);
+			}
+			break;
+		}
+	return err;
+}
+
+int ntfs_free_orphan(struct ntfs_volume *vol, uint64_t mft_no)
+{
+	struct fn_scan sc = { .dir_no = UINT64_MAX };
+	struct ntfs_runlist *rls = NULL;
+	struct ntfs_inode *ni = NULL;
+	size_t nrl = 0;
+	int err;
+
+	if (vol->flags & NTFS_OPEN_READ_ONLY)
+		return ntfs_fail(EROFS, "%s: volume opened read-only", vol->dev->path);
+	if (mft_no < NTFS_MFT_FIRST_ALLOCATABLE)
+		return ntfs_fail(EPERM, "MFT record %llu is a system file",
+				 (unsigned long long)mft_no);
+	err = ntfs_inode_open(vol, mft_no, &ni);
+	if (!err)
+		err = ntfs_inode_foreach_attr(ni, scan_attr, &sc);
+	if (err >= 0)
+		err = copy_runlists(ni, &sc, &rls, &nrl);
+	if (!err)
+		err = free_inode(ni, rls, nrl);
+	for (size_t i = 0; i < nrl; i++)
+		ntfs_runlist_free(&rls[i]);
+	free(rls);
+	free(sc.nr);
+	ntfs_inode_close(ni);
+	return err;
+}
+
 int ntfs_unlink(struct ntfs_volume *vol, struct ntfs_inode *dir, const char *name)
+{
+	return ntfs_unlink_keep(vol, dir, name, false, NULL);
+}
+
+int ntfs_unlink_keep(struct ntfs_volume *vol, struct ntfs_inode *dir, const char *name,
+		     bool keep, bool *kept)
 {
 	struct fn_scan sc = { 0 };
 	struct ntfs_inode *ni = NULL;
@@ -605,43 +679,13 @@ int ntfs_unlink(struct ntfs_volume *vol, struct ntfs_inode *dir, const char *nam
 	sc.twin = sc.twin && sc.type == FILE_NAME_WIN32;
 	removed = sc.twin ? 2 : 1;
 	links = ni->link_count > removed ? (uint16_t)(ni->link_count - removed) : 0;
-	if (!links) {
-		/* the clusters to give back, copied while the records are ours */
-		const struct ntfs_attr_record *al = NULL;
-		struct ntfs_attr_iter it;
-
-		rls = calloc(sc.nnr + 1, sizeof(*rls));
-		if (!rls) {
-			err = -ENOMEM;
-			goto out;
-		}
-		for (size_t i = 0; i < sc.nnr && !err; i++) {
-			struct ntfs_attr *na;
-
-			err = ntfs_attr_open(ni, sc.nr[i].type, sc.nr[i].name_len ? sc.nr[i].name : NULL,
-					     sc.nr[i].name_len, &na);
-			if (!err) {
-				err = ntfs_rl_copy(&rls[nrl++], &na->rl);
-				ntfs_attr_close(na);
-			}
-		}
-		ntfs_attr_iter_init(&it, ni->mrec);
-		while (!err && ntfs_attr_iter_next(&it, &al))
-			if (le32(al->type) == AT_ATTRIBUTE_LIST) {
-				struct ntfs_attr *na;
-
-				if (!al->non_resident)
-					break;
-				err = ntfs_attr_open_record(ni, al, &na);
-				if (!err) {
-					err = ntfs_rl_copy(&rls[nrl++], &na->rl);
-					ntfs_attr_close(na);
-				}
-				break;
-			}
-		if (err)
-			goto out;
-	}
+	if (kept)
+		*kept = false;
+	/* the clusters to give back, copied while the records are ours (an
+	 * inode kept for its open handles is freed later, from its records
+	 * as they are then) */
+	if (!links && !keep && (err = copy_runlists(ni, &sc, &rls, &nrl)))
+		goto out;
 	/* 1: the index entries */
 	err = ntfs_index_remove(dir, u, ulen, &got);
 	if (!err && MREF(got) != MREF(mref))
@@ -659,8 +703,14 @@ int ntfs_unlink(struct ntfs_volume *vol, struct ntfs_inode *dir, const char *nam
 			goto out;
 	}
 	ntfs_crashpoint("unlink-after-entry");
-	/* 2: the record keeps its other names, or goes with its clusters */
-	err = links ? drop_names(ni, &sc, sc.twin, links) : free_inode(ni, rls, nrl);
+	/* 2: the record keeps its other names, or goes with its clusters, or
+	 * (keep) stays, nameless, until ntfs_free_orphan() */
+	if (!links && keep) {
+		*kept = true;
+		err = 0;
+	} else {
+		err = links ? drop_names(ni, &sc, sc.twin, links) : free_inode(ni, rls, nrl);
+	}
 out:
 	for (size_t i = 0; i < nrl; i++)
 		ntfs_runlist_free(&rls[i]);

@@ -95,6 +95,16 @@ int ntfs_create(struct ntfs_volume *vol, struct ntfs_inode *dir, const char *nam
  * is gone the call has taken effect: later failures leak records or
  * clusters (logged) and are returned. */
 int ntfs_unlink(struct ntfs_volume *vol, struct ntfs_inode *dir, const char *name);
+/* The same; with keep, a name that is the inode's last leaves only the
+ * index (step 1) and the record stays in use with its clusters, nameless
+ * (*kept true), for handles still open on it: ntfs_free_orphan() frees it
+ * at their last close.  A crash before that leaks the record and its
+ * clusters (in use, no entry points at it). */
+int ntfs_unlink_keep(struct ntfs_volume *vol, struct ntfs_inode *dir, const char *name,
+		     bool keep, bool *kept);
+/* Free the record (extension records, then clusters, in unlink's order)
+ * of an inode ntfs_unlink_keep() kept.  -EPERM for a system record. */
+int ntfs_free_orphan(struct ntfs_volume *vol, uint64_t mft_no);
 
 /* Rename `oname` (UTF-8, exact) in odir to `nname` in ndir (odir or
  * another directory).  The new name follows the name policy above; it

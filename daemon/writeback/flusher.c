@@ -16,6 +16,7 @@
 #include "log.h"
 #include "page.h"
 #include "utimes.h"
+#include "dirops.h"
 #include "writeback.h"
 
 #define TICK_MS 100
@@ -90,6 +91,7 @@ static struct cache_inode *next_dirty_inode(struct cache *c, uint64_t *cursor, b
 	for (ci = c->inodes; ci; ci = ci->next)
 		if (ci->mft_no >= *cursor && (!pick || ci->mft_no < pick->mft_no) &&
 		    (cache_has_dirty(ci) || cache_inode_meta_dirty(ci) || idle_room(ci) ||
+		     (atomic_load(&ci->orphan) && !ci->openers) ||
 		     (busy && atomic_load(&ci->wb_running))))
 			pick = ci;
 	if (pick) {
@@ -122,6 +124,10 @@ static void flusher_pass(struct flusher_pool *fp, bool all)
 	struct cache_inode *ci;
 
 	while ((ci = next_dirty_inode(c, &cursor, false))) {
+		if (cache_evict_orphan(ci)) {   /* closed after its unlink: freed */
+			cache_inode_put(ci);
+			continue;
+		}
 		uint64_t expire_ns = fp->cfg.expire_ms * 1000000ull;
 		bool idle = !cache_has_dirty(ci) && !cache_inode_meta_dirty(ci);
 		/* data written, the inode (sizes, times) not yet, and nothing
@@ -268,6 +274,10 @@ int flusher_sync_all(struct cache *c)
 	int err, first = 0;
 
 	while ((ci = next_dirty_inode(c, &cursor, true))) {
+		if (cache_evict_orphan(ci)) {
+			cache_inode_put(ci);
+			continue;
+		}
 		err = writeback_inode(ci, true);
 		if (err && !first)
 			first = err;

@@ -13,6 +13,15 @@
  * a name), `ntfsfix -n` is clean, ntfsls and The Sleuth Kit's fls list
  * exactly the model's names in /cc and /cc2, ntfscat reads each
  * surviving file's bytes, and a fresh ntfs-3g mount lists the same.
+ *
+ * unlink_while_open: files removed while two connections have them open
+ * (one writing, one reading) lose their names at once and stay readable,
+ * writable and growable through the handles; a new file takes the name;
+ * after the last close (and a sync) the record and clusters are free again
+ * (the volume's free space comes back, The Sleuth Kit's istat calls the
+ * record unallocated), NORPHAN rounds; then ntfsfix -n, ntfsls, fls and
+ * ntfscat agree.  A daemon killed while such a file is open leaves a
+ * clean volume with every named file intact (the orphan's record leaks).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -366,6 +375,166 @@ static void one_round(int round)
 	rig_teardown(&rig);
 }
 
+#define NORPHAN 12
+#define OLEN (3u << 20)
+
+static uint8_t obyte(int round, uint64_t i)
+{
+	return (uint8_t)((i * 131 + (uint64_t)round * 7) >> 3);
+}
+
+static void fill(uint8_t *b, int round, uint64_t off, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		b[i] = obyte(round, off + i);
+}
+
+static uint64_t free_bytes(ntfsc *c)
+{
+	struct ntfsc_volume_status st = NTFSC_VOLUME_STATUS_INIT;
+	uint64_t n;
+
+	if (ntfsc_volume_status(c, &st))
+		fail_logs("volume status: %s", strerror(errno));
+	n = st.free_bytes;
+	ntfsc_volume_status_free(&st);
+	return n;
+}
+
+static void expect_unallocated(uint64_t mft_no)
+{
+	char ino[24], *out = NULL;
+	const char *argv[] = { "istat", "-f", "ntfs", rig.tv.scratch, ino, NULL };
+	int st = -1;
+
+	snprintf(ino, sizeof(ino), "%llu", (unsigned long long)mft_no);
+	if (oracle_run(argv, &out, NULL, &st) || st)
+		fail_logs("istat %s: %s", ino, oracle_last_stderr());
+	if (!strstr(out, "Not Allocated"))
+		fail_logs("istat: MFT record %s is still allocated:\n%.400s", ino, out);
+	free(out);
+}
+
+static void unlink_while_open(void **state)
+{
+	static uint8_t buf[OLEN + (1u << 20)], back[OLEN + (1u << 20)];
+	uint64_t freed_mft[NORPHAN], base;
+	ntfsc *w, *r;
+
+	(void)state;
+	if (rig_setup(&rig, false))
+		fail_logs("no scratch volume");
+	rig_arm_alarm(&rig, 300);
+	rig_start(&rig, daemon_opts);
+	w = ntfsc_connect(rig.dmn.socket);
+	r = ntfsc_connect(rig.dmn.socket);
+	if (!w || !r || ntfsc_mkdir(w, "/u"))
+		fail_logs("connect/mkdir: %s", strerror(errno));
+	for (int round = 0; round < NORPHAN; round++) {
+		struct ntfsc_stat_ext x;
+		ntfsc_file *fw, *fr, *again;
+		struct ntfsc_stat st;
+		uint8_t *m;
+
+		ntfsc_sync(w);
+		base = free_bytes(w);   /* before this round's file */
+		fw = ntfsc_open(w, "/u/victim", O_RDWR | O_CREAT | O_EXCL);
+		if (!fw)
+			fail_logs("round %d: create: %s", round, strerror(errno));
+		fill(buf, round, 0, OLEN);
+		if (ntfsc_pwrite(fw, buf, OLEN, 0) != (ssize_t)OLEN ||
+		    (round % 2 && ntfsc_fsync(fw)))
+			fail_logs("round %d: write: %s", round, strerror(errno));
+		fr = ntfsc_open(r, "/u/victim", O_RDONLY);
+		if (!fr || ntfsc_fstat_ext(fr, &x))
+			fail_logs("round %d: open for reading: %s", round, strerror(errno));
+		freed_mft[round] = x.mft_no;
+		if (ntfsc_unlink(r, "/u/victim"))
+			fail_logs("round %d: unlink of an open file: %s (%s)", round, strerror(errno),
+				  ntfsc_last_error_message(r));
+		if (!ntfsc_stat(w, "/u/victim", &st) || errno != ENOENT)
+			fail_logs("round %d: the name is still there after the unlink", round);
+		/* the name is free: a new file takes it */
+		again = ntfsc_open(w, "/u/victim", O_RDWR | O_CREAT | O_EXCL);
+		if (!again || ntfsc_pwrite(again, "new", 3, 0) != 3 || ntfsc_close(again))
+			fail_logs("round %d: a new /u/victim: %s", round, strerror(errno));
+		/* the handles keep the old file: it grows, both see it */
+		fill(buf, round, OLEN, 1u << 20);
+		if (ntfsc_pwrite(fw, buf, 1u << 20, OLEN) != (ssize_t)(1u << 20) || ntfsc_fsync(fw))
+			fail_logs("round %d: write after the unlink: %s (%s)", round,
+				  strerror(errno), ntfsc_last_error_message(w));
+		fill(buf, round, 0, OLEN + (1u << 20));
+		if (ntfsc_pread(fr, back, sizeof(back), 0) != (ssize_t)sizeof(back) ||
+		    memcmp(back, buf, sizeof(back)))
+			fail_logs("round %d: the reader does not read the unlinked file's bytes", round);
+		m = ntfsc_mmap(fr, 0, 1u << 20, PROT_READ);
+		if (m == MAP_FAILED || memcmp(m, buf, 1u << 20))
+			fail_logs("round %d: mmap of the unlinked file: %s", round, strerror(errno));
+		ntfsc_munmap(fr, m, 1u << 20);
+		if (ntfsc_close(fw))
+			fail_logs("round %d: close: %s", round, strerror(errno));
+		/* one handle left: nothing freed yet */
+		if (ntfsc_pread(fr, back, 4096, OLEN) != 4096 || memcmp(back, buf + OLEN, 4096))
+			fail_logs("round %d: read after the writer's close", round);
+		if (ntfsc_unlink(w, "/u/victim"))
+			fail_logs("round %d: unlink of the new file: %s", round, strerror(errno));
+		if (round % 3 == 2)
+			continue;       /* left open: freed when the connection goes */
+		if (ntfsc_close(fr))
+			fail_logs("round %d: close: %s", round, strerror(errno));
+		if (ntfsc_sync(w))
+			fail_logs("round %d: sync: %s", round, strerror(errno));
+		if (free_bytes(w) + (2u << 20) < base)
+			fail_logs("round %d: %llu bytes free after the last close, %llu before: the "
+				  "round's unlinked file's clusters were not freed", round,
+				  (unsigned long long)free_bytes(w), (unsigned long long)base);
+	}
+	ntfsc_disconnect(w);
+	ntfsc_disconnect(r);        /* the handles left open close with it */
+	rig_stop_clean(&rig, "after the unlinks");
+	rig_fsck(&rig, "unlink_while_open");
+	for (int round = 0; round < NORPHAN; round++)
+		expect_unallocated(freed_mft[round]);
+	{
+		char **v;
+		size_t n;
+
+		if (oracle_ls(rig.tv.scratch, "/u", &v, &n))
+			fail_logs("ntfsls /u: %s", oracle_last_stderr());
+		oracle_drop_dots(v, &n);
+		if (n)
+			fail_logs("ntfsls /u lists %zu names (%s), not none", n, v[0]);
+		oracle_free_names(v, n);
+	}
+
+	/* a crash while an unlinked file is open: a clean volume, the named
+	 * files intact */
+	rig_start(&rig, daemon_opts);
+	w = ntfsc_connect(rig.dmn.socket);
+	{
+		ntfsc_file *keep = ntfsc_open(w, "/u/kept", O_RDWR | O_CREAT | O_EXCL);
+		ntfsc_file *gone = ntfsc_open(w, "/u/gone", O_RDWR | O_CREAT | O_EXCL);
+
+		if (!keep || !gone || ntfsc_pwrite(keep, "kept", 4, 0) != 4 ||
+		    ntfsc_pwrite(gone, buf, 1u << 20, 0) != (ssize_t)(1u << 20) || ntfsc_sync(w) ||
+		    ntfsc_unlink(w, "/u/gone") || ntfsc_pwrite(gone, buf, 4096, 1u << 20) != 4096)
+			fail_logs("before the crash: %s", strerror(errno));
+		ntfsc_close(keep);
+		rig_kill9(&rig, "with an unlinked file open");
+		ntfsc_disconnect(w);
+	}
+	rig_fsck(&rig, "after a crash with an unlinked file open");
+	{
+		uint64_t len;
+		uint8_t *got = rig_cat(&rig, "/u/kept", &len);
+
+		if (len != 4 || memcmp(got, "kept", 4))
+			fail_logs("/u/kept after the crash: %llu bytes", (unsigned long long)len);
+		free(got);
+	}
+	rig_teardown(&rig);
+}
+
 static void concurrent_creators(void **state)
 {
 	(void)state;
@@ -403,6 +572,7 @@ int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(concurrent_creators, setup, teardown),
+		cmocka_unit_test_setup_teardown(unlink_while_open, setup, teardown),
 	};
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
