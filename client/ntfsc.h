@@ -130,8 +130,9 @@ int         ntfsc_mkdir(ntfsc *c, const char *path);
 int         ntfsc_rmdir(ntfsc *c, const char *path);
 /* Since NTFSC_5: rename(2).  Moves the name from to to (another directory
  * too); a target file or empty directory is replaced (EISDIR, ENOTDIR
- * when the kinds differ, ENOTEMPTY for a directory with entries, EBUSY
- * while any client has the target open).  The renamed file may be open;
+ * when the kinds differ, ENOTEMPTY for a directory with entries); a
+ * target file clients have open stays readable and writable through their
+ * handles until the last close, as after ntfsc_unlink).  The renamed file may be open;
  * its handles keep working.  A directory into its own subtree is EINVAL,
  * NTFS metadata EPERM, a name taken in another case EEXIST. */
 int         ntfsc_rename(ntfsc *c, const char *from, const char *to);

@@ -338,7 +338,8 @@ static int inside(struct cache *c, const char *path, uint64_t ino, bool *in)
 	return 0;
 }
 
-int ntfs_aops_rename(struct cache *c, const char *from, const char *to, uint64_t *ino)
+int ntfs_aops_rename(struct cache *c, const char *from, const char *to, bool keep_target,
+		     bool *target_kept, uint64_t *ino)
 {
 	struct ntfs_inode *odir = NULL, *ndir = NULL, *src = NULL, *dst = NULL;
 	const char *oname, *nname;
@@ -380,7 +381,7 @@ int ntfs_aops_rename(struct cache *c, const char *from, const char *to, uint64_t
 		else if (!ntfs_inode_is_dir(src) && ntfs_inode_is_dir(dst))
 			err = ntfs_fail(EISDIR, "%s -> %s: the target is a directory", from, to);
 		if (!err)
-			err = ntfs_unlink(NTFS_VOL(c), ndir, nname);
+			err = ntfs_unlink_keep(NTFS_VOL(c), ndir, nname, keep_target, target_kept);
 		/* unlinking the target may have changed ndir's index: reload
 		 * the directory the rename adds to */
 		if (!err) {

@@ -90,7 +90,8 @@ int ntfs_aops_create(struct cache *c, const char *path, bool is_dir, uint64_t *i
 int ntfs_aops_unlink(struct cache *c, const char *path, bool is_dir);
 int ntfs_aops_unlink_open(struct cache *c, const char *path, bool *kept);
 int ntfs_aops_free_orphan(struct cache *c, uint64_t ino);
-int ntfs_aops_rename(struct cache *c, const char *from, const char *to, uint64_t *ino);
+int ntfs_aops_rename(struct cache *c, const char *from, const char *to, bool keep_target,
+		     bool *target_kept, uint64_t *ino);
 int ntfs_aops_set_times(struct cache_inode *ci, const struct cache_times *t);
 int ntfs_aops_set_times_path(struct cache *c, const char *path, const struct cache_times *t);
 int ntfs_aops_sync_dir_copies(struct cache *c, uint64_t ino);

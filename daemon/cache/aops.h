@@ -159,11 +159,14 @@ struct address_space_operations {
 	int (*free_orphan)(struct cache *c, uint64_t ino);
 	/* rename(2): move the name at from to to (another directory too),
 	 * replacing a target of the same kind (a file, or an empty
-	 * directory: -ENOTEMPTY, -EISDIR, -ENOTDIR otherwise) that nobody has
-	 * open; a directory into its own subtree is -EINVAL.  Open handles
-	 * of the file keep working.  *ino: the renamed inode.  May be NULL
+	 * directory: -ENOTEMPTY, -EISDIR, -ENOTDIR otherwise); a directory
+	 * into its own subtree is -EINVAL.  Open handles of the file keep
+	 * working.  A target clients have open is removed as unlink_open
+	 * removes it (keep_target: *target_kept true when its inode stayed,
+	 * nameless, for free_orphan).  *ino: the renamed inode.  May be NULL
 	 * (-EOPNOTSUPP). */
-	int (*rename)(struct cache *c, const char *from, const char *to, uint64_t *ino);
+	int (*rename)(struct cache *c, const char *from, const char *to, bool keep_target,
+		      bool *target_kept, uint64_t *ino);
 
 	/* ---- times (cache/utimes.h) ---- */
 	/* Set the times t asks for, and the change time to now: of the cached

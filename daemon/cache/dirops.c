@@ -171,6 +171,7 @@ bool cache_evict_orphan(struct cache_inode *ci)
 int cache_rename(struct cache *c, const char *from, const char *to)
 {
 	struct cache_inode *ci = NULL;
+	bool is_open = false, kept = false;
 	uint64_t src, dst, ino;
 	int err;
 
@@ -182,14 +183,20 @@ int cache_rename(struct cache *c, const char *from, const char *to)
 	err = c->aops->lookup(c, from, &src);
 	/* a target that is another file goes: claimed as an unlink claims it */
 	if (!err && !c->aops->lookup(c, to, &dst) && dst != src)
-		err = claim_inode(c, to, dst, false, &(bool){ false }, &ci);
+		err = claim_inode(c, to, dst, true, &is_open, &ci);
 	else
 		ntfs_clear_error();
-	if (ci)
+	if (ci && !is_open)
 		cache_mutex_lock(&ci->wb_lock);
 	if (!err)
-		err = c->aops->rename(c, from, to, &ino);
-	if (ci) {
+		err = c->aops->rename(c, from, to, is_open, &kept, &ino);
+	if (ci && is_open) {
+		/* an open target keeps its inode for its handles: an orphan,
+		 * freed after their last close (cache_evict_orphan) */
+		if (kept)
+			atomic_store(&ci->orphan, true);
+		cache_inode_put(ci);
+	} else if (ci) {
 		/* the target's name is gone if the rename happened, or if it
 		 * failed after the target's removal: its inode is no longer
 		 * reachable either way when the lookup fails */

@@ -12,7 +12,7 @@
  *    write-back as before: "orphan"); its record and blocks are freed by
  *    the flusher after the last close (cache_evict_orphan), and a crash
  *    before that leaks them (in use, nameless).  A file replaced by a
- *    rename must not be open (-EBUSY).  A cached file nobody uses is held (a reference and its
+ *    rename while open is kept the same way.  A cached file nobody uses is held (a reference and its
  *    wb_lock) while the file system checks and removes it, and forgotten
  *    only once that succeeded, its pages with it (clean or dirty: they are
  *    the deleted file's); a refused removal keeps every dirty byte.  No
@@ -34,8 +34,9 @@ int cache_open_create(struct cache *c, const char *path, bool excl, struct cache
 int cache_mkdir(struct cache *c, const char *path);
 /* unlink(2) (dir false) and rmdir(2) (dir true). */
 int cache_unlink(struct cache *c, const char *path, bool dir);
-/* rename(2) (aops.h): a target that is another file must be unused, as
- * for unlink (-EBUSY); the renamed file may be open. */
+/* rename(2) (aops.h): a target that is another file is replaced; if it
+ * is open it stays for its handles, as for unlink; the renamed file may
+ * be open too. */
 int cache_rename(struct cache *c, const char *from, const char *to);
 /* ci (a reference held, no lock) lost its last name while open: once
  * nobody has it open, free it on disk and mark it unlinked, so the last
