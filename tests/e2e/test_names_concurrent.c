@@ -54,22 +54,7 @@ static struct crashrig rig;
 
 static const char *const daemon_opts[] = { "--dirty-expire-ms", "200", NULL };
 
-static void fail_logs(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-
-static void fail_logs(const char *fmt, ...)
-{
-	char msg[2048];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	rig_dump_logs(&rig, 40);
-	fflush(stdout);
-	fprintf(stderr, "FAILURE: %s\n", msg);
-	fail_msg("%s", msg);
-	abort();
-}
+#define fail_logs(...) rig_fail(&rig, __VA_ARGS__)
 
 /* What a child reports through its pipe: per contested name, won or not. */
 struct report {

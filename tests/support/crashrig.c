@@ -20,11 +20,9 @@
 
 #include "oracle.h"
 
-static void fail_with(const struct crashrig *r, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3), noreturn));
+#define fail_with rig_fail
 
-/* Print the report (cmocka truncates long messages), the logs, and fail. */
-static void fail_with(const struct crashrig *r, const char *fmt, ...)
+void rig_fail(const struct crashrig *r, const char *fmt, ...)
 {
 	char msg[8192];
 	va_list ap;

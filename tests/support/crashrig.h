@@ -77,6 +77,10 @@ void rig_expect_killed(struct crashrig *r, long ms, const char *when);
 void rig_stop_clean(struct crashrig *r, const char *when);
 /* `ntfsctl -s SOCK sync [path]` must exit 0. */
 void rig_ctl_sync(struct crashrig *r, const char *path, const char *when);
+/* Print the report (cmocka truncates long messages) and the kept logs'
+ * tails, and fail the running test. */
+void rig_fail(const struct crashrig *r, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3), noreturn));
 /* Print the kept daemon logs' tails to stderr. */
 void rig_dump_logs(const struct crashrig *r, int lines);
 /* Does the running daemon's log, or the newest kept one, contain s? */
