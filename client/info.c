@@ -96,7 +96,6 @@ int ntfsc_stat_disk(ntfsc *c, const char *path, struct ntfsc_stat_disk *d)
 	Ntfsd__StatRequest sr = NTFSD__STAT_REQUEST__INIT;
 	struct ntfsc_stat_disk v = { .struct_size = sizeof(v) };
 	Ntfsd__Reply *rep;
-	size_t n;
 
 	if (!d || d->struct_size < offsetof(struct ntfsc_stat_disk, known) + sizeof(bool))
 		return error_on(c, error_set(EINVAL, "ntfsc_stat_disk: struct_size is not set "
@@ -114,9 +113,7 @@ int ntfsc_stat_disk(ntfsc *c, const char *path, struct ntfsc_stat_disk *d)
 	v.initialized_size = rep->stat->ondisk_initialized_size;
 	v.allocated_size = rep->stat->ondisk_allocated_size;
 	ntfsd__reply__free_unpacked(rep, NULL);
-	/* the caller's struct may be an older, shorter one */
-	n = d->struct_size < sizeof(v) ? d->struct_size : sizeof(v);
-	memcpy((char *)d + sizeof(size_t), (char *)&v + sizeof(size_t), n - sizeof(size_t));
+	copy_sized(d, &v, sizeof(v));    /* the caller's struct may be older, shorter */
 	return error_on(c, 0);
 }
 

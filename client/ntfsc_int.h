@@ -40,6 +40,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "dirty_bitmap.h"
 #include "frame.h"             /* NTFSD_MAX_FRAME_FDS, protocol constants */
@@ -172,6 +173,17 @@ void error_save(struct saved_error *s);
 void error_restore(const struct saved_error *s);
 /* EINVAL for no path, ENAMETOOLONG for one no NTFS path can be. */
 int check_path(const char *path);
+
+/* Copy the members after struct_size of the full struct v (v_size bytes,
+ * struct_size first) into the caller's out, as far as its struct_size
+ * reaches: an older, shorter struct gets what it has room for. */
+static inline void copy_sized(void *out, const void *v, size_t v_size)
+{
+	size_t have = *(const size_t *)out, n = have < v_size ? have : v_size;
+
+	memcpy((char *)out + sizeof(size_t), (const char *)v + sizeof(size_t),
+	       n - sizeof(size_t));
+}
 /*
  * At the end of a call on c (c: the connection it was given, or the one
  * of the file it was given; NULL for none) that failed: the thread's errno

@@ -31,7 +31,6 @@ static int times_reply(ntfsc *c, Ntfsd__StatRequest *sr, struct ntfsc_stat_times
 {
 	struct ntfsc_stat_times v = { .struct_size = sizeof(v) };
 	Ntfsd__Reply *rep;
-	size_t n;
 
 	if (!out || out->struct_size < offsetof(struct ntfsc_stat_times, known) + sizeof(bool))
 		return error_set(EINVAL, "ntfsc_stat_times: struct_size is not set "
@@ -44,8 +43,7 @@ static int times_reply(ntfsc *c, Ntfsd__StatRequest *sr, struct ntfsc_stat_times
 	v.change = ts_from_ns(rep->stat->ctime_ns);
 	v.access = ts_from_ns(rep->stat->atime_ns);
 	ntfsd__reply__free_unpacked(rep, NULL);
-	n = out->struct_size < sizeof(v) ? out->struct_size : sizeof(v);
-	memcpy((char *)out + sizeof(size_t), (char *)&v + sizeof(size_t), n - sizeof(size_t));
+	copy_sized(out, &v, sizeof(v));
 	return 0;
 }
 

@@ -93,6 +93,11 @@ int ntfs_aops_free_orphan(struct cache *c, uint64_t ino);
 int ntfs_aops_rename(struct cache *c, const char *from, const char *to, bool keep_target,
 		     bool *target_kept, uint64_t *ino);
 int ntfs_aops_set_times(struct cache_inode *ci, const struct cache_times *t);
+/* Write n of $STANDARD_INFORMATION's four times (creation, data change,
+ * MFT change, access: NTFS time) from index first, and std_times with
+ * them once the record is written (nci->std set; wb_lock held). */
+int ntfs_ci_write_times(struct ntfs_cache_inode *nci, unsigned first, const uint64_t *t,
+			unsigned n);
 int ntfs_aops_set_times_path(struct cache *c, const char *path, const struct cache_times *t);
 int ntfs_aops_sync_dir_copies(struct cache *c, uint64_t ino);
 

@@ -23,11 +23,27 @@
 #include "inode_times.h"
 #include "volume.h"
 
+int ntfs_ci_write_times(struct ntfs_cache_inode *nci, unsigned first, const uint64_t *t,
+			unsigned n)
+{
+	uint64_t le[4] = { 0 };
+	int err;
+
+	if (first + n > 4)
+		return -EINVAL;
+	for (unsigned i = 0; i < n; i++)
+		le[i] = htole64(t[i]);
+	err = ntfs_attr_write_resident(nci->std, 8u * first, le, 8u * n);
+	if (!err)
+		for (unsigned i = 0; i < n; i++)
+			atomic_store(&nci->std_times[first + i], t[i]);
+	return err;
+}
+
 int ntfs_aops_set_times(struct cache_inode *ci, const struct cache_times *t)
 {
 	struct ntfs_cache_inode *nci = NTFS_CI(ci);
 	uint64_t v[3];
-	int err;
 
 	if (!nci->std)
 		return ntfs_fail(EOPNOTSUPP, "MFT record %llu has no resident "
@@ -36,13 +52,7 @@ int ntfs_aops_set_times(struct cache_inode *ci, const struct cache_times *t)
 	v[0] = t->set_mtime ? ntfs_time_from_unix_ns(t->mtime_ns) : atomic_load(&nci->std_times[1]);
 	v[1] = ntfs_time_now();
 	v[2] = t->set_atime ? ntfs_time_from_unix_ns(t->atime_ns) : atomic_load(&nci->std_times[3]);
-	for (unsigned i = 0; i < 3; i++)
-		v[i] = htole64(v[i]);
-	err = ntfs_attr_write_resident(nci->std, 8, v, sizeof(v));
-	if (!err)
-		for (unsigned i = 0; i < 3; i++)
-			atomic_store(&nci->std_times[i + 1], le64toh(v[i]));
-	return err;
+	return ntfs_ci_write_times(nci, 1, v, 3);
 }
 
 int ntfs_aops_set_times_path(struct cache *c, const char *path, const struct cache_times *t)

@@ -37,6 +37,7 @@
 #include "device.h"
 #include "dirty.h"
 #include "error.h"
+#include "inode_times.h"
 #include "io.h"
 #include "layout.h"
 #include "log.h"
@@ -527,9 +528,6 @@ static int write_sizes(struct cache_inode *ci)
 	return err;
 }
 
-/* NTFS times count 100 ns from 1601-01-01 UTC. */
-#define NTFS_TIME_OFFSET 116444736000000000ull
-
 /* $STANDARD_INFORMATION's modification and MFT change times to the last
  * change the cache saw (cache_inode_touch).  Not ordered with anything:
  * times are not data.  The access time is never moved (README, "Times"). */
@@ -541,14 +539,9 @@ static int write_times(struct cache_inode *ci)
 
 	if (!nci->std || !atomic_exchange(&ci->times_dirty, false))
 		return 0;
-	t[0] = t[1] = atomic_load(&ci->mtime_ns) / 100 + NTFS_TIME_OFFSET;
-	t[0] = t[1] = htole64(t[0]);
-	err = ntfs_attr_write_resident(nci->std, offsetof(struct ntfs_standard_information,
-							   last_data_change_time), t, sizeof(t));
-	if (!err) {
-		atomic_store(&nci->std_times[1], le64toh(t[0]));
-		atomic_store(&nci->std_times[2], le64toh(t[1]));
-	} else {
+	t[0] = t[1] = ntfs_time_from_unix_ns((int64_t)atomic_load(&ci->mtime_ns));
+	err = ntfs_ci_write_times(nci, 1, t, 2);  /* data change, MFT change */
+	if (err) {
 		atomic_store(&ci->times_dirty, true);
 		if (err != -ENOMEM)
 			log_error("MFT record %llu: cannot write its times: %s",

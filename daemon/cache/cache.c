@@ -678,7 +678,7 @@ void cache_close(struct cache_inode *ci)
 	cache_mutex_unlock(&c->lock);
 }
 
-bool cache_getattr(struct cache *c, uint64_t mft_no, struct cache_attr *a)
+struct cache_inode *cache_inode_find(struct cache *c, uint64_t mft_no)
 {
 	struct cache_inode *ci;
 
@@ -688,6 +688,13 @@ bool cache_getattr(struct cache *c, uint64_t mft_no, struct cache_attr *a)
 	if (ci)
 		ci->refs++;
 	cache_mutex_unlock(&c->lock);
+	return ci;
+}
+
+bool cache_getattr(struct cache *c, uint64_t mft_no, struct cache_attr *a)
+{
+	struct cache_inode *ci = cache_inode_find(c, mft_no);
+
 	if (!ci)
 		return false;
 	c->aops->getattr(ci, a);

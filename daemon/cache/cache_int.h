@@ -11,6 +11,9 @@
 
 /* cache_open() with c->ns_lock held (either way). */
 int cache_open_locked(struct cache *c, const char *path, struct cache_inode **out);
+/* The cached inode mft_no with a reference taken (cache_inode_put), or
+ * NULL when it is not cached. */
+struct cache_inode *cache_inode_find(struct cache *c, uint64_t mft_no);
 
 /* With c->lock held (asserted): free an inode with refs == 0. */
 void cache_inode_release(struct cache_inode *ci);

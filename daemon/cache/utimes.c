@@ -9,19 +9,6 @@
 #include "error.h"
 #include "log.h"
 
-static struct cache_inode *find_locked(struct cache *c, uint64_t ino)
-{
-	struct cache_inode *ci;
-
-	cache_mutex_lock(&c->lock);
-	for (ci = c->inodes; ci && ci->mft_no != ino; ci = ci->next)
-		;
-	if (ci)
-		ci->refs++;
-	cache_mutex_unlock(&c->lock);
-	return ci;
-}
-
 struct cache_inode *cache_find_cached(struct cache *c, const char *path)
 {
 	struct cache_inode *ci = NULL;
@@ -29,7 +16,7 @@ struct cache_inode *cache_find_cached(struct cache *c, const char *path)
 
 	cache_rwlock_rdlock(&c->ns_lock);
 	if (!c->aops->lookup(c, path, &ino))
-		ci = find_locked(c, ino);
+		ci = cache_inode_find(c, ino);
 	ntfs_clear_error();
 	cache_rwlock_unlock(&c->ns_lock);
 	return ci;
@@ -65,7 +52,7 @@ int cache_set_times_path(struct cache *c, const char *path, const struct cache_t
 		return ntfs_fail(EROFS, "%s: the volume is served read-only", path);
 	cache_rwlock_wrlock(&c->ns_lock);
 	err = c->aops->lookup(c, path, ino);
-	if (!err && (ci = find_locked(c, *ino))) {
+	if (!err && (ci = cache_inode_find(c, *ino))) {
 		cache_inode_put(ci);
 		err = -EAGAIN;
 	} else if (!err) {

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "attr_write.h"
 #include "attrib.h"
@@ -44,6 +45,14 @@ uint64_t ntfs_time_from_unix_ns(int64_t ns)
 	int64_t q = ns / 100 - (ns % 100 < 0);
 
 	return (uint64_t)(q + NTFS_TIME_OFFSET);
+}
+
+uint64_t ntfs_time_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ntfs_time_from_unix_ns((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec);
 }
 
 int ntfs_set_times(struct ntfs_inode *ni, const uint64_t times[4], unsigned mask)

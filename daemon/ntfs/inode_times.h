@@ -50,6 +50,8 @@ int ntfs_touch_dir(struct ntfs_inode *dir);
  * not found are skipped: a crash can leave a name without an entry). */
 int ntfs_sync_dir_copies(struct ntfs_volume *vol, uint64_t mft_no);
 
+/* NTFS time of now (CLOCK_REALTIME). */
+uint64_t ntfs_time_now(void);
 /* NTFS time <-> nanoseconds since 1970 (signed: before 1970 is negative;
  * NTFS times outside what an int64_t of ns holds, before 1678 or after
  * 2262, are clamped; every int64_t of ns is a valid NTFS time). */

@@ -19,6 +19,7 @@
 #include "attrib.h"
 #include "error.h"
 #include "index.h"
+#include "inode_times.h"
 #include "inode.h"
 #include "lcnalloc.h"
 #include "le.h"
@@ -63,15 +64,6 @@ static const uint8_t sd_everyone[80] = {
 	0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x05, 0x20, 0x00, 0x00, 0x00,
 	0x20, 0x02, 0x00, 0x00,             /* S-1-5-32-544 */
 };
-
-uint64_t ntfs_time_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	/* 1601-01-01 to 1970-01-01: 11644473600 s */
-	return ((uint64_t)ts.tv_sec + 11644473600ull) * 10000000ull + (uint64_t)ts.tv_nsec / 100;
-}
 
 /* ---- names ---- */
 

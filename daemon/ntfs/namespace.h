@@ -123,7 +123,4 @@ int ntfs_free_orphan(struct ntfs_volume *vol, uint64_t mft_no);
 int ntfs_rename(struct ntfs_volume *vol, struct ntfs_inode *odir, const char *oname,
 		struct ntfs_inode *ndir, const char *nname, uint64_t *mft_no);
 
-/* NTFS time (100 ns units since 1601-01-01 UTC) of now. */
-uint64_t ntfs_time_now(void);
-
 #endif
